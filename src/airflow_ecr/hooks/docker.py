@@ -1,0 +1,284 @@
+"""EcrDockerHook: a DockerHook whose client logs in to ECR registries lazily, with cached tokens."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.providers.common.compat.sdk import AirflowException
+from airflow.providers.docker.hooks.docker import DockerHook
+from docker import APIClient, auth
+from docker.errors import APIError
+from docker.utils import parse_repository_tag
+
+from airflow_ecr.exceptions import DockerDaemonError, EcrConfigurationError, EcrPullError
+from airflow_ecr.registry import EcrRegistry, resolve_host, resolve_registry, with_account
+from airflow_ecr.tokens import AwsConnectionTokenSource, EcrToken, TokenCache, TokenSource
+
+# What the daemon says when a registry refuses the credentials it was given (or got none).
+_AUTH_ERRORS = (
+    "no basic auth credentials",
+    "authorization token has expired",
+    "unauthorized",
+    "authentication required",
+    "401",
+    "denied: your authorization token",
+)
+_NOT_FOUND_ERRORS = ("manifest unknown", "not found", "name unknown", "does not exist")
+
+
+def is_auth_error(message: str) -> bool:
+    """Whether a daemon error message means the registry rejected (or wanted) credentials."""
+    lowered = message.lower()
+    return any(marker in lowered for marker in _AUTH_ERRORS)
+
+
+def is_not_found_error(message: str) -> bool:
+    """Whether a daemon error message means the image or tag does not exist."""
+    lowered = message.lower()
+    return any(marker in lowered for marker in _NOT_FOUND_ERRORS) and not is_auth_error(message)
+
+
+class EcrAuthenticator:
+    """
+    Supplies docker-py with ECR credentials for a fixed set of registries, fetched on first use.
+
+    :param registries: the registries this client may need (image's registry first).
+    :param source: the AWS identity tokens are fetched with.
+    :param cache: the token cache.
+    """
+
+    def __init__(self, registries: Sequence[EcrRegistry], source: TokenSource, cache: TokenCache) -> None:
+        self.registries = {r.host: r for r in registries}
+        self.source = source
+        self.cache = cache
+        self.tokens: dict[str, EcrToken] = {}
+
+    def manages(self, host: str) -> bool:
+        return host in self.registries
+
+    def auth_for(self, host: str) -> dict[str, str]:
+        """The docker auth config for ``host``; every managed registry is resolved in one go."""
+        if host not in self.tokens:
+            self.tokens.update(self.cache.get(self.source, list(self.registries.values())))
+        return self.tokens[host].docker_auth(host)
+
+    def reject(self, host: str) -> None:
+        """The registry refused the token for ``host``: forget it so the next use fetches anew."""
+        token = self.tokens.pop(host, None)
+        if token is not None:
+            self.cache.invalidate(self.source, self.registries[host], token)
+
+
+class EcrAPIClient(APIClient):
+    """
+    A ``docker.APIClient`` that authenticates pulls and swarm services for ECR registries itself.
+
+    Credentials go to the daemon in the ``X-Registry-Auth`` header of the request that needs them:
+    no ``/auth`` round trip, nothing written to ``~/.docker/config.json``.
+    """
+
+    ecr: EcrAuthenticator
+    _auth_configs: Any
+
+    def pull(self, repository: str, tag: str | None = None, **kwargs: Any) -> Any:
+        host, _ = auth.resolve_repository_name(parse_repository_tag(repository)[0])
+        if kwargs.get("auth_config") is not None or not self.ecr.manages(host):
+            return super().pull(repository, tag, **kwargs)
+        image = f"{repository}:{tag}" if tag else repository
+        if kwargs.get("stream"):
+            return self._pull_stream(image, host, repository, tag, kwargs)
+        try:
+            return super().pull(repository, tag, auth_config=self.ecr.auth_for(host), **kwargs)
+        except APIError as err:
+            if not is_auth_error(str(err.explanation or err)):
+                raise pull_error(image, host, str(err.explanation or err)) from None
+        self.ecr.reject(host)
+        try:
+            return super().pull(repository, tag, auth_config=self.ecr.auth_for(host), **kwargs)
+        except APIError as err:
+            raise pull_error(image, host, str(err.explanation or err), retried=True) from None
+
+    def _pull_stream(
+        self, image: str, host: str, repository: str, tag: str | None, kwargs: dict[str, Any]
+    ) -> Iterator[Any]:
+        """Stream the pull; on a credentials error before any layer arrives, refetch and retry once."""
+        for attempt in (1, 2):
+            progressed = False
+            try:
+                stream = super().pull(repository, tag, auth_config=self.ecr.auth_for(host), **kwargs)
+                for item in stream:
+                    message = _stream_error(item)
+                    if message is None:
+                        progressed = True
+                        yield item
+                        continue
+                    if attempt == 1 and not progressed and is_auth_error(message):
+                        break
+                    raise pull_error(image, host, message, retried=attempt == 2)
+                else:
+                    return
+            except APIError as err:
+                message = str(err.explanation or err)
+                if attempt == 2 or not is_auth_error(message):
+                    raise pull_error(image, host, message, retried=attempt == 2) from None
+            self.ecr.reject(host)
+
+    def create_service(self, task_template: Any, *args: Any, **kwargs: Any) -> Any:
+        image = task_template.get("ContainerSpec", {}).get("Image", "")
+        host, _ = auth.resolve_repository_name(parse_repository_tag(image)[0]) if image else ("", "")
+        if self.ecr.manages(host):
+            # docker-py reads the service's X-Registry-Auth from the in-memory auth config only.
+            if not self._auth_configs or self._auth_configs.is_empty:
+                self._auth_configs = auth.load_config(credstore_env=self.credstore_env)
+            self._auth_configs.cred_helpers.pop(host, None)
+            self._auth_configs.add_auth(host, self.ecr.auth_for(host))
+        return super().create_service(task_template, *args, **kwargs)
+
+
+def _stream_error(item: Any) -> str | None:
+    if isinstance(item, dict) and ("error" in item or "errorDetail" in item):
+        detail = item.get("errorDetail") or {}
+        return str(item.get("error") or detail.get("message") or item)
+    return None
+
+
+def pull_error(image: str, host: str, message: str, retried: bool = False) -> EcrPullError:
+    """A pull failure turned into an error that says what to check."""
+    if is_auth_error(message):
+        what = "rejected a freshly fetched token too" if retried else "rejected the credentials"
+        return EcrPullError(
+            f"Registry {host} {what} for {image}: check that the AWS identity may "
+            f"ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on this repository "
+            f"(its repository policy too, for cross-account pulls). Registry said: {message}"
+        )
+    if is_not_found_error(message):
+        return EcrPullError(
+            f"Image {image} was not found in {host}: check the repository name and tag "
+            f"(or digest). Registry said: {message}"
+        )
+    return EcrPullError(f"Pulling {image} from {host} failed: {message}")
+
+
+class EcrDockerHook(DockerHook):
+    """
+    A DockerHook whose client authenticates pulls from Amazon ECR with tokens from ``tokens.py``.
+
+    Tokens are fetched only when a pull or swarm service needs them, shared through the host cache,
+    refreshed before they expire, and refetched once when the registry rejects them.
+
+    :param image: the image whose registry to authenticate (sets the main registry).
+    :param registry: an ECR registry host, instead of ``image``.
+    :param aws_conn_id: the Airflow AWS connection tokens are fetched with (None: boto3's chain).
+    :param region_name: the registry's region, for hosts that do not carry it (aliases).
+    :param registry_id: the registry's account id, for hosts that do not carry it (aliases).
+    :param registry_ids: more registries (account ids in the same region) to authenticate, fetched
+        in the same API call.
+    :param docker_conn_id: a Docker connection for another, non-ECR registry (optional).
+    :param base_url: the Docker daemon URL(s); default ``$DOCKER_HOST`` or the local socket.
+    :param token_cache: the token cache (default: configured from ``[ecr]`` settings).
+    :param kwargs: the other ``DockerHook`` arguments (``version``, ``tls``, ``timeout``).
+    """
+
+    hook_name = "Docker (Amazon ECR)"
+
+    def __init__(
+        self,
+        *,
+        image: str | None = None,
+        registry: str | None = None,
+        aws_conn_id: str | None = "aws_default",
+        region_name: str | None = None,
+        registry_id: str | None = None,
+        registry_ids: Sequence[str] | None = None,
+        docker_conn_id: str | None = None,
+        base_url: str | list[str] | None = None,
+        token_cache: TokenCache | None = None,
+        **kwargs: Any,
+    ) -> None:
+        base_url = base_url or os.environ.get("DOCKER_HOST") or "unix://var/run/docker.sock"
+        super().__init__(docker_conn_id=docker_conn_id, base_url=base_url, **kwargs)
+        self.base_url = base_url
+        self.aws_conn_id = aws_conn_id
+        self.registries = ecr_registries(
+            image=image,
+            registry=registry,
+            region_name=region_name,
+            registry_id=registry_id,
+            registry_ids=registry_ids,
+        )
+        self._token_cache = token_cache
+
+    @cached_property
+    def token_source(self) -> TokenSource:
+        return AwsConnectionTokenSource(self.aws_conn_id)
+
+    @cached_property
+    def authenticator(self) -> EcrAuthenticator:
+        return EcrAuthenticator(self.registries, self.token_source, self._token_cache or TokenCache())
+
+    @cached_property
+    def api_client(self) -> EcrAPIClient:
+        """The docker client (connected, pinged, and logged in to ``docker_conn_id`` if given)."""
+        try:
+            client = super().api_client
+        except AirflowException as err:
+            if "Failed to establish connection" not in str(err):
+                raise
+            raise DockerDaemonError(
+                f"Cannot reach the Docker daemon at {self.base_url}: check that it runs and that this "
+                "user may open its socket, or set docker_url."
+            ) from None
+        # Reuse DockerHook's connect/ping/login; only the pull and service calls change.
+        client.__class__ = EcrAPIClient
+        client.ecr = self.authenticator
+        return client
+
+    def get_conn(self) -> EcrAPIClient:
+        return self.api_client
+
+    def registry_auth(self, host: str | None = None) -> dict[str, str]:
+        """
+        The docker auth config (``username``/``password``/``serveraddress``) for a registry.
+
+        :param host: the registry host; default the main registry.
+        """
+        host = host or self.registries[0].host
+        return self.authenticator.auth_for(host)
+
+
+def ecr_registries(
+    *,
+    image: str | None = None,
+    registry: str | None = None,
+    region_name: str | None = None,
+    registry_id: str | None = None,
+    registry_ids: Sequence[str] | None = None,
+) -> list[EcrRegistry]:
+    """
+    The registries a task needs: the image's (or ``registry``'s) first, then ``registry_ids``.
+
+    :raises EcrConfigurationError: with one sentence saying what to fix.
+    """
+    if (image is None) == (registry is None):
+        raise EcrConfigurationError("Give exactly one of image or registry.")
+    if registry_ids is not None and (
+        isinstance(registry_ids, str) or not all(isinstance(i, str) for i in registry_ids)
+    ):
+        raise EcrConfigurationError(
+            f"registry_ids must be a list of 12-digit account id strings, got {registry_ids!r}."
+        )
+    try:
+        if image is not None:
+            main = resolve_registry(image, registry_id=registry_id, region_name=region_name)
+        else:
+            host = str(registry).removeprefix("https://").rstrip("/")
+            main = resolve_host(host, registry_id=registry_id, region_name=region_name)
+        extra = [with_account(main, i) for i in (registry_ids or ()) if i != main.account_id]
+    except ValueError as err:
+        raise EcrConfigurationError(str(err)) from None
+    if extra and main.public:
+        raise EcrConfigurationError("registry_ids cannot be combined with an ECR Public image.")
+    return [main, *dict.fromkeys(extra)]

@@ -1,0 +1,86 @@
+"""Provider metadata, read by Airflow through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_ecr import __version__
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Describe the provider's hooks, operators, task decorator and configuration to Airflow."""
+    return {
+        "package-name": "airflow-ecr",
+        "name": "Amazon ECR for Docker",
+        "description": "Run Amazon ECR images with Airflow's Docker operators; ECR credentials are "
+        "obtained, cached and refreshed automatically.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": "Amazon ECR for Docker",
+                "external-doc-url": "https://docs.aws.amazon.com/AmazonECR/latest/userguide/",
+                "tags": ["aws", "software"],
+            }
+        ],
+        "operators": [
+            {
+                "integration-name": "Amazon ECR for Docker",
+                "python-modules": ["airflow_ecr.operators.docker"],
+            }
+        ],
+        "hooks": [
+            {
+                "integration-name": "Amazon ECR for Docker",
+                "python-modules": ["airflow_ecr.hooks.docker"],
+            }
+        ],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_ecr.hooks.docker.EcrDockerHook",
+                "connection-type": "ecr_docker",
+                "hook-name": "Docker (Amazon ECR)",
+            }
+        ],
+        "task-decorators": [
+            {"class-name": "airflow_ecr.decorators.docker.ecr_docker_task", "name": "ecr_docker"}
+        ],
+        "config": {
+            "ecr": {
+                "description": "Caching of Amazon ECR tokens by airflow-ecr.",
+                "options": {
+                    "cache_enabled": {
+                        "description": "Share tokens between the task processes of a host through a "
+                        "private file cache. When off, each process fetches its own tokens.",
+                        "version_added": "0.1.0",
+                        "type": "boolean",
+                        "example": None,
+                        "default": "True",
+                    },
+                    "cache_dir": {
+                        "description": "Directory of the host token cache (created 0700). Empty means "
+                        "$XDG_CACHE_HOME/airflow-ecr or ~/.cache/airflow-ecr.",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "/var/cache/airflow-ecr",
+                        "default": "",
+                    },
+                    "refresh_ratio": {
+                        "description": "Fraction of a token's life after which it is refreshed "
+                        "(ECR tokens live 12 hours; 0.5 refreshes after 6).",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": None,
+                        "default": "0.5",
+                    },
+                    "lock_timeout": {
+                        "description": "Seconds a process waits for another process of the host that "
+                        "is already fetching a token, before fetching one itself.",
+                        "version_added": "0.1.0",
+                        "type": "float",
+                        "example": None,
+                        "default": "60",
+                    },
+                },
+            }
+        },
+    }

@@ -1,0 +1,326 @@
+"""
+Parse image references and registry hosts into :class:`EcrRegistry` values.
+
+Pure functions, no I/O: this module and :mod:`airflow_ecr.tokens` are the only places that know
+what an ECR name looks like. The host patterns follow ``amazon-ecr-credential-helper``: every
+partition (commercial, China, EU sovereign, ISO), ``-fips`` endpoints, dual-stack ``dkr-ecr`` /
+``on.aws`` hosts, and ECR Public (``public.ecr.aws``, ``ecr-public.aws.com``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+ECR_PUBLIC_HOSTS = ("public.ecr.aws", "ecr-public.aws.com")
+# ECR Public hands out tokens from us-east-1 only, whatever region the caller is in.
+ECR_PUBLIC_REGION = "us-east-1"
+
+_ACCOUNT_ID = re.compile(r"^\d{12}$")
+_REGION = re.compile(r"^[a-z]{2,4}(?:-[a-z]+)+-\d{1,2}$")
+
+_PRIVATE_HOST = re.compile(
+    r"^(?P<account>\d{12})"
+    r"\.dkr(?P<sep>[.-])ecr"
+    r"(?P<fips>-fips)?"
+    r"\.(?P<region>[a-z0-9][a-z0-9-]*)"
+    r"\.(?P<suffix>amazonaws\.com(?:\.cn)?|amazonaws\.eu|on\.aws|on\.amazonwebservices\.com\.cn"
+    r"|sc2s\.sgov\.gov|c2s\.ic\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)$"
+)
+# Anything that starts like an ECR host, to tell "malformed ECR host" from "not ECR at all".
+_LOOKS_LIKE_ECR = re.compile(r"(^|\.)dkr[.-]ecr(-fips)?\.", re.IGNORECASE)
+
+# DNS suffix -> AWS partition. us-gov regions share amazonaws.com with the commercial partition.
+_PARTITIONS = {
+    "amazonaws.com": "aws",
+    "on.aws": "aws",
+    "amazonaws.com.cn": "aws-cn",
+    "on.amazonwebservices.com.cn": "aws-cn",
+    "amazonaws.eu": "aws-eusc",
+    "c2s.ic.gov": "aws-iso",
+    "sc2s.sgov.gov": "aws-iso-b",
+    "cloud.adc-e.uk": "aws-iso-e",
+    "csp.hci.ic.gov": "aws-iso-f",
+}
+# Region prefix -> the registry DNS suffix of its partition, for building canonical hosts.
+_REGION_SUFFIXES = (
+    ("cn-", "amazonaws.com.cn"),
+    ("eusc-", "amazonaws.eu"),
+    ("us-isob-", "sc2s.sgov.gov"),
+    ("us-isof-", "csp.hci.ic.gov"),
+    ("eu-isoe-", "cloud.adc-e.uk"),
+    ("us-iso-", "c2s.ic.gov"),
+)
+
+# The Docker reference grammar (distribution/reference), enough to split and validate a name.
+_HOST_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = re.compile(rf"^{_HOST_COMPONENT}(?:\.{_HOST_COMPONENT})*(?::\d+)?$")
+_PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
+_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
+_DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-fA-F0-9]{32,}$")
+
+
+@dataclass(frozen=True)
+class EcrRegistry:
+    """
+    One ECR registry: where tokens come from and which host they are presented to.
+
+    :param account_id: the 12-digit registry id (AWS account); empty for ECR Public.
+    :param region: the region whose ECR API issues tokens for this registry.
+    :param host: the registry host Docker talks to (an ECR host, or an alias given by override).
+    :param dns_suffix: the partition's registry DNS suffix, e.g. ``amazonaws.com``.
+    :param fips: whether the host is a FIPS endpoint.
+    :param dualstack: whether the host is a dual-stack (IPv4 + IPv6) endpoint.
+    :param public: whether this is ECR Public.
+    """
+
+    account_id: str
+    region: str
+    host: str
+    dns_suffix: str = "amazonaws.com"
+    fips: bool = False
+    dualstack: bool = False
+    public: bool = False
+
+    @property
+    def partition(self) -> str:
+        """The AWS partition (``aws``, ``aws-cn``, ``aws-us-gov``, ``aws-iso``, ...)."""
+        if self.region.startswith("us-gov-"):
+            return "aws-us-gov"
+        return _PARTITIONS.get(self.dns_suffix, "aws")
+
+    @property
+    def registry_id(self) -> str:
+        """The id ``GetAuthorizationToken`` takes (the account id); empty for ECR Public."""
+        return self.account_id
+
+    def __str__(self) -> str:
+        return self.host
+
+
+@dataclass(frozen=True)
+class ImageReference:
+    """
+    A Docker image reference split into its parts.
+
+    :param host: the registry host (with port, if any), or None for Docker Hub names.
+    :param repository: the repository path, e.g. ``ml/train``.
+    :param tag: the tag, or None.
+    :param digest: the digest (``sha256:...``), or None.
+    """
+
+    host: str | None
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+
+def parse_image(image: str) -> ImageReference:
+    """
+    Split an image reference (``[https://]host/repo[:tag][@digest]``) into its parts.
+
+    :param image: the reference, as given to ``DockerOperator(image=...)``.
+    :raises ValueError: if the reference is not a valid Docker image reference.
+    """
+    if not isinstance(image, str):
+        raise ValueError(f"Image reference must be a string, got {type(image).__name__}: {image!r}.")
+    original = image
+    ref = image.strip()
+    if not ref or ref != image or any(c.isspace() for c in ref):
+        raise ValueError(f"Image reference {original!r} is empty or contains whitespace.")
+    for scheme in ("https://", "http://"):
+        if ref.startswith(scheme):
+            ref = ref[len(scheme) :]
+    digest = None
+    if "@" in ref:
+        ref, digest = ref.split("@", 1)
+        if not _DIGEST.match(digest):
+            raise ValueError(
+                f"Image reference {original!r} has a malformed digest {digest!r}: "
+                "expected 'algorithm:hex', e.g. 'sha256:' followed by 64 hex digits."
+            )
+    host, _, rest = ref.partition("/")
+    # Docker's rule: the first component is a host only if it looks like one.
+    if rest and ("." in host or ":" in host or host == "localhost"):
+        if not _DOMAIN.match(host):
+            raise ValueError(f"Image reference {original!r} has a malformed registry host {host!r}.")
+        path = rest
+    else:
+        host, path = "", ref
+    tag = None
+    last = path.rsplit("/", 1)[-1]
+    if ":" in last:
+        path, tag = path.rsplit(":", 1)
+        if not _TAG.match(tag):
+            raise ValueError(f"Image reference {original!r} has a malformed tag {tag!r}.")
+    components = path.split("/")
+    for component in components:
+        if not _PATH_COMPONENT.match(component):
+            hint = " (repository names must be lowercase)" if component.lower() != component else ""
+            raise ValueError(f"Image reference {original!r} has an invalid repository name {path!r}{hint}.")
+    return ImageReference(host=host or None, repository=path, tag=tag, digest=digest)
+
+
+def parse_registry_host(host: str) -> EcrRegistry:
+    """
+    Parse an ECR registry host (optionally ``https://`` prefixed) into an :class:`EcrRegistry`.
+
+    :param host: e.g. ``123456789012.dkr.ecr.eu-west-1.amazonaws.com`` or ``public.ecr.aws``.
+    :raises ValueError: if the host is not an ECR registry host.
+    """
+    if not isinstance(host, str):
+        raise ValueError(f"Registry host must be a string, got {type(host).__name__}: {host!r}.")
+    name = host.strip()
+    for scheme in ("https://", "http://"):
+        if name.startswith(scheme):
+            name = name[len(scheme) :]
+    name = name.rstrip("/")
+    if name.lower() in ECR_PUBLIC_HOSTS:
+        return EcrRegistry(account_id="", region=ECR_PUBLIC_REGION, host=name, dns_suffix="", public=True)
+    match = _PRIVATE_HOST.match(name.lower())
+    if match is None:
+        if _LOOKS_LIKE_ECR.search(name):
+            raise ValueError(
+                f"{host!r} looks like an ECR registry but is malformed: expected "
+                "'<12-digit account id>.dkr.ecr.<region>.amazonaws.com' (or another partition's suffix)."
+            )
+        raise ValueError(
+            f"{host!r} is not an Amazon ECR registry host. Use an image in ECR "
+            "('<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>'), or pass registry_id and "
+            "region_name to say which ECR registry this host stands for."
+        )
+    region = match["region"]
+    if not _REGION.match(region):
+        raise ValueError(f"{host!r} has a malformed AWS region {region!r} (expected e.g. 'eu-west-1').")
+    suffix = match["suffix"]
+    return EcrRegistry(
+        account_id=match["account"],
+        region=region,
+        host=name,
+        dns_suffix=suffix,
+        fips=bool(match["fips"]),
+        dualstack=match["sep"] == "-" or suffix.startswith("on."),
+    )
+
+
+def registry_host(account_id: str, region: str) -> str:
+    """
+    Build the canonical ECR registry host of an account in a region.
+
+    :param account_id: the 12-digit account id.
+    :param region: the AWS region.
+    :raises ValueError: if either is malformed.
+    """
+    validate_account_id(account_id)
+    validate_region(region)
+    suffix = next((s for prefix, s in _REGION_SUFFIXES if region.startswith(prefix)), "amazonaws.com")
+    return f"{account_id}.dkr.ecr.{region}.{suffix}"
+
+
+def validate_account_id(account_id: object) -> str:
+    """Return ``account_id`` if it is a 12-digit string; raise a clear ``ValueError`` otherwise."""
+    if not isinstance(account_id, str) or not _ACCOUNT_ID.match(account_id):
+        raise ValueError(f"ECR registry id {account_id!r} is not a 12-digit AWS account id.")
+    return account_id
+
+
+def validate_region(region: object) -> str:
+    """Return ``region`` if it looks like an AWS region; raise a clear ``ValueError`` otherwise."""
+    if not isinstance(region, str) or not _REGION.match(region):
+        raise ValueError(f"{region!r} is not an AWS region name (expected e.g. 'eu-west-1').")
+    return region
+
+
+def resolve_registry(
+    image: str,
+    *,
+    registry_id: str | None = None,
+    region_name: str | None = None,
+) -> EcrRegistry:
+    """
+    Find the ECR registry an image is pulled from.
+
+    :param image: the image reference.
+    :param registry_id: the account id of the registry, for hosts that do not carry it.
+    :param region_name: the registry's region, for hosts that do not carry it.
+    :raises ValueError: if the image is not in ECR and no override says which registry it is.
+    """
+    ref = parse_image(image)
+    if ref.host is None:
+        raise ValueError(
+            f"Image {image!r} has no registry host, so Docker would pull it from Docker Hub. "
+            "Use the full ECR name: '<account>.dkr.ecr.<region>.amazonaws.com/"
+            f"{ref.repository}'."
+        )
+    return resolve_host(
+        ref.host, registry_id=registry_id, region_name=region_name, subject=f"Image {image!r}"
+    )
+
+
+def resolve_host(
+    host: str,
+    *,
+    registry_id: str | None = None,
+    region_name: str | None = None,
+    subject: str | None = None,
+) -> EcrRegistry:
+    """
+    Find the ECR registry behind a registry host.
+
+    An ECR host needs no overrides; ``registry_id`` / ``region_name`` must then agree with it.
+    Another host (a DNS alias or proxy in front of ECR) needs both, and the token is presented
+    to that host.
+
+    :param host: the registry host.
+    :param registry_id: the account id of the registry, for hosts that do not carry it.
+    :param region_name: the registry's region, for hosts that do not carry it.
+    :param subject: how error messages name what is being resolved.
+    :raises ValueError: if the host is not ECR and no override says which registry it is.
+    """
+    subject = subject or f"Registry {host!r}"
+    if registry_id is not None:
+        validate_account_id(registry_id)
+    if region_name is not None:
+        validate_region(region_name)
+    try:
+        registry = parse_registry_host(host)
+    except ValueError as err:
+        if _LOOKS_LIKE_ECR.search(host):
+            raise ValueError(f"{subject}: {err}") from None
+        if registry_id is None or region_name is None:
+            missing = " and ".join(
+                n for n, v in (("registry_id", registry_id), ("region_name", region_name)) if v is None
+            )
+            raise ValueError(
+                f"{subject} is not on an Amazon ECR host ({host!r}). If {host!r} stands for an "
+                f"ECR registry, pass {missing}; otherwise use a plain DockerOperator."
+            ) from None
+        return EcrRegistry(account_id=registry_id, region=region_name, host=host)
+    if registry.public:
+        return registry
+    conflicts = [
+        f"{name}={given!r} but the host says {actual!r}"
+        for name, given, actual in (
+            ("registry_id", registry_id, registry.account_id),
+            ("region_name", region_name, registry.region),
+        )
+        if given is not None and given != actual
+    ]
+    if conflicts:
+        raise ValueError(f"{subject}: " + "; ".join(conflicts) + ". Drop the override.")
+    return registry
+
+
+def with_account(registry: EcrRegistry, account_id: str) -> EcrRegistry:
+    """
+    The registry of another account in the same region and partition (for cross-account ids).
+
+    :param registry: a registry of the same region and partition.
+    :param account_id: the other registry's 12-digit id.
+    """
+    validate_account_id(account_id)
+    sep = "-" if registry.dualstack and not registry.dns_suffix.startswith("on.") else "."
+    fips = "-fips" if registry.fips else ""
+    suffix = registry.dns_suffix or "amazonaws.com"
+    host = f"{account_id}.dkr{sep}ecr{fips}.{registry.region}.{suffix}"
+    return replace(registry, account_id=account_id, host=host, public=False, dns_suffix=suffix)

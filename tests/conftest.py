@@ -1,0 +1,101 @@
+"""Shared fixtures: the real lab (``airflow_ecr.testing.lab``) and its ECR emulator's admin API."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+
+@dataclass(frozen=True)
+class Lab:
+    """What ``lab.json`` says about a running lab (``raw`` has all of it)."""
+
+    dir: Path
+    docker_host: str
+    emulator_url: str
+    accounts: list[dict[str, Any]]
+    anonymous_registry: dict[str, Any]
+    images: dict[str, str]
+    raw: dict[str, Any]
+
+    @classmethod
+    def from_json(cls, info: dict[str, Any]) -> Lab:
+        keys = ("docker_host", "emulator_url", "accounts", "anonymous_registry", "images")
+        return cls(Path(info["dir"]), **{k: info[k] for k in keys}, raw=info)
+
+    def account(self, account_id: str | None = None) -> dict[str, Any]:
+        """An account entry (the first one by default)."""
+        return next(a for a in self.accounts if account_id in (None, a["account_id"]))
+
+
+class EmulatorAdmin:
+    """The lab emulator's admin API (``/_emulator/...``), usable from any process."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    def _call(self, path: str, body: dict[str, Any] | None = None) -> Any:
+        url = f"{self.url}/_emulator/{path}"
+        answer = requests.get(url, timeout=10) if body is None else requests.post(url, json=body, timeout=10)
+        answer.raise_for_status()
+        return answer.json()
+
+    def calls(self) -> list[dict[str, Any]]:
+        return list(self._call("calls"))
+
+    def reset(self) -> None:
+        self._call("reset", {})
+
+    def faults(self, **switches: Any) -> dict[str, Any]:
+        return dict(self._call("faults", switches))
+
+    def config(self, **settings: Any) -> dict[str, Any]:
+        return dict(self._call("config", settings) if settings else self._call("config"))
+
+    def revoke(self, account_id: str) -> None:
+        self._call("revoke", {"account_id": account_id})
+
+    def password(self, account_id: str) -> str:
+        return str(self._call(f"password/{account_id}")["password"])
+
+
+@pytest.fixture(scope="session")
+def lab() -> Iterator[Lab]:
+    """The lab at ``$AIRFLOW_ECR_LAB_DIR`` if it is up, else a fresh one for this session."""
+    from airflow_ecr.testing import lab as lab_module
+
+    env_dir = os.environ.get(lab_module.ENV_DIR)
+    if env_dir and lab_module.is_up(Path(env_dir)):
+        yield Lab.from_json(lab_module.up(Path(env_dir), swarm=True))  # up: only adds the swarm if missing
+        return
+    directory = Path(tempfile.mkdtemp(prefix="ecrlab-", dir="/tmp"))
+    try:
+        info = lab_module.up(directory, swarm=True)
+    except lab_module.LabError as exc:
+        pytest.fail(f"cannot start the lab (needs root and scripts/setup-debian.sh): {exc}", pytrace=False)
+    try:
+        yield Lab.from_json(info)
+    finally:
+        lab_module.down(directory, purge=True, quiet=True)
+
+
+@pytest.fixture
+def emulator(lab: Lab) -> Iterator[EmulatorAdmin]:
+    """The lab's emulator, with calls, faults and token policy reset around the test."""
+    admin = EmulatorAdmin(lab.emulator_url)
+    admin.reset()
+    policy = admin.config()
+    yield admin
+    admin.reset()
+    if admin.config() != policy:
+        admin.config(**policy)
+        # Tokens minted under the test's policy must not leak into the next test.
+        for account in lab.accounts:
+            admin.revoke(account["account_id"])

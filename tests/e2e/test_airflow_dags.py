@@ -1,0 +1,106 @@
+"""Real Airflow (3.x and 2.11, from their own venvs) running the e2e DAGs with ``airflow dags test``
+against the lab: a real Docker daemon pulling from ECR-style registries by their real ECR names,
+with tokens from the ECR emulator.
+
+Run: ``AIRFLOW_ECR_LAB_DIR=/tmp/airflow-ecr-lab pytest -m "lab and airflow_run" tests/e2e``
+(bring the lab up first: ``python -m airflow_ecr.testing.lab up --dir /tmp/airflow-ecr-lab``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pytest
+
+try:
+    from airflow_harness import AirflowHarness, EmulatorAdmin, lab_info, shared_harness
+except ImportError:  # tests/ imported as a package
+    from tests.e2e.airflow_harness import AirflowHarness, EmulatorAdmin, lab_info, shared_harness
+
+pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(420)]
+
+VERSIONS = [pytest.param("3", id="af3"), pytest.param("2", id="af2")]
+
+
+@pytest.fixture(scope="session")
+def e2e_lab(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The lab description; the shared ``lab`` fixture (tests/conftest.py) brings it up if present."""
+    try:
+        value = request.getfixturevalue("lab")
+    except pytest.FixtureLookupError:
+        value = None
+    info = lab_info(value)
+    if not info:
+        pytest.skip("no lab: python -m airflow_ecr.testing.lab up --dir $AIRFLOW_ECR_LAB_DIR")
+    return info
+
+
+@pytest.fixture(params=VERSIONS)
+def airflow(
+    request: pytest.FixtureRequest, e2e_lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> AirflowHarness:
+    harness = shared_harness(request.param, e2e_lab, tmp_path_factory.getbasetemp())
+    if harness is None:
+        pytest.skip(f"no Airflow {request.param} virtualenv (scripts/venvs.sh {request.param})")
+    return harness
+
+
+@pytest.fixture
+def emulator(e2e_lab: dict[str, Any]) -> EmulatorAdmin:
+    return EmulatorAdmin(e2e_lab["emulator_url"])
+
+
+def assert_no_secret(texts: Mapping[str, str], secrets: Iterable[str]) -> None:
+    """No secret in any text; the failure names where, without printing the secret."""
+    found = []
+    for secret in secrets:
+        assert len(secret) >= 16, "the emulator handed out a suspiciously short password"
+        for where, text in texts.items():
+            for number, line in enumerate(text.splitlines(), 1):
+                if secret in line:
+                    found.append(f"{where}:{number}: {line.replace(secret, '<TOKEN>')[:300]}")
+    assert not found, "an ECR token appears in:\n" + "\n".join(found)
+
+
+def output_lines(text: str, message: str) -> list[str]:
+    """Log lines whose message is ``message`` itself (not a command that would print it)."""
+    pattern = re.compile(rf"(^|[\s\]]){re.escape(message)}(\s|$)")
+    return [line for line in text.splitlines() if pattern.search(line) and "echo" not in line]
+
+
+def test_two_accounts(airflow: AirflowHarness, emulator: EmulatorAdmin, e2e_lab: dict[str, Any]) -> None:
+    """Two tasks pull by real ECR host names from two accounts in two regions, and print."""
+    accounts = [a["account_id"] for a in e2e_lab["accounts"]]
+    result = airflow.dags_test("ecr_two_accounts")
+    passwords = emulator.passwords(accounts)
+
+    assert result.rc == 0, result.describe()
+    text = result.all_text()
+    for account in accounts:
+        assert output_lines(text, f"hello-from-{account}"), f"no output of {account}: {result.describe()}"
+
+    calls = emulator.calls(access_key=result.access_key)
+    assert sorted((c["region"], tuple(c["registry_ids"])) for c in calls) == sorted(
+        (a["region"], (a["account_id"],)) for a in e2e_lab["accounts"]
+    ), f"GetAuthorizationToken calls of this run: {calls}"
+    assert all(c["outcome"] == "ok" for c in calls), calls
+
+    assert_no_secret({"output": result.output, **result.logs}, passwords)
+
+
+def test_decorator_returns_through_xcom(
+    airflow: AirflowHarness, emulator: EmulatorAdmin, e2e_lab: dict[str, Any]
+) -> None:
+    """``@task.ecr_docker`` runs a function in the ECR Python image; its value reaches XCom."""
+    account = e2e_lab["accounts"][0]
+    result = airflow.dags_test("ecr_decorator")
+    password = emulator.password(account["account_id"])
+
+    assert result.rc == 0, result.describe()
+    # 6 * 7 computed in the container, by the image's Python 3.11, inside Docker (/.dockerenv).
+    assert airflow.xcom("ecr_decorator", "in_container") == "ecr-decorator-42-py311-True", result.describe()
+    calls = emulator.calls(access_key=result.access_key)
+    assert [c["registry_ids"] for c in calls] == [[account["account_id"]]], calls
+    assert_no_secret({"output": result.output, **result.logs}, {password})

@@ -1,0 +1,153 @@
+"""The host token cache through a real scheduler: tasks in separate processes share one token.
+
+Airflow 3: api-server + dag-processor + scheduler with the LocalExecutor (each task is a process
+forked by an executor worker's supervisor). Airflow 2.11: the scheduler with the
+SequentialExecutor, because Airflow 2 refuses the LocalExecutor on SQLite; each task is still its
+own ``airflow tasks run`` process. While the run goes on, a sampler reads every process's command
+line (and environment) every 50 ms: no ECR token may ever appear there.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+try:
+    from airflow_harness import AirflowHarness, EmulatorAdmin, lab_info, shared_harness
+except ImportError:  # tests/ imported as a package
+    from tests.e2e.airflow_harness import AirflowHarness, EmulatorAdmin, lab_info, shared_harness
+
+pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(420)]
+
+DAG_ID = "ecr_cache_two_tasks"
+
+
+@pytest.fixture(scope="session")
+def e2e_lab(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The lab description; the shared ``lab`` fixture (tests/conftest.py) brings it up if present."""
+    try:
+        value = request.getfixturevalue("lab")
+    except pytest.FixtureLookupError:
+        value = None
+    info = lab_info(value)
+    if not info:
+        pytest.skip("no lab: python -m airflow_ecr.testing.lab up --dir $AIRFLOW_ECR_LAB_DIR")
+    return info
+
+
+@pytest.fixture(params=[pytest.param("3", id="af3"), pytest.param("2", id="af2")])
+def airflow(
+    request: pytest.FixtureRequest, e2e_lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> AirflowHarness:
+    harness = shared_harness(request.param, e2e_lab, tmp_path_factory.getbasetemp())
+    if harness is None:
+        pytest.skip(f"no Airflow {request.param} virtualenv (scripts/venvs.sh {request.param})")
+    return harness
+
+
+class ProcSampler(threading.Thread):
+    """
+    Every ``interval`` s: every process's ``/proc/*/cmdline`` and ``environ`` (kept when new), and
+    every ``password_interval`` s the accounts' current registry passwords from the emulator (it
+    may rotate them during a run, so passwords are collected during and after).
+    """
+
+    def __init__(
+        self, emulator: EmulatorAdmin, accounts: list[str], interval: float = 0.05, password_interval: float = 0.5
+    ) -> None:
+        super().__init__(daemon=True, name="proc-sampler")
+        self.emulator = emulator
+        self.accounts = accounts
+        self.interval = interval
+        self.password_interval = password_interval
+        self.seen: dict[str, str] = {}  # content -> "pid N cmdline|environ: <command>"
+        self.passwords: set[str] = set()
+        self.samples = 0
+        self.errors: list[str] = []
+        self._done = threading.Event()
+
+    def run(self) -> None:
+        next_password = 0.0
+        while not self._done.is_set():
+            self.sample()
+            if time.monotonic() >= next_password:
+                try:
+                    self.passwords |= self.emulator.passwords(self.accounts)
+                except OSError as err:
+                    self.errors.append(repr(err))
+                next_password = time.monotonic() + self.password_interval
+            self._done.wait(self.interval)
+
+    def sample(self) -> None:
+        for proc in Path("/proc").iterdir():
+            if not proc.name.isdigit():
+                continue
+            try:
+                cmdline = (proc / "cmdline").read_bytes()
+            except OSError:
+                continue
+            command = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
+            if command and command not in self.seen:
+                self.seen[command] = f"pid {proc.name} cmdline"
+            try:
+                environ = (proc / "environ").read_bytes().decode(errors="replace")
+            except OSError:
+                continue
+            if environ and environ not in self.seen:
+                self.seen[environ] = f"pid {proc.name} environ of {command[:120]!r}"
+        self.samples += 1
+
+    def stop(self) -> None:
+        self._done.set()
+        self.join(timeout=10)
+
+    def leaks(self, passwords: set[str]) -> list[str]:
+        return [where for content, where in self.seen.items() if any(p in content for p in passwords)]
+
+
+def test_second_task_process_uses_host_cache(airflow: AirflowHarness, e2e_lab: dict[str, Any]) -> None:
+    emulator = EmulatorAdmin(e2e_lab["emulator_url"])
+    account = e2e_lab["accounts"][0]["account_id"]
+    cache_dir = Path(tempfile.mkdtemp(prefix="ecr-cache-sched-", dir=airflow.home))  # empty, 0700
+    sampler = ProcSampler(emulator, [account])
+    sampler.start()
+    try:
+        with airflow.scheduler(cache_dir=cache_dir) as session:
+            run_id = session.trigger(DAG_ID)
+            result = session.wait_run(DAG_ID, run_id, timeout=240)
+            task_rows = airflow.query(
+                "SELECT task_id, state, pid FROM task_instance WHERE dag_id = ? AND run_id = ?", DAG_ID, run_id
+            )
+            service_pids = set(session.pids)
+    finally:
+        sampler.stop()
+    sampler.passwords |= emulator.passwords([account])
+
+    assert result.state == "success", result.describe()
+    states = {row["task_id"]: row["state"] for row in task_rows}
+    assert states == {"first": "success", "second": "success"}, result.describe()
+    task_pids = {row["task_id"]: row["pid"] for row in task_rows}
+    assert task_pids["first"] != task_pids["second"], f"tasks ran in one process: {task_pids}"
+    assert not service_pids & set(task_pids.values()), (service_pids, task_pids)
+
+    # Both tasks pulled (force_pull) and ran; the second was served by the host cache.
+    for task_id in ("first", "second"):
+        log = result.log_text(task_id)
+        assert "Pulling docker image" in log and f"cache-{task_id}" in log, result.describe()
+    calls = emulator.calls(access_key=result.access_key)
+    assert len(calls) == 1, f"expected ONE GetAuthorizationToken call for the run, got {calls}"
+    assert calls[0]["registry_ids"] == [account] and calls[0]["outcome"] == "ok", calls
+    assert len(list(cache_dir.glob("*.json"))) == 1, sorted(p.name for p in cache_dir.iterdir())
+
+    # No token in any process's command line or environment, in the task logs or the services' output.
+    assert sampler.samples >= 40 and not sampler.errors, (sampler.samples, sampler.errors)
+    assert sampler.passwords and all(len(p) >= 16 for p in sampler.passwords)
+    leaks = sampler.leaks(sampler.passwords)
+    assert not leaks, f"an ECR token appeared in {leaks}"
+    for where, text in {"services' output": result.output, **result.logs}.items():
+        assert not any(p in text for p in sampler.passwords), f"an ECR token appears in {where}"

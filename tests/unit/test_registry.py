@@ -1,0 +1,294 @@
+"""registry.py: a table of real names, then properties checked by hypothesis."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from airflow_ecr.registry import (
+    EcrRegistry,
+    parse_image,
+    parse_registry_host,
+    registry_host,
+    resolve_registry,
+    with_account,
+)
+
+A = "123456789012"
+
+# host -> (account, region, dns_suffix, partition, fips, dualstack, public)
+HOSTS = {
+    f"{A}.dkr.ecr.eu-west-1.amazonaws.com": (A, "eu-west-1", "amazonaws.com", "aws", False, False, False),
+    f"{A}.dkr.ecr-fips.us-east-1.amazonaws.com": (A, "us-east-1", "amazonaws.com", "aws", True, False, False),
+    f"{A}.dkr.ecr.cn-north-1.amazonaws.com.cn": (
+        A,
+        "cn-north-1",
+        "amazonaws.com.cn",
+        "aws-cn",
+        False,
+        False,
+        False,
+    ),
+    f"{A}.dkr-ecr.us-west-2.on.aws": (A, "us-west-2", "on.aws", "aws", False, True, False),
+    f"{A}.dkr-ecr.cn-northwest-1.on.amazonwebservices.com.cn": (
+        A,
+        "cn-northwest-1",
+        "on.amazonwebservices.com.cn",
+        "aws-cn",
+        False,
+        True,
+        False,
+    ),
+    f"{A}.dkr.ecr.eusc-de-east-1.amazonaws.eu": (
+        A,
+        "eusc-de-east-1",
+        "amazonaws.eu",
+        "aws-eusc",
+        False,
+        False,
+        False,
+    ),
+    f"{A}.dkr.ecr.us-gov-west-1.amazonaws.com": (
+        A,
+        "us-gov-west-1",
+        "amazonaws.com",
+        "aws-us-gov",
+        False,
+        False,
+        False,
+    ),
+    f"{A}.dkr.ecr-fips.us-gov-east-1.amazonaws.com": (
+        A,
+        "us-gov-east-1",
+        "amazonaws.com",
+        "aws-us-gov",
+        True,
+        False,
+        False,
+    ),
+    f"{A}.dkr.ecr.us-iso-east-1.c2s.ic.gov": (
+        A,
+        "us-iso-east-1",
+        "c2s.ic.gov",
+        "aws-iso",
+        False,
+        False,
+        False,
+    ),
+    f"{A}.dkr.ecr.us-isob-east-1.sc2s.sgov.gov": (
+        A,
+        "us-isob-east-1",
+        "sc2s.sgov.gov",
+        "aws-iso-b",
+        False,
+        False,
+        False,
+    ),
+    f"{A}.dkr.ecr.eu-isoe-west-1.cloud.adc-e.uk": (
+        A,
+        "eu-isoe-west-1",
+        "cloud.adc-e.uk",
+        "aws-iso-e",
+        False,
+        False,
+        False,
+    ),
+    f"{A}.dkr.ecr.us-isof-south-1.csp.hci.ic.gov": (
+        A,
+        "us-isof-south-1",
+        "csp.hci.ic.gov",
+        "aws-iso-f",
+        False,
+        False,
+        False,
+    ),
+    "public.ecr.aws": ("", "us-east-1", "", "aws", False, False, True),
+    "ecr-public.aws.com": ("", "us-east-1", "", "aws", False, False, True),
+}
+
+
+@pytest.mark.parametrize("host", sorted(HOSTS))
+def test_parses_every_partition_and_form(host):
+    for written in (host, f"https://{host}", f"https://{host}/"):
+        reg = parse_registry_host(written)
+        fields = (
+            reg.account_id,
+            reg.region,
+            reg.dns_suffix,
+            reg.partition,
+            reg.fips,
+            reg.dualstack,
+            reg.public,
+        )
+        assert fields == HOSTS[host]
+        assert reg.host == host
+
+
+@pytest.mark.parametrize(
+    ("image", "host", "repository", "tag", "digest"),
+    [
+        (
+            f"{A}.dkr.ecr.eu-west-1.amazonaws.com/ml/train:2.4",
+            f"{A}.dkr.ecr.eu-west-1.amazonaws.com",
+            "ml/train",
+            "2.4",
+            None,
+        ),
+        (
+            f"{A}.dkr.ecr.eu-west-1.amazonaws.com/app",
+            f"{A}.dkr.ecr.eu-west-1.amazonaws.com",
+            "app",
+            None,
+            None,
+        ),
+        (
+            f"{A}.dkr.ecr.eu-west-1.amazonaws.com/app@sha256:" + "a" * 64,
+            f"{A}.dkr.ecr.eu-west-1.amazonaws.com",
+            "app",
+            None,
+            "sha256:" + "a" * 64,
+        ),
+        (
+            f"{A}.dkr.ecr.eu-west-1.amazonaws.com/app:v1@sha256:" + "b" * 64,
+            f"{A}.dkr.ecr.eu-west-1.amazonaws.com",
+            "app",
+            "v1",
+            "sha256:" + "b" * 64,
+        ),
+        (
+            f"https://{A}.dkr.ecr.eu-west-1.amazonaws.com/a/b/c:x",
+            f"{A}.dkr.ecr.eu-west-1.amazonaws.com",
+            "a/b/c",
+            "x",
+            None,
+        ),
+        (
+            "public.ecr.aws/docker/library/busybox:1.36",
+            "public.ecr.aws",
+            "docker/library/busybox",
+            "1.36",
+            None,
+        ),
+        ("localhost:5000/app:1", "localhost:5000", "app", "1", None),
+        ("ubuntu:22.04", None, "ubuntu", "22.04", None),
+        ("library/ubuntu", None, "library/ubuntu", None, None),
+    ],
+)
+def test_parse_image(image, host, repository, tag, digest):
+    assert parse_image(image) == parse_image(image)  # pure
+    ref = parse_image(image)
+    assert (ref.host, ref.repository, ref.tag, ref.digest) == (host, repository, tag, digest)
+
+
+@pytest.mark.parametrize(
+    ("image", "message"),
+    [
+        ("", "empty"),
+        (" app:1", "whitespace"),
+        (f"{A}.dkr.ecr.eu-west-1.amazonaws.com/my app:1", "whitespace"),
+        (f"{A}.dkr.ecr.eu-west-1.amazonaws.com/App:1", "lowercase"),
+        (f"{A}.dkr.ecr.eu-west-1.amazonaws.com/app@sha256:xyz", "malformed digest"),
+        (f"{A}.dkr.ecr.eu-west-1.amazonaws.com/app:-bad", "malformed tag"),
+        (f"{A}.dkr.ecr.eu-west-1.amazonaws.com/", "invalid repository"),
+        (None, "must be a string"),
+    ],
+)
+def test_parse_image_rejects_malformed(image, message):
+    with pytest.raises(ValueError, match=message):
+        parse_image(image)
+
+
+@pytest.mark.parametrize(
+    ("image", "kwargs", "message"),
+    [
+        ("ubuntu:22.04", {}, "Docker Hub"),
+        ("ghcr.io/org/app:1", {}, "pass registry_id and region_name"),
+        ("ghcr.io/org/app:1", {"registry_id": A}, "pass region_name"),
+        ("1234.dkr.ecr.eu-west-1.amazonaws.com/app:1", {}, "looks like an ECR registry but is malformed"),
+        (f"{A}.dkr.ecr.west.amazonaws.com/app:1", {}, "malformed AWS region"),
+        (
+            f"{A}.dkr.ecr.eu-west-1.amazonaws.com/app:1",
+            {"region_name": "us-east-1"},
+            "region_name='us-east-1'",
+        ),
+        (f"{A}.dkr.ecr.eu-west-1.amazonaws.com/app:1", {"registry_id": "999999999999"}, "Drop the override"),
+        ("ecr.example.com/app:1", {"registry_id": "12345", "region_name": "eu-west-1"}, "12-digit"),
+        ("ecr.example.com/app:1", {"registry_id": A, "region_name": "Europe"}, "not an AWS region"),
+    ],
+)
+def test_resolve_registry_errors_name_the_fix(image, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_registry(image, **kwargs)
+
+
+def test_alias_host_takes_overrides():
+    reg = resolve_registry("ecr.example.com/app:1", registry_id=A, region_name="eu-west-1")
+    assert reg == EcrRegistry(account_id=A, region="eu-west-1", host="ecr.example.com")
+
+
+def test_with_account_keeps_region_and_form():
+    reg = parse_registry_host(f"{A}.dkr.ecr-fips.us-east-1.amazonaws.com")
+    other = with_account(reg, "210987654321")
+    assert other.host == "210987654321.dkr.ecr-fips.us-east-1.amazonaws.com"
+    assert parse_registry_host(other.host) == other
+
+
+# --- properties -------------------------------------------------------------------------------
+
+accounts = st.from_regex(r"\A[0-9]{12}\Z")
+regions = st.sampled_from(
+    [
+        "eu-west-1",
+        "us-east-1",
+        "ap-southeast-2",
+        "cn-north-1",
+        "us-gov-west-1",
+        "us-iso-east-1",
+        "us-isob-east-1",
+        "eu-isoe-west-1",
+        "us-isof-south-1",
+        "eusc-de-east-1",
+        "me-central-1",
+    ]
+)
+components = st.from_regex(r"\A[a-z0-9]+(?:[._-][a-z0-9]+){0,2}\Z")
+tags = st.from_regex(r"\A[A-Za-z0-9_][A-Za-z0-9_.-]{0,20}\Z")
+
+
+@given(accounts, regions, st.lists(components, min_size=1, max_size=3), tags)
+def test_round_trip_of_built_names(account, region, path, tag):
+    host = registry_host(account, region)
+    reg = parse_registry_host(host)
+    assert (reg.account_id, reg.region, reg.host) == (account, region, host)
+    image = f"{host}/{'/'.join(path)}:{tag}"
+    assert resolve_registry(image) == reg
+    ref = parse_image(image)
+    assert (ref.host, ref.repository, ref.tag) == (host, "/".join(path), tag)
+
+
+@settings(max_examples=500)
+@given(st.text(max_size=120))
+def test_arbitrary_text_parses_or_raises_value_error(text):
+    for parse in (parse_registry_host, resolve_registry, parse_image):
+        try:
+            result = parse(text)
+        except ValueError as err:
+            assert str(err)
+        else:
+            assert result is not None
+
+
+@settings(max_examples=300)
+@given(
+    st.from_regex(
+        r"\A[0-9a-z.-]{1,30}\.dkr[.-]ecr(-fips)?\.[a-z0-9-]{1,20}\.(amazonaws\.com|on\.aws|amazonaws\.eu)\Z"
+    )
+)
+def test_near_ecr_hosts_parse_to_valid_registries_or_raise(host):
+    try:
+        reg = parse_registry_host(host)
+    except ValueError:
+        return
+    assert len(reg.account_id) == 12 and reg.account_id.isdigit()
+    assert registry_host(reg.account_id, reg.region)  # the region is well formed

@@ -1,0 +1,207 @@
+"""tokens.py with a counting fake source: cache layers, refresh, fallback, files, invalidation."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import stat
+import time
+from collections.abc import Sequence
+
+import pytest
+
+from airflow_ecr.exceptions import EcrServiceError
+from airflow_ecr.registry import EcrRegistry, parse_registry_host
+from airflow_ecr.tokens import CacheSettings, EcrToken, TokenCache
+
+REG = parse_registry_host("111111111111.dkr.ecr.eu-west-1.amazonaws.com")
+REG2 = parse_registry_host("222222222222.dkr.ecr.eu-west-1.amazonaws.com")
+
+
+class FakeSource:
+    """Hands out numbered tokens living ``ttl`` seconds; can be told to fail."""
+
+    def __init__(self, identity: str = "id-a", ttl: float = 100.0, expired: bool = False) -> None:
+        self.identity = identity
+        self.description = f"fake {identity}"
+        self.ttl = ttl
+        self.expired = expired
+        self.calls: list[list[str]] = []
+        self.fail: Exception | None = None
+
+    def fetch(self, registries: Sequence[EcrRegistry]) -> dict[str, EcrToken]:
+        self.calls.append([r.registry_id for r in registries])
+        if self.fail:
+            raise self.fail
+        now = time.time()
+        expires = now - 10 if self.expired else now + self.ttl
+        return {
+            r.registry_id: EcrToken(
+                "AWS", f"pw-{self.identity}-{len(self.calls)}", f"https://{r.host}", expires, now
+            )
+            for r in registries
+        }
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memory():
+    TokenCache.clear_memory()
+    yield
+    TokenCache.clear_memory()
+
+
+def cache(tmp_path, **kw) -> TokenCache:
+    return TokenCache(CacheSettings(directory=tmp_path / "cache", **kw))
+
+
+def test_second_lookup_is_served_from_memory_then_from_file(tmp_path):
+    source = FakeSource()
+    first = cache(tmp_path).get_one(source, REG)
+    assert cache(tmp_path).get_one(source, REG) == first
+    TokenCache.clear_memory()  # as a new task process would start
+    assert cache(tmp_path).get_one(source, REG) == first
+    assert len(source.calls) == 1
+
+
+def test_identities_and_registries_never_share_entries(tmp_path):
+    a, b = FakeSource("id-a"), FakeSource("id-b")
+    c = cache(tmp_path)
+    assert c.get_one(a, REG).password != c.get_one(b, REG).password
+    assert c.get_one(a, REG) != c.get_one(a, REG2)
+    assert len(a.calls) == 2 and len(b.calls) == 1
+
+
+def test_several_registries_of_a_region_share_one_call(tmp_path):
+    source = FakeSource()
+    tokens = cache(tmp_path).get(source, [REG, REG2])
+    assert set(tokens) == {REG.host, REG2.host}
+    assert source.calls == [["111111111111", "222222222222"]]
+
+
+def test_refreshes_after_ratio_of_life(tmp_path):
+    source = FakeSource(ttl=1.0)
+    c = cache(tmp_path, refresh_ratio=0.5)
+    first = c.get_one(source, REG)
+    assert c.get_one(source, REG) == first
+    time.sleep(0.6)
+    assert c.get_one(source, REG) != first
+    assert len(source.calls) == 2
+
+
+def test_falls_back_to_a_valid_cached_token_when_ecr_fails(tmp_path, caplog):
+    source = FakeSource(ttl=2.0)
+    c = cache(tmp_path, refresh_ratio=0.1)
+    first = c.get_one(source, REG)
+    time.sleep(0.3)
+    source.fail = EcrServiceError("ECR is down")
+    with caplog.at_level(logging.WARNING):
+        assert c.get_one(source, REG) == first
+    assert "Using cached ECR tokens" in caplog.text
+    assert first.password not in caplog.text
+
+
+def test_never_serves_an_expired_token(tmp_path):
+    source = FakeSource(ttl=0.5)
+    c = cache(tmp_path)
+    c.get_one(source, REG)
+    time.sleep(0.6)
+    source.fail = EcrServiceError("ECR is down")
+    with pytest.raises(EcrServiceError):
+        c.get_one(source, REG)
+
+
+def test_token_born_expired_is_used_once_and_not_cached(tmp_path):
+    source = FakeSource(expired=True)
+    c = cache(tmp_path)
+    assert c.get_one(source, REG).password == "pw-id-a-1"
+    assert c.get_one(source, REG).password == "pw-id-a-2"
+    assert not list((tmp_path / "cache").glob("*.json"))
+
+
+def test_cache_files_are_private_and_hold_no_secret_in_their_names(tmp_path):
+    source = FakeSource()
+    token = cache(tmp_path).get_one(source, REG)
+    directory = tmp_path / "cache"
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    files = list(directory.glob("*.json"))
+    assert len(files) == 1
+    assert stat.S_IMODE(files[0].stat().st_mode) == 0o600
+    assert token.password not in files[0].name and "111111111111" not in files[0].name
+    assert not list(directory.glob(".tmp-*"))
+
+
+def test_file_cache_off_keeps_memory_only(tmp_path):
+    source = FakeSource()
+    c = TokenCache(CacheSettings(directory=None))
+    c.get_one(source, REG)
+    TokenCache.clear_memory()
+    c.get_one(source, REG)
+    assert len(source.calls) == 2
+    assert not (tmp_path / "cache").exists()
+
+
+@pytest.mark.parametrize(
+    "content", ["", "{not json", '{"version": 99}', '{"version": 1, "password": ""}', "[]"]
+)
+def test_corrupt_cache_file_is_ignored(tmp_path, content, caplog):
+    source = FakeSource()
+    c = cache(tmp_path)
+    c.get_one(source, REG)
+    (path,) = (tmp_path / "cache").glob("*.json")
+    path.write_text(content)
+    TokenCache.clear_memory()
+    assert c.get_one(source, REG).password == "pw-id-a-2"
+    assert json.loads(path.read_text())["password"] == "pw-id-a-2"  # rewritten
+
+
+def test_group_readable_cache_file_is_ignored(tmp_path, caplog):
+    source = FakeSource()
+    c = cache(tmp_path)
+    c.get_one(source, REG)
+    (path,) = (tmp_path / "cache").glob("*.json")
+    os.chmod(path, 0o644)
+    TokenCache.clear_memory()
+    with caplog.at_level(logging.WARNING):
+        c.get_one(source, REG)
+    assert "not private" in caplog.text
+    assert len(source.calls) == 2
+
+
+def test_world_accessible_cache_directory_disables_the_file_cache(tmp_path, caplog):
+    directory = tmp_path / "cache"
+    directory.mkdir(mode=0o755)
+    os.chmod(directory, 0o755)
+    source = FakeSource()
+    with caplog.at_level(logging.WARNING):
+        cache(tmp_path).get_one(source, REG)
+    assert "accessible to other users" in caplog.text
+    assert not list(directory.iterdir())
+
+
+def test_unwritable_cache_location_is_bypassed(tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    source = FakeSource()
+    c = TokenCache(CacheSettings(directory=blocker / "cache"))
+    with caplog.at_level(logging.WARNING):
+        assert c.get_one(source, REG)
+    assert "cannot create" in caplog.text
+
+
+def test_invalidate_forgets_the_rejected_token_only(tmp_path):
+    source = FakeSource()
+    c = cache(tmp_path)
+    old = c.get_one(source, REG)
+    c.invalidate(source, REG, old)
+    new = c.get_one(source, REG)
+    assert new != old and len(source.calls) == 2
+    c.invalidate(source, REG, old)  # a stale rejection must not drop the newer token
+    TokenCache.clear_memory()
+    assert c.get_one(source, REG) == new
+    assert len(source.calls) == 2
+
+
+def test_token_repr_hides_the_password():
+    token = EcrToken("AWS", "s3cr3t", "https://x", 2.0, 1.0)
+    assert "s3cr3t" not in repr(token)
