@@ -12,6 +12,10 @@ from typing import Any
 import pytest
 import requests
 
+# Airflow reads AIRFLOW_HOME when first imported: never let a test run touch ~/airflow.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-ecr-tests-home-"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+
 
 @dataclass(frozen=True)
 class Lab:

@@ -156,36 +156,46 @@ class Started:
     """A process this harness started, in its own session (process group = pid)."""
 
     name: str
-    popen: subprocess.Popen[bytes]
+    popen: subprocess.Popen[Any]
     log: Path
+    _known: dict[int, str] = field(default_factory=dict)  # descendants seen at terminate()
 
     @property
     def pid(self) -> int:
         return self.popen.pid
 
-    def stop(self, grace: float = 15.0) -> None:
-        """SIGTERM the process group (and descendants that left it), then SIGKILL what is left."""
+    def terminate(self) -> None:
+        """SIGTERM the process group, and descendants that left it (remembered for :meth:`kill`)."""
         if self.popen.poll() is not None:
             return
-        known = _descendants(self.pid)
+        self._known = _descendants(self.pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGTERM)
-        for pid, start in known.items():
+        for pid, start in self._known.items():
             if _proc_start_time(pid) == start:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGTERM)
-        try:
-            self.popen.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            pass
+
+    def kill(self, grace: float) -> None:
+        """After ``grace`` s, SIGKILL whatever is left of the group and the known descendants."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.popen.wait(timeout=max(grace, 0.0))
+        known = dict(self._known)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
-        for pid, start in {**known, **_descendants(self.pid)}.items():
+        if self.popen.poll() is None:
+            known = {**known, **_descendants(self.pid)}
+        for pid, start in known.items():
             if _proc_start_time(pid) == start:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.popen.wait(timeout=10)
+
+    def stop(self, grace: float = 15.0) -> None:
+        """SIGTERM, then SIGKILL after ``grace`` s."""
+        self.terminate()
+        self.kill(grace)
 
     def tail(self, chars: int = 4000) -> str:
         try:
@@ -302,7 +312,7 @@ class AirflowHarness:
         try:
             output, _ = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            Started("cli", proc, Path("/dev/null")).stop(grace=5)  # type: ignore[arg-type]
+            Started("cli", proc, Path("/dev/null")).stop(grace=5)
             output, _ = proc.communicate()
             return subprocess.CompletedProcess(proc.args, -9, f"TIMEOUT after {timeout} s\n{output}")
         return subprocess.CompletedProcess(proc.args, proc.returncode, output)
@@ -500,9 +510,13 @@ class SchedulerSession:
     def pids(self) -> list[int]:
         return [p.pid for p in self.processes]
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 15.0) -> None:
+        """SIGTERM every process (group) at once, then SIGKILL what is left after ``grace`` s."""
+        deadline = time.monotonic() + grace
         for process in reversed(self.processes):
-            process.stop()
+            process.terminate()
+        for process in reversed(self.processes):
+            process.kill(deadline - time.monotonic())
 
     def check_alive(self) -> None:
         for process in self.processes:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from functools import cached_property
@@ -16,6 +17,8 @@ from docker.utils import parse_repository_tag
 from airflow_ecr.exceptions import DockerDaemonError, EcrConfigurationError, EcrPullError
 from airflow_ecr.registry import EcrRegistry, resolve_host, resolve_registry, with_account
 from airflow_ecr.tokens import AwsConnectionTokenSource, EcrToken, TokenCache, TokenSource
+
+log = logging.getLogger(__name__)
 
 # What the daemon says when a registry refuses the credentials it was given (or got none).
 _AUTH_ERRORS = (
@@ -68,6 +71,7 @@ class EcrAuthenticator:
     def reject(self, host: str) -> None:
         """The registry refused the token for ``host``: forget it so the next use fetches anew."""
         token = self.tokens.pop(host, None)
+        log.info("Registry %s rejected the ECR token; fetching a new one and retrying once.", host)
         if token is not None:
             self.cache.invalidate(self.source, self.registries[host], token)
 
