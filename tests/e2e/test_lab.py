@@ -305,40 +305,6 @@ def test_ecr_public_token(lab: Any, emulator: Any) -> None:
 
 
 # -- API shape compatibility with moto ---------------------------------------------------------------
-@pytest.fixture
-def moto_url(tmp_path: Path) -> Iterator[str]:
-    """A real ``moto_server`` on a free loopback port, stopped by its pid."""
-    executable = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which(
-        "moto_server"
-    )
-    if executable is None:
-        pytest.fail("moto_server not installed: pip install 'moto[server]'", pytrace=False)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    log = (tmp_path / "moto.log").open("wb")
-    proc = subprocess.Popen(
-        [executable, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            assert proc.poll() is None, (tmp_path / "moto.log").read_text()
-            assert time.monotonic() < deadline, "moto_server did not start"
-            time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
 def test_same_calls_against_moto_server(lab: Any, moto_url: str, emulator: Any) -> None:
     for url in (lab.emulator_url, moto_url):
         client = ecr_client(url, "eu-west-1")
