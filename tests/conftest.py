@@ -115,18 +115,14 @@ def emulator(lab: Lab) -> Iterator[EmulatorAdmin]:
 @pytest.fixture
 def moto_url(tmp_path: Path) -> Iterator[str]:
     """A real ``moto_server`` on a free loopback port, stopped by its pid."""
-    executable = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which(
-        "moto_server"
-    )
+    executable = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which("moto_server")
     if executable is None:
         pytest.fail("moto_server not installed: pip install 'moto[server]'", pytrace=False)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     log = (tmp_path / "moto.log").open("wb")
-    proc = subprocess.Popen(
-        [executable, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
+    proc = subprocess.Popen([executable, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 30
         while True:

@@ -6,6 +6,14 @@ from typing import Any
 
 from airflow_ecr import __version__
 
+# Kept here rather than imported from the hook: provider discovery must not import docker-py.
+ECR_CONNECTION_FIELDS = {
+    "aws_conn_id": "AWS connection id",
+    "region_name": "Registry region (for alias hosts)",
+    "registry_id": "Registry id (for alias hosts)",
+    "registry_ids": "More registry ids (comma separated)",
+}
+
 
 def get_provider_info() -> dict[str, Any]:
     """Describe the provider's hooks, operators, task decorator and configuration to Airflow."""
@@ -39,11 +47,17 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "airflow_ecr.hooks.docker.EcrDockerHook",
                 "connection-type": "ecr_docker",
                 "hook-name": "Docker (Amazon ECR)",
+                "conn-fields": {
+                    name: {"label": label, "schema": {"type": ["string", "null"]}}
+                    for name, label in ECR_CONNECTION_FIELDS.items()
+                },
+                "ui-field-behaviour": {
+                    "hidden-fields": ["host", "schema", "login", "password", "port", "extra"],
+                    "relabeling": {},
+                },
             }
         ],
-        "task-decorators": [
-            {"class-name": "airflow_ecr.decorators.docker.ecr_docker_task", "name": "ecr_docker"}
-        ],
+        "task-decorators": [{"class-name": "airflow_ecr.decorators.docker.ecr_docker_task", "name": "ecr_docker"}],
         "config": {
             "ecr": {
                 "description": "Caching of Amazon ECR tokens by airflow-ecr.",

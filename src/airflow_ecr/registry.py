@@ -252,9 +252,7 @@ def resolve_registry(
             "Use the full ECR name: '<account>.dkr.ecr.<region>.amazonaws.com/"
             f"{ref.repository}'."
         )
-    return resolve_host(
-        ref.host, registry_id=registry_id, region_name=region_name, subject=f"Image {image!r}"
-    )
+    return resolve_host(ref.host, registry_id=registry_id, region_name=region_name, subject=f"Image {image!r}")
 
 
 def resolve_host(

@@ -330,9 +330,7 @@ def translate_aws_errors(source: str, registries: Sequence[EcrRegistry]) -> Iter
             raise EcrCredentialsError(
                 f"ECR refused the request for registry {names} with {source}: {message}"
             ) from None
-        raise EcrServiceError(
-            f"The ECR API failed for registry {names} with {source}: {code}: {message}"
-        ) from None
+        raise EcrServiceError(f"The ECR API failed for registry {names} with {source}: {code}: {message}") from None
     except BotoCoreError as err:
         raise EcrServiceError(f"The ECR API call for registry {names} with {source} failed: {err}") from None
 
@@ -526,10 +524,7 @@ class TokenCache:
 
     @staticmethod
     def _lock_name(source: TokenSource, registry: EcrRegistry) -> str:
-        return (
-            "lock-"
-            + _fingerprint([source.identity, registry.partition, registry.region, registry.public])[:40]
-        )
+        return "lock-" + _fingerprint([source.identity, registry.partition, registry.region, registry.public])[:40]
 
     def get(self, source: TokenSource, registries: Sequence[EcrRegistry]) -> dict[str, EcrToken]:
         """

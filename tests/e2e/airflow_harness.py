@@ -382,7 +382,7 @@ class AirflowHarness:
                 with contextlib.closing(self.db()) as conn:
                     return conn.execute(sql, params).fetchall()
             except sqlite3.OperationalError as err:
-                if "locked" not in str(err) and "no such table" not in str(err) or attempt == 19:
+                if ("locked" not in str(err) and "no such table" not in str(err)) or attempt == 19:
                     raise
                 time.sleep(0.2)
         return []
@@ -407,9 +407,7 @@ class AirflowHarness:
         return rows[0]["state"] if rows else None
 
     def task_states(self, dag_id: str, run_id: str) -> dict[str, str | None]:
-        rows = self.query(
-            "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?", dag_id, run_id
-        )
+        rows = self.query("SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = ?", dag_id, run_id)
         return {row["task_id"]: row["state"] for row in rows}
 
     # -- the scheduler ------------------------------------------------------------------------
@@ -477,9 +475,7 @@ class AirflowHarness:
 class SchedulerSession:
     """The processes of one :meth:`AirflowHarness.scheduler` block, and what to do with them."""
 
-    def __init__(
-        self, harness: AirflowHarness, env: dict[str, str], port: int | None, access_key: str
-    ) -> None:
+    def __init__(self, harness: AirflowHarness, env: dict[str, str], port: int | None, access_key: str) -> None:
         self.harness = harness
         self.env = env
         self.port = port
@@ -521,9 +517,7 @@ class SchedulerSession:
     def check_alive(self) -> None:
         for process in self.processes:
             if process.popen.poll() is not None:
-                raise RuntimeError(
-                    f"airflow {process.name} exited with {process.popen.returncode}:\n{process.tail()}"
-                )
+                raise RuntimeError(f"airflow {process.name} exited with {process.popen.returncode}:\n{process.tail()}")
 
     def diagnostics(self) -> str:
         return "\n".join(f"--- {p.name} (pid {p.pid}) ---\n{p.tail(3000)}" for p in self.processes)
@@ -550,9 +544,7 @@ class SchedulerSession:
         if self._token is None:
             passwords = self.harness.home / "simple_auth_manager_passwords.json.generated"
             password = json.loads(passwords.read_text())["admin"]
-            status, body = self._request(
-                "POST", "/auth/token", {"username": "admin", "password": password}, auth=False
-            )
+            status, body = self._request("POST", "/auth/token", {"username": "admin", "password": password}, auth=False)
             if status not in (200, 201):
                 raise RuntimeError(f"POST /auth/token: {status} {body}")
             self._token = body["access_token"]
@@ -630,7 +622,7 @@ class EmulatorAdmin:
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
-        request = urllib.request.Request(
+        request = urllib.request.Request(  # noqa: S310 - the lab's http://127.0.0.1 URL
             f"{self.url}/_emulator/{path}",
             data=None if body is None else json.dumps(body).encode(),
             headers={"Content-Type": "application/json"},
@@ -647,6 +639,35 @@ class EmulatorAdmin:
             if str(call.get("target", "")).endswith(target)
             and (access_key is None or call.get("access_key_id") == access_key)
         ]
+
+    def config(self) -> dict[str, Any]:
+        """The token policy (``token_ttl``, ``rotate_fraction``)."""
+        return dict(self._call("GET", "config"))
+
+    def set_config(self, **settings: Any) -> dict[str, Any]:
+        return dict(self._call("POST", "config", settings))
+
+    def revoke(self, account_id: str) -> None:
+        self._call("POST", "revoke", {"account_id": account_id})
+
+    @contextlib.contextmanager
+    def ecr_policy(self, account_ids: list[str], min_ttl: float = 3600.0) -> Iterator[None]:
+        """
+        ECR's own token policy (12 h tokens) for the block, if something left a shorter one: the
+        tests count ``GetAuthorizationToken`` calls, which a token expiring mid-run would change.
+        Tokens minted under the short policy are revoked; the previous policy is restored after.
+        """
+        before = self.config()
+        if before["token_ttl"] >= min_ttl:
+            yield
+            return
+        self.set_config(token_ttl=43200.0, rotate_fraction=0.5)
+        for account_id in account_ids:
+            self.revoke(account_id)
+        try:
+            yield
+        finally:
+            self.set_config(**before)
 
     def password(self, account_id: str) -> str:
         """The account's current registry password (the emulator mints one if none is valid)."""
@@ -682,7 +703,7 @@ def lab_info(lab_fixture: Any) -> dict[str, Any] | None:
     """The lab description, from the ``lab`` fixture's value if it is one, else ``lab.json``."""
     if isinstance(lab_fixture, Mapping) and "docker_host" in lab_fixture:
         return dict(lab_fixture)
-    for attribute in ("info", "data", "json"):
+    for attribute in ("raw", "info", "data"):  # tests/conftest.py's Lab keeps lab.json in .raw
         value = getattr(lab_fixture, attribute, None)
         if isinstance(value, Mapping) and "docker_host" in value:
             return dict(value)

@@ -1,6 +1,6 @@
 """Real Airflow (3.x and 2.11, from their own venvs) running the e2e DAGs with ``airflow dags test``
 against the lab: a real Docker daemon pulling from ECR-style registries by their real ECR names,
-with tokens from the ECR emulator.
+with tokens from the ECR ecr_admin.
 
 Run: ``AIRFLOW_ECR_LAB_DIR=/tmp/airflow-ecr-lab pytest -m "lab and airflow_run" tests/e2e``
 (bring the lab up first: ``python -m airflow_ecr.testing.lab up --dir /tmp/airflow-ecr-lab``).
@@ -8,8 +8,9 @@ Run: ``AIRFLOW_ECR_LAB_DIR=/tmp/airflow-ecr-lab pytest -m "lab and airflow_run" 
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -48,8 +49,15 @@ def airflow(
 
 
 @pytest.fixture
-def emulator(e2e_lab: dict[str, Any]) -> EmulatorAdmin:
-    return EmulatorAdmin(e2e_lab["emulator_url"])
+def ecr_admin(request: pytest.FixtureRequest, e2e_lab: dict[str, Any]) -> Iterator[EmulatorAdmin]:
+    """The emulator's admin API; tests/conftest.py's ``emulator`` (if present) resets its faults and
+    token policy around the test; ours sets ECR's 12 h token policy if something left a shorter
+    one. Calls are told apart by each run's unique access key."""
+    with contextlib.suppress(pytest.FixtureLookupError):
+        request.getfixturevalue("emulator")
+    admin = EmulatorAdmin(e2e_lab["emulator_url"])
+    with admin.ecr_policy([a["account_id"] for a in e2e_lab["accounts"]]):
+        yield admin
 
 
 def assert_no_secret(texts: Mapping[str, str], secrets: Iterable[str]) -> None:
@@ -70,18 +78,18 @@ def output_lines(text: str, message: str) -> list[str]:
     return [line for line in text.splitlines() if pattern.search(line) and "echo" not in line]
 
 
-def test_two_accounts(airflow: AirflowHarness, emulator: EmulatorAdmin, e2e_lab: dict[str, Any]) -> None:
+def test_two_accounts(airflow: AirflowHarness, ecr_admin: EmulatorAdmin, e2e_lab: dict[str, Any]) -> None:
     """Two tasks pull by real ECR host names from two accounts in two regions, and print."""
     accounts = [a["account_id"] for a in e2e_lab["accounts"]]
     result = airflow.dags_test("ecr_two_accounts")
-    passwords = emulator.passwords(accounts)
+    passwords = ecr_admin.passwords(accounts)
 
     assert result.rc == 0, result.describe()
     text = result.all_text()
     for account in accounts:
         assert output_lines(text, f"hello-from-{account}"), f"no output of {account}: {result.describe()}"
 
-    calls = emulator.calls(access_key=result.access_key)
+    calls = ecr_admin.calls(access_key=result.access_key)
     assert sorted((c["region"], tuple(c["registry_ids"])) for c in calls) == sorted(
         (a["region"], (a["account_id"],)) for a in e2e_lab["accounts"]
     ), f"GetAuthorizationToken calls of this run: {calls}"
@@ -91,16 +99,16 @@ def test_two_accounts(airflow: AirflowHarness, emulator: EmulatorAdmin, e2e_lab:
 
 
 def test_decorator_returns_through_xcom(
-    airflow: AirflowHarness, emulator: EmulatorAdmin, e2e_lab: dict[str, Any]
+    airflow: AirflowHarness, ecr_admin: EmulatorAdmin, e2e_lab: dict[str, Any]
 ) -> None:
     """``@task.ecr_docker`` runs a function in the ECR Python image; its value reaches XCom."""
     account = e2e_lab["accounts"][0]
     result = airflow.dags_test("ecr_decorator")
-    password = emulator.password(account["account_id"])
+    password = ecr_admin.password(account["account_id"])
 
     assert result.rc == 0, result.describe()
     # 6 * 7 computed in the container, by the image's Python 3.11, inside Docker (/.dockerenv).
     assert airflow.xcom("ecr_decorator", "in_container") == "ecr-decorator-42-py311-True", result.describe()
-    calls = emulator.calls(access_key=result.access_key)
+    calls = ecr_admin.calls(access_key=result.access_key)
     assert [c["registry_ids"] for c in calls] == [[account["account_id"]]], calls
     assert_no_secret({"output": result.output, **result.logs}, {password})

@@ -125,9 +125,7 @@ def test_pull_without_credentials(lab: Any, api: docker.APIClient) -> None:
 
 
 def test_pull_with_wrong_password(lab: Any, api: docker.APIClient) -> None:
-    error = pull_error(
-        api, f"{lab.account()['host']}/lab/busybox:1", {"username": "AWS", "password": "wrong"}
-    )
+    error = pull_error(api, f"{lab.account()['host']}/lab/busybox:1", {"username": "AWS", "password": "wrong"})
     assert "unauthorized: authentication required" in error
 
 
@@ -286,9 +284,7 @@ def test_two_accounts_in_one_call() -> None:
     accounts = [EmulatedAccount("111111111111", "eu-west-1"), EmulatedAccount("333333333333", "eu-west-1")]
     with EcrEmulator(accounts, token_ttl=60) as emulator:
         client = ecr_client(emulator.url, "eu-west-1")
-        data = client.get_authorization_token(registryIds=["111111111111", "333333333333"])[
-            "authorizationData"
-        ]
+        data = client.get_authorization_token(registryIds=["111111111111", "333333333333"])["authorizationData"]
         assert [d["proxyEndpoint"] for d in data] == [f"https://{a.host}" for a in accounts]
         assert len({d["authorizationToken"] for d in data}) == 2
         assert all(isinstance(d["expiresAt"], datetime.datetime) for d in data)
@@ -296,9 +292,7 @@ def test_two_accounts_in_one_call() -> None:
 
 
 def test_ecr_public_token(lab: Any, emulator: Any) -> None:
-    data = ecr_client(lab.emulator_url, "us-east-1", "ecr-public").get_authorization_token()[
-        "authorizationData"
-    ]
+    data = ecr_client(lab.emulator_url, "us-east-1", "ecr-public").get_authorization_token()["authorizationData"]
     assert base64.b64decode(data["authorizationToken"]).startswith(b"AWS:")
     assert isinstance(data["expiresAt"], datetime.datetime)
     assert emulator.calls()[0]["target"] == "SpencerFrontendService.GetAuthorizationToken"

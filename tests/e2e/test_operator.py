@@ -8,6 +8,8 @@ with an empty one; what survives is the host file cache, as on a worker.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
 import logging
 import multiprocessing
@@ -17,7 +19,13 @@ from pathlib import Path
 import docker
 import pytest
 
-from airflow_ecr.exceptions import DockerDaemonError, EcrCredentialsError, EcrPullError, EcrServiceError
+from airflow_ecr.exceptions import (
+    DockerDaemonError,
+    EcrConfigurationError,
+    EcrCredentialsError,
+    EcrPullError,
+    EcrServiceError,
+)
 from airflow_ecr.operators.docker import EcrDockerOperator, EcrDockerSwarmOperator
 from airflow_ecr.tokens import FileCache, TokenCache
 
@@ -57,10 +65,8 @@ def image_of(lab, account_index: int = 0, name: str = "lab/busybox:1") -> str:
 
 def remove_local(lab, image: str) -> None:
     client = docker.APIClient(base_url=lab.docker_host)
-    try:
+    with contextlib.suppress(docker.errors.NotFound):
         client.remove_image(image, force=True)
-    except docker.errors.NotFound:
-        pass
 
 
 def task(lab, image: str, **kwargs):
@@ -135,7 +141,7 @@ def test_tokens_rotating_every_few_seconds_one_call_per_lifetime(lab, aws):
     assert tasks > 3 * len(calls) / 2
     # refresh_ratio 0.5: a token is refreshed once half its life is gone, by the first task after
     # that point, and by that task only: consecutive calls are half a lifetime (+ one task) apart.
-    gaps = [b - a for a, b in zip(calls, calls[1:])]
+    gaps = [b - a for a, b in itertools.pairwise(calls)]
     assert len(calls) >= 6
     assert all(ttl / 2 - 0.1 <= gap <= ttl / 2 + longest_task + 0.2 for gap in gaps), (gaps, longest_task)
 
@@ -330,3 +336,46 @@ def test_registry_in_an_unknown_region_is_refused_clearly(lab, aws):
     image = "111111111111.dkr.ecr.ap-south-2.amazonaws.com/lab/busybox:1"
     with pytest.raises(EcrCredentialsError, match="ECR refused the request for registry"):
         task(lab, image)
+
+
+def test_ecr_docker_connection_supplies_the_ecr_settings(lab, aws, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_ECR_LAB", json.dumps({"conn_type": "ecr_docker", "extra": {"aws_conn_id": CONN}}))
+    monkeypatch.delenv("AIRFLOW_CONN_AWS_DEFAULT", raising=False)
+    TokenCache.clear_memory()
+    op = EcrDockerOperator(
+        task_id="via_conn",
+        image=image_of(lab, 0, "app/hello:1"),
+        docker_conn_id="ecr_lab",  # aws_conn_id left at its default: the connection names it
+        docker_url=lab.docker_host,
+        network_mode="none",
+        command=["echo", "via ecr_docker"],
+        force_pull=True,
+        auto_remove="success",
+    )
+    assert op.execute({}) == "via ecr_docker"
+    assert [c["access_key_id"] for c in aws.calls()] == ["testing"]
+
+
+def test_cross_account_registry_ids_share_one_api_call(monkeypatch, tmp_path):
+    from airflow_ecr.hooks.docker import EcrDockerHook
+    from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
+
+    accounts = [EmulatedAccount("111111111111", "eu-west-1"), EmulatedAccount("333333333333", "eu-west-1")]
+    with EcrEmulator(accounts) as emulator:
+        extra = {"region_name": "eu-west-1", "endpoint_url": emulator.url}
+        conn = {"conn_type": "aws", "login": "k", "password": "s", "extra": extra}
+        monkeypatch.setenv("AIRFLOW_CONN_AWS_X", json.dumps(conn))
+        monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path))
+        TokenCache.clear_memory()
+        hook = EcrDockerHook(image=f"{accounts[0].host}/app:1", aws_conn_id="aws_x", registry_ids=["333333333333"])
+        main, other = hook.registry_auth(), hook.registry_auth(accounts[1].host)
+        assert (main["serveraddress"], other["serveraddress"]) == (accounts[0].host, accounts[1].host)
+        assert main["password"] != other["password"]
+        assert [c["registry_ids"] for c in emulator.calls()] == [["111111111111", "333333333333"]]
+
+
+def test_ecr_docker_connection_with_unknown_fields_is_refused(lab, aws, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_ECR_BAD", json.dumps({"conn_type": "ecr_docker", "extra": {"regoin": "x"}}))
+    op = EcrDockerOperator(task_id="bad", image=image_of(lab), docker_conn_id="ecr_bad", docker_url=lab.docker_host)
+    with pytest.raises(EcrConfigurationError, match="unknown extra fields \\['regoin'\\]"):
+        op.execute({})

@@ -9,9 +9,11 @@ line (and environment) every 50 ms: no ECR token may ever appear there.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,18 @@ def e2e_lab(request: pytest.FixtureRequest) -> dict[str, Any]:
     return info
 
 
+@pytest.fixture
+def ecr_admin(request: pytest.FixtureRequest, e2e_lab: dict[str, Any]) -> Iterator[EmulatorAdmin]:
+    """The emulator's admin API; tests/conftest.py's ``emulator`` (if present) resets its faults and
+    token policy around the test; ours sets ECR's 12 h token policy if something left a shorter
+    one. Calls are told apart by each run's unique access key."""
+    with contextlib.suppress(pytest.FixtureLookupError):
+        request.getfixturevalue("emulator")
+    admin = EmulatorAdmin(e2e_lab["emulator_url"])
+    with admin.ecr_policy([a["account_id"] for a in e2e_lab["accounts"]]):
+        yield admin
+
+
 @pytest.fixture(params=[pytest.param("3", id="af3"), pytest.param("2", id="af2")])
 def airflow(
     request: pytest.FixtureRequest, e2e_lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
@@ -58,7 +72,11 @@ class ProcSampler(threading.Thread):
     """
 
     def __init__(
-        self, emulator: EmulatorAdmin, accounts: list[str], interval: float = 0.05, password_interval: float = 0.5
+        self,
+        emulator: EmulatorAdmin,
+        accounts: list[str],
+        interval: float = 0.05,
+        password_interval: float = 0.5,
     ) -> None:
         super().__init__(daemon=True, name="proc-sampler")
         self.emulator = emulator
@@ -110,25 +128,28 @@ class ProcSampler(threading.Thread):
         return [where for content, where in self.seen.items() if any(p in content for p in passwords)]
 
 
-def test_second_task_process_uses_host_cache(airflow: AirflowHarness, e2e_lab: dict[str, Any]) -> None:
-    emulator = EmulatorAdmin(e2e_lab["emulator_url"])
+def test_second_task_process_uses_host_cache(
+    airflow: AirflowHarness, ecr_admin: EmulatorAdmin, e2e_lab: dict[str, Any]
+) -> None:
     account = e2e_lab["accounts"][0]["account_id"]
+    # A token that rotated between the two tasks would (rightly) cost a second call.
+    assert ecr_admin.config()["token_ttl"] >= 600, f"emulator policy left short: {ecr_admin.config()}"
     cache_dir = Path(tempfile.mkdtemp(prefix="ecr-cache-sched-", dir=airflow.home))  # empty, 0700
-    sampler = ProcSampler(emulator, [account])
+    sampler = ProcSampler(ecr_admin, [account])
     sampler.start()
     try:
         with airflow.scheduler(cache_dir=cache_dir) as session:
             run_id = session.trigger(DAG_ID)
-            import subprocess  # MUTATION: a process with the token on its command line
-            planted = subprocess.Popen(["/bin/sh", "-c", "sleep 0.5", "planted", emulator.password(account)])
             result = session.wait_run(DAG_ID, run_id, timeout=240)
             task_rows = airflow.query(
-                "SELECT task_id, state, pid FROM task_instance WHERE dag_id = ? AND run_id = ?", DAG_ID, run_id
+                "SELECT task_id, state, pid FROM task_instance WHERE dag_id = ? AND run_id = ?",
+                DAG_ID,
+                run_id,
             )
             service_pids = set(session.pids)
     finally:
         sampler.stop()
-    sampler.passwords |= emulator.passwords([account])
+    sampler.passwords |= ecr_admin.passwords([account])
 
     assert result.state == "success", result.describe()
     states = {row["task_id"]: row["state"] for row in task_rows}
@@ -141,8 +162,7 @@ def test_second_task_process_uses_host_cache(airflow: AirflowHarness, e2e_lab: d
     for task_id in ("first", "second"):
         log = result.log_text(task_id)
         assert "Pulling docker image" in log and f"cache-{task_id}" in log, result.describe()
-    calls = emulator.calls(access_key=result.access_key)
-    print("MUTATION", len(calls), [c[:150] for c, w in sampler.seen.items() if "cmdline" in w and ("airflow" in c or "python" in c)])
+    calls = ecr_admin.calls(access_key=result.access_key)
     assert len(calls) == 1, f"expected ONE GetAuthorizationToken call for the run, got {calls}"
     assert calls[0]["registry_ids"] == [account] and calls[0]["outcome"] == "ok", calls
     assert len(list(cache_dir.glob("*.json"))) == 1, sorted(p.name for p in cache_dir.iterdir())

@@ -281,9 +281,7 @@ def test_arbitrary_text_parses_or_raises_value_error(text):
 
 @settings(max_examples=300)
 @given(
-    st.from_regex(
-        r"\A[0-9a-z.-]{1,30}\.dkr[.-]ecr(-fips)?\.[a-z0-9-]{1,20}\.(amazonaws\.com|on\.aws|amazonaws\.eu)\Z"
-    )
+    st.from_regex(r"\A[0-9a-z.-]{1,30}\.dkr[.-]ecr(-fips)?\.[a-z0-9-]{1,20}\.(amazonaws\.com|on\.aws|amazonaws\.eu)\Z")
 )
 def test_near_ecr_hosts_parse_to_valid_registries_or_raise(host):
     try:

@@ -37,9 +37,7 @@ class FakeSource:
         now = time.time()
         expires = now - 10 if self.expired else now + self.ttl
         return {
-            r.registry_id: EcrToken(
-                "AWS", f"pw-{self.identity}-{len(self.calls)}", f"https://{r.host}", expires, now
-            )
+            r.registry_id: EcrToken("AWS", f"pw-{self.identity}-{len(self.calls)}", f"https://{r.host}", expires, now)
             for r in registries
         }
 
@@ -141,9 +139,7 @@ def test_file_cache_off_keeps_memory_only(tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
-@pytest.mark.parametrize(
-    "content", ["", "{not json", '{"version": 99}', '{"version": 1, "password": ""}', "[]"]
-)
+@pytest.mark.parametrize("content", ["", "{not json", '{"version": 99}', '{"version": 1, "password": ""}', "[]"])
 def test_corrupt_cache_file_is_ignored(tmp_path, content, caplog):
     source = FakeSource()
     c = cache(tmp_path)

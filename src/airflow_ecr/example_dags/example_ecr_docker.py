@@ -15,7 +15,7 @@ from airflow_ecr.operators.docker import EcrDockerOperator
 try:
     from airflow.sdk import DAG
 except ImportError:  # Airflow 2
-    from airflow import DAG  # type: ignore[attr-defined,no-redef]
+    from airflow import DAG  # type: ignore[attr-defined,no-redef,unused-ignore]
 
 IMAGE = os.environ.get("AIRFLOW_ECR_EXAMPLE_IMAGE", "111111111111.dkr.ecr.eu-west-1.amazonaws.com/app/hello:1")
 AWS_CONN_ID = os.environ.get("AIRFLOW_ECR_EXAMPLE_AWS_CONN_ID", "aws_default")

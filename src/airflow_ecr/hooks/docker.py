@@ -15,6 +15,7 @@ from docker.errors import APIError
 from docker.utils import parse_repository_tag
 
 from airflow_ecr.exceptions import DockerDaemonError, EcrConfigurationError, EcrPullError
+from airflow_ecr.provider_info import ECR_CONNECTION_FIELDS
 from airflow_ecr.registry import EcrRegistry, resolve_host, resolve_registry, with_account
 from airflow_ecr.tokens import AwsConnectionTokenSource, EcrToken, TokenCache, TokenSource
 
@@ -186,7 +187,24 @@ class EcrDockerHook(DockerHook):
     :param kwargs: the other ``DockerHook`` arguments (``version``, ``tls``, ``timeout``).
     """
 
+    conn_name_attr = "docker_conn_id"
+    default_conn_name = "ecr_docker_default"
+    conn_type = "ecr_docker"
     hook_name = "Docker (Amazon ECR)"
+    default_aws_conn_id = "aws_default"
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The extra fields of an ``ecr_docker`` connection (Airflow 2 UI)."""
+        from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+        from wtforms import StringField
+
+        return {name: StringField(label, widget=BS3TextFieldWidget()) for name, label in ECR_CONNECTION_FIELDS.items()}
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """Hide what an ``ecr_docker`` connection does not use."""
+        return {"hidden_fields": ["host", "schema", "login", "password", "port", "extra"], "relabeling": {}}
 
     def __init__(
         self,
@@ -206,13 +224,14 @@ class EcrDockerHook(DockerHook):
         super().__init__(docker_conn_id=docker_conn_id, base_url=base_url, **kwargs)
         self.base_url = base_url
         self.aws_conn_id = aws_conn_id
-        self.registries = ecr_registries(
-            image=image,
-            registry=registry,
-            region_name=region_name,
-            registry_id=registry_id,
-            registry_ids=registry_ids,
-        )
+        self._target: dict[str, Any] = {
+            "image": image,
+            "registry": registry,
+            "region_name": region_name,
+            "registry_id": registry_id,
+            "registry_ids": registry_ids,
+        }
+        self.registries = ecr_registries(**self._target)
         self._token_cache = token_cache
 
     @cached_property
@@ -226,6 +245,7 @@ class EcrDockerHook(DockerHook):
     @cached_property
     def api_client(self) -> EcrAPIClient:
         """The docker client (connected, pinged, and logged in to ``docker_conn_id`` if given)."""
+        self._apply_ecr_connection()
         try:
             client = super().api_client
         except AirflowException as err:
@@ -242,6 +262,36 @@ class EcrDockerHook(DockerHook):
 
     def get_conn(self) -> EcrAPIClient:
         return self.api_client
+
+    def _apply_ecr_connection(self) -> None:
+        """
+        Take ECR settings from ``docker_conn_id`` when it is an ``ecr_docker`` connection.
+
+        Its extra may set ``aws_conn_id`` (used when the hook's is the default), and
+        ``region_name``, ``registry_id``, ``registry_ids`` (used where the hook's are unset). Such a
+        connection replaces the daemon login a ``docker`` connection would do.
+        """
+        if not self.docker_conn_id:
+            return
+        conn = self.get_connection(self.docker_conn_id)
+        if conn.conn_type != self.conn_type:
+            return
+        extra = {k: v for k, v in (conn.extra_dejson or {}).items() if v not in ("", None)}
+        if isinstance(extra.get("registry_ids"), str):  # as the connection form stores it
+            extra["registry_ids"] = [i.strip() for i in extra["registry_ids"].split(",") if i.strip()]
+        unknown = sorted(set(extra) - {"aws_conn_id", *self._target} - {"image", "registry"})
+        if unknown:
+            raise EcrConfigurationError(
+                f"Connection {self.docker_conn_id!r} (type ecr_docker) has unknown extra fields "
+                f"{unknown}: use aws_conn_id, region_name, registry_id, registry_ids."
+            )
+        if self.aws_conn_id == self.default_aws_conn_id and "aws_conn_id" in extra:
+            self.aws_conn_id = extra["aws_conn_id"]
+        target = {k: v if v is not None else extra.get(k) for k, v in self._target.items()}
+        self.registries = ecr_registries(**target)
+        self.docker_conn_id = None  # nothing to log in to through the daemon
+        self.__dict__.pop("token_source", None)
+        self.__dict__.pop("authenticator", None)
 
     def registry_auth(self, host: str | None = None) -> dict[str, str]:
         """

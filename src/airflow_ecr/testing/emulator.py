@@ -485,9 +485,7 @@ class EcrEmulator:
             self._calls.append(call)
         return status, result
 
-    def _dispatch(
-        self, target: str, headers: dict[str, str], body: bytes, call: dict[str, Any]
-    ) -> dict[str, Any]:
+    def _dispatch(self, target: str, headers: dict[str, str], body: bytes, call: dict[str, Any]) -> dict[str, Any]:
         authorization = headers.get("authorization")
         if not authorization:
             raise EmulatorError("MissingAuthenticationTokenException", "Missing Authentication Token")
@@ -556,9 +554,7 @@ class EcrEmulator:
             data = []
             for registry in registries:
                 entry = self._auth_data(self._token_for(registry))
-                entry["proxyEndpoint"] = (
-                    f"https://{registry.account_id}.dkr.ecr.{registry.region}.amazonaws.com"
-                )
+                entry["proxyEndpoint"] = f"https://{registry.account_id}.dkr.ecr.{registry.region}.amazonaws.com"
                 data.append(entry)
             return {"authorizationData": data}
 
@@ -608,9 +604,7 @@ class EcrEmulator:
         except (ValueError, TypeError) as exc:
             return 400, {"error": str(exc)}
 
-    def _admin(
-        self, method: str, name: str, request: dict[str, Any], query: dict[str, list[str]]
-    ) -> tuple[int, Any]:
+    def _admin(self, method: str, name: str, request: dict[str, Any], query: dict[str, list[str]]) -> tuple[int, Any]:
         if (method, name) == ("GET", "health"):
             return 200, {"ok": True, "accounts": [a.__dict__ for a in self.accounts]}
         if (method, name) == ("GET", "calls"):
@@ -728,19 +722,13 @@ def main(argv: list[str] | None = None) -> int:
 
     :param argv: command line arguments (default: ``sys.argv[1:]``).
     """
-    parser = argparse.ArgumentParser(
-        prog="python -m airflow_ecr.testing.emulator", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument(
-        "--config", required=True, help="JSON config file (accounts, default_account, token_ttl)"
-    )
+    parser = argparse.ArgumentParser(prog="python -m airflow_ecr.testing.emulator", description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, help="JSON config file (accounts, default_account, token_ttl)")
     parser.add_argument("--port-file", help="write the listening port to this file once ready")
     parser.add_argument("--port", type=int, help="override the config's port (0: any free port)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every request to stderr")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s"
-    )
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(asctime)s %(message)s")
     try:
         accounts, kwargs = load_config(args.config)
         if args.port is not None:

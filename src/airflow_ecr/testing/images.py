@@ -139,9 +139,7 @@ def _merged_usr(path: str) -> str:
 def python_rootfs() -> bytes:
     """A tar archive of Debian's Python 3.11 with its standard library, bash and busybox."""
     if not PYTHON_BINARY.is_file() or not PYTHON_STDLIB.is_dir():
-        raise ImageBuildError(
-            f"{PYTHON_BINARY} not found: apt-get install python3.11 (scripts/setup-debian.sh)"
-        )
+        raise ImageBuildError(f"{PYTHON_BINARY} not found: apt-get install python3.11 (scripts/setup-debian.sh)")
     bash = Path(shutil.which("bash") or "/usr/bin/bash")
     fs = _RootFs()
     # Merged /usr as on Debian 12, so the paths ldd prints (/lib/..., /lib64/...) resolve.

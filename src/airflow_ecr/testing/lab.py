@@ -253,18 +253,14 @@ def _log_tail(log: Path, lines: int = 15) -> str:
     return "\n    ".join(text)
 
 
-def _wait_until(
-    what: str, check: Callable[[], bool], pid: int, marker: str, log: Path, timeout: float
-) -> None:
+def _wait_until(what: str, check: Callable[[], bool], pid: int, marker: str, log: Path, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if check():
             return
         if not _alive(pid, marker):
             code = _CHILDREN[pid].poll() if pid in _CHILDREN else None
-            raise LabError(
-                f"{what} exited ({code}) during start-up; last lines of {log}:\n    {_log_tail(log)}"
-            )
+            raise LabError(f"{what} exited ({code}) during start-up; last lines of {log}:\n    {_log_tail(log)}")
         time.sleep(0.1)
     raise LabError(f"{what} not ready after {timeout:.0f} s; last lines of {log}:\n    {_log_tail(log)}")
 
@@ -361,18 +357,14 @@ def _probe(netns_pid: int, address: str, host: str, ca: Path) -> str:
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         return f"error: {exc}"
-    return (
-        result.stdout.strip() or result.stderr.strip() or f"error: exit {result.returncode}"
-    ).splitlines()[-1]
+    return (result.stdout.strip() or result.stderr.strip() or f"error: exit {result.returncode}").splitlines()[-1]
 
 
 # -- components ---------------------------------------------------------------------------------
 def _preflight(paths: _Paths) -> None:
     if os.geteuid() != 0:
         raise LabError("the lab needs root (dockerd, namespaces, port 443): run it with sudo or as root")
-    missing = [
-        t for t in ("dockerd", "docker-registry", "unshare", "nsenter", "ip", "ldd") if not shutil.which(t)
-    ]
+    missing = [t for t in ("dockerd", "docker-registry", "unshare", "nsenter", "ip", "ldd") if not shutil.which(t)]
     if missing:
         raise LabError(f"missing {', '.join(missing)}: run scripts/setup-debian.sh (as root) first")
     for module, extra in (
@@ -414,9 +406,7 @@ def _start_emulator(paths: _Paths) -> tuple[int, str]:
     port_file.unlink(missing_ok=True)
     # Run this very package even when it is not installed (python -m from a source tree).
     package_root = str(Path(__file__).resolve().parents[2])
-    env = dict(
-        os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
-    )
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
     log = paths.emulator / "emulator.log"
     argv = [sys.executable, "-m", "airflow_ecr.testing.emulator", "--config", str(config_file)]
     pid = _spawn(paths, "emulator", [*argv, "--port-file", str(port_file)], log, env)
@@ -710,9 +700,7 @@ def _up(paths: _Paths, swarm: bool, started: float) -> dict[str, Any]:
     _say("dockerd", f"unix://{paths.socket} (pid {dockerd_pid}, private net + mount namespaces, vfs)")
     pids: dict[str, int] = {"emulator": emulator_pid, "dockerd": dockerd_pid}
     for account in LAB_ACCOUNTS:
-        pid = _start_registry(
-            paths, dockerd_pid, account.account_id, account.host, account.address, auth=True
-        )
+        pid = _start_registry(paths, dockerd_pid, account.account_id, account.host, account.address, auth=True)
         pids[f"registry-{account.account_id}"] = pid
         _say("registry", f"{account.host} -> {account.address}:443, basic auth AWS (pid {pid})")
     pid = _start_registry(paths, dockerd_pid, "anonymous", ANONYMOUS_HOST, ANONYMOUS_ADDRESS, auth=False)
@@ -828,9 +816,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m airflow_ecr.testing.lab", description="Start, stop or check the airflow-ecr test lab."
     )
     parser.add_argument("command", choices=("up", "down", "status"))
-    parser.add_argument(
-        "--dir", type=Path, default=None, help=f"lab directory (default: ${ENV_DIR} or {DEFAULT_DIR})"
-    )
+    parser.add_argument("--dir", type=Path, default=None, help=f"lab directory (default: ${ENV_DIR} or {DEFAULT_DIR})")
     parser.add_argument("--swarm", action="store_true", help="up: also init a single-node swarm")
     parser.add_argument("--purge", action="store_true", help="down: also delete the lab directory")
     args = parser.parse_args(argv)

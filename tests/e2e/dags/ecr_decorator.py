@@ -36,6 +36,7 @@ with DAG(
         import sys
 
         # /.dockerenv exists only inside a container: proves where this ran.
-        return f"ecr-decorator-{a * b}-py{sys.version_info[0]}{sys.version_info[1]}-{os.path.exists('/.dockerenv')}"
+        python = f"py{sys.version_info[0]}{sys.version_info[1]}"
+        return f"ecr-decorator-{a * b}-{python}-{os.path.exists('/.dockerenv')}"
 
     in_container(6, 7)

@@ -1,0 +1,53 @@
+"""Airflow discovers the provider: `airflow providers list|hooks` and the task decorator, on 2.11 and 3."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def airflow_bin(version: str) -> Path:
+    default = ROOT / ".venvs" / f"af{version}" / "bin"
+    path = Path(os.environ.get(f"AIRFLOW_ECR_AF{version}_BIN", default))
+    if not (path / "airflow").exists():
+        pytest.fail(f"no Airflow {version} environment at {path}: run scripts/venvs.sh", pytrace=False)
+    return path
+
+
+def run(version: str, tmp_path: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(tmp_path / f"home{version}"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    done = subprocess.run(
+        [str(airflow_bin(version) / args[0]), *args[1:]],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+@pytest.mark.airflow_run
+@pytest.mark.parametrize("version", ["3", "2"])
+def test_airflow_discovers_the_provider(version, tmp_path):
+    assert "airflow-ecr" in run(version, tmp_path, "airflow", "providers", "list", "-o", "plain")
+    hooks = run(version, tmp_path, "airflow", "providers", "hooks", "-o", "plain")
+    assert "ecr_docker" in hooks
+    assert "airflow_ecr.hooks.docker.EcrDockerHook" in hooks
+    code = (
+        "from airflow.providers_manager import ProvidersManager as P; m = P(); "
+        "print(sorted(m.taskflow_decorators)); print(sorted(m.providers))"
+    )
+    out = run(version, tmp_path, "python", "-c", code)
+    assert "'ecr_docker'" in out
+    assert "'airflow-ecr'" in out
