@@ -379,3 +379,21 @@ def test_ecr_docker_connection_with_unknown_fields_is_refused(lab, aws, monkeypa
     op = EcrDockerOperator(task_id="bad", image=image_of(lab), docker_conn_id="ecr_bad", docker_url=lab.docker_host)
     with pytest.raises(EcrConfigurationError, match="unknown extra fields \\['regoin'\\]"):
         op.execute({})
+
+
+def test_ecr_public_tokens_come_from_ecr_public_in_us_east_1(monkeypatch, tmp_path):
+    from airflow_ecr.hooks.docker import EcrDockerHook
+    from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
+
+    with EcrEmulator([EmulatedAccount("111111111111", "eu-west-1")]) as emulator:
+        extra = {"region_name": "eu-west-1", "endpoint_url": emulator.url}
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_AWS_X", json.dumps({"conn_type": "aws", "login": "k", "password": "s", "extra": extra})
+        )
+        monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path))
+        TokenCache.clear_memory()
+        hook = EcrDockerHook(image="public.ecr.aws/docker/library/busybox:1.36", aws_conn_id="aws_x")
+        assert hook.registry_auth()["serveraddress"] == "public.ecr.aws"
+        assert [(c["target"], c["region"]) for c in emulator.calls()] == [
+            ("SpencerFrontendService.GetAuthorizationToken", "us-east-1")
+        ]
