@@ -9,15 +9,8 @@ from __future__ import annotations
 import base64
 import contextlib
 import datetime
-import os
-import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import boto3

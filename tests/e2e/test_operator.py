@@ -142,6 +142,7 @@ def test_tokens_rotating_every_few_seconds_one_call_per_lifetime(lab, aws):
     # refresh_ratio 0.5: a token is refreshed once half its life is gone, by the first task after
     # that point, and by that task only: consecutive calls are half a lifetime (+ one task) apart.
     gaps = [b - a for a, b in itertools.pairwise(calls)]
+    print(f"rotation: {tasks} tasks over {4 * ttl:.0f} s of {ttl:.0f} s tokens -> {len(calls)} ECR calls, gaps {gaps}")
     assert len(calls) >= 6
     assert all(ttl / 2 - 0.1 <= gap <= ttl / 2 + longest_task + 0.2 for gap in gaps), (gaps, longest_task)
 
@@ -153,6 +154,7 @@ def test_revoked_token_is_refetched_once_and_the_pull_retried(lab, aws):
     aws.reset()
     with Recorder("airflow_ecr.hooks.docker") as log:
         assert task(lab, image) == "ran"
+    print(f"revocation: {len(aws.calls())} ECR call(s) to recover")
     assert len(aws.calls()) == 1
     assert any("rejected the ECR token" in m for m in log.messages)
 
@@ -216,6 +218,7 @@ def resolve_concurrently(lab, tmp_path, processes: int) -> list[str]:
 def test_32_processes_on_a_cold_host_make_one_call(lab, aws, tmp_path):
     aws.faults(delay=0.3)  # a slow answer widens the window in which the others must wait
     passwords = resolve_concurrently(lab, tmp_path, 32)
+    print(f"32 processes, cold host cache: {len(aws.calls())} ECR call(s)")
     assert len(aws.calls()) == 1
     assert len(set(passwords)) == 1
 
@@ -231,6 +234,7 @@ def test_32_processes_without_the_lock_would_make_several_calls(lab, aws, tmp_pa
     monkeypatch.setattr(FileCache, "lock", no_lock)
     aws.faults(delay=0.3)
     resolve_concurrently(lab, tmp_path, 32)
+    print(f"32 processes, lock disabled: {len(aws.calls())} ECR calls")
     assert len(aws.calls()) > 1
 
 
