@@ -22,7 +22,6 @@ else
   trap '"$af3/python" -m airflow_ecr.testing.lab down --dir "$AIRFLOW_ECR_LAB_DIR" --purge' EXIT
   "$af3/python" -m airflow_ecr.testing.lab up --dir "$AIRFLOW_ECR_LAB_DIR" --swarm
 fi
-export AIRFLOW_ECR_AF3_BIN="$af3" AIRFLOW_ECR_AF2_BIN="$af2"
 
 echo "== unit tests on Airflow 2.11"
 "$af2/python" -m pytest -p no:cacheprovider -q tests/unit

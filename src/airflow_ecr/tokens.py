@@ -275,8 +275,16 @@ def tokens_by_registry_id(authorization_data: list[dict[str, Any]], ids: list[st
 
 
 @contextlib.contextmanager
-def translate_aws_errors(source: str, registries: Sequence[EcrRegistry]) -> Iterator[None]:
-    """Turn boto3 errors into errors that name the registry, the identity and what to do."""
+def translate_aws_errors(
+    source: str, registries: Sequence[EcrRegistry], configured_in: str = "the AWS connection"
+) -> Iterator[None]:
+    """
+    Turn boto3 errors into errors that name the registry, the identity and what to do.
+
+    :param source: how the messages name the AWS identity (a ``TokenSource.description``).
+    :param registries: the registries the call was for.
+    :param configured_in: where the AWS settings live, for the messages' advice.
+    """
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
@@ -293,7 +301,7 @@ def translate_aws_errors(source: str, registries: Sequence[EcrRegistry]) -> Iter
     except NoCredentialsError:
         raise EcrCredentialsError(
             f"No AWS credentials found for {source} (registry {names}): put credentials or a role in "
-            "the AWS connection, or give the worker an instance role or AWS_* environment variables."
+            f"{configured_in}, or give the worker an instance role or AWS_* environment variables."
         ) from None
     except PartialCredentialsError as err:
         raise EcrCredentialsError(f"Incomplete AWS credentials for {source}: {err}.") from None
@@ -324,7 +332,7 @@ def translate_aws_errors(source: str, registries: Sequence[EcrRegistry]) -> Iter
         ):
             raise EcrCredentialsError(
                 f"AWS rejected the credentials of {source} ({code}): they are invalid or have "
-                "expired; renew them or fix the AWS connection."
+                f"expired; renew them or fix {configured_in}."
             ) from None
         if code == "InvalidParameterException":
             raise EcrCredentialsError(
@@ -644,3 +652,91 @@ class TokenCache:
 
 def _fresh(token: EcrToken | None, ratio: float) -> bool:
     return token is not None and token.is_fresh(time.time(), ratio)
+
+
+def _public_settings(value: Any) -> Any:
+    """``value`` with every secret-looking key removed, at any depth (for cache keys and messages)."""
+    if isinstance(value, dict):
+        return {str(k): _public_settings(v) for k, v in sorted(value.items()) if not _is_secret_key(str(k))}
+    if isinstance(value, (list, tuple)):
+        return [_public_settings(v) for v in value]
+    return value
+
+
+class BotoSessionTokenSource:
+    """
+    Tokens through a boto3 session built from AWS settings given directly, not from an Airflow
+    connection: what a secrets backend needs, since it is the thing that resolves connections.
+
+    The settings are those of an AWS connection's extra, and are turned into a session exactly as
+    the amazon provider's own secrets backends do (``AwsConnectionWrapper`` + ``SessionFactory``):
+    ``profile_name``, ``region_name`` (of the session, e.g. for STS; tokens always come from the
+    registry's region), ``role_arn`` with ``assume_role_method`` / ``assume_role_kwargs``,
+    ``endpoint_url``, ``service_config``, ``verify``, ``config_kwargs``, and (discouraged)
+    ``aws_access_key_id`` / ``aws_secret_access_key`` / ``aws_session_token``. Without any, the boto3
+    default chain (environment, profile, web identity, container or instance role) applies.
+
+    :param aws_settings: the settings, as in an AWS connection's extra.
+    :param configured_in: how error messages name where the settings live.
+    """
+
+    def __init__(self, aws_settings: dict[str, Any] | None = None, *, configured_in: str = "the AWS settings") -> None:
+        self.aws_settings = dict(aws_settings or {})
+        self.configured_in = configured_in
+        self._identity: str | None = None
+        self._session: Any = None
+        self._conn_config: Any = None
+        self._clients: dict[tuple[str, str], Any] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def identity(self) -> str:
+        # Non-secret settings and the environment select the identity; the secret key never enters.
+        if self._identity is None:
+            self._identity = _fingerprint(["boto", _public_settings(self.aws_settings), *_environment_identity()])
+        return self._identity
+
+    @property
+    def description(self) -> str:
+        shown = [
+            f"{name}={self.aws_settings[name]!r}"
+            for name in ("profile_name", "role_arn", "endpoint_url")
+            if self.aws_settings.get(name)
+        ]
+        return f"{self.configured_in} ({', '.join(shown) or 'the boto3 default credential chain'})"
+
+    def _client(self, service: str, region: str) -> Any:
+        """A client per (service, region), over one session (one role assumption) per source."""
+        with self._lock:
+            client = self._clients.get((service, region))
+            if client is not None:
+                return client
+            if self._session is None:
+                from airflow.providers.amazon.aws.hooks.base_aws import SessionFactory
+                from airflow.providers.amazon.aws.utils.connection_wrapper import AwsConnectionWrapper
+
+                # In memory only, as SecretsManagerBackend does: no connection is looked up.
+                self._conn_config = AwsConnectionWrapper.from_connection_metadata(
+                    conn_id=f"{type(self).__name__}__settings", extra=self.aws_settings
+                )
+                self._session = SessionFactory(conn=self._conn_config).create_session()
+            config = self._conn_config
+            client = self._session.client(
+                service_name=service,
+                region_name=region,
+                endpoint_url=config.get_service_endpoint_url(service),
+                config=config.botocore_config,
+                verify=config.verify,
+            )
+            self._clients[(service, region)] = client
+            return client
+
+    def fetch(self, registries: Sequence[EcrRegistry]) -> dict[str, EcrToken]:
+        first = registries[0]
+        with translate_aws_errors(self.description, registries, configured_in=self.configured_in):
+            if first.public:
+                data = self._client("ecr-public", ECR_PUBLIC_REGION).get_authorization_token()["authorizationData"]
+                return {"": _token_from(data, "https://public.ecr.aws")}
+            ids = sorted({r.registry_id for r in registries})
+            response = self._client("ecr", first.region).get_authorization_token(registryIds=ids)
+            return tokens_by_registry_id(response["authorizationData"], ids)

@@ -59,13 +59,9 @@ def load_lab(directory: Path | None = None) -> dict[str, Any] | None:
 
 
 def find_venv(version: str) -> Path | None:
-    """The virtualenv of Airflow ``version`` ("3" or "2"): ``$AIRFLOW_ECR_VENV_AF<N>``, the repo's
-    ``.venvs/af<N>`` (scripts/venvs.sh) or ``/tmp/venvs/af<N>``; None if none has ``airflow``."""
-    candidates = [
-        os.environ.get(f"AIRFLOW_ECR_VENV_AF{version}"),
-        str(REPO / ".venvs" / f"af{version}"),
-        f"/tmp/venvs/af{version}",
-    ]
+    """The virtualenv of Airflow ``version`` ("3" or "2"): ``$AIRFLOW_ECR_VENV_AF<N>`` or the repo's
+    ``.venvs/af<N>`` (made by scripts/venvs.sh); None if neither has ``airflow``."""
+    candidates = [os.environ.get(f"AIRFLOW_ECR_VENV_AF{version}"), str(REPO / ".venvs" / f"af{version}")]
     for candidate in candidates:
         if candidate and (Path(candidate) / "bin" / "airflow").exists():
             return Path(candidate)

@@ -1,6 +1,6 @@
 """Real Airflow (3.x and 2.11, from their own venvs) running the e2e DAGs with ``airflow dags test``
 against the lab: a real Docker daemon pulling from ECR-style registries by their real ECR names,
-with tokens from the ECR ecr_admin.
+with tokens from the ECR emulator.
 
 Run: ``AIRFLOW_ECR_LAB_DIR=/tmp/airflow-ecr-lab pytest -m "lab and airflow_run" tests/e2e``
 (bring the lab up first: ``python -m airflow_ecr.testing.lab up --dir /tmp/airflow-ecr-lab``).
@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import contextlib
 import re
+import sys
 from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-try:
-    from airflow_harness import AirflowHarness, EmulatorAdmin, lab_info, shared_harness
-except ImportError:  # tests/ imported as a package
-    from tests.e2e.airflow_harness import AirflowHarness, EmulatorAdmin, lab_info, shared_harness
+# The harness sits next to this file (tests/ is no package): importable in any import mode.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from airflow_harness import AirflowHarness, EmulatorAdmin, lab_info, shared_harness
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(420)]
 
@@ -34,7 +35,7 @@ def e2e_lab(request: pytest.FixtureRequest) -> dict[str, Any]:
         value = None
     info = lab_info(value)
     if not info:
-        pytest.skip("no lab: python -m airflow_ecr.testing.lab up --dir $AIRFLOW_ECR_LAB_DIR")
+        pytest.fail("no lab: python -m airflow_ecr.testing.lab up --dir $AIRFLOW_ECR_LAB_DIR", pytrace=False)
     return info
 
 
@@ -44,7 +45,7 @@ def airflow(
 ) -> AirflowHarness:
     harness = shared_harness(request.param, e2e_lab, tmp_path_factory.getbasetemp())
     if harness is None:
-        pytest.skip(f"no Airflow {request.param} virtualenv (scripts/venvs.sh {request.param})")
+        pytest.fail(f"no Airflow {request.param} virtualenv (scripts/venvs.sh {request.param})", pytrace=False)
     return harness
 
 

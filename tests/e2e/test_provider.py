@@ -7,16 +7,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+from airflow_harness import find_venv
 
 
 def airflow_bin(version: str) -> Path:
-    default = ROOT / ".venvs" / f"af{version}" / "bin"
-    path = Path(os.environ.get(f"AIRFLOW_ECR_AF{version}_BIN", default))
-    if not (path / "airflow").exists():
-        pytest.fail(f"no Airflow {version} environment at {path}: run scripts/venvs.sh", pytrace=False)
-    return path
+    venv = find_venv(version)
+    if venv is None:
+        pytest.fail(f"no Airflow {version} environment: run scripts/venvs.sh {version}", pytrace=False)
+    return venv / "bin"
 
 
 def run(version: str, tmp_path: Path, *args: str) -> str:

@@ -10,6 +10,7 @@ line (and environment) every 50 ms: no ECR token may ever appear there.
 from __future__ import annotations
 
 import contextlib
+import sys
 import tempfile
 import threading
 import time
@@ -19,10 +20,9 @@ from typing import Any
 
 import pytest
 
-try:
-    from airflow_harness import AirflowHarness, EmulatorAdmin, lab_info, shared_harness
-except ImportError:  # tests/ imported as a package
-    from tests.e2e.airflow_harness import AirflowHarness, EmulatorAdmin, lab_info, shared_harness
+# The harness sits next to this file (tests/ is no package): importable in any import mode.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from airflow_harness import AirflowHarness, EmulatorAdmin, lab_info, shared_harness
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(420)]
 
@@ -38,7 +38,7 @@ def e2e_lab(request: pytest.FixtureRequest) -> dict[str, Any]:
         value = None
     info = lab_info(value)
     if not info:
-        pytest.skip("no lab: python -m airflow_ecr.testing.lab up --dir $AIRFLOW_ECR_LAB_DIR")
+        pytest.fail("no lab: python -m airflow_ecr.testing.lab up --dir $AIRFLOW_ECR_LAB_DIR", pytrace=False)
     return info
 
 
@@ -60,7 +60,7 @@ def airflow(
 ) -> AirflowHarness:
     harness = shared_harness(request.param, e2e_lab, tmp_path_factory.getbasetemp())
     if harness is None:
-        pytest.skip(f"no Airflow {request.param} virtualenv (scripts/venvs.sh {request.param})")
+        pytest.fail(f"no Airflow {request.param} virtualenv (scripts/venvs.sh {request.param})", pytrace=False)
     return harness
 
 

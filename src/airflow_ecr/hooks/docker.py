@@ -121,6 +121,7 @@ class EcrAPIClient(APIClient):
                         yield item
                         continue
                     if attempt == 1 and not progressed and is_auth_error(message):
+                        stream.close()  # release the rejected response before retrying
                         break
                     raise pull_error(image, host, message, retried=attempt == 2)
                 else:

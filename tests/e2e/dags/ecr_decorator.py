@@ -13,7 +13,8 @@ except ImportError:  # Airflow 2
     from airflow import DAG
     from airflow.decorators import task
 
-LAB = json.loads((Path(os.environ.get("AIRFLOW_ECR_LAB_DIR", "/tmp/airflow-ecr-lab")) / "lab.json").read_text())
+LAB_DIR = Path(os.environ.get("AIRFLOW_ECR_LAB_DIR", "/tmp/airflow-ecr-lab"))
+LAB = json.loads((LAB_DIR / "lab.json").read_text())
 HOST = LAB["accounts"][0]["host"]
 
 with DAG(

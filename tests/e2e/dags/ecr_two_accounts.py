@@ -14,7 +14,8 @@ except ImportError:  # Airflow 2
 
 from airflow_ecr.operators.docker import EcrDockerOperator
 
-LAB = json.loads((Path(os.environ.get("AIRFLOW_ECR_LAB_DIR", "/tmp/airflow-ecr-lab")) / "lab.json").read_text())
+LAB_DIR = Path(os.environ.get("AIRFLOW_ECR_LAB_DIR", "/tmp/airflow-ecr-lab"))
+LAB = json.loads((LAB_DIR / "lab.json").read_text())
 
 with DAG(
     dag_id="ecr_two_accounts",

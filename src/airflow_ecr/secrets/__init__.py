@@ -1,0 +1,1 @@
+"""Secrets backends of airflow-ecr (see :mod:`airflow_ecr.secrets.ecr`)."""
