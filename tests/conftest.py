@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
+
+from airflow_ecr.testing.emulator import EmulatorClient
 
 # Airflow reads AIRFLOW_HOME when first imported: never let a test run touch ~/airflow.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-ecr-tests-home-"))
@@ -46,37 +47,6 @@ class Lab:
         return next(a for a in self.accounts if account_id in (None, a["account_id"]))
 
 
-class EmulatorAdmin:
-    """The lab emulator's admin API (``/_emulator/...``), usable from any process."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-    def _call(self, path: str, body: dict[str, Any] | None = None) -> Any:
-        url = f"{self.url}/_emulator/{path}"
-        answer = requests.get(url, timeout=10) if body is None else requests.post(url, json=body, timeout=10)
-        answer.raise_for_status()
-        return answer.json()
-
-    def calls(self) -> list[dict[str, Any]]:
-        return list(self._call("calls"))
-
-    def reset(self) -> None:
-        self._call("reset", {})
-
-    def faults(self, **switches: Any) -> dict[str, Any]:
-        return dict(self._call("faults", switches))
-
-    def config(self, **settings: Any) -> dict[str, Any]:
-        return dict(self._call("config", settings) if settings else self._call("config"))
-
-    def revoke(self, account_id: str) -> None:
-        self._call("revoke", {"account_id": account_id})
-
-    def password(self, account_id: str) -> str:
-        return str(self._call(f"password/{account_id}")["password"])
-
-
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     """The lab at ``$AIRFLOW_ECR_LAB_DIR`` if it is up, else a fresh one for this session."""
@@ -98,9 +68,9 @@ def lab() -> Iterator[Lab]:
 
 
 @pytest.fixture
-def emulator(lab: Lab) -> Iterator[EmulatorAdmin]:
+def emulator(lab: Lab) -> Iterator[EmulatorClient]:
     """The lab's emulator, with calls, faults and token policy reset around the test."""
-    admin = EmulatorAdmin(lab.emulator_url)
+    admin = EmulatorClient(lab.emulator_url)
     admin.reset()
     policy = admin.config()
     yield admin

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airflow_ecr.testing.emulator import EmulatorClient
+
 REPO = Path(__file__).resolve().parents[2]
 DAGS_SOURCE = Path(__file__).resolve().parent / "dags"
 DEFAULT_LAB_DIR = "/tmp/airflow-ecr-lab"
@@ -610,41 +612,8 @@ class SchedulerSession:
 
 
 # -- the ECR emulator's admin API ---------------------------------------------------------------
-class EmulatorAdmin:
-    """The lab emulator's loopback admin API (``/_emulator/...``)."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url.rstrip("/")
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    def _call(self, method: str, path: str, body: Any = None) -> Any:
-        request = urllib.request.Request(  # noqa: S310 - the lab's http://127.0.0.1 URL
-            f"{self.url}/_emulator/{path}",
-            data=None if body is None else json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
-            method=method,
-        )
-        with self._opener.open(request, timeout=10) as response:
-            return json.loads(response.read() or b"null")
-
-    def calls(self, access_key: str | None = None, target: str = "GetAuthorizationToken") -> list[dict[str, Any]]:
-        """API calls received (of one access key id; ``target`` matched as a suffix)."""
-        return [
-            call
-            for call in self._call("GET", "calls")
-            if str(call.get("target", "")).endswith(target)
-            and (access_key is None or call.get("access_key_id") == access_key)
-        ]
-
-    def config(self) -> dict[str, Any]:
-        """The token policy (``token_ttl``, ``rotate_fraction``)."""
-        return dict(self._call("GET", "config"))
-
-    def set_config(self, **settings: Any) -> dict[str, Any]:
-        return dict(self._call("POST", "config", settings))
-
-    def revoke(self, account_id: str) -> None:
-        self._call("POST", "revoke", {"account_id": account_id})
+class EmulatorAdmin(EmulatorClient):
+    """The emulator's admin API, plus what the Airflow tests need on top."""
 
     @contextlib.contextmanager
     def ecr_policy(self, account_ids: list[str], min_ttl: float = 3600.0) -> Iterator[None]:
@@ -657,17 +626,13 @@ class EmulatorAdmin:
         if before["token_ttl"] >= min_ttl:
             yield
             return
-        self.set_config(token_ttl=43200.0, rotate_fraction=0.5)
+        self.config(token_ttl=43200.0, rotate_fraction=0.5)
         for account_id in account_ids:
             self.revoke(account_id)
         try:
             yield
         finally:
-            self.set_config(**before)
-
-    def password(self, account_id: str) -> str:
-        """The account's current registry password (the emulator mints one if none is valid)."""
-        return str(self._call("GET", f"password/{account_id}")["password"])
+            self.config(**before)
 
     def passwords(self, account_ids: list[str]) -> set[str]:
         return {self.password(account_id) for account_id in account_ids}
@@ -693,15 +658,3 @@ def shared_harness(version: str, lab: Mapping[str, Any], base: Path) -> AirflowH
         harness.migrate()
         _SHARED[version] = harness
     return _SHARED[version]
-
-
-def lab_info(lab_fixture: Any) -> dict[str, Any] | None:
-    """The lab description, from the ``lab`` fixture's value if it is one, else ``lab.json``."""
-    if isinstance(lab_fixture, Mapping) and "docker_host" in lab_fixture:
-        return dict(lab_fixture)
-    for attribute in ("raw", "info", "data"):  # tests/conftest.py's Lab keeps lab.json in .raw
-        value = getattr(lab_fixture, attribute, None)
-        if isinstance(value, Mapping) and "docker_host" in value:
-            return dict(value)
-    directory = getattr(lab_fixture, "dir", None) or getattr(lab_fixture, "directory", None)
-    return load_lab(Path(directory) if directory else None)

@@ -9,12 +9,10 @@ line (and environment) every 50 ms: no ECR token may ever appear there.
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,46 +20,11 @@ import pytest
 
 # The harness sits next to this file (tests/ is no package): importable in any import mode.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from airflow_harness import AirflowHarness, EmulatorAdmin, lab_info, shared_harness
+from airflow_harness import AirflowHarness, EmulatorAdmin
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(420)]
 
 DAG_ID = "ecr_cache_two_tasks"
-
-
-@pytest.fixture(scope="session")
-def e2e_lab(request: pytest.FixtureRequest) -> dict[str, Any]:
-    """The lab description; the shared ``lab`` fixture (tests/conftest.py) brings it up if present."""
-    try:
-        value = request.getfixturevalue("lab")
-    except pytest.FixtureLookupError:
-        value = None
-    info = lab_info(value)
-    if not info:
-        pytest.fail("no lab: python -m airflow_ecr.testing.lab up --dir $AIRFLOW_ECR_LAB_DIR", pytrace=False)
-    return info
-
-
-@pytest.fixture
-def ecr_admin(request: pytest.FixtureRequest, e2e_lab: dict[str, Any]) -> Iterator[EmulatorAdmin]:
-    """The emulator's admin API; tests/conftest.py's ``emulator`` (if present) resets its faults and
-    token policy around the test; ours sets ECR's 12 h token policy if something left a shorter
-    one. Calls are told apart by each run's unique access key."""
-    with contextlib.suppress(pytest.FixtureLookupError):
-        request.getfixturevalue("emulator")
-    admin = EmulatorAdmin(e2e_lab["emulator_url"])
-    with admin.ecr_policy([a["account_id"] for a in e2e_lab["accounts"]]):
-        yield admin
-
-
-@pytest.fixture(params=[pytest.param("3", id="af3"), pytest.param("2", id="af2")])
-def airflow(
-    request: pytest.FixtureRequest, e2e_lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
-) -> AirflowHarness:
-    harness = shared_harness(request.param, e2e_lab, tmp_path_factory.getbasetemp())
-    if harness is None:
-        pytest.fail(f"no Airflow {request.param} virtualenv (scripts/venvs.sh {request.param})", pytrace=False)
-    return harness
 
 
 class ProcSampler(threading.Thread):

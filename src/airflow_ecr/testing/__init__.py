@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount, EmulatorError
+    from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount, EmulatorClient, EmulatorError
 
-__all__ = ["EcrEmulator", "EmulatedAccount", "EmulatorError"]
+__all__ = ["EcrEmulator", "EmulatedAccount", "EmulatorClient", "EmulatorError"]
 
 
 def __getattr__(name: str) -> Any:

@@ -57,6 +57,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -688,6 +689,56 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 # -- command line ------------------------------------------------------------------------------
+
+
+class EmulatorClient:
+    """
+    The emulator's loopback admin API (``/_emulator/...``), from any process: what a test of your
+    own DAGs uses to count calls, switch faults on, or shorten token lifetimes.
+
+    :param url: the emulator's URL (``EcrEmulator.url``, or ``emulator_url`` in the lab's lab.json).
+    """
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        # Loopback only: never route the lab's traffic through an HTTP proxy from the environment.
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def _call(self, path: str, body: Any = None) -> Any:
+        request = urllib.request.Request(  # noqa: S310 - the emulator's own http://127.0.0.1 URL
+            f"{self.url}/_emulator/{path}",
+            data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+            method="GET" if body is None else "POST",
+        )
+        with self._opener.open(request, timeout=10) as response:
+            return json.loads(response.read() or b"null")
+
+    def calls(self, access_key: str | None = None) -> list[dict[str, Any]]:
+        """The API calls received so far (only those signed with ``access_key``, if given)."""
+        return [c for c in self._call("calls") if access_key is None or c.get("access_key_id") == access_key]
+
+    def reset(self) -> None:
+        """Forget the calls and switch every fault off."""
+        self._call("reset", {})
+
+    def faults(self, **switches: Any) -> dict[str, Any]:
+        """Set fault switches (``throttle``, ``server_error``, ``deny``, ``delay``); return them all."""
+        return dict(self._call("faults", switches))
+
+    def config(self, **settings: Any) -> dict[str, Any]:
+        """Set ``token_ttl`` / ``rotate_fraction`` if given; return the token policy."""
+        return dict(self._call("config", settings) if settings else self._call("config"))
+
+    def revoke(self, account_id: str) -> None:
+        """Replace the account's password now: the registry rejects the tokens handed out so far."""
+        self._call("revoke", {"account_id": account_id})
+
+    def password(self, account_id: str) -> str:
+        """The account's current registry password (minted if none is valid)."""
+        return str(self._call(f"password/{account_id}")["password"])
+
+
 def load_config(path: str | os.PathLike[str]) -> tuple[list[EmulatedAccount], dict[str, Any]]:
     """Read a CLI config file; returns the accounts and the keyword arguments of :class:`EcrEmulator`.
 
