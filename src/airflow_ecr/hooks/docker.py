@@ -25,24 +25,26 @@ log = logging.getLogger(__name__)
 _AUTH_ERRORS = (
     "no basic auth credentials",
     "authorization token has expired",
-    "unauthorized",
+    "unauthorized:",
+    "401 unauthorized",
     "authentication required",
-    "401",
-    "denied: your authorization token",
 )
 _NOT_FOUND_ERRORS = ("manifest unknown", "not found", "name unknown", "does not exist")
 
 
-def is_auth_error(message: str) -> bool:
-    """Whether a daemon error message means the registry rejected (or wanted) credentials."""
-    lowered = message.lower()
-    return any(marker in lowered for marker in _AUTH_ERRORS)
+def classify_pull_error(message: str, image: str) -> str:
+    """
+    ``"auth"``, ``"not_found"`` or ``"other"`` for a daemon's pull error message.
 
-
-def is_not_found_error(message: str) -> bool:
-    """Whether a daemon error message means the image or tag does not exist."""
-    lowered = message.lower()
-    return any(marker in lowered for marker in _NOT_FOUND_ERRORS) and not is_auth_error(message)
+    The image reference is taken out first: a tag ``v401`` or a repository called ``unauthorized``
+    must not read as a credentials problem.
+    """
+    text = message.lower().replace(image.lower(), "<image>")
+    if any(marker in text for marker in _AUTH_ERRORS):
+        return "auth"
+    if any(marker in text for marker in _NOT_FOUND_ERRORS):
+        return "not_found"
+    return "other"
 
 
 class EcrAuthenticator:
@@ -95,42 +97,42 @@ class EcrAPIClient(APIClient):
         image = f"{repository}:{tag}" if tag else repository
         if kwargs.get("stream"):
             return self._pull_stream(image, host, repository, tag, kwargs)
-        try:
-            return super().pull(repository, tag, auth_config=self.ecr.auth_for(host), **kwargs)
-        except APIError as err:
-            if not is_auth_error(str(err.explanation or err)):
-                raise pull_error(image, host, str(err.explanation or err)) from None
-        self.ecr.reject(host)
-        try:
-            return super().pull(repository, tag, auth_config=self.ecr.auth_for(host), **kwargs)
-        except APIError as err:
-            raise pull_error(image, host, str(err.explanation or err), retried=True) from None
+        for attempt in (1, 2):
+            try:
+                return super().pull(repository, tag, auth_config=self.ecr.auth_for(host), **kwargs)
+            except APIError as err:
+                self._give_up_unless_retryable(image, host, str(err.explanation or err), attempt)
+            self.ecr.reject(host)
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     def _pull_stream(
         self, image: str, host: str, repository: str, tag: str | None, kwargs: dict[str, Any]
     ) -> Iterator[Any]:
         """Stream the pull; on a credentials error before any layer arrives, refetch and retry once."""
         for attempt in (1, 2):
-            progressed = False
             try:
                 stream = super().pull(repository, tag, auth_config=self.ecr.auth_for(host), **kwargs)
-                for item in stream:
+                for position, item in enumerate(stream):
                     message = _stream_error(item)
                     if message is None:
-                        progressed = True
                         yield item
                         continue
-                    if attempt == 1 and not progressed and is_auth_error(message):
-                        stream.close()  # release the rejected response before retrying
-                        break
-                    raise pull_error(image, host, message, retried=attempt == 2)
+                    # Past the first item layers were already fetched with this token: no retry.
+                    self._give_up_unless_retryable(image, host, message, attempt if position == 0 else 2)
+                    stream.close()  # release the rejected response before retrying
+                    break
                 else:
                     return
             except APIError as err:
-                message = str(err.explanation or err)
-                if attempt == 2 or not is_auth_error(message):
-                    raise pull_error(image, host, message, retried=attempt == 2) from None
+                self._give_up_unless_retryable(image, host, str(err.explanation or err), attempt)
             self.ecr.reject(host)
+
+    @staticmethod
+    def _give_up_unless_retryable(image: str, host: str, message: str, attempt: int) -> None:
+        """Raise the pull error, unless it is a first rejection of the credentials (then retry)."""
+        kind = classify_pull_error(message, image)
+        if kind != "auth" or attempt == 2:
+            raise pull_error(image, host, message, kind, retried=attempt == 2) from None
 
     def create_service(self, task_template: Any, *args: Any, **kwargs: Any) -> Any:
         image = task_template.get("ContainerSpec", {}).get("Image", "")
@@ -151,16 +153,16 @@ def _stream_error(item: Any) -> str | None:
     return None
 
 
-def pull_error(image: str, host: str, message: str, retried: bool = False) -> EcrPullError:
+def pull_error(image: str, host: str, message: str, kind: str, retried: bool = False) -> EcrPullError:
     """A pull failure turned into an error that says what to check."""
-    if is_auth_error(message):
+    if kind == "auth":
         what = "rejected a freshly fetched token too" if retried else "rejected the credentials"
         return EcrPullError(
             f"Registry {host} {what} for {image}: check that the AWS identity may "
             f"ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on this repository "
             f"(its repository policy too, for cross-account pulls). Registry said: {message}"
         )
-    if is_not_found_error(message):
+    if kind == "not_found":
         return EcrPullError(
             f"Image {image} was not found in {host}: check the repository name and tag "
             f"(or digest). Registry said: {message}"
