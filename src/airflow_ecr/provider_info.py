@@ -33,7 +33,7 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Amazon ECR for Docker",
-                "python-modules": ["airflow_ecr.operators.docker"],
+                "python-modules": ["airflow_ecr.operators.docker", "airflow_ecr.operators.credentials"],
             }
         ],
         "hooks": [
@@ -58,6 +58,8 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "task-decorators": [{"class-name": "airflow_ecr.decorators.docker.ecr_docker_task", "name": "ecr_docker"}],
+        # Listed by `airflow providers secrets`; still enabled only through [secrets] backend.
+        "secrets-backends": ["airflow_ecr.secrets.ecr.EcrDockerConnectionBackend"],
         "config": {
             "ecr": {
                 "description": "Caching of Amazon ECR tokens by airflow-ecr.",

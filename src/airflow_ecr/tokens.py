@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from airflow_ecr.exceptions import EcrCredentialsError, EcrServiceError
+from airflow_ecr.exceptions import EcrConfigurationError, EcrCredentialsError, EcrServiceError
 from airflow_ecr.registry import ECR_PUBLIC_REGION, EcrRegistry, parse_registry_host
 
 log = logging.getLogger(__name__)
@@ -366,7 +366,7 @@ class CacheSettings:
         directory = conf.get("ecr", "cache_dir", fallback="") or default_cache_dir()
         ratio = conf.getfloat("ecr", "refresh_ratio", fallback=DEFAULT_REFRESH_RATIO)
         if not 0 < ratio <= 1:
-            raise ValueError(f"[ecr] refresh_ratio must be in (0, 1], got {ratio}.")
+            raise EcrConfigurationError(f"[ecr] refresh_ratio must be in (0, 1], got {ratio}: set e.g. 0.5.")
         lock_timeout = conf.getfloat("ecr", "lock_timeout", fallback=DEFAULT_LOCK_TIMEOUT)
         return cls(
             directory=Path(directory).expanduser() if enabled else None,
@@ -677,11 +677,19 @@ class BotoSessionTokenSource:
     default chain (environment, profile, web identity, container or instance role) applies.
 
     :param aws_settings: the settings, as in an AWS connection's extra.
+    :param name: how error messages name the user of these settings, e.g. a secrets backend.
     :param configured_in: how error messages name where the settings live.
     """
 
-    def __init__(self, aws_settings: dict[str, Any] | None = None, *, configured_in: str = "the AWS settings") -> None:
+    def __init__(
+        self,
+        aws_settings: dict[str, Any] | None = None,
+        *,
+        name: str = "the boto3 session",
+        configured_in: str = "the AWS settings",
+    ) -> None:
         self.aws_settings = dict(aws_settings or {})
+        self.name = name
         self.configured_in = configured_in
         self._identity: str | None = None
         self._session: Any = None
@@ -703,7 +711,7 @@ class BotoSessionTokenSource:
             for name in ("profile_name", "role_arn", "endpoint_url")
             if self.aws_settings.get(name)
         ]
-        return f"{self.configured_in} ({', '.join(shown) or 'the boto3 default credential chain'})"
+        return f"{self.name} ({', '.join(shown) or 'boto3 default credential chain'})"
 
     def _client(self, service: str, region: str) -> Any:
         """A client per (service, region), over one session (one role assumption) per source."""

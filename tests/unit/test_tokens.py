@@ -201,3 +201,12 @@ def test_invalidate_forgets_the_rejected_token_only(tmp_path):
 def test_token_repr_hides_the_password():
     token = EcrToken("AWS", "s3cr3t", "https://x", 2.0, 1.0)
     assert "s3cr3t" not in repr(token)
+
+
+@pytest.mark.parametrize("ratio", ["0", "1.5", "-1"])
+def test_refresh_ratio_out_of_range_is_a_configuration_error(monkeypatch, ratio):
+    from airflow_ecr.exceptions import EcrConfigurationError
+
+    monkeypatch.setenv("AIRFLOW__ECR__REFRESH_RATIO", ratio)
+    with pytest.raises(EcrConfigurationError, match="refresh_ratio must be in"):
+        CacheSettings.from_airflow_config()

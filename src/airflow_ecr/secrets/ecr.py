@@ -1,0 +1,526 @@
+"""
+A secrets backend that gives unmodified Docker tasks a live Amazon ECR login.
+
+``EcrDockerConnectionBackend`` lets an unmodified ``DockerOperator(docker_conn_id=...)``,
+``@task.docker`` or ``DockerSwarmOperator`` pull from ECR with no change to the DAG. For a
+connection id it recognises, it returns a ``docker`` connection: host = the registry host, login
+``AWS``, password = a live ECR token from :mod:`airflow_ecr.tokens`. The Docker provider's
+``DockerHook`` logs in with that connection as with any other, and docker-py sends the login with
+the pull or the swarm service creation.
+
+Configuration
+-------------
+On Airflow 2.11 and 3.x::
+
+    [secrets]
+    backend = airflow_ecr.secrets.ecr.EcrDockerConnectionBackend
+    backend_kwargs = {"profile_name": "ecr", "connections": {"ml": "123456789012.dkr.ecr.eu-west-1.amazonaws.com"}}
+
+Airflow 3 task processes read ``[workers] secrets_backend`` / ``secrets_backend_kwargs`` first and
+fall back to ``[secrets]``. Set the worker options when the workers need other AWS settings than
+the API server and scheduler. The same options can be set through the environment variables
+``AIRFLOW__SECRETS__BACKEND``, ``AIRFLOW__SECRETS__BACKEND_KWARGS``,
+``AIRFLOW__WORKERS__SECRETS_BACKEND`` and ``AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS``.
+
+Connection ids
+--------------
+- ``ecr:<registry host>`` names a registry by its real host. Examples:
+  ``ecr:123456789012.dkr.ecr.eu-west-1.amazonaws.com``,
+  ``ecr:123456789012.dkr-ecr.us-east-1.on.aws``, ``ecr:public.ecr.aws``. Any partition, FIPS or
+  dual-stack host that :mod:`airflow_ecr.registry` parses is accepted. Airflow 2.11 and 3.x both
+  accept ``:`` and ``.`` in connection ids: both validate them with ``[\\w#!()\\-.:/\\\\]+``, at
+  most 250 characters. The prefix can be changed with ``conn_id_prefix``, or set to ``null`` to
+  accept mapped ids only. An id under the prefix that names no ECR registry is an error. It is
+  never passed on to another backend: no other backend could answer it, and falling through would
+  hide the typo behind "conn_id isn't defined".
+- Friendly ids are listed in ``connections``, a mapping of conn id to one of: a registry host, an
+  image name (its registry is used), or
+  ``{"registry": "<host>", "registry_id": "<account>", "region_name": "<region>"}`` for an alias
+  host (a DNS name or proxy in front of ECR).
+- Any other id returns None at once, with no AWS call and no file read. Airflow then asks its next
+  backend (environment variables, then the metastore or the API server), or the ``delegate``.
+
+AWS credentials
+---------------
+Every other key of ``backend_kwargs`` is an AWS setting, as for the amazon provider's
+``SecretsManagerBackend``: ``profile_name``, ``region_name``, ``role_arn`` with
+``assume_role_method`` / ``assume_role_kwargs``, ``endpoint_url``, ``service_config``,
+``verify``, ``config_kwargs``, and, discouraged, ``aws_access_key_id`` / ``aws_secret_access_key``.
+They become a boto3 session the way the amazon provider builds one
+(:class:`airflow_ecr.tokens.BotoSessionTokenSource`). Without any of them, the boto3 default
+chain applies: environment, profile, web identity, container or instance role. No Airflow
+connection is read: this backend is the thing that resolves connections. Tokens always come from
+the registry's own region. ``region_name`` only sets the session's region, e.g. for role
+assumption.
+
+Tokens go through :class:`airflow_ecr.tokens.TokenCache`, which first looks in memory, then in the
+host's file cache, and only then asks ECR, with one caller per host fetching at a time. A lookup
+served from the cache makes no AWS call; N task processes on one worker make one
+``GetAuthorizationToken`` call per token refresh. The tokens are shared with ``EcrDockerOperator``
+tasks using the same AWS identity on the same host.
+
+Delegate
+--------
+Airflow has one custom backend slot. A team whose slot is already taken, e.g. by AWS Secrets
+Manager, sets ``"delegate": {"backend": "<class path>", "backend_kwargs": {...}}``. The delegate
+then answers every id this backend does not own, and every variable and config lookup, including
+the async ``aget_*`` methods that Airflow 3 calls when they exist.
+
+Airflow's secrets cache
+-----------------------
+With ``[secrets] use_cache`` on, Airflow keeps each connection it resolves (its URI, password
+included) for ``[secrets] cache_ttl_seconds`` (default 900 s). On both 2.11
+(``airflow.secrets.cache.SecretCache``) and 3.x (``airflow.sdk.execution_time.cache.SecretCache``)
+only the DAG processor turns this cache on, before it forks its parsing processes. So it serves
+only the lookups that DAG files make at parse time. Task processes never use it, whatever the
+executor, and ``airflow dags test`` and ``tasks run`` do not either: a task always reaches this
+backend and gets a token that is valid now.
+
+A cached URI can still be up to ``cache_ttl_seconds`` old when it is used, so while ``use_cache``
+is on, this backend never hands out a token with less than ``cache_ttl_seconds`` +
+``min_token_life`` (default 0) + the token cache's expiry margin (10 % of a token's life, at most
+60 s) left to live. A cached token with less life left is refreshed, at the cost of one ECR call. If
+even a fresh token does not live that long, the lookup fails with a message that says to lower
+``cache_ttl_seconds``. With ECR's 12-hour tokens, which the token cache refreshes at half their
+life, any ``cache_ttl_seconds`` under 6 hours costs nothing. Without the secrets cache, a token
+handed out has at least ``1 - [ecr] refresh_ratio`` of its life left (6 hours for ECR), and
+``min_token_life`` can require more.
+
+Errors
+------
+A malformed id under the prefix, a registry in an unknown region, missing credentials or an
+``AccessDenied`` from ECR each raise :class:`EcrConnectionLookupError`. Its one sentence names the
+conn id and what to fix, and never contains a secret. On Airflow 3 (task SDK 1.2.2+) it is an
+``AirflowSecretsBackendAccessDenied``, which Airflow re-raises instead of trying the next backend,
+so the task fails with that sentence. Airflow 2.11 logs it with the traceback and then raises
+"conn_id isn't defined". Older Airflow 3 task SDKs only log a backend's errors at debug level, so
+there the backend logs the sentence at error level itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import importlib.util
+import inspect
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from functools import cached_property
+from typing import Any
+
+from airflow.secrets import BaseSecretsBackend
+
+from airflow_ecr.exceptions import EcrCredentialsError, EcrError, EcrServiceError
+from airflow_ecr.registry import EcrRegistry, parse_registry_host, resolve_host, resolve_registry
+from airflow_ecr.tokens import BotoSessionTokenSource, EcrToken, TokenCache
+
+try:
+    from airflow.sdk.exceptions import AirflowSecretsBackendAccessDenied as _Authoritative
+
+    _AUTHORITATIVE = True
+except ImportError:  # Airflow 2, or a task SDK older than 1.2.2
+
+    class _Authoritative(Exception):  # type: ignore[no-redef]
+        """Stands in for ``AirflowSecretsBackendAccessDenied`` where Airflow has none."""
+
+    _AUTHORITATIVE = False
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CONN_ID_PREFIX = "ecr:"
+BACKEND_NAME = "the airflow-ecr secrets backend"
+CONFIGURED_IN = "the backend's backend_kwargs"
+_MAPPING_KEYS = frozenset({"registry", "image", "registry_id", "region_name"})
+# Airflow 3 task SDKs before 1.2.2 swallow a backend's exception at debug level: log it ourselves.
+_LOG_ERRORS = not _AUTHORITATIVE and importlib.util.find_spec("airflow.sdk") is not None
+
+
+class EcrConnectionLookupError(EcrError, _Authoritative):
+    """
+    A connection id this backend owns could not be resolved; the message names it and what to fix.
+
+    It is an ``AirflowSecretsBackendAccessDenied`` where Airflow has that class, so that Airflow
+    does not fall through to the next backend and hide the reason.
+    """
+
+
+def _lookup_error(message: str) -> EcrConnectionLookupError:
+    if _LOG_ERRORS:
+        log.error("%s", message)
+    return EcrConnectionLookupError(message)
+
+
+def airflow_secrets_cache_ttl() -> float | None:
+    """``[secrets] cache_ttl_seconds`` when ``[secrets] use_cache`` is on, else None."""
+    from airflow.providers.common.compat.sdk import conf
+
+    if not conf.getboolean("secrets", "use_cache", fallback=False):
+        return None
+    return float(conf.getint("secrets", "cache_ttl_seconds", fallback=15 * 60))
+
+
+def _accepts_team_name(method: Callable[..., Any]) -> bool:
+    try:
+        parameters = inspect.signature(method).parameters
+    except (TypeError, ValueError):
+        return True
+    return "team_name" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
+
+
+def _call(method: Callable[..., Any], team_name: str | None, **kwargs: Any) -> Any:
+    """Call a delegate's lookup, passing ``team_name`` only if given and accepted (as Airflow 3.2+ does)."""
+    if team_name is not None and _accepts_team_name(method):
+        return method(team_name=team_name, **kwargs)
+    return method(**kwargs)
+
+
+def _json_setting(name: str, value: Any) -> Any:
+    """Settings may arrive as JSON text (Airflow 3's ``..._KWARG__<NAME>`` variables are raw strings)."""
+    if isinstance(value, str) and value.strip().startswith(("{", "[")):
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ValueError(f"The airflow-ecr secrets backend's {name!r} setting is not valid JSON.") from None
+    return value
+
+
+def _parse_connections(value: Any) -> dict[str, Any]:
+    value = _json_setting("connections", value)
+    if value in (None, ""):
+        return {}
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, (str, Mapping)) for k, v in value.items()
+    ):
+        raise ValueError(
+            "The airflow-ecr secrets backend's 'connections' setting must map connection ids to a registry "
+            "host, an image name or {'registry', 'registry_id', 'region_name'}."
+        )
+    return dict(value)
+
+
+def _load_delegate(spec: Any) -> Any:
+    """Instantiate the wrapped backend from ``{"backend": "<class path>", "backend_kwargs": {...}}``."""
+    spec = _json_setting("delegate", spec)
+    if spec in (None, ""):
+        return None
+    if isinstance(spec, str):
+        spec = {"backend": spec}
+    kwargs = spec.get("backend_kwargs") if isinstance(spec, Mapping) else None
+    if (
+        not isinstance(spec, Mapping)
+        or not isinstance(spec.get("backend"), str)
+        or set(spec) - {"backend", "backend_kwargs"}
+        or not isinstance(kwargs or {}, Mapping)
+    ):
+        # The spec is not echoed: its backend_kwargs may hold the other backend's secrets.
+        raise ValueError(
+            "The airflow-ecr secrets backend's 'delegate' setting must be "
+            '{"backend": "<class path>", "backend_kwargs": {...}}.'
+        )
+    path = spec["backend"]
+    module_name, _, class_name = path.rpartition(".")
+    try:
+        backend_class = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as err:
+        raise ValueError(
+            f"The airflow-ecr secrets backend cannot import its delegate {path!r} "
+            f"({type(err).__name__}): check the class path and that its package is installed."
+        ) from None
+    return backend_class(**dict(kwargs or {}))
+
+
+def _unknown_region(registry: EcrRegistry) -> str | None:
+    """Why ``registry``'s region looks wrong, from botocore's endpoint data (no network), or None."""
+    if registry.public:
+        return None
+    try:
+        import botocore.session
+
+        known = botocore.session.get_session().get_available_regions("ecr", partition_name=registry.partition)
+    except Exception:
+        return None
+    if known and registry.region not in known:
+        return f"is not a region where botocore knows ECR (partition {registry.partition!r})"
+    return None
+
+
+class EcrDockerConnectionBackend(BaseSecretsBackend):
+    """
+    Resolves ``ecr:<registry host>`` (and mapped) connection ids to docker connections holding a live
+    ECR token; everything else goes to the delegate, if any, or to Airflow's next backend.
+
+    :param connections: friendly conn id -> registry host, image name, or
+        ``{"registry": ..., "registry_id": ..., "region_name": ...}`` (alias hosts).
+    :param conn_id_prefix: the prefix of ids naming a registry by host; None accepts mapped ids only.
+    :param delegate: ``{"backend": "<class path>", "backend_kwargs": {...}}``: a backend answering
+        every id, variable and config key this one does not own.
+    :param min_token_life: seconds a token handed out must still live, on top of Airflow's secrets
+        cache TTL when that cache is on.
+    :param aws_settings: AWS settings as in an AWS connection's extra (``profile_name``,
+        ``region_name``, ``role_arn``, ``endpoint_url``, ...); none: the boto3 default chain.
+    """
+
+    def __init__(
+        self,
+        connections: Mapping[str, Any] | str | None = None,
+        conn_id_prefix: str | None = DEFAULT_CONN_ID_PREFIX,
+        delegate: Mapping[str, Any] | str | None = None,
+        min_token_life: float | str = 0.0,
+        **aws_settings: Any,
+    ) -> None:
+        super().__init__()
+        # Construction stays cheap and offline: Airflow 3 builds a backend for some config lookups.
+        self.connections = _parse_connections(connections)
+        self.conn_id_prefix = conn_id_prefix or None
+        try:
+            self.min_token_life = float(min_token_life)
+        except (TypeError, ValueError):
+            self.min_token_life = -1.0
+        if not self.min_token_life >= 0:
+            raise ValueError("The airflow-ecr secrets backend's 'min_token_life' must be a number of seconds >= 0.")
+        self.aws_settings = aws_settings
+        self.delegate = _load_delegate(delegate)
+
+    # -- what is ours ------------------------------------------------------------------------
+    def owns(self, conn_id: str) -> bool:
+        """Whether ``conn_id`` is resolved by this backend (no I/O)."""
+        return conn_id in self.connections or (
+            self.conn_id_prefix is not None and isinstance(conn_id, str) and conn_id.startswith(self.conn_id_prefix)
+        )
+
+    def registry(self, conn_id: str) -> EcrRegistry:
+        """
+        The ECR registry an owned ``conn_id`` stands for.
+
+        :param conn_id: an id for which :meth:`owns` is true.
+        :raises EcrConnectionLookupError: if the id names no ECR registry.
+        """
+        if conn_id in self.connections:
+            return self._mapped_registry(conn_id, self.connections[conn_id])
+        prefix = self.conn_id_prefix or ""
+        name = conn_id[len(prefix) :]
+        try:
+            if "/" in name.removeprefix("https://").rstrip("/"):
+                raise ValueError("a path is not part of a registry host")
+            return parse_registry_host(name)
+        except ValueError:
+            raise _lookup_error(
+                f"Connection id {conn_id!r} starts with {prefix!r}, the airflow-ecr secrets backend's prefix, "
+                f"but {name!r} is not an Amazon ECR registry host: write it as "
+                f"'{prefix}<12-digit account id>.dkr.ecr.<region>.amazonaws.com' (or '{prefix}public.ecr.aws'), "
+                "or map a friendly id to the registry in the backend's 'connections' setting."
+            ) from None
+
+    @staticmethod
+    def _mapped_registry(conn_id: str, target: Any) -> EcrRegistry:
+        try:
+            if isinstance(target, str):
+                ref = target.strip().removeprefix("https://").rstrip("/")
+                return resolve_registry(ref) if "/" in ref else resolve_host(ref)
+            unknown = sorted(set(target) - _MAPPING_KEYS)
+            image, host = target.get("image"), target.get("registry")
+            if unknown or (image is None) == (host is None):
+                raise ValueError(
+                    "give exactly one of 'registry' or 'image', optionally with 'registry_id' and 'region_name'"
+                    + (f" (unknown keys {unknown})" if unknown else "")
+                )
+            overrides = {"registry_id": target.get("registry_id"), "region_name": target.get("region_name")}
+            if image is not None:
+                return resolve_registry(str(image), **overrides)
+            return resolve_host(str(host).removeprefix("https://").rstrip("/"), **overrides)
+        except ValueError as err:
+            raise _lookup_error(
+                f"Connection {conn_id!r} is mapped in the airflow-ecr secrets backend's 'connections' setting to "
+                f"something that names no ECR registry; fix that entry: {err}"
+            ) from None
+
+    # -- tokens ------------------------------------------------------------------------------
+    @cached_property
+    def token_source(self) -> BotoSessionTokenSource:
+        """Where tokens come from: a boto3 session from this backend's AWS settings."""
+        return BotoSessionTokenSource(self.aws_settings, name=BACKEND_NAME, configured_in=CONFIGURED_IN)
+
+    @cached_property
+    def token_cache(self) -> TokenCache:
+        """The memory + host file token cache (``[ecr]`` settings)."""
+        return TokenCache()
+
+    @cached_property
+    def required_life(self) -> float:
+        """Seconds a handed-out token must still live, beyond the token cache's expiry margin."""
+        return self.min_token_life + (airflow_secrets_cache_ttl() or 0.0)
+
+    def token(self, conn_id: str, registry: EcrRegistry) -> EcrToken:
+        """
+        A token for ``registry`` that lives long enough (see the module's notes on Airflow's cache).
+
+        :param conn_id: the connection id being resolved (for error messages).
+        :param registry: its registry.
+        :raises EcrConnectionLookupError: naming the conn id and what to fix.
+        """
+        cache, source, required = self.token_cache, self.token_source, self.required_life
+        try:
+            token = cache.get_one(source, registry)
+            if required and token.expires_at - time.time() < required + token.expiry_margin():
+                # Valid for a pull now, but not for as long as a cached copy of the connection may be used.
+                cache.invalidate(source, registry, token)
+                token = cache.get_one(source, registry)
+        except (EcrCredentialsError, EcrServiceError) as err:
+            why = _unknown_region(registry)
+            if why:
+                raise _lookup_error(
+                    f"Connection {conn_id!r} names registry {registry.host} in region {registry.region!r}, "
+                    f"which {why}: fix the region in the registry host ({err})"
+                ) from None
+            raise _lookup_error(f"Connection {conn_id!r} got no ECR token: {err}") from None
+        if required and token.expires_at - time.time() < required + token.expiry_margin():
+            raise _lookup_error(self._too_short(conn_id, registry, token))
+        return token
+
+    def _too_short(self, conn_id: str, registry: EcrRegistry, token: EcrToken) -> str:
+        life = token.expires_at - token.issued_at
+        ttl = airflow_secrets_cache_ttl()
+        reasons = [f"[secrets] cache_ttl_seconds={ttl:.0f} with use_cache on"] if ttl else []
+        if self.min_token_life:
+            reasons.append(f"min_token_life={self.min_token_life:.0f}")
+        if ttl:
+            extra = " + min_token_life" if self.min_token_life else ""
+            fix = f"keep [secrets] cache_ttl_seconds{extra} below {life / 2:.0f} s, or turn [secrets] use_cache off"
+        else:
+            fix = f"keep min_token_life below {life / 2:.0f} s"
+        return (
+            f"Connection {conn_id!r}: ECR hands out tokens for {registry.host} that live {life:.0f} s, too short "
+            f"for the {self.required_life:.0f} s they must stay valid after the lookup ({' and '.join(reasons)}): "
+            f"{fix}."
+        )
+
+    def connection_fields(self, conn_id: str) -> dict[str, Any]:
+        """
+        The docker connection for an owned ``conn_id``: host, login and a live password.
+
+        :param conn_id: an id for which :meth:`owns` is true.
+        """
+        registry = self.registry(conn_id)
+        token = self.token(conn_id, registry)
+        log.info(
+            "Connection %r: ECR login for %s, valid until %s (airflow-ecr secrets backend).",
+            conn_id,
+            registry.host,
+            time.strftime("%H:%M:%S", time.localtime(token.expires_at)),
+        )
+        return {"conn_type": "docker", "host": registry.host, "login": token.username, "password": token.password}
+
+    # -- the BaseSecretsBackend interface (Airflow 2.11 and 3.x) ------------------------------
+    def _connection_type(self) -> type:
+        getter = getattr(super(), "_get_connection_class", None)
+        if getter is not None:  # Airflow 3: core or task SDK Connection, as set by Airflow
+            return getter()
+        from airflow.models.connection import Connection
+
+        return Connection
+
+    def _set_connection_class(self, conn_class: type) -> None:
+        """Airflow 3 sets the Connection class of its context; the delegate gets it too."""
+        setter = getattr(super(), "_set_connection_class", None)
+        if setter is not None:
+            setter(conn_class)
+        else:
+            self._connection_class = conn_class
+        delegate_setter = getattr(self.delegate, "_set_connection_class", None)
+        if delegate_setter is not None:
+            delegate_setter(conn_class)
+
+    def get_conn_value(self, conn_id: str, team_name: str | None = None) -> str | None:
+        """
+        The connection as JSON (owned ids), the delegate's answer, or None.
+
+        :param conn_id: the connection id.
+        :param team_name: the task's team (Airflow 3.2+ multi-team); passed on to the delegate.
+        """
+        if self.owns(conn_id):
+            return json.dumps(self.connection_fields(conn_id))
+        if self.delegate is None:
+            return None
+        try:
+            return _call(self.delegate.get_conn_value, team_name, conn_id=conn_id)
+        except NotImplementedError:
+            # Some backends (LocalFilesystemBackend) only implement get_connection.
+            conn = _call(self.delegate.get_connection, team_name, conn_id=conn_id)
+            return None if conn is None else conn.get_uri()
+
+    def get_connection(self, conn_id: str, team_name: str | None = None) -> Any:
+        """
+        The docker connection (owned ids), the delegate's connection, or None.
+
+        :param conn_id: the connection id.
+        :param team_name: the task's team (Airflow 3.2+ multi-team); passed on to the delegate.
+        """
+        if self.owns(conn_id):
+            return self._connection_type()(conn_id=conn_id, **self.connection_fields(conn_id))
+        if self.delegate is None:
+            return None
+        return _call(self.delegate.get_connection, team_name, conn_id=conn_id)
+
+    def deserialize_connection(self, conn_id: str, value: str) -> Any:
+        """
+        Turn a value from :meth:`get_conn_value` into a connection, the delegate's way for its ids.
+
+        :param conn_id: the connection id.
+        :param value: the serialized connection.
+        """
+        if self.delegate is not None and not self.owns(conn_id):
+            return self.delegate.deserialize_connection(conn_id=conn_id, value=value)
+        return super().deserialize_connection(conn_id=conn_id, value=value)
+
+    def get_variable(self, key: str, team_name: str | None = None) -> str | None:
+        """
+        The delegate's variable, or None (this backend holds no variables).
+
+        :param key: the variable key.
+        :param team_name: the task's team (Airflow 3.2+ multi-team); passed on to the delegate.
+        """
+        if self.delegate is None:
+            return None
+        return _call(self.delegate.get_variable, team_name, key=key)
+
+    def get_config(self, key: str) -> str | None:
+        """
+        The delegate's config value, or None (this backend holds no configuration).
+
+        :param key: the config key.
+        """
+        if self.delegate is None:
+            return None
+        return self.delegate.get_config(key)
+
+    async def aget_connection(self, conn_id: str, team_name: str | None = None) -> Any:
+        """
+        :meth:`get_connection` for Airflow 3's async callers (triggers, ``BaseHook.aget_connection``).
+
+        :param conn_id: the connection id.
+        :param team_name: the task's team; passed on to the delegate.
+        """
+        if not self.owns(conn_id) and self.delegate is not None:
+            method = getattr(self.delegate, "aget_connection", None)
+            if method is not None:
+                result = method(conn_id)
+                return await result if inspect.isawaitable(result) else result
+        # File and network I/O (on a cache miss): keep it off the event loop.
+        return await asyncio.to_thread(self.get_connection, conn_id, team_name)
+
+    async def aget_variable(self, key: str, team_name: str | None = None) -> str | None:
+        """
+        :meth:`get_variable` for Airflow 3's async callers.
+
+        :param key: the variable key.
+        :param team_name: the task's team; passed on to the delegate.
+        """
+        if self.delegate is None:
+            return None
+        method = getattr(self.delegate, "aget_variable", None)
+        if method is not None:
+            result = method(key)
+            return await result if inspect.isawaitable(result) else result
+        return await asyncio.to_thread(self.get_variable, key, team_name)
