@@ -14,6 +14,9 @@ _LAZY = {
     "EcrDockerSwarmOperator": "airflow_ecr.operators.docker",
     "EcrDockerHook": "airflow_ecr.hooks.docker",
     "ecr_docker_task": "airflow_ecr.decorators.docker",
+    "EcrCredentialRegisterOperator": "airflow_ecr.operators.credentials",
+    "EcrDockerConnectionBackend": "airflow_ecr.secrets.ecr",
+    "ecr_refresh_dag": "airflow_ecr.dags",
     "EcrRegistry": "airflow_ecr.registry",
     "TokenCache": "airflow_ecr.tokens",
 }

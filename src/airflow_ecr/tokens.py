@@ -534,24 +534,26 @@ class TokenCache:
     def _lock_name(source: TokenSource, registry: EcrRegistry) -> str:
         return "lock-" + _fingerprint([source.identity, registry.partition, registry.region, registry.public])[:40]
 
-    def get(self, source: TokenSource, registries: Sequence[EcrRegistry]) -> dict[str, EcrToken]:
+    def get(self, source: TokenSource, registries: Sequence[EcrRegistry], min_life: float = 0.0) -> dict[str, EcrToken]:
         """
         Tokens for ``registries`` (keyed by registry host), fetching only what is missing or due.
 
         :param source: where to fetch tokens from.
         :param registries: the registries; those of one region share one API call.
+        :param min_life: seconds a cached token must still be usable to be reused (for tokens that
+            are stored or cached elsewhere); a newly fetched token is returned whatever its life.
         """
         result: dict[str, EcrToken] = {}
         groups: dict[tuple[str, str, bool], list[EcrRegistry]] = {}
         for registry in registries:
             groups.setdefault((registry.partition, registry.region, registry.public), []).append(registry)
         for group in groups.values():
-            result.update(self._get_group(source, group))
+            result.update(self._get_group(source, group, min_life))
         return result
 
-    def get_one(self, source: TokenSource, registry: EcrRegistry) -> EcrToken:
-        """The token for one registry."""
-        return self.get(source, [registry])[registry.host]
+    def get_one(self, source: TokenSource, registry: EcrRegistry, min_life: float = 0.0) -> EcrToken:
+        """The token for one registry (see :meth:`get`)."""
+        return self.get(source, [registry], min_life)[registry.host]
 
     def _lookup(self, key: str, now: float) -> EcrToken | None:
         """The best cached token for ``key``: fresh if possible, else any still usable."""
@@ -567,11 +569,13 @@ class TokenCache:
                     self._memory[key] = token
         return token if token is not None and token.is_usable(now) else None
 
-    def _get_group(self, source: TokenSource, registries: Sequence[EcrRegistry]) -> dict[str, EcrToken]:
+    def _get_group(
+        self, source: TokenSource, registries: Sequence[EcrRegistry], min_life: float
+    ) -> dict[str, EcrToken]:
         ratio = self.settings.refresh_ratio
         keys = {r.host: self.key(source, r) for r in registries}
         found = {host: self._lookup(key, time.time()) for host, key in keys.items()}
-        due = [r for r in registries if not _fresh(found[r.host], ratio)]
+        due = [r for r in registries if not _fresh(found[r.host], ratio, min_life)]
         if not due:
             return {h: t for h, t in found.items() if t is not None}
         lock = (
@@ -582,7 +586,7 @@ class TokenCache:
         with lock:
             # Another process may have fetched while we waited for the lock.
             found.update({r.host: self._lookup(keys[r.host], time.time()) for r in due})
-            due = [r for r in due if not _fresh(found[r.host], ratio)]
+            due = [r for r in due if not _fresh(found[r.host], ratio, min_life)]
             if due:
                 found.update(self._fetch(source, due, keys, found))
         return {h: t for h, t in found.items() if t is not None}
@@ -650,8 +654,11 @@ class TokenCache:
             cls._memory.clear()
 
 
-def _fresh(token: EcrToken | None, ratio: float) -> bool:
-    return token is not None and token.is_fresh(time.time(), ratio)
+def _fresh(token: EcrToken | None, ratio: float, min_life: float = 0.0) -> bool:
+    now = time.time()
+    return (
+        token is not None and token.is_fresh(now, ratio) and token.expires_at - token.expiry_margin() - now >= min_life
+    )
 
 
 def _public_settings(value: Any) -> Any:

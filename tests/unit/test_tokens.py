@@ -210,3 +210,14 @@ def test_refresh_ratio_out_of_range_is_a_configuration_error(monkeypatch, ratio)
     monkeypatch.setenv("AIRFLOW__ECR__REFRESH_RATIO", ratio)
     with pytest.raises(EcrConfigurationError, match="refresh_ratio must be in"):
         CacheSettings.from_airflow_config()
+
+
+def test_min_life_refetches_a_cached_token_that_would_not_live_long_enough(tmp_path):
+    source = FakeSource(ttl=100.0)
+    c = cache(tmp_path)
+    first = c.get_one(source, REG)
+    assert c.get_one(source, REG, min_life=50) == first  # 100 s left (minus margin): reused
+    second = c.get_one(source, REG, min_life=95)  # more than a cached token can offer: fetched
+    assert second != first
+    assert c.get_one(source, REG, min_life=500) != second  # never satisfiable: fetched, not looped
+    assert len(source.calls) == 3

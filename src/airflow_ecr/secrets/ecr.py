@@ -362,11 +362,8 @@ class EcrDockerConnectionBackend(BaseSecretsBackend):
         """
         cache, source, required = self.token_cache, self.token_source, self.required_life
         try:
-            token = cache.get_one(source, registry)
-            if required and token.expires_at - time.time() < required + token.expiry_margin():
-                # Valid for a pull now, but not for as long as a cached copy of the connection may be used.
-                cache.invalidate(source, registry, token)
-                token = cache.get_one(source, registry)
+            # Valid for a pull now is not enough: a cached copy of the connection may be used later.
+            token = cache.get_one(source, registry, min_life=required)
         except (EcrCredentialsError, EcrServiceError) as err:
             why = _unknown_region(registry)
             if why:

@@ -1,0 +1,85 @@
+"""
+``ecr_refresh_dag``: a DAG that keeps a docker connection's ECR token fresh on a schedule.
+
+For teams that prefer a scheduled refresh inside Airflow to a task before every docker task::
+
+    from datetime import timedelta
+    from airflow_ecr.dags import ecr_refresh_dag
+
+    dag = ecr_refresh_dag(conn_id="docker_ecr", registry="123456789012.dkr.ecr.eu-west-1.amazonaws.com")
+
+ECR tokens live 12 hours; the default schedule (every 6 hours) leaves one failed run of slack.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from airflow_ecr.exceptions import EcrConfigurationError
+from airflow_ecr.operators.credentials import DEFAULT_API_CONN_ID, EcrCredentialRegisterOperator
+from airflow_ecr.registry import resolve_host
+
+# ECR tokens live 12 h: refresh well before, and retry soon enough to stay inside the window.
+DEFAULT_SCHEDULE = timedelta(hours=6)
+
+
+def ecr_refresh_dag(
+    *,
+    conn_id: str,
+    registry: str,
+    schedule: Any = DEFAULT_SCHEDULE,
+    dag_id: str | None = None,
+    aws_conn_id: str | None = "aws_default",
+    api_conn_id: str | None = DEFAULT_API_CONN_ID,
+    start_date: datetime | None = None,
+    retries: int = 3,
+    retry_delay: timedelta = timedelta(minutes=5),
+    **dag_kwargs: Any,
+) -> Any:
+    """
+    A DAG with one :class:`EcrCredentialRegisterOperator` task writing ``conn_id`` on ``schedule``.
+
+    :param conn_id: the docker connection to keep fresh.
+    :param registry: the ECR registry host, e.g. ``123456789012.dkr.ecr.eu-west-1.amazonaws.com``.
+    :param schedule: the refresh schedule (a timedelta or cron expression); default 6 hours.
+    :param dag_id: the DAG id (default ``ecr_refresh_<conn_id>``).
+    :param aws_conn_id: the Airflow AWS connection tokens are fetched with (None: boto3's chain).
+    :param api_conn_id: Airflow 3: the connection holding the REST API's URL and credentials.
+    :param start_date: the DAG's start date (default: 2024-01-01 UTC; catchup is off).
+    :param retries: task retries (a failed refresh is retried while the old token still works).
+    :param retry_delay: delay between retries.
+    :param dag_kwargs: more ``DAG`` arguments (``tags``, ``default_args``, ...).
+    """
+    try:
+        ecr = resolve_host(registry.strip().removeprefix("https://").rstrip("/"))
+    except ValueError as err:
+        raise EcrConfigurationError(str(err)) from None
+    if ecr.public:
+        raise EcrConfigurationError("ECR Public needs no stored credentials for pulls: drop this DAG.")
+    try:
+        from airflow.sdk import DAG
+    except ImportError:  # Airflow 2
+        from airflow import DAG  # type: ignore[attr-defined,no-redef,unused-ignore]
+
+    dag_kwargs.setdefault("catchup", False)
+    # Two refreshes at once would be harmless (upserts) but pointless.
+    dag_kwargs.setdefault("max_active_runs", 1)
+    dag_kwargs.setdefault("tags", ["airflow-ecr"])
+    with DAG(
+        dag_id=dag_id or f"ecr_refresh_{conn_id}",
+        schedule=schedule,
+        start_date=start_date or datetime(2024, 1, 1, tzinfo=timezone.utc),
+        **dag_kwargs,
+    ) as dag:
+        EcrCredentialRegisterOperator(
+            task_id="refresh_ecr_connection",
+            conn_id_name=conn_id,
+            region_name=ecr.region,
+            register_ids=[ecr.account_id],
+            aws_conn_id=aws_conn_id,
+            api_conn_id=api_conn_id,
+            retries=retries,
+            retry_delay=retry_delay,
+        )
+    return dag
