@@ -108,7 +108,7 @@ def refresh_connection(args: argparse.Namespace) -> tuple[int, str]:
 
     try:
         if args.registry is not None:
-            registry = resolve_host(args.registry.strip().removeprefix("https://").rstrip("/"), region_name=args.region)
+            registry = resolve_host(args.registry, region_name=args.region)
         else:
             validate_account_id(args.registry_id.strip())
             region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")

@@ -52,7 +52,7 @@ def ecr_refresh_dag(
     :param dag_kwargs: more ``DAG`` arguments (``tags``, ``default_args``, ...).
     """
     try:
-        ecr = resolve_host(registry.strip().removeprefix("https://").rstrip("/"))
+        ecr = resolve_host(registry)
     except ValueError as err:
         raise EcrConfigurationError(str(err)) from None
     if ecr.public:

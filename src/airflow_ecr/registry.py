@@ -161,6 +161,14 @@ def parse_image(image: str) -> ImageReference:
     return ImageReference(host=host or None, repository=path, tag=tag, digest=digest)
 
 
+def bare_host(host: str) -> str:
+    """A registry host as written by people (``https://host/``, spaces) reduced to the host."""
+    name = host.strip()
+    for scheme in ("https://", "http://"):
+        name = name.removeprefix(scheme)
+    return name.rstrip("/")
+
+
 def parse_registry_host(host: str) -> EcrRegistry:
     """
     Parse an ECR registry host (optionally ``https://`` prefixed) into an :class:`EcrRegistry`.
@@ -170,11 +178,7 @@ def parse_registry_host(host: str) -> EcrRegistry:
     """
     if not isinstance(host, str):
         raise ValueError(f"Registry host must be a string, got {type(host).__name__}: {host!r}.")
-    name = host.strip()
-    for scheme in ("https://", "http://"):
-        if name.startswith(scheme):
-            name = name[len(scheme) :]
-    name = name.rstrip("/")
+    name = bare_host(host)
     if name.lower() in ECR_PUBLIC_HOSTS:
         return EcrRegistry(account_id="", region=ECR_PUBLIC_REGION, host=name, dns_suffix="", public=True)
     match = _PRIVATE_HOST.match(name.lower())
@@ -275,6 +279,7 @@ def resolve_host(
     :param subject: how error messages name what is being resolved.
     :raises ValueError: if the host is not ECR and no override says which registry it is.
     """
+    host = bare_host(host)
     subject = subject or f"Registry {host!r}"
     if registry_id is not None:
         validate_account_id(registry_id)

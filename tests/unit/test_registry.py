@@ -11,6 +11,7 @@ from airflow_ecr.registry import (
     parse_image,
     parse_registry_host,
     registry_host,
+    resolve_host,
     resolve_registry,
     with_account,
 )
@@ -290,3 +291,9 @@ def test_near_ecr_hosts_parse_to_valid_registries_or_raise(host):
         return
     assert len(reg.account_id) == 12 and reg.account_id.isdigit()
     assert registry_host(reg.account_id, reg.region)  # the region is well formed
+
+
+def test_resolve_host_takes_hosts_as_people_write_them():
+    expected = resolve_host("ecr.example.com", registry_id=A, region_name="eu-west-1")
+    assert resolve_host(" https://ecr.example.com/ ", registry_id=A, region_name="eu-west-1") == expected
+    assert resolve_host(f"https://{A}.dkr.ecr.eu-west-1.amazonaws.com/").host == f"{A}.dkr.ecr.eu-west-1.amazonaws.com"

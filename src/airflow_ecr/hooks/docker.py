@@ -331,8 +331,7 @@ def ecr_registries(
         if image is not None:
             main = resolve_registry(image, registry_id=registry_id, region_name=region_name)
         else:
-            host = str(registry).removeprefix("https://").rstrip("/")
-            main = resolve_host(host, registry_id=registry_id, region_name=region_name)
+            main = resolve_host(str(registry), registry_id=registry_id, region_name=region_name)
         extra = [with_account(main, i) for i in (registry_ids or ()) if i != main.account_id]
     except ValueError as err:
         raise EcrConfigurationError(str(err)) from None

@@ -45,7 +45,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from airflow.providers.common.compat.sdk import BaseOperator
 
 from airflow_ecr.exceptions import EcrConfigurationError, EcrError
-from airflow_ecr.registry import EcrRegistry, registry_host, resolve_host
+from airflow_ecr.registry import EcrRegistry, registry_host, resolve_host, validate_account_id
 from airflow_ecr.tokens import AwsConnectionTokenSource, EcrToken, TokenCache, TokenSource
 
 if TYPE_CHECKING:
@@ -350,6 +350,14 @@ def connection_ids(conn_id_name: str, registry_ids: Sequence[str], region: str) 
     return names
 
 
+def _is_account_id(value: object) -> bool:
+    try:
+        validate_account_id(value)
+    except ValueError:
+        return False
+    return True
+
+
 def normalize_registry_ids(register_ids: Any, registry_ids: Any) -> list[str]:
     """
     The registry ids from ``register_ids`` (the community spelling) or ``registry_ids``.
@@ -365,7 +373,7 @@ def normalize_registry_ids(register_ids: Any, registry_ids: Any) -> list[str]:
         raise EcrConfigurationError(
             f"register_ids must be a non-empty list of 12-digit registry (account) ids, got {ids!r}."
         )
-    bad = [i for i in ids if not (isinstance(i, str) and len(i) == 12 and i.isdigit())]
+    bad = [i for i in ids if not _is_account_id(i)]
     if bad:
         raise EcrConfigurationError(
             f"register_ids has malformed registry ids {bad!r}: each must be a 12-digit AWS account id "

@@ -113,7 +113,7 @@ from typing import Any
 from airflow.secrets import BaseSecretsBackend
 
 from airflow_ecr.exceptions import EcrCredentialsError, EcrError, EcrServiceError
-from airflow_ecr.registry import EcrRegistry, parse_registry_host, resolve_host, resolve_registry
+from airflow_ecr.registry import EcrRegistry, bare_host, parse_registry_host, resolve_host, resolve_registry
 from airflow_ecr.tokens import BotoSessionTokenSource, EcrToken, TokenCache
 
 try:
@@ -302,7 +302,7 @@ class EcrDockerConnectionBackend(BaseSecretsBackend):
         prefix = self.conn_id_prefix or ""
         name = conn_id[len(prefix) :]
         try:
-            if "/" in name.removeprefix("https://").rstrip("/"):
+            if "/" in bare_host(name):
                 raise ValueError("a path is not part of a registry host")
             return parse_registry_host(name)
         except ValueError:
@@ -317,7 +317,7 @@ class EcrDockerConnectionBackend(BaseSecretsBackend):
     def _mapped_registry(conn_id: str, target: Any) -> EcrRegistry:
         try:
             if isinstance(target, str):
-                ref = target.strip().removeprefix("https://").rstrip("/")
+                ref = bare_host(target)
                 return resolve_registry(ref) if "/" in ref else resolve_host(ref)
             unknown = sorted(set(target) - _MAPPING_KEYS)
             image, host = target.get("image"), target.get("registry")
@@ -329,7 +329,7 @@ class EcrDockerConnectionBackend(BaseSecretsBackend):
             overrides = {"registry_id": target.get("registry_id"), "region_name": target.get("region_name")}
             if image is not None:
                 return resolve_registry(str(image), **overrides)
-            return resolve_host(str(host).removeprefix("https://").rstrip("/"), **overrides)
+            return resolve_host(str(host), **overrides)
         except ValueError as err:
             raise _lookup_error(
                 f"Connection {conn_id!r} is mapped in the airflow-ecr secrets backend's 'connections' setting to "
