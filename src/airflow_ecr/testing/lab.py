@@ -806,6 +806,77 @@ def _down_locked(paths: _Paths, purge: bool, quiet: bool) -> None:
         say("lab", f"down; files kept in {paths.root} (--purge removes them)")
 
 
+# -- fault injection ----------------------------------------------------------------------------
+def _registry_spec(info: dict[str, Any], name: str) -> tuple[str, str, bool]:
+    """(host, address, auth) of the registry ``name``: an account id or ``anonymous``."""
+    if name == "anonymous":
+        anonymous = info["anonymous_registry"]
+        return anonymous["host"], anonymous["address"], False
+    for account in info.get("accounts", []):
+        if account["account_id"] == name:
+            return account["host"], account["address"], True
+    raise LabError(f"no registry {name!r} in this lab: use an account id or 'anonymous'")
+
+
+def stop_registry(directory: Path | None, name: str) -> None:
+    """Stop one registry of a running lab (to test what happens when it is down).
+
+    :param directory: the lab directory (default: :func:`default_dir`).
+    :param name: an account id of the lab, or ``anonymous``.
+    """
+    paths = _Paths((directory or default_dir()).resolve())
+    with _locked(paths):
+        info = load(paths.root)
+        _registry_spec(info, name)
+        component = f"registry-{name}"
+        _stop_pid(info["pids"].get(component, -1), str(paths.root))
+        _record_pid(paths, component, None)
+
+
+def start_registry(directory: Path | None, name: str) -> int:
+    """Start (again) one registry of a running lab, with its storage and htpasswd as they were.
+
+    :param directory: the lab directory (default: :func:`default_dir`).
+    :param name: an account id of the lab, or ``anonymous``.
+    :return: the registry's new pid.
+    """
+    paths = _Paths((directory or default_dir()).resolve())
+    with _locked(paths):
+        info = load(paths.root)
+        host, address, auth = _registry_spec(info, name)
+        component = f"registry-{name}"
+        if _alive(info["pids"].get(component, -1), str(paths.root)):
+            return int(info["pids"][component])
+        pid = _start_registry(paths, info["pids"]["dockerd"], name, host, address, auth)
+        info["pids"][component] = pid
+        _write_json(paths.lab_json, info)
+        return pid
+
+
+def restart_dockerd(directory: Path | None = None) -> None:
+    """Restart the lab's Docker daemon, as a host's ``systemctl restart docker`` would.
+
+    The registries live in the daemon's network namespace, which goes away with it: they are
+    restarted too, with their storage, so images and credentials stay as they were.
+
+    :param directory: the lab directory (default: :func:`default_dir`).
+    """
+    paths = _Paths((directory or default_dir()).resolve())
+    with _locked(paths):
+        info = load(paths.root)
+        marker = str(paths.root)
+        pids = info["pids"]
+        for name in [n for n in pids if n.startswith("registry-")] + ["dockerd"]:
+            _stop_pid(pids[name], marker)
+        dockerd_pid, _ = _start_dockerd(paths)
+        pids["dockerd"] = dockerd_pid
+        for name in [n for n in pids if n.startswith("registry-")]:
+            registry = name.removeprefix("registry-")
+            host, address, auth = _registry_spec(info, registry)
+            pids[name] = _start_registry(paths, dockerd_pid, registry, host, address, auth)
+        _write_json(paths.lab_json, info)
+
+
 # -- command line -------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     """``python -m airflow_ecr.testing.lab up|down|status``.
