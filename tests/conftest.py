@@ -24,6 +24,10 @@ from airflow_ecr.testing.emulator import EmulatorClient
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-ecr-tests-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
+# The Airflow process harness serves tests/e2e and tests/reliability.
+sys.path.insert(0, str(Path(__file__).parent / "e2e"))
+from airflow_harness import AirflowHarness, EmulatorAdmin, shared_harness
+
 
 @dataclass(frozen=True)
 class Lab:
@@ -110,3 +114,32 @@ def moto_url(tmp_path: Path) -> Iterator[str]:
             proc.kill()
             proc.wait()
         log.close()
+
+
+# -- Airflow processes (tests/e2e, tests/reliability) ----------------------------------------
+@pytest.fixture(scope="session")
+def e2e_lab(lab: Any) -> dict[str, Any]:
+    """The lab's lab.json, as the Airflow harness takes it."""
+    return dict(lab.raw)
+
+
+@pytest.fixture(params=[pytest.param("3", id="af3"), pytest.param("2", id="af2")])
+def airflow(
+    request: pytest.FixtureRequest, e2e_lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> AirflowHarness:
+    """One Airflow environment per version (3 and 2.11) for the whole session, migrated once."""
+    harness = shared_harness(request.param, e2e_lab, tmp_path_factory.getbasetemp())
+    if harness is None:
+        pytest.fail(f"no Airflow {request.param} virtualenv (scripts/venvs.sh {request.param})", pytrace=False)
+    return harness
+
+
+@pytest.fixture
+def ecr_admin(emulator: Any, e2e_lab: dict[str, Any]) -> Iterator[EmulatorAdmin]:
+    """
+    The emulator's admin API under ECR's 12 h token policy for the test (``emulator`` resets it
+    after). Calls are told apart by each run's unique access key.
+    """
+    admin = EmulatorAdmin(e2e_lab["emulator_url"])
+    with admin.ecr_policy([a["account_id"] for a in e2e_lab["accounts"]]):
+        yield admin
