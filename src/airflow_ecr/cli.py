@@ -1,20 +1,29 @@
 """
-The ``airflow-ecr`` command.
+The ``airflow-ecr`` command: ``refresh-connection`` and ``doctor``.
 
 ``airflow-ecr refresh-connection --conn-id ID (--registry HOST | --registry-id ID) [--region R]``
 writes a fresh ECR token into an Airflow docker connection, for a cron job or systemd timer.
 AWS credentials come the standard boto3 way (environment, profile, web identity, instance role),
 or from an Airflow AWS connection with ``--aws-conn-id``. The connection is upserted through the
 ORM (the metadata database of this host's Airflow configuration), or through the Airflow 3 REST
-API with ``--api-conn-id``. It prints one line and exits with:
+API with ``--api-conn-id``. It prints one line.
+
+``airflow-ecr doctor [--image REF] [--aws-conn-id ID] [--docker-url URL] [--json]`` checks, in
+order, the AWS identity, ECR permission, host token cache, Docker daemon, registry, image manifest
+and swarm mode (see :mod:`airflow_ecr.doctor`), prints a table (or JSON) and stops at the first
+hard failure. Both commands share these exit codes:
 
 ====  ===========================================================================
-0     the connection was written
+0     success (doctor: no check failed; warnings allowed)
 1     unexpected error
-2     bad arguments (usage, malformed registry id, host or region)
-3     AWS refused: no or invalid credentials, or no ``ecr:GetAuthorizationToken``
-4     the ECR API was unreachable or failing
-5     the connection could not be written (database or REST API down or refusing)
+2     bad arguments (usage, malformed image, registry id, host or region) or ``[ecr]`` configuration
+3     AWS refused: no or invalid credentials, no ``ecr:GetAuthorizationToken``, or (doctor) the
+      registry refused the identity (``ecr:BatchGetImage``)
+4     the AWS API (ECR, STS) was unreachable or failing
+5     refresh-connection: the connection could not be written (database or REST API down or refusing)
+6     doctor: the Docker daemon could not be reached
+7     doctor: the registry could not be reached from the Docker daemon
+8     doctor: the image (repository, tag or digest) does not exist
 ====  ===========================================================================
 """
 
@@ -23,8 +32,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import logging
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Sequence
@@ -36,6 +47,9 @@ EXIT_USAGE = 2
 EXIT_AWS_CREDENTIALS = 3
 EXIT_ECR_SERVICE = 4
 EXIT_WRITE = 5
+EXIT_DOCKER = 6
+EXIT_REGISTRY = 7
+EXIT_IMAGE = 8
 
 PROG = "airflow-ecr"
 
@@ -79,6 +93,33 @@ def build_parser() -> argparse.ArgumentParser:
         help="write through the Airflow 3 REST API described by this Airflow connection "
         "(default: the metadata database, through the ORM)",
     )
+    doctor = commands.add_parser(
+        "doctor",
+        help="check AWS identity, ECR permission, token cache, Docker daemon, registry and image",
+        description="Check, in order, everything a pull from ECR depends on; stop at the first hard failure "
+        "and say what to fix. Nothing is written (no ~/.docker, no connection); the token is never shown.",
+        epilog="exit codes: 0 no check failed, 1 unexpected error, 2 bad image or [ecr] configuration, "
+        "3 AWS refused (credentials, ecr:GetAuthorizationToken, ecr:BatchGetImage), 4 AWS API unreachable or "
+        "failing, 6 Docker daemon unreachable, 7 registry unreachable from the daemon, 8 image not found",
+    )
+    doctor.add_argument(
+        "--image",
+        metavar="REF",
+        help="an ECR image, e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:1 (without it, the registry "
+        "and image checks are skipped)",
+    )
+    doctor.add_argument(
+        "--aws-conn-id",
+        metavar="ID",
+        default="aws_default",
+        help="the Airflow AWS connection, as the operators' aws_conn_id (default: aws_default; "
+        "boto3's credential chain when it does not exist)",
+    )
+    doctor.add_argument(
+        "--docker-url", metavar="URL", help="the Docker daemon (default: $DOCKER_HOST or the local socket)"
+    )
+    doctor.add_argument("--json", action="store_true", help="print the results as JSON (for machines)")
+    doctor.add_argument("--verbose", action="store_true", help="show Airflow's and boto3's own output, and tracebacks")
     return parser
 
 
@@ -137,11 +178,56 @@ def refresh_connection(args: argparse.Namespace) -> tuple[int, str]:
     )
 
 
+def doctor(args: argparse.Namespace) -> int:
+    """Run ``doctor``: the checks, then the table (or JSON) on stdout; returns the exit code."""
+    try:
+        if args.image is not None:
+            from airflow_ecr.registry import resolve_registry
+
+            resolve_registry(args.image)
+    except ValueError as err:
+        message = " ".join(str(err).split())
+        if args.json:
+            print(
+                json.dumps({"ok": False, "exit_code": EXIT_USAGE, "image": args.image, "error": message, "checks": []})
+            )
+        else:
+            print(f"{PROG}: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+    chatter = io.StringIO()
+    with contextlib.ExitStack() as quiet:
+        if not args.verbose:
+            # Airflow's and boto3's import-time and hook output would break the table and the JSON.
+            quiet.enter_context(contextlib.redirect_stdout(chatter))
+            quiet.enter_context(contextlib.redirect_stderr(chatter))
+        from airflow_ecr import doctor as checks
+
+        state = checks.DoctorState(image=args.image, aws_conn_id=args.aws_conn_id or None, docker_url=args.docker_url)
+        results = checks.run_checks(state, reraise=args.verbose)
+    if args.json:
+        print(json.dumps(checks.to_json(results, args.image), indent=2))
+    else:
+        width = shutil.get_terminal_size((120, 24)).columns
+        print(checks.render_table(results, args.image, width=max(width, 80), color=sys.stdout.isatty()), end="")
+    return checks.exit_code(results)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script's entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
     if not args.verbose:
         _quiet_airflow()
+    if args.command == "doctor":
+        try:
+            return doctor(args)
+        except Exception as err:
+            if args.verbose:
+                raise
+            print(
+                f"{PROG}: error: unexpected {type(err).__name__}; rerun with --verbose for the traceback",
+                file=sys.stderr,
+            )
+            return EXIT_UNEXPECTED
     # Airflow 3 logs through structlog to stdout whatever the level of stdlib loggers: the work's
     # own output is held back (shown with --verbose) so that cron sees exactly one line.
     # Airflow 2 also prints deprecation warnings to stderr at import, whatever the filters.

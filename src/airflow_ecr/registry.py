@@ -298,6 +298,11 @@ def resolve_host(
                 f"{subject} is not on an Amazon ECR host ({host!r}). If {host!r} stands for an "
                 f"ECR registry, pass {missing}; otherwise use a plain DockerOperator."
             ) from None
+        if not _DOMAIN.match(host):
+            # The token is presented to this host: it must be one Docker could talk to.
+            raise ValueError(
+                f"{subject}: {host!r} is not a registry host name (expected e.g. 'ecr.example.com')."
+            ) from None
         return EcrRegistry(account_id=registry_id, region=region_name, host=host)
     if registry.public:
         return registry

@@ -54,6 +54,8 @@ _IDENTITY_ENV = (
     "AWS_ENDPOINT_URL_ECR_PUBLIC",
 )
 _SECRET_WORDS = ("secret", "token", "password", "key")
+# Error codes AWS answers when a caller exceeds its request rate.
+_THROTTLING_CODES = ("ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded")
 
 
 @dataclass(frozen=True)
@@ -169,6 +171,22 @@ def _is_secret_key(name: str) -> bool:
     return any(word in lowered for word in _SECRET_WORDS) and lowered not in ("aws_access_key_id",)
 
 
+def with_fips_endpoint(config: Any) -> Any:
+    """
+    A botocore ``Config`` that also selects the ECR API's FIPS endpoint, for ``dkr.ecr-fips`` registries.
+
+    An explicit ``endpoint_url`` (VPC endpoint, emulator) still wins, as in botocore.
+
+    :param config: the botocore ``Config`` (or its kwargs) in effect, or None.
+    """
+    from botocore.config import Config
+
+    fips = Config(use_fips_endpoint=True)
+    if isinstance(config, dict):
+        config = Config(**config)
+    return config.merge(fips) if config is not None else fips
+
+
 class AwsConnectionTokenSource:
     """
     Tokens through the amazon provider's ``EcrHook``, so an Airflow AWS connection brings role
@@ -190,9 +208,14 @@ class AwsConnectionTokenSource:
         self.verify = verify
         self.botocore_config = botocore_config
         self._identity: str | None = None
+        self._connection_missing = False
 
     @property
     def description(self) -> str:
+        if self._connection_missing:
+            # The amazon provider falls back to boto3's default chain for an unknown id: say so, as
+            # a typo in aws_conn_id otherwise reads as a credentials problem.
+            return f"aws_conn_id={self.aws_conn_id!r} (no such Airflow connection: boto3's default chain was used)"
         return f"aws_conn_id={self.aws_conn_id!r}"
 
     @property
@@ -206,17 +229,18 @@ class AwsConnectionTokenSource:
         parts: list[object] = _environment_identity()  # type: ignore[assignment]
         if not self.aws_conn_id:
             return parts
-        from airflow.providers.common.compat.sdk import BaseHook
+        from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
 
         try:
             conn = BaseHook.get_connection(self.aws_conn_id)
-        except Exception:
+        except Exception as err:
             # The hook falls back to the default chain for a missing connection; so do we.
+            self._connection_missing = isinstance(err, AirflowNotFoundException)
             return [*parts, "no-connection"]
         extra = {k: v for k, v in (conn.extra_dejson or {}).items() if not _is_secret_key(k)}
         return [*parts, conn.conn_type, conn.host, conn.login, conn.schema, extra]
 
-    def _hook(self, client_type: str, region: str) -> Any:
+    def _hook(self, client_type: str, region: str, fips: bool = False) -> Any:
         from airflow.providers.amazon.aws.hooks.base_aws import AwsBaseHook
 
         kwargs: dict[str, Any] = {"aws_conn_id": self.aws_conn_id, "region_name": region}
@@ -224,16 +248,23 @@ class AwsConnectionTokenSource:
             kwargs["verify"] = self.verify
         if self.botocore_config is not None:
             kwargs["config"] = self.botocore_config
-        return AwsBaseHook(client_type=client_type, **kwargs)
+        hook = AwsBaseHook(client_type=client_type, **kwargs)
+        if fips:
+            # A hook's config replaces the connection's config_kwargs: extend the one in effect.
+            hook = AwsBaseHook(client_type=client_type, **{**kwargs, "config": with_fips_endpoint(hook.config)})
+        return hook
 
     def fetch(self, registries: Sequence[EcrRegistry]) -> dict[str, EcrToken]:
         first = registries[0]
-        with translate_aws_errors(self.description, registries):
+        self.identity  # noqa: B018 - looks the connection up, so that messages can say it is missing
+        with translate_aws_errors(self.description, registries) as call:
             if first.public:
                 conn = self._hook("ecr-public", ECR_PUBLIC_REGION).conn
+                call.endpoint_url = conn.meta.endpoint_url
                 data = conn.get_authorization_token()["authorizationData"]
                 return {"": _token_from(data, "https://public.ecr.aws")}
-            conn = self._hook("ecr", first.region).conn
+            conn = self._hook("ecr", first.region, fips=any(r.fips for r in registries)).conn
+            call.endpoint_url = conn.meta.endpoint_url
             ids = sorted({r.registry_id for r in registries})
             response = conn.get_authorization_token(registryIds=ids)
             return tokens_by_registry_id(response["authorizationData"], ids)
@@ -274,16 +305,28 @@ def tokens_by_registry_id(authorization_data: list[dict[str, Any]], ids: list[st
     return tokens
 
 
+@dataclass
+class AwsCall:
+    """
+    What error messages may say about the AWS call under way; the caller fills it in.
+
+    :param endpoint_url: the ECR API endpoint the client talks to.
+    """
+
+    endpoint_url: str | None = None
+
+
 @contextlib.contextmanager
 def translate_aws_errors(
     source: str, registries: Sequence[EcrRegistry], configured_in: str = "the AWS connection"
-) -> Iterator[None]:
+) -> Iterator[AwsCall]:
     """
-    Turn boto3 errors into errors that name the registry, the identity and what to do.
+    Turn boto3 errors into errors that name the registry, the identity, the endpoint and what to do.
 
     :param source: how the messages name the AWS identity (a ``TokenSource.description``).
     :param registries: the registries the call was for.
     :param configured_in: where the AWS settings live, for the messages' advice.
+    :return: (as the ``with`` target) an :class:`AwsCall` to record the endpoint in.
     """
     from botocore.exceptions import (
         BotoCoreError,
@@ -296,8 +339,9 @@ def translate_aws_errors(
 
     names = ", ".join(r.host for r in registries)
     action = "ecr-public:GetAuthorizationToken" if registries[0].public else "ecr:GetAuthorizationToken"
+    call = AwsCall()
     try:
-        yield
+        yield call
     except NoCredentialsError:
         raise EcrCredentialsError(
             f"No AWS credentials found for {source} (registry {names}): put credentials or a role in "
@@ -330,17 +374,38 @@ def translate_aws_errors(
             "InvalidSignatureException",
             "SignatureDoesNotMatch",
         ):
+            partition = registries[0].partition
+            hint = (
+                f" Registry {names} is in the {partition} partition: only credentials of that partition "
+                "are valid there."
+                if partition != "aws"
+                else ""
+            )
             raise EcrCredentialsError(
                 f"AWS rejected the credentials of {source} ({code}): they are invalid or have "
-                f"expired; renew them or fix {configured_in}."
+                f"expired; renew them or fix {configured_in}.{hint}"
             ) from None
         if code == "InvalidParameterException":
             raise EcrCredentialsError(
                 f"ECR refused the request for registry {names} with {source}: {message}"
             ) from None
-        raise EcrServiceError(f"The ECR API failed for registry {names} with {source}: {code}: {message}") from None
+        endpoint = call.endpoint_url or "?"
+        attempts = 1 + int(err.response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
+        if code in _THROTTLING_CODES:
+            raise EcrServiceError(
+                f"The ECR API at {endpoint} throttled {action} for registry {names} with {source} ({code}, "
+                f"{attempts} attempt(s) with backoff): too many calls at once. Allow more retries in "
+                f'{configured_in}, e.g. extra {{"config_kwargs": {{"retries": {{"mode": "standard", '
+                f'"max_attempts": 10}}}}}}.'
+            ) from None
+        raise EcrServiceError(
+            f"The ECR API failed for registry {names} with {source} at {endpoint} ({attempts} attempt(s)): "
+            f"{code}: {message}"
+        ) from None
     except BotoCoreError as err:
-        raise EcrServiceError(f"The ECR API call for registry {names} with {source} failed: {err}") from None
+        raise EcrServiceError(
+            f"The ECR API call at {call.endpoint_url or '?'} for registry {names} with {source} failed: {err}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -701,7 +766,7 @@ class BotoSessionTokenSource:
         self._identity: str | None = None
         self._session: Any = None
         self._conn_config: Any = None
-        self._clients: dict[tuple[str, str], Any] = {}
+        self._clients: dict[tuple[str, str, bool], Any] = {}
         self._lock = threading.Lock()
 
     @property
@@ -720,10 +785,10 @@ class BotoSessionTokenSource:
         ]
         return f"{self.name} ({', '.join(shown) or 'boto3 default credential chain'})"
 
-    def _client(self, service: str, region: str) -> Any:
-        """A client per (service, region), over one session (one role assumption) per source."""
+    def _client(self, service: str, region: str, fips: bool = False) -> Any:
+        """A client per (service, region, FIPS), over one session (one role assumption) per source."""
         with self._lock:
-            client = self._clients.get((service, region))
+            client = self._clients.get((service, region, fips))
             if client is not None:
                 return client
             if self._session is None:
@@ -740,18 +805,22 @@ class BotoSessionTokenSource:
                 service_name=service,
                 region_name=region,
                 endpoint_url=config.get_service_endpoint_url(service),
-                config=config.botocore_config,
+                config=with_fips_endpoint(config.botocore_config) if fips else config.botocore_config,
                 verify=config.verify,
             )
-            self._clients[(service, region)] = client
+            self._clients[(service, region, fips)] = client
             return client
 
     def fetch(self, registries: Sequence[EcrRegistry]) -> dict[str, EcrToken]:
         first = registries[0]
-        with translate_aws_errors(self.description, registries, configured_in=self.configured_in):
+        with translate_aws_errors(self.description, registries, configured_in=self.configured_in) as call:
             if first.public:
-                data = self._client("ecr-public", ECR_PUBLIC_REGION).get_authorization_token()["authorizationData"]
+                client = self._client("ecr-public", ECR_PUBLIC_REGION)
+                call.endpoint_url = client.meta.endpoint_url
+                data = client.get_authorization_token()["authorizationData"]
                 return {"": _token_from(data, "https://public.ecr.aws")}
             ids = sorted({r.registry_id for r in registries})
-            response = self._client("ecr", first.region).get_authorization_token(registryIds=ids)
+            client = self._client("ecr", first.region, fips=any(r.fips for r in registries))
+            call.endpoint_url = client.meta.endpoint_url
+            response = client.get_authorization_token(registryIds=ids)
             return tokens_by_registry_id(response["authorizationData"], ids)

@@ -211,7 +211,7 @@ class AirflowHarness:
     :param home: the (empty or missing) AIRFLOW_HOME directory.
     :param lab: the lab description (``lab.json``).
     :param lab_directory: where ``lab.json`` lives (passed to the DAGs as ``AIRFLOW_ECR_LAB_DIR``).
-    :param dag_files: file names in ``tests/e2e/dags`` to copy to the DAGs folder (default: all).
+    :param dag_files: file names in ``tests/e2e/dags`` to copy to the DAGs folder (default: all; ``[]``: none).
     """
 
     def __init__(
@@ -231,7 +231,7 @@ class AirflowHarness:
         self.home.mkdir(parents=True, exist_ok=True)
         self.dags_folder = home / "dags"
         self.dags_folder.mkdir(exist_ok=True)
-        for name in dag_files or sorted(p.name for p in DAGS_SOURCE.glob("*.py")):
+        for name in dag_files if dag_files is not None else sorted(p.name for p in DAGS_SOURCE.glob("*.py")):
             shutil.copy2(DAGS_SOURCE / name, self.dags_folder / name)
         self.cache_dir = Path(tempfile.mkdtemp(prefix="ecr-cache-", dir=home))  # 0700
         self.proc_logs = home / "proc-logs"

@@ -13,16 +13,12 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import glob
 import json
 import os
-import pwd
-import shutil
 import subprocess
 import sys
 import tempfile
 import textwrap
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -30,9 +26,12 @@ from typing import Any
 
 import pytest
 
+from airflow_ecr.testing.leaks import ProcessSampler
+
 # The harness sits next to this file (tests/ is no package): importable in any import mode.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from airflow_harness import AirflowHarness, EmulatorAdmin, SchedulerSession, find_venv, free_port, new_access_key
+from services import postgres_cluster
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(420)]
 
@@ -43,45 +42,6 @@ API_USERS = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin", "AIRFLOW
 
 
 # -- helpers ----------------------------------------------------------------------------------
-class ArgvScanner:
-    """
-    Samples every process's ``/proc/<pid>/cmdline`` every ``interval`` s while in the block, as
-    ``ps`` shows them to every local user.
-    """
-
-    def __init__(self, interval: float = 0.05) -> None:
-        self.interval = interval
-        self.cmdlines: set[bytes] = set()
-        self.samples = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            for path in glob.glob("/proc/[0-9]*/cmdline"):
-                with contextlib.suppress(OSError):
-                    self.cmdlines.add(Path(path).read_bytes())
-            self.samples += 1
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> ArgvScanner:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def hits(self, secret: str) -> list[str]:
-        """The command lines that contained ``secret`` (with it blanked out)."""
-        needle = secret.encode()
-        return [
-            c.replace(needle, b"<TOKEN>").replace(b"\0", b" ").decode(errors="replace")
-            for c in self.cmdlines
-            if needle in c
-        ]
-
-
 def stored(airflow: AirflowHarness, conn_id: str = CONN_ID) -> dict[str, Any] | None:
     """The connection's row in the harness's metadata database (passwords unencrypted there)."""
     rows = airflow.query("SELECT conn_type, host, login, password FROM connection WHERE conn_id = ?", conn_id)
@@ -147,9 +107,9 @@ def run_refresh_cli(
 def test_argv_scanner_sees_a_secret_on_a_command_line() -> None:
     """The control: a secret passed as an argument (as ``--conn-password TOKEN`` is) is caught."""
     marker = "visible-" + new_access_key()
-    with ArgvScanner() as scanner:
+    with ProcessSampler(environ=False) as scanner:
         subprocess.run(["/bin/sh", "-c", "sleep 0.3", "sh", marker], check=True)
-    assert scanner.hits(marker)
+    assert scanner.leaks({marker})
 
 
 # -- the snippet, the CLI, bad input: Airflow 3 (REST API) and 2.11 (ORM) ------------------------
@@ -164,7 +124,7 @@ def test_snippet_and_cli_refresh_a_docker_connection(
         # 1. The CLI (re)writes the connection with a fresh token; the token is never in argv.
         ecr_admin.revoke(account_id)
         token = ecr_admin.password(account_id)
-        with ArgvScanner() as scanner:
+        with ProcessSampler(environ=False) as scanner:
             result, cli_seconds = run_refresh_cli(
                 airflow, e2e_lab, api_env, "--conn-id", CONN_ID, "--registry", host, *api_args
             )
@@ -172,21 +132,21 @@ def test_snippet_and_cli_refresh_a_docker_connection(
         assert result.stderr == "" and result.stdout.count("\n") == 1, result.stdout + result.stderr
         assert result.stdout.startswith(f"airflow-ecr: wrote docker connection '{CONN_ID}' for {host}")
         assert stored(airflow) == {"conn_type": "docker", "host": host, "login": "AWS", "password": token}
-        assert scanner.samples > 10 and scanner.hits(token) == [], scanner.hits(token)
+        assert scanner.samples > 10 and scanner.leaks({token}) == [], scanner.leaks({token})
 
         # 2. The token is revoked, so the stored connection is stale: the snippet's register task
         #    must replace it before the unmodified DockerOperator logs in, pulls and runs.
         ecr_admin.revoke(account_id)
         token = ecr_admin.password(account_id)
         env = {"AIRFLOW_CONN_AWS_DEFAULT": airflow.aws_connection(new_access_key()), **api_env}
-        with ArgvScanner() as scanner:
+        with ProcessSampler(environ=False) as scanner:
             run = airflow.dags_test(DAG_ID, extra_env=env, cache_dir=tmp_path / "cache-dag")
         assert run.rc == 0, run.describe()
         dag_seconds = run.duration
         assert "hello-from-stored-connection" in run.all_text(), run.describe()
         assert "Marking task as FAILED" not in run.all_text(), run.describe()
         assert stored(airflow) == {"conn_type": "docker", "host": host, "login": "AWS", "password": token}
-        assert scanner.hits(token) == [], scanner.hits(token)
+        assert scanner.leaks({token}) == [], scanner.leaks({token})
         assert_no_secret({"dags test output": run.all_text()}, token)
         xcom = airflow.xcom(DAG_ID, "refresh_ecr")
         assert xcom and xcom[0]["conn_id"] == CONN_ID and xcom[0]["host"] == host, xcom
@@ -365,38 +325,8 @@ FERNET_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
 @pytest.fixture(scope="module")
 def postgres() -> Iterator[str]:
     """A private PostgreSQL cluster (Debian's package) on 127.0.0.1, run as ``postgres``; its URL."""
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
-    if not bins or os.geteuid() != 0:
-        pytest.fail("needs root and PostgreSQL (scripts/setup-debian.sh installs 'postgresql')", pytrace=False)
-    pg_bin = Path(bins[-1])
-    user = pwd.getpwnam("postgres")
-    base = Path(tempfile.mkdtemp(prefix="airflow-ecr-pg-", dir="/tmp"))
-    os.chown(base, user.pw_uid, user.pw_gid)
-    data, port = base / "data", free_port()
-
-    def as_postgres(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["runuser", "-u", "postgres", "--", *args], capture_output=True, text=True, timeout=60, check=False
-        )
-
-    try:
-        init = as_postgres(str(pg_bin / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync")
-        assert init.returncode == 0, init.stdout + init.stderr
-        options = f"-h 127.0.0.1 -p {port} -k {base} -c fsync=off -c max_connections=100"
-        start = as_postgres(
-            str(pg_bin / "pg_ctl"), "-D", str(data), "-l", str(base / "log"), "-w", "-o", options, "start"
-        )
-        assert start.returncode == 0, start.stdout + start.stderr + (base / "log").read_text(errors="replace")
-        yield f"postgresql+psycopg2://postgres@127.0.0.1:{port}/postgres"
-    finally:
-        pid_file = data / "postmaster.pid"
-        if pid_file.exists():
-            pid = int(pid_file.read_text().split()[0])
-            as_postgres(str(pg_bin / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop")
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, 0)
-                os.kill(pid, 9)  # pg_ctl did not stop it: by its pid
-        shutil.rmtree(base, ignore_errors=True)
+    with postgres_cluster() as url:
+        yield url
 
 
 def race(

@@ -3,20 +3,21 @@
 Airflow 3: api-server + dag-processor + scheduler with the LocalExecutor (each task is a process
 forked by an executor worker's supervisor). Airflow 2.11: the scheduler with the
 SequentialExecutor, because Airflow 2 refuses the LocalExecutor on SQLite; each task is still its
-own ``airflow tasks run`` process. While the run goes on, a sampler reads every process's command
-line (and environment) every 50 ms: no ECR token may ever appear there.
+own ``airflow tasks run`` process. While the run goes on, a sampler
+(``airflow_ecr.testing.leaks.ProcessSampler``) reads every process's command line (and environment)
+every 50 ms: no ECR token may ever appear there.
 """
 
 from __future__ import annotations
 
 import sys
 import tempfile
-import threading
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from airflow_ecr.testing.leaks import ProcessSampler, ecr_secret_forms, scan_texts
 
 # The harness sits next to this file (tests/ is no package): importable in any import mode.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -27,70 +28,6 @@ pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(420)
 DAG_ID = "ecr_cache_two_tasks"
 
 
-class ProcSampler(threading.Thread):
-    """
-    Every ``interval`` s: every process's ``/proc/*/cmdline`` and ``environ`` (kept when new), and
-    every ``password_interval`` s the accounts' current registry passwords from the emulator (it
-    may rotate them during a run, so passwords are collected during and after).
-    """
-
-    def __init__(
-        self,
-        emulator: EmulatorAdmin,
-        accounts: list[str],
-        interval: float = 0.05,
-        password_interval: float = 0.5,
-    ) -> None:
-        super().__init__(daemon=True, name="proc-sampler")
-        self.emulator = emulator
-        self.accounts = accounts
-        self.interval = interval
-        self.password_interval = password_interval
-        self.seen: dict[str, str] = {}  # content -> "pid N cmdline|environ: <command>"
-        self.passwords: set[str] = set()
-        self.samples = 0
-        self.errors: list[str] = []
-        self._done = threading.Event()
-
-    def run(self) -> None:
-        next_password = 0.0
-        while not self._done.is_set():
-            self.sample()
-            if time.monotonic() >= next_password:
-                try:
-                    self.passwords |= self.emulator.passwords(self.accounts)
-                except OSError as err:
-                    self.errors.append(repr(err))
-                next_password = time.monotonic() + self.password_interval
-            self._done.wait(self.interval)
-
-    def sample(self) -> None:
-        for proc in Path("/proc").iterdir():
-            if not proc.name.isdigit():
-                continue
-            try:
-                cmdline = (proc / "cmdline").read_bytes()
-            except OSError:
-                continue
-            command = cmdline.replace(b"\0", b" ").decode(errors="replace").strip()
-            if command and command not in self.seen:
-                self.seen[command] = f"pid {proc.name} cmdline"
-            try:
-                environ = (proc / "environ").read_bytes().decode(errors="replace")
-            except OSError:
-                continue
-            if environ and environ not in self.seen:
-                self.seen[environ] = f"pid {proc.name} environ of {command[:120]!r}"
-        self.samples += 1
-
-    def stop(self) -> None:
-        self._done.set()
-        self.join(timeout=10)
-
-    def leaks(self, passwords: set[str]) -> list[str]:
-        return [where for content, where in self.seen.items() if any(p in content for p in passwords)]
-
-
 def test_second_task_process_uses_host_cache(
     airflow: AirflowHarness, ecr_admin: EmulatorAdmin, e2e_lab: dict[str, Any]
 ) -> None:
@@ -98,8 +35,8 @@ def test_second_task_process_uses_host_cache(
     # A token that rotated between the two tasks would (rightly) cost a second call.
     assert ecr_admin.config()["token_ttl"] >= 600, f"emulator policy left short: {ecr_admin.config()}"
     cache_dir = Path(tempfile.mkdtemp(prefix="ecr-cache-sched-", dir=airflow.home))  # empty, 0700
-    sampler = ProcSampler(ecr_admin, [account])
-    sampler.start()
+    # Passwords are collected during the run too: the emulator may rotate them meanwhile.
+    sampler = ProcessSampler(secret_source=lambda: ecr_admin.passwords([account])).start()
     try:
         with airflow.scheduler(cache_dir=cache_dir) as session:
             run_id = session.trigger(DAG_ID)
@@ -111,8 +48,7 @@ def test_second_task_process_uses_host_cache(
             )
             service_pids = set(session.pids)
     finally:
-        sampler.stop()
-    sampler.passwords |= ecr_admin.passwords([account])
+        sampler.stop()  # one last sample and one last password collection
 
     assert result.state == "success", result.describe()
     states = {row["task_id"]: row["state"] for row in task_rows}
@@ -132,8 +68,7 @@ def test_second_task_process_uses_host_cache(
 
     # No token in any process's command line or environment, in the task logs or the services' output.
     assert sampler.samples >= 40 and not sampler.errors, (sampler.samples, sampler.errors)
-    assert sampler.passwords and all(len(p) >= 16 for p in sampler.passwords)
-    leaks = sampler.leaks(sampler.passwords)
-    assert not leaks, f"an ECR token appeared in {leaks}"
-    for where, text in {"services' output": result.output, **result.logs}.items():
-        assert not any(p in text for p in sampler.passwords), f"an ECR token appears in {where}"
+    assert sampler.secrets and all(len(p) >= 16 for p in sampler.secrets)
+    secrets = ecr_secret_forms(sampler.secrets)
+    leaks = sampler.leaks(secrets) + scan_texts({"services' output": result.output, **result.logs}, secrets)
+    assert not leaks, "an ECR token appeared in:\n" + "\n".join(map(str, leaks))

@@ -8,6 +8,7 @@ import os
 import stat
 import time
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -221,3 +222,28 @@ def test_min_life_refetches_a_cached_token_that_would_not_live_long_enough(tmp_p
     assert second != first
     assert c.get_one(source, REG, min_life=500) != second  # never satisfiable: fetched, not looped
     assert len(source.calls) == 3
+
+
+@pytest.mark.parametrize("source_kind", ["connection", "session"])
+def test_fips_registry_uses_the_fips_api_endpoint_and_keeps_the_connection_config(
+    source_kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``dkr.ecr-fips`` images get their token from ECR's FIPS endpoint, as the credential helper does."""
+    from airflow_ecr.tokens import AwsConnectionTokenSource, BotoSessionTokenSource
+
+    extra = {"region_name": "us-east-1", "config_kwargs": {"retries": {"mode": "standard", "max_attempts": 7}}}
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_FIPS", json.dumps({"conn_type": "aws", "extra": extra}))
+    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR", "AWS_USE_FIPS_ENDPOINT"):
+        monkeypatch.delenv(name, raising=False)
+    fips = parse_registry_host("111111111111.dkr.ecr-fips.us-east-1.amazonaws.com")
+    plain = parse_registry_host("111111111111.dkr.ecr.us-east-1.amazonaws.com")
+
+    def client(registry: Any) -> Any:
+        if source_kind == "connection":
+            return AwsConnectionTokenSource("aws_fips")._hook("ecr", registry.region, fips=registry.fips).conn
+        return BotoSessionTokenSource(extra)._client("ecr", registry.region, fips=registry.fips)
+
+    assert "ecr-fips.us-east-1" in client(fips).meta.endpoint_url
+    assert "fips" not in client(plain).meta.endpoint_url
+    # botocore counts the first attempt in total_max_attempts: max_attempts 7 is 8 in all.
+    assert client(fips).meta.config.retries["total_max_attempts"] == 8

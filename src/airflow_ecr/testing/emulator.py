@@ -19,16 +19,23 @@ exactly like a revocation. When a token expires a timer replaces the password wi
 random one, so the registry rejects expired tokens. ``token_ttl`` (default 43200 s, as ECR) and
 ``rotate_fraction`` can be changed at run time.
 
-Fault switches (``throttle``, ``server_error``, ``deny``, ``delay``), the list of calls received,
+STS ``GetCallerIdentity`` (query protocol: a form-encoded POST) is answered on the same URL, so an
+Airflow AWS connection whose ``endpoint_url`` is the emulator works for both ``ecr`` and ``sts``: the
+caller is the default account, its ARN ``arn:aws:iam::<account>:user/<access key id>``.
+
+Fault switches (``throttle``, ``server_error``, ``deny``, ``delay``, ``invalid_keys``, ``expired_keys``,
+``clock_skew``), the list of calls received,
 revocation and the current password are available in process (:class:`EcrEmulator` methods) and
 through a loopback admin API, so tests in other processes can drive it::
 
     GET  /_emulator/health                 {"ok": true, "accounts": [...]}
-    GET  /_emulator/calls                  [{"time", "target", "region", "registry_ids",
+    GET  /_emulator/calls                  [{"time", "end", "target", "region", "registry_ids",
                                              "access_key_id", "outcome"}, ...]
     POST /_emulator/reset                  clear calls and faults
     GET|POST /_emulator/faults             {"throttle": n, "server_error": n,
-                                            "deny": true|false|["acct", ...], "delay": seconds}
+                                            "deny": true|false|["acct", ...], "delay": seconds,
+                                            "invalid_keys": ["AKID", ...],
+                                            "expired_keys": ["AKID", ...], "clock_skew": seconds}
     GET|POST /_emulator/config             {"token_ttl": s, "rotate_fraction": f}
     POST /_emulator/revoke                 {"account_id": "...", "region": "..."(optional)}
     GET  /_emulator/password/<account>     {"password", "expires_at"} (mints if none is valid)
@@ -60,7 +67,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -71,6 +78,9 @@ log = logging.getLogger(__name__)
 
 ECR_TARGET_PREFIX = "AmazonEC2ContainerRegistry_V20150921."
 ECR_PUBLIC_TARGET_PREFIX = "SpencerFrontendService."
+# How STS calls are named in the call list (STS itself speaks the query protocol, with no target).
+STS_TARGET_PREFIX = "AWSSecurityTokenServiceV20110615."
+STS_XMLNS = "https://sts.amazonaws.com/doc/2011-06-15/"
 DEFAULT_TOKEN_TTL = 43200.0
 DEFAULT_ROTATE_FRACTION = 0.5
 # Cost 5 keeps minting at ~2 ms; the registry accepts any bcrypt cost.
@@ -146,6 +156,9 @@ class _Faults:
     server_error: int = 0
     deny: bool | list[str] = False
     delay: float = 0.0
+    invalid_keys: list[str] = field(default_factory=list)
+    expired_keys: list[str] = field(default_factory=list)
+    clock_skew: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -153,6 +166,9 @@ class _Faults:
             "server_error": self.server_error,
             "deny": self.deny,
             "delay": self.delay,
+            "invalid_keys": list(self.invalid_keys),
+            "expired_keys": list(self.expired_keys),
+            "clock_skew": self.clock_skew,
         }
 
 
@@ -329,6 +345,9 @@ class EcrEmulator:
         server_error: int | None = None,
         deny: bool | Iterable[str] | None = None,
         delay: float | None = None,
+        invalid_keys: Iterable[str] | None = None,
+        expired_keys: Iterable[str] | None = None,
+        clock_skew: float | None = None,
     ) -> None:
         """Change fault switches; None leaves one as it is.
 
@@ -337,6 +356,12 @@ class EcrEmulator:
         :param deny: True denies every call, False none, a list of account ids those accounts
             (``AccessDeniedException``).
         :param delay: seconds to sleep before answering every call.
+        :param invalid_keys: access key ids treated as unknown to AWS: STS answers
+            ``InvalidClientTokenId``, ECR ``UnrecognizedClientException``.
+        :param expired_keys: access key ids whose session has expired: ECR answers
+            ``ExpiredTokenException``, STS ``ExpiredToken``.
+        :param clock_skew: seconds subtracted from every ``expiresAt`` answered, as a host clock that
+            runs that far ahead would see it (the registry still accepts the token).
         """
         with self._lock:
             if throttle is not None:
@@ -354,6 +379,18 @@ class EcrEmulator:
                 if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
                     raise ValueError(f"delay must be a non-negative number of seconds, not {delay!r}")
                 self._faults.delay = float(delay)
+            if invalid_keys is not None:
+                if isinstance(invalid_keys, str):
+                    raise ValueError("invalid_keys takes a list of access key ids")
+                self._faults.invalid_keys = [str(k) for k in invalid_keys]
+            if expired_keys is not None:
+                if isinstance(expired_keys, str):
+                    raise ValueError("expired_keys takes a list of access key ids")
+                self._faults.expired_keys = [str(k) for k in expired_keys]
+            if clock_skew is not None:
+                if isinstance(clock_skew, bool) or not isinstance(clock_skew, (int, float)):
+                    raise ValueError(f"clock_skew must be a number of seconds, not {clock_skew!r}")
+                self._faults.clock_skew = float(clock_skew)
 
     def config(self) -> dict[str, float]:
         """The current token policy."""
@@ -482,6 +519,7 @@ class EcrEmulator:
         except EmulatorError as err:
             call["outcome"] = err.code
             status, result = err.status, {"__type": err.code, "message": err.message}
+        call["end"] = time.time()  # with "time": the interval the call was being answered
         with self._lock:
             self._calls.append(call)
         return status, result
@@ -499,6 +537,16 @@ class EcrEmulator:
             )
         call["access_key_id"], call["region"] = match.group(1), match.group(3)
         region: str = match.group(3)
+        with self._lock:
+            if match.group(1) in self._faults.invalid_keys:
+                raise EmulatorError(
+                    "UnrecognizedClientException", "The security token included in the request is invalid."
+                )
+            if match.group(1) in self._faults.expired_keys:
+                raise EmulatorError("ExpiredTokenException", "The security token included in the request is expired")
+        if _partition(region) not in {_partition(r) for _, r in self._registries}:
+            # Keys of one partition are unknown in every other (aws, aws-cn, aws-us-gov, ...).
+            raise EmulatorError("UnrecognizedClientException", "The security token included in the request is invalid.")
         try:
             request = json.loads(body or b"{}")
         except ValueError as exc:
@@ -541,7 +589,9 @@ class EcrEmulator:
                 )
             if public:
                 token = self._token_for(self._public)
-                return {"authorizationData": self._auth_data(token)}
+                public_data = self._auth_data(token)
+                public_data["expiresAt"] -= faults.clock_skew
+                return {"authorizationData": public_data}
             registries = []
             for account_id in accounts:
                 registry = self._registries.get((account_id, region))
@@ -555,6 +605,7 @@ class EcrEmulator:
             data = []
             for registry in registries:
                 entry = self._auth_data(self._token_for(registry))
+                entry["expiresAt"] -= faults.clock_skew
                 entry["proxyEndpoint"] = f"https://{registry.account_id}.dkr.ecr.{registry.region}.amazonaws.com"
                 data.append(entry)
             return {"authorizationData": data}
@@ -584,6 +635,61 @@ class EcrEmulator:
 
     def _describe(self) -> str:
         return ", ".join(f"{acct}/{region}" for acct, region in self._registries)
+
+    # -- STS, query protocol ------------------------------------------------------------------
+    def handle_query(self, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+        """Answer one AWS query-protocol request (STS ``GetCallerIdentity``); returns (status, XML).
+
+        :param headers: request headers, names in lower case.
+        :param body: the raw form-encoded request body.
+        """
+        action = parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
+        call: dict[str, Any] = {
+            "time": time.time(),
+            "target": STS_TARGET_PREFIX + action,
+            "region": None,
+            "registry_ids": None,
+            "access_key_id": None,
+            "outcome": "ok",
+        }
+        request_id = str(uuid.uuid4())
+        try:
+            match = _CREDENTIAL_RE.search(headers.get("authorization", ""))
+            if not match:
+                raise EmulatorError("MissingAuthenticationToken", "Request is missing Authentication Token", 403)
+            access_key, call["region"] = match.group(1), match.group(3)
+            call["access_key_id"] = access_key
+            if action != "GetCallerIdentity":
+                raise EmulatorError("InvalidAction", f"operation {action or '(no Action)'} is not emulated")
+            with self._lock:
+                if access_key in self._faults.invalid_keys:
+                    raise EmulatorError(
+                        "InvalidClientTokenId", "The security token included in the request is invalid.", 403
+                    )
+                if access_key in self._faults.expired_keys:
+                    raise EmulatorError("ExpiredToken", "The security token included in the request is expired", 403)
+            account = self._default_account
+            result = (
+                f"<GetCallerIdentityResult><Arn>arn:aws:iam::{account}:user/{_xml(access_key)}</Arn>"
+                f"<UserId>{_xml(access_key)}</UserId><Account>{account}</Account></GetCallerIdentityResult>"
+            )
+            xml = (
+                f'<GetCallerIdentityResponse xmlns="{STS_XMLNS}">{result}'
+                f"<ResponseMetadata><RequestId>{request_id}</RequestId></ResponseMetadata>"
+                "</GetCallerIdentityResponse>"
+            )
+            status = 200
+        except EmulatorError as err:
+            call["outcome"] = err.code
+            status = err.status
+            xml = (
+                f'<ErrorResponse xmlns="{STS_XMLNS}"><Error><Type>Sender</Type><Code>{err.code}</Code>'
+                f"<Message>{_xml(err.message)}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+            )
+        call["end"] = time.time()
+        with self._lock:
+            self._calls.append(call)
+        return status, xml.encode()
 
     # -- the admin API ---------------------------------------------------------------------
     def handle_admin(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
@@ -615,7 +721,10 @@ class EcrEmulator:
             return 200, {"ok": True}
         if name == "faults" and method in ("GET", "POST"):
             if method == "POST":
-                self._reject_unknown(request, {"throttle", "server_error", "deny", "delay"})
+                self._reject_unknown(
+                    request,
+                    {"throttle", "server_error", "deny", "delay", "invalid_keys", "expired_keys", "clock_skew"},
+                )
                 self.set_faults(**request)
             return 200, self.faults()
         if name == "config" and method in ("GET", "POST"):
@@ -678,6 +787,17 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(status, payload, {"Content-Type": "application/json"})
             return
         headers = {k.lower(): v for k, v in self.headers.items()}
+        if "x-amz-target" not in headers and headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"
+        ):
+            # The query protocol (STS): no target header, a form body, an XML answer.
+            status, xml = self.emulator.handle_query(headers, body)
+            self.send_response(status)
+            self.send_header("Content-Type", "text/xml")
+            self.send_header("Content-Length", str(len(xml)))
+            self.end_headers()
+            self.wfile.write(xml)
+            return
         status, payload = self.emulator.handle_api(headers, body)
         extra = {"Content-Type": "application/x-amz-json-1.1", "x-amzn-RequestId": str(uuid.uuid4())}
         if status != 200:
@@ -760,6 +880,24 @@ def load_config(path: str | os.PathLike[str]) -> tuple[list[EmulatedAccount], di
         if key in raw:
             kwargs[key] = raw[key]
     return accounts, kwargs
+
+
+def _partition(region: str) -> str:
+    """The AWS partition of a region name (enough for the emulator's purposes)."""
+    for prefix, partition in (
+        ("cn-", "aws-cn"),
+        ("us-gov-", "aws-us-gov"),
+        ("us-iso", "aws-iso"),
+        ("eusc-", "aws-eusc"),
+    ):
+        if region.startswith(prefix):
+            return partition
+    return "aws"
+
+
+def _xml(text: str) -> str:
+    """``text`` escaped for an XML element."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _write_atomically(path: Path, text: str) -> None:

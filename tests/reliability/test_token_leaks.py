@@ -1,0 +1,134 @@
+"""
+No token anywhere it should not be, with real Airflow 3 running DAGs (``airflow dags test``): while
+each DAG runs, every process's command line and environment is sampled; afterwards the output and
+task logs (exception texts included), every table of the metadata database (XCom, rendered template
+fields, ...), every file of AIRFLOW_HOME, the cache directory and the lab's own files are scanned for
+every registry password the emulator handed out during the run (and ECR's base64 form of it).
+
+The token may be in one place only: the 0600 host cache file; with the file cache off, nowhere.
+A DAG that leaks on purpose shows that the scan finds what it looks for.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+from reliability_support import is_private_cache_file, reliability_harness, run_scanned
+
+from airflow_ecr.testing.leaks import ProcessSampler, ecr_secret_forms, scan_files, scan_sqlite, scan_texts
+
+pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(400)]
+
+
+@pytest.fixture
+def harness(lab, tmp_path_factory):
+    return reliability_harness(lab, tmp_path_factory.getbasetemp())
+
+
+@pytest.fixture
+def fresh_tokens(lab, ecr_admin):
+    """Tokens minted for this test only, and dead after it (revoked both ways)."""
+    for account in lab.accounts:
+        ecr_admin.revoke(account["account_id"])
+    yield ecr_admin
+    for account in lab.accounts:
+        ecr_admin.revoke(account["account_id"])
+
+
+def test_planted_leaks_are_found(harness, fresh_tokens, lab, tmp_path):
+    run = run_scanned(harness, fresh_tokens, lab, "reliability_leak_planted", cache_dir=tmp_path / "cache")
+    assert run.result.rc == 0, run.result.describe()
+    found = "\n".join(map(str, run.leaks))
+    assert any(leak.where.endswith(" cmdline") and "sleep 1 sh <SECRET>" in leak.excerpt for leak in run.leaks), found
+    assert any(leak.where.startswith("table xcom ") for leak in run.leaks), found
+    assert any(leak.where.startswith(f"file {harness.home}/planted-leak.txt") for leak in run.leaks), found
+    # And the excerpts never show the secret itself.
+    assert not any(secret in found for secret in run.secrets)
+    (harness.home / "planted-leak.txt").unlink()
+
+
+def test_token_is_only_in_the_private_cache_file(harness, fresh_tokens, lab, tmp_path):
+    cache_dir = tmp_path / "cache"
+    run = run_scanned(harness, fresh_tokens, lab, "reliability_secrets", cache_dir=cache_dir)
+    result = run.result
+    states = dict(
+        harness.query(
+            "SELECT task_id, state FROM task_instance WHERE dag_id = ? AND run_id = "
+            "(SELECT run_id FROM dag_run WHERE dag_id = ? ORDER BY id DESC LIMIT 1)",
+            "reliability_secrets",
+            "reliability_secrets",
+        )
+    )
+    assert states == {
+        "templated": "success",
+        "second_region": "success",
+        "returns_xcom": "success",
+        "missing_tag": "failed",
+    }, result.describe()
+    assert "lab/busybox:no-such-tag was not found in" in result.all_text()  # an exception text, scanned
+    # The scanned places did hold what a leak would hide in.
+    assert harness.xcom("reliability_secrets", "returns_xcom") == 42
+    rendered = harness.query(
+        "SELECT rendered_fields FROM rendered_task_instance_fields WHERE dag_id = ? AND task_id = ?",
+        "reliability_secrets",
+        "templated",
+    )
+    assert rendered and f"templated-{lab.accounts[0]['host']}" in str(rendered[-1][0])
+    assert run.samples >= 20 and len(run.secrets) == 4  # two accounts, two forms each
+    # The token is in the two cache entries (one per registry), 0600, and nowhere else.
+    in_cache = [leak for leak in run.leaks if is_private_cache_file(cache_dir)(leak)]
+    assert len({leak.where for leak in in_cache}) == 2, run.leaks
+    assert run.leaks_outside(is_private_cache_file(cache_dir)) == []
+
+
+def test_with_the_file_cache_off_the_token_is_nowhere(harness, fresh_tokens, lab, tmp_path):
+    cache_dir = tmp_path / "cache"
+    run = run_scanned(
+        harness,
+        fresh_tokens,
+        lab,
+        "reliability_secrets",
+        cache_dir=cache_dir,
+        extra_env={"AIRFLOW__ECR__CACHE_ENABLED": "False"},
+    )
+    assert "templated-" in run.result.all_text(), run.result.describe()
+    assert run.samples >= 20 and run.secrets
+    assert [str(leak) for leak in run.leaks] == []
+    assert not cache_dir.exists()
+
+
+# -- the scanner itself, without Airflow -------------------------------------------------------------
+def test_scanner_finds_each_kind_of_leak(tmp_path):
+    secret = "s3cr3t-" + base64.b32encode(bytes(range(10))).decode()
+    forms = ecr_secret_forms([secret])
+    with ProcessSampler(interval=0.02) as sampler:
+        subprocess.run(["/bin/sh", "-c", "sleep 0.3", "sh", secret], check=True)
+        subprocess.run([sys.executable, "-c", "import time; time.sleep(0.3)"], env={"X": secret}, check=True)
+    (tmp_path / "f.txt").write_text(f"header {base64.b64encode(f'AWS:{secret}'.encode()).decode()} trailer")
+    import sqlite3
+
+    with sqlite3.connect(tmp_path / "db.sqlite") as db:
+        db.execute("CREATE TABLE xcom (key TEXT, value BLOB)")
+        db.execute("INSERT INTO xcom VALUES (?, ?)", ("k", json.dumps({"password": secret}).encode()))
+    db.close()
+    leaks = [
+        *sampler.leaks(forms),
+        *scan_files([tmp_path], forms),
+        *scan_sqlite(tmp_path / "db.sqlite", forms),
+        *scan_texts({"log": f"{time.time()} {secret}", "clean": "nothing here"}, forms),
+    ]
+    wheres = [leak.where for leak in leaks]
+    assert any(w.endswith(" cmdline") for w in wheres), wheres
+    assert any(" environ of " in w for w in wheres), wheres
+    assert any(w.startswith(f"file {tmp_path}/f.txt (mode") for w in wheres), wheres
+    assert any(w.startswith(f"file {tmp_path}/db.sqlite") for w in wheres), wheres  # the bytes, too
+    assert "table xcom row 1 column value" in wheres
+    assert "log" in wheres and "clean" not in wheres
+    assert not any(secret in str(leak) for leak in leaks)
+    with pytest.raises(ValueError, match="would match by chance"):
+        scan_texts({"x": "y"}, ["short"])

@@ -1,0 +1,398 @@
+"""
+``airflow-ecr doctor`` without the lab: the ordering and stop-at-first-failure logic, the table
+and JSON formats, the host cache rules on real directories, the daemon check against a socket
+that does not exist, and the AWS checks through the real ``StsHook`` / ``AwsConnectionTokenSource``
+against the in-process emulator (boto3 over real HTTP, STS and ECR on one ``endpoint_url``).
+The registry and image checks need a daemon: tests/e2e/test_doctor_lab.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from airflow_ecr import cli, doctor
+from airflow_ecr.doctor import Check, CheckResult, DoctorState, run_checks
+from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
+from airflow_ecr.tokens import EcrToken, TokenCache
+
+ACCT = "111111111111"
+REGION = "eu-west-1"
+IMAGE = f"{ACCT}.dkr.ecr.{REGION}.amazonaws.com/app/hello:1"
+ACCESS_KEY = "AKIADOCTORUNIT"
+
+
+# -- fixtures -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def emu() -> Iterator[EcrEmulator]:
+    with EcrEmulator([EmulatedAccount(ACCT, REGION)]) as emulator:
+        yield emulator
+
+
+@pytest.fixture(autouse=True)
+def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    """No AWS identity from the environment; an ``aws_test`` connection to the emulator."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "AIRFLOW__ECR__", "AIRFLOW_CONN_", "DOCKER_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_TEST",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": ACCESS_KEY,
+                "password": "testing",
+                "extra": {"region_name": REGION, "endpoint_url": emu.url},
+            }
+        ),
+    )
+    monkeypatch.setenv("AIRFLOW__LOGGING__LOGGING_LEVEL", os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"))
+    airflow_logger = logging.getLogger("airflow")
+    monkeypatch.setattr(airflow_logger, "level", airflow_logger.level)
+    emu.reset()
+    TokenCache.clear_memory()
+    yield
+    TokenCache.clear_memory()
+
+
+def fake(name: str, status: str = "ok", code: int = 0, calls: list[str] | None = None, needs_image: bool = False):
+    """A check that records its call and returns ``status``."""
+
+    def run(state: DoctorState) -> CheckResult:
+        if calls is not None:
+            calls.append(name)
+        return CheckResult(name, name.title(), status, f"{name} said {status}", exit_code=code)  # type: ignore[arg-type]
+
+    return Check(name, name.title(), run, needs_image=needs_image)
+
+
+# -- ordering and stopping ----------------------------------------------------------------------
+def test_checks_run_in_order_and_stop_at_the_first_failure() -> None:
+    calls: list[str] = []
+    checks = [
+        fake("one", calls=calls),
+        fake("two", "warn", calls=calls),
+        fake("three", "fail", cli.EXIT_DOCKER, calls=calls),
+        fake("four", calls=calls),
+        fake("five", "fail", cli.EXIT_IMAGE, calls=calls),
+    ]
+    results = run_checks(DoctorState(image=IMAGE), checks)
+    assert calls == ["one", "two", "three"]  # nothing after the failure runs
+    assert [r.status for r in results] == ["ok", "warn", "fail", "skip", "skip"]
+    assert results[3].summary == "not checked: fix Three first"
+    assert doctor.exit_code(results) == cli.EXIT_DOCKER  # the first failure's code, not the last's
+
+
+def test_warnings_and_infos_do_not_fail() -> None:
+    results = run_checks(DoctorState(), [fake("one", "warn"), fake("two", "info"), fake("three")])
+    assert doctor.exit_code(results) == 0
+
+
+def test_checks_that_need_an_image_are_skipped_without_one() -> None:
+    calls: list[str] = []
+    checks = [fake("one", calls=calls), fake("two", calls=calls, needs_image=True), fake("three", calls=calls)]
+    results = run_checks(DoctorState(), checks)
+    assert calls == ["one", "three"]
+    assert (results[1].status, results[1].summary) == ("skip", "not checked: no --image given")
+    assert run_checks(DoctorState(image=IMAGE), checks)[1].status == "ok"
+
+
+def test_the_documented_order() -> None:
+    assert [c.name for c in doctor.CHECKS] == [
+        "aws_identity",
+        "ecr_permission",
+        "host_cache",
+        "docker_daemon",
+        "registry",
+        "image",
+        "swarm",
+    ]
+    assert [c.name for c in doctor.CHECKS if c.needs_image] == ["ecr_permission", "registry", "image"]
+
+
+def test_an_unexpected_error_fails_the_check_with_its_type_only() -> None:
+    secret = "s3cr3t-in-an-exception"
+
+    def boom(state: DoctorState) -> CheckResult:
+        raise RuntimeError(secret)
+
+    results = run_checks(DoctorState(), [Check("boom", "Boom", boom), fake("after")])
+    assert (results[0].status, results[0].exit_code) == ("fail", cli.EXIT_UNEXPECTED)
+    assert results[0].summary == "unexpected RuntimeError"
+    assert secret not in json.dumps(doctor.to_json(results)) + doctor.render_table(results)
+    assert results[1].status == "skip"
+    with pytest.raises(RuntimeError):
+        run_checks(DoctorState(), [Check("boom", "Boom", boom)], reraise=True)
+
+
+# -- formats ------------------------------------------------------------------------------------
+def sample_results() -> list[CheckResult]:
+    return [
+        CheckResult("aws_identity", "AWS identity", "ok", "account 1, arn:x", details={"account": "1"}),
+        CheckResult("host_cache", "Host token cache", "warn", "mode 0755", fix="chmod 700 /c"),
+        CheckResult("docker_daemon", "Docker daemon", "fail", "no socket", fix="start it", exit_code=6),
+        CheckResult("swarm", "Swarm mode", "skip", "not checked: fix Docker daemon first"),
+    ]
+
+
+def test_json_is_parseable_and_complete() -> None:
+    data = json.loads(json.dumps(doctor.to_json(sample_results(), IMAGE)))
+    assert (data["ok"], data["exit_code"], data["image"]) == (False, 6, IMAGE)
+    assert [c["name"] for c in data["checks"]] == ["aws_identity", "host_cache", "docker_daemon", "swarm"]
+    assert data["checks"][0]["details"] == {"account": "1"}
+    assert data["checks"][2] == {
+        "name": "docker_daemon",
+        "title": "Docker daemon",
+        "status": "fail",
+        "summary": "no socket",
+        "fix": "start it",
+        "exit_code": 6,
+        "details": {},
+    }
+    assert doctor.to_json(sample_results()[:2])["ok"] is True
+
+
+def test_table_shows_every_check_status_and_fix() -> None:
+    table = doctor.render_table(sample_results(), IMAGE, width=100)
+    rows = {line.split("│")[1].strip(): line for line in table.splitlines() if line.startswith("│") and line[2] != " "}
+    assert set(rows) == {"AWS identity", "Host token cache", "Docker daemon", "Swarm mode"}
+    assert "│ FAIL" in rows["Docker daemon"] and "│ warn" in rows["Host token cache"]
+    assert "│ skipped" in rows["Swarm mode"]
+    assert "fix: start it" in table and "fix: chmod 700 /c" in table
+    assert table.splitlines()[0] == f"airflow-ecr doctor: {IMAGE}"
+    assert table.splitlines()[-1] == "Docker daemon failed: exit code 6"
+    assert all(line == line.rstrip() and len(line) <= 100 for line in table.splitlines())
+    assert "\x1b[" not in table  # no colors unless asked
+    assert "\x1b[" in doctor.render_table(sample_results(), color=True)
+
+
+def test_table_verdict_without_failure() -> None:
+    results = [*sample_results()[:2], sample_results()[3]]
+    assert doctor.render_table(results).splitlines()[-1] == "no check failed (1 warning(s), 1 skipped)"
+
+
+# -- the state ----------------------------------------------------------------------------------
+def test_a_bad_image_is_a_clear_value_error() -> None:
+    with pytest.raises(ValueError, match="Docker Hub"):
+        DoctorState(image="app/hello:1")
+    state = DoctorState(image=IMAGE)
+    assert state.registry is not None and state.registry.account_id == ACCT
+    assert state.reference is not None and (state.reference.repository, state.reference.tag) == ("app/hello", "1")
+
+
+def test_scrub_removes_the_password_plain_and_encoded() -> None:
+    state = DoctorState(image=IMAGE)
+    state.token = EcrToken("AWS", "pa55w0rd-xyz", "https://h", 2e9, 1e9)
+    encoded = base64.b64encode(b"AWS:pa55w0rd-xyz").decode()
+    assert state.scrub(f"a pa55w0rd-xyz b {encoded} c") == "a <token> b <token> c"
+    assert "pa55w0rd" not in repr(state)
+
+
+# -- host cache on real directories -------------------------------------------------------------
+def test_cache_missing_but_creatable_is_ok(tmp_path: Path) -> None:
+    result = doctor.inspect_cache_dir(tmp_path / "a" / "cache")
+    assert result.status == "ok" and "created (mode 0700) on first use" in result.summary
+    assert not (tmp_path / "a").exists()  # the doctor does not create it
+
+
+def test_cache_private_directory_is_ok(tmp_path: Path) -> None:
+    directory = tmp_path / "cache"
+    directory.mkdir(mode=0o700)
+    (directory / "k.json").write_text("{}")
+    os.chmod(directory / "k.json", 0o600)
+    result = doctor.inspect_cache_dir(directory)
+    assert (result.status, result.details["mode"], result.details["entries"]) == ("ok", "0700", 1)
+
+
+def test_cache_open_to_others_is_a_warning_with_the_chmod(tmp_path: Path) -> None:
+    directory = tmp_path / "cache"
+    directory.mkdir()
+    os.chmod(directory, 0o755)
+    result = doctor.inspect_cache_dir(directory)
+    assert result.status == "warn" and "0755" in result.summary
+    assert result.fix == f"chmod 700 {directory}"
+
+
+def test_cache_file_open_to_others_is_a_warning(tmp_path: Path) -> None:
+    directory = tmp_path / "cache"
+    directory.mkdir(mode=0o700)
+    (directory / "k.json").write_text("{}")
+    os.chmod(directory / "k.json", 0o644)
+    result = doctor.inspect_cache_dir(directory)
+    assert result.status == "warn" and "chmod 600" in (result.fix or "")
+
+
+def test_cache_not_a_directory_is_a_warning(tmp_path: Path) -> None:
+    (tmp_path / "cache").write_text("")
+    assert doctor.inspect_cache_dir(tmp_path / "cache").status == "warn"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a directory to another user")
+def test_cache_of_another_user_is_a_warning(tmp_path: Path) -> None:
+    directory = tmp_path / "cache"
+    directory.mkdir(mode=0o700)
+    os.chown(directory, 65534, 65534)
+    result = doctor.inspect_cache_dir(directory)
+    assert result.status == "warn" and "not to this user" in result.summary
+
+
+def test_cache_disabled_is_information(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__ECR__CACHE_ENABLED", "False")
+    assert doctor.check_host_cache(DoctorState()).status == "info"
+
+
+def test_cache_bad_configuration_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__ECR__REFRESH_RATIO", "7")
+    result = doctor.check_host_cache(DoctorState())
+    assert (result.status, result.exit_code) == ("fail", cli.EXIT_USAGE)
+
+
+# -- daemon (no daemon needed to fail) ----------------------------------------------------------
+def test_daemon_missing_socket(tmp_path: Path) -> None:
+    url = f"unix://{tmp_path}/docker.sock"
+    result = doctor.check_docker_daemon(DoctorState(docker_url=url))
+    assert (result.status, result.exit_code) == ("fail", cli.EXIT_DOCKER)
+    assert result.summary == f"cannot reach the Docker daemon at {url}: no socket at {tmp_path}/docker.sock"
+    assert "--docker-url" in (result.fix or "")
+
+
+def test_daemon_url_defaults_to_docker_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert doctor.docker_url(DoctorState()) == "unix:///var/run/docker.sock"
+    monkeypatch.setenv("DOCKER_HOST", "tcp://127.0.0.1:1")
+    assert doctor.docker_url(DoctorState()) == "tcp://127.0.0.1:1"
+    assert doctor.docker_url(DoctorState(docker_url="unix:///x.sock")) == "unix:///x.sock"
+
+
+@pytest.mark.parametrize(
+    ("error", "expected"),
+    [
+        ("('Connection aborted.', PermissionError(13, 'Permission denied'))", "add the user to the docker group"),
+        ("('Connection aborted.', ConnectionRefusedError(111, 'Connection refused'))", "nothing listens there"),
+        ("Read timed out. (read timeout=60)", "did not answer within"),
+        ("something else", "something else"),
+    ],
+)
+def test_daemon_failure_messages(error: str, expected: str) -> None:
+    assert expected in doctor.daemon_failure("unix:///run/docker.sock", error)
+
+
+# -- AWS checks against the in-process emulator (StsHook, AwsConnectionTokenSource) --------------
+def test_identity_and_permission_ok(emu: EcrEmulator) -> None:
+    state = DoctorState(image=IMAGE, aws_conn_id="aws_test")
+    identity = doctor.check_aws_identity(state)
+    assert identity.status == "ok", identity
+    assert identity.details["account"] == ACCT
+    assert identity.details["arn"] == state.arn == f"arn:aws:iam::{ACCT}:user/{ACCESS_KEY}"
+    assert identity.details["sts_endpoint"] == emu.url
+    permission = doctor.check_ecr_permission(state)
+    assert permission.status == "ok", permission
+    assert state.token is not None and state.token.password == emu.password(ACCT)[0]
+    assert state.token.password not in json.dumps(doctor.to_json([identity, permission]))
+    targets = [c["target"].rsplit(".", 1)[1] for c in emu.calls()]
+    assert targets == ["GetCallerIdentity", "GetAuthorizationToken"]
+    assert {c["access_key_id"] for c in emu.calls()} == {ACCESS_KEY}
+
+
+def test_ecr_deny_names_the_action_and_the_arn(emu: EcrEmulator) -> None:
+    emu.set_faults(deny=[ACCT])
+    state = DoctorState(image=IMAGE, aws_conn_id="aws_test")
+    results = run_checks(state, doctor.CHECKS[:3])
+    assert [r.status for r in results] == ["ok", "fail", "skip"]
+    assert results[1].exit_code == cli.EXIT_AWS_CREDENTIALS
+    assert results[1].fix is not None
+    assert results[1].fix.startswith(f"grant ecr:GetAuthorizationToken to arn:aws:iam::{ACCT}:user/{ACCESS_KEY}")
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"), [("invalid_keys", "InvalidClientTokenId"), ("expired_keys", "ExpiredToken")]
+)
+def test_rejected_credentials(emu: EcrEmulator, fault: str, code: str) -> None:
+    emu.set_faults(**{fault: [ACCESS_KEY]})
+    result = doctor.check_aws_identity(DoctorState(aws_conn_id="aws_test"))
+    assert (result.status, result.exit_code) == ("fail", cli.EXIT_AWS_CREDENTIALS)
+    assert f"({code}: " in result.summary and "renew them" in (result.fix or "")
+
+
+def test_no_credentials_names_the_missing_connection() -> None:
+    result = doctor.check_aws_identity(DoctorState(aws_conn_id="no_such_conn"))
+    assert (result.status, result.exit_code) == ("fail", cli.EXIT_AWS_CREDENTIALS)
+    assert "no AWS credentials found for aws_conn_id='no_such_conn'" in result.summary
+    assert "boto3's default credential chain (no connection 'no_such_conn')" in result.summary
+
+
+def test_sts_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_DOWN",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": ACCESS_KEY,
+                "password": "testing",
+                "extra": {
+                    "region_name": REGION,
+                    "endpoint_url": "http://127.0.0.1:9",
+                    "config_kwargs": {"retries": {"max_attempts": 1}, "connect_timeout": 2},
+                },
+            }
+        ),
+    )
+    result = doctor.check_aws_identity(DoctorState(aws_conn_id="aws_down"))
+    assert (result.status, result.exit_code) == ("fail", cli.EXIT_ECR_SERVICE)
+    assert result.summary.startswith("cannot reach the STS API at http://127.0.0.1:9")
+
+
+# -- the command line, in process ---------------------------------------------------------------
+def test_cli_bad_image_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["doctor", "--image", "app/hello:1"]) == cli.EXIT_USAGE
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("airflow-ecr: error: Image 'app/hello:1' has no registry host")
+    assert cli.main(["doctor", "--image", "1111.dkr.ecr.eu-west-1.amazonaws.com/app:1", "--json"]) == 2
+    data = json.loads(capsys.readouterr().out)
+    assert data["exit_code"] == 2 and "12-digit account id" in data["error"] and data["checks"] == []
+
+
+def test_cli_stops_at_the_daemon_and_prints_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(
+        [
+            "doctor",
+            "--aws-conn-id",
+            "aws_test",
+            "--image",
+            IMAGE,
+            "--docker-url",
+            f"unix://{tmp_path}/no.sock",
+            "--json",
+        ]
+    )
+    data = json.loads(capsys.readouterr().out)
+    assert code == data["exit_code"] == cli.EXIT_DOCKER
+    statuses = {c["name"]: c["status"] for c in data["checks"]}
+    assert statuses == {
+        "aws_identity": "ok",
+        "ecr_permission": "ok",
+        "host_cache": "ok",
+        "docker_daemon": "fail",
+        "registry": "skip",
+        "image": "skip",
+        "swarm": "skip",
+    }
+
+
+def test_cli_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["doctor", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for code in ("6 Docker daemon unreachable", "7 registry unreachable", "8 image not found"):
+        assert code in text
+    assert re.search(r"--image REF", text)
