@@ -15,8 +15,10 @@ Usage: ``python benchmarks/credential_lookup.py [--quick] [--out FILE]``
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -47,6 +49,7 @@ def main() -> int:
     warm_n, cold_n = (50, 5) if args.quick else (5000, 100)
 
     work = Path(tempfile.mkdtemp(prefix="airflow-ecr-bench-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # leave nothing in /tmp
     os.environ.update(
         AIRFLOW_HOME=str(work / "airflow"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",

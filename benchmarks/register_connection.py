@@ -24,11 +24,13 @@ task has none). Each run replaces its Airflow version's entry in
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import json
 import os
 import platform
 import secrets
+import shutil
 import signal
 import socket
 import statistics
@@ -83,6 +85,7 @@ def main() -> int:
     runs = 2 if args.quick else args.runs
 
     work = Path(tempfile.mkdtemp(prefix="airflow-ecr-bench-register-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # leave nothing in /tmp
     os.environ.update(
         AIRFLOW_HOME=str(work / "airflow"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",

@@ -15,8 +15,10 @@ Usage: ``python benchmarks/secrets_lookup.py [--quick] [--processes N] [--out FI
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -52,6 +54,7 @@ def main() -> int:
     args = parser.parse_args()
     n = 200 if args.quick else 5000
     work = Path(tempfile.mkdtemp(prefix="ecr-secrets-bench-"))
+    atexit.register(shutil.rmtree, work, ignore_errors=True)  # leave nothing in /tmp
     os.environ.update(
         AIRFLOW_HOME=str(work / "home"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",

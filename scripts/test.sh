@@ -11,8 +11,8 @@ af3="$root/.venvs/af3/bin"
 af2="$root/.venvs/af2/bin"
 
 echo "== lint and types"
-"$af3/ruff" check src tests benchmarks
-"$af3/ruff" format --check src tests benchmarks
+"$af3/ruff" check src tests benchmarks docs/hooks.py
+"$af3/ruff" format --check src tests benchmarks docs/hooks.py
 "$af3/mypy"
 
 if [ -n "${AIRFLOW_ECR_LAB_DIR:-}" ] && [ -f "$AIRFLOW_ECR_LAB_DIR/lab.json" ]; then

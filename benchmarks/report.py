@@ -1,0 +1,292 @@
+"""
+Write a benchmark report (``bench.py``'s dict) as ``latest.json``, ``latest.md`` and ``latest.png``.
+
+``python benchmarks/report.py benchmarks/results/latest.json`` renders the Markdown and the chart
+again from the JSON.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+ORDER = ("ours", "ours_secrets", "helper", "naive", "cli", "floor")
+SHORT = {
+    "ours": "airflow-ecr\noperator",
+    "ours_secrets": "airflow-ecr\nsecrets backend",
+    "helper": "credential\nhelper",
+    "naive": "EcrHook +\ndocker login",
+    "cli": "CLI\ndelete+add",
+    "floor": "floor\n(anonymous)",
+}
+PEERS = ("helper", "naive", "cli")
+
+
+def fmt(value: float | None) -> str:
+    """A number with sensible precision (ms, ratios)."""
+    if value is None:
+        return "—"
+    if value == int(value) and abs(value) < 1e6:
+        return f"{int(value):,}"
+    if abs(value) < 1:
+        return f"{value:.3f}"
+    if abs(value) < 100:
+        return f"{value:.1f}"
+    return f"{value:,.0f}"
+
+
+def spread(stats: dict[str, Any] | None) -> str:
+    """``median (p10-p90)``, or — when not measured."""
+    if not stats or not stats.get("n"):
+        return "—"
+    if stats["n"] == 1 or stats["p10"] == stats["p90"]:
+        return f"{fmt(stats['median'])} (n={stats['n']})"
+    return f"{fmt(stats['median'])} ({fmt(stats['p10'])}-{fmt(stats['p90'])}, n={stats['n']})"
+
+
+def ratio(stats: dict[str, Any] | None) -> str:
+    if not stats or not stats.get("n"):
+        return "—"
+    if stats["n"] == 1 or stats["p10"] == stats["p90"]:
+        return f"{fmt(stats['median'])}x (n={stats['n']})"
+    return f"{fmt(stats['median'])}x ({fmt(stats['p10'])}-{fmt(stats['p90'])})"
+
+
+def processes_cell(result: dict[str, Any] | None, planned: int) -> str:
+    """ECR calls of the processes-at-once figure (with the process count when it differs)."""
+    if not result:
+        return "—"
+    if result["processes"] == planned:
+        return fmt(result["ecr_calls"])
+    return f"{fmt(result['ecr_calls'])} ({result['processes']} processes)"
+
+
+def markdown(report: dict[str, Any], image: str = "latest.png") -> str:
+    """The report as Markdown: the main table, the ratios, the targets, and what each figure measures."""
+    figures = report["figures"]
+    names = report["approaches"]
+    overhead = figures["credential_overhead_ms"]
+    sequential = figures["ecr_calls"]["sequential_tasks"]
+    concurrent = figures["ecr_calls"]["concurrent_processes"]
+    requests = figures["registry_requests_per_task"]
+    e2e = figures["end_to_end_ms"]
+    ratios = figures["ratios"]
+    processes = figures["plan"]["processes"]
+    machine = report["machine"]
+    lines = [
+        "# airflow-ecr and the ways people pull ECR images from Airflow today"
+        + (" (quick run)" if report["quick"] else ""),
+        "",
+        f"`{report['command']}` on {report['date']}, {report['duration_s']} s: {machine['cpus']} CPUs "
+        f"({machine['cpu'] or machine['platform']}), {machine['memory']}, Python {machine['python']}, "
+        f"load average {machine['load_average_before'][0]:.1f} before / {machine['load_average_after'][0]:.1f} after. "
+        + ", ".join(f"{k} {v}" for k, v in report["versions"].items())
+        + ".",
+        "",
+        "Times in ms: median (p10-p90, n). Every approach ran in the same process, interleaved round by round.",
+        "",
+        "| approach | credential overhead, warm | cold | image already local | ECR calls, "
+        f"{sequential['tasks']} sequential tasks | ECR calls, {processes} processes at once (cold) | "
+        "registry auth round trips per task (pull / local) | end-to-end task, pull | vs floor |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name in ORDER:
+        if name not in names:
+            continue
+        row = [names[name]]
+        if name == "floor":
+            row += ["—", "—", "—", "—", "—"]
+        else:
+            row += [
+                spread(overhead["warm"].get(name)),
+                spread(overhead["cold"].get(name)),
+                spread(overhead.get("image_local", {}).get(name)),
+                fmt(sequential.get(name)),
+                processes_cell(concurrent.get(name), processes),
+            ]
+        pull, local = requests["pull"].get(name), requests["image_local"].get(name)
+        row.append(f"{pull['auth']} / {local['auth']}" if pull and local else "—")
+        row.append(spread(e2e["pull"].get(name)))
+        row.append("1x" if name == "floor" else ratio(ratios["end_to_end_pull_vs_floor"].get(name)))
+        lines.append("| " + " | ".join(row) + " |")
+    lines += [
+        "",
+        f"![The same figures as a chart]({image})",
+        "",
+        "Ratios, pair by pair within each round (median, p10-p90):",
+        "",
+        "| peer | warm overhead ÷ airflow-ecr | cold overhead ÷ airflow-ecr | end-to-end ÷ floor, pull "
+        "| end-to-end ÷ floor, image local |",
+        "|---|---|---|---|---|",
+    ]
+    for name in (*PEERS, "ours"):
+        row = [
+            names[name],
+            "1x" if name == "ours" else ratio(ratios["credential_overhead_warm"].get(name)),
+            "1x" if name == "ours" else ratio(ratios["credential_overhead_cold"].get(name)),
+            ratio(ratios["end_to_end_pull_vs_floor"].get(name)),
+            ratio(ratios["end_to_end_image_local_vs_floor"].get(name)),
+        ]
+        lines.append("| " + " | ".join(row) + " |")
+    lines += ["", "Targets:", "", "| target | measured | met |", "|---|---|---|"]
+    for target in report["targets"]:
+        lines.append(f"| {target['target']} | {target['measured']} | {'yes' if target['met'] else '**no**'} |")
+    warm_calls = figures["ecr_calls"].get("during_warm_credential_steps", {})
+    per_registry = {
+        name: ", ".join(f"{k}: {v}" for k, v in sorted(c["ecr_calls_per_registry"].items()))
+        for name, c in concurrent.items()
+    }
+    lines += [
+        "",
+        f"{processes} processes at once, ECR calls by registry: "
+        + "; ".join(f"{names[n]}: {per_registry[n]}" for n in per_registry)
+        + ".",
+        "",
+        "Credential time inside the real tasks that pulled (instrumented, see below): "
+        + "; ".join(
+            f"{names[n]}: {spread(figures['credential_in_task_ms']['pull'].get(n))} ms"
+            for n in ORDER
+            if n in figures["credential_in_task_ms"]["pull"]
+        )
+        + "; ratios to airflow-ecr's, pair by pair: "
+        + "; ".join(f"{names[n]}: {ratio(r)}" for n, r in ratios["credential_overhead_in_task_warm"].items())
+        + ".",
+        "",
+        f"ECR calls during the {warm_calls.get('steps')} warm credential steps of each approach: "
+        + "; ".join(f"{names[n]}: {v}" for n, v in warm_calls.items() if n != "steps")
+        + ".",
+        "",
+        "Registry requests per task (all, manifests included; pull / local): "
+        + "; ".join(
+            f"{names[n]}: {requests['pull'][n]['total']} / {requests['image_local'][n]['total']}"
+            for n in ORDER
+            if n in requests["pull"]
+        )
+        + ".",
+        "",
+        "Repetitions: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in figures["plan"].items()) + ".",
+        "",
+        "What each figure measures:",
+        "",
+    ]
+    lines += [f"- {note}" for note in report["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def chart(report: dict[str, Any], path: Path) -> None:
+    """The same figures as a PNG (matplotlib, Agg)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = report["figures"]
+    names = report["approaches"]
+    overhead = figures["credential_overhead_ms"]
+    shown = [n for n in ORDER if n != "floor" and n in names]
+    short = {n: SHORT.get(n, n) for n in names}
+    fig, axes = plt.subplots(2, 2, figsize=(15, 10))
+    fig.suptitle(
+        f"airflow-ecr and its peers ({report['date']}, {report['machine']['cpus']} CPUs"
+        f"{', quick run' if report['quick'] else ''})"
+    )
+
+    ax = axes[0][0]
+    width = 0.27
+    for offset, state in enumerate(("warm", "cold", "image_local")):
+        # Not measured: no bar; measured 0 (no credential code ran): drawn at 0.001 and labelled 0.
+        stats = [overhead.get(state, {}).get(n) or {} for n in shown]
+        xs = [i + (offset - 1) * width for i, st in enumerate(stats) if st.get("n")]
+        values = [max(st["median"], 1e-3) for st in stats if st.get("n")]
+        low = [v - max(st["p10"], 1e-3) for st, v in zip([st for st in stats if st.get("n")], values, strict=True)]
+        high = [max(st["p90"], 1e-3) - v for st, v in zip([st for st in stats if st.get("n")], values, strict=True)]
+        bars = ax.bar(xs, values, width, yerr=[low, high], capsize=2, label=state.replace("_", " "))
+        ax.bar_label(bars, labels=[fmt(st["median"]).replace(",", "") for st in stats if st.get("n")], fontsize=6)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(shown)), [short[n] for n in shown], fontsize=8)
+    ax.set_ylabel("ms per task (log; 0 drawn at 0.001)")
+    ax.set_title("Credential overhead added to one task (median, p10-p90)")
+    ax.legend(fontsize=8)
+
+    ax = axes[0][1]
+    sequential = figures["ecr_calls"]["sequential_tasks"]
+    concurrent = figures["ecr_calls"]["concurrent_processes"]
+    xs = list(range(len(shown)))
+    seq = [sequential.get(n, 0) for n in shown]
+    bars1 = ax.bar([x - 0.2 for x in xs], seq, 0.4, label=f"{sequential['tasks']} sequential tasks")
+    measured = [i for i, n in enumerate(shown) if n in concurrent]
+    con = [concurrent[shown[i]]["ecr_calls"] for i in measured]
+    tags = [
+        f"{c} ({concurrent[shown[i]]['processes']} p.)"
+        if concurrent[shown[i]]["processes"] != figures["plan"]["processes"]
+        else str(c)
+        for i, c in zip(measured, con, strict=True)
+    ]
+    bars2 = ax.bar(
+        [x + 0.2 for x in measured], con, 0.4, label=f"{figures['plan']['processes']} processes at once, cold"
+    )
+    ax.bar_label(bars1, fontsize=8)
+    ax.bar_label(bars2, labels=tags, fontsize=8)
+    ax.set_xticks(xs, [short[n] for n in shown], fontsize=8)
+    ax.set_ylabel("GetAuthorizationToken calls")
+    ax.set_title("ECR API calls")
+    ax.legend(fontsize=8)
+
+    ax = axes[1][0]
+    requests = figures["registry_requests_per_task"]
+    everyone = [n for n in ORDER if n in requests["pull"]]
+    xs = list(range(len(everyone)))
+    pull = [requests["pull"][n]["auth"] for n in everyone]
+    local = [requests["image_local"][n]["auth"] for n in everyone]
+    bars1 = ax.bar([x - 0.2 for x in xs], pull, 0.4, label="image pulled")
+    bars2 = ax.bar([x + 0.2 for x in xs], local, 0.4, label="image already local")
+    ax.bar_label(bars1, fontsize=8)
+    ax.bar_label(bars2, fontsize=8)
+    ax.set_xticks(xs, [short[n] for n in everyone], fontsize=8)
+    ax.set_ylabel("GET /v2/ requests per task")
+    ax.set_title("Registry round trips for authentication")
+    ax.legend(fontsize=8)
+
+    ax = axes[1][1]
+    e2e = figures["end_to_end_ms"]
+    for offset, kind in enumerate(("pull", "image_local")):
+        stats = [e2e[kind].get(n) or {} for n in everyone]
+        values = [s.get("median") or 0 for s in stats]
+        low = [v - (s.get("p10") or v) for s, v in zip(stats, values, strict=True)]
+        high = [(s.get("p90") or v) - v for s, v in zip(stats, values, strict=True)]
+        ax.bar(
+            [x + (offset - 0.5) * 0.4 for x in xs],
+            values,
+            0.4,
+            yerr=[low, high],
+            capsize=2,
+            label="image pulled" if kind == "pull" else "image already local",
+        )
+    ax.set_yscale("log")
+    ax.set_xticks(xs, [short[n] for n in everyone], fontsize=8)
+    ax.set_ylabel("ms per task (log)")
+    ax.set_title("End-to-end task time (median, p10-p90)")
+    ax.legend(fontsize=8)
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(report: dict[str, Any], out: Path) -> dict[str, Path]:
+    """Write the report to ``out`` (JSON), and next to it as ``.md`` and ``.png``; return the paths."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out, "md": out.with_suffix(".md"), "png": out.with_suffix(".png")}
+    paths["json"].write_text(json.dumps(report, indent=2) + "\n")
+    paths["md"].write_text(markdown(report, paths["png"].name))
+    chart(report, paths["png"])
+    return paths
+
+
+if __name__ == "__main__":
+    import sys
+
+    source = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "results" / "latest.json")
+    for written in write_outputs(json.loads(source.read_text()), source).values():
+        print(written)

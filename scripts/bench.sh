@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The benchmark of airflow-ecr against the ways people pull ECR images from Airflow today: installs
+# what it needs (Debian packages, the locked Airflow 3 environment), starts a lab (Docker engine,
+# ECR-style registries, ECR API emulator) in a temp dir, runs benchmarks/bench.py, stops the lab.
+# Writes benchmarks/results/latest.{json,md,png}. Extra arguments go to bench.py (e.g. --quick).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+bash scripts/setup-debian.sh
+bash scripts/venvs.sh 3
+py="$root/.venvs/af3/bin/python"
+
+lab=$(mktemp -d /tmp/airflow-ecr-bench-lab.XXXXXX)
+trap '"$py" -m airflow_ecr.testing.lab down --dir "$lab" --purge >/dev/null 2>&1 || true' EXIT
+"$py" -m airflow_ecr.testing.lab up --dir "$lab"
+"$py" benchmarks/bench.py --lab "$lab" "$@"
