@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -27,6 +26,7 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 # The Airflow process harness serves tests/e2e and tests/reliability.
 sys.path.insert(0, str(Path(__file__).parent / "e2e"))
 from airflow_harness import AirflowHarness, EmulatorAdmin, shared_harness
+from services import stop_process
 
 
 @dataclass(frozen=True)
@@ -107,12 +107,7 @@ def moto_url(tmp_path: Path) -> Iterator[str]:
             time.sleep(0.1)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
         log.close()
 
 

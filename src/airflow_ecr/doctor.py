@@ -54,21 +54,13 @@ from airflow_ecr.cli import (
     EXIT_USAGE,
 )
 from airflow_ecr.registry import EcrRegistry, ImageReference, parse_image, resolve_registry
-from airflow_ecr.tokens import EcrToken
+from airflow_ecr.tokens import INVALID_CREDENTIAL_CODES, EcrToken
 
 Status = Literal["ok", "warn", "fail", "info", "skip"]
 
 DEFAULT_DOCKER_URL = "unix:///var/run/docker.sock"
 # Seconds for each Engine API call; the registry calls go through the daemon, which has its own.
 DOCKER_TIMEOUT = 60
-_INVALID_CREDENTIALS = (
-    "UnrecognizedClientException",
-    "InvalidClientTokenId",
-    "ExpiredTokenException",
-    "ExpiredToken",
-    "InvalidSignatureException",
-    "SignatureDoesNotMatch",
-)
 _NETWORK_ADVICE = (
     "check the daemon host's network, DNS and dockerd's proxy settings (HTTPS_PROXY / NO_PROXY); "
     "in a VPC without internet access, the com.amazonaws.{region}.ecr.dkr VPC endpoint"
@@ -245,7 +237,7 @@ def _sts_failure(
         error = err.response.get("Error", {})
         code, message = error.get("Code", "Unknown"), error.get("Message", "")
         details["error_code"] = code
-        if code in _INVALID_CREDENTIALS:
+        if code in INVALID_CREDENTIAL_CODES:
             return _result(
                 check,
                 "fail",

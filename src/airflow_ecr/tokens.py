@@ -54,6 +54,15 @@ _IDENTITY_ENV = (
     "AWS_ENDPOINT_URL_ECR_PUBLIC",
 )
 _SECRET_WORDS = ("secret", "token", "password", "key")
+# Error codes AWS answers for credentials that are invalid or expired.
+INVALID_CREDENTIAL_CODES = (
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "ExpiredTokenException",
+    "ExpiredToken",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+)
 # Error codes AWS answers when a caller exceeds its request rate.
 _THROTTLING_CODES = ("ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded")
 
@@ -366,14 +375,7 @@ def translate_aws_errors(
                 f"{action} (and ecr:BatchGetImage, ecr:GetDownloadUrlForLayer on the repositories). "
                 f"AWS said: {message}"
             ) from None
-        if code in (
-            "UnrecognizedClientException",
-            "InvalidClientTokenId",
-            "ExpiredTokenException",
-            "ExpiredToken",
-            "InvalidSignatureException",
-            "SignatureDoesNotMatch",
-        ):
+        if code in INVALID_CREDENTIAL_CODES:
             partition = registries[0].partition
             hint = (
                 f" Registry {names} is in the {partition} partition: only credentials of that partition "

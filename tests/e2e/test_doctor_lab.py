@@ -145,8 +145,17 @@ def local_tags(lab: Any) -> set[str]:
     return {tag for image in client.images() for tag in image.get("RepoTags") or []}
 
 
+def untag(lab: Any, image: str) -> None:
+    import docker
+
+    client = docker.APIClient(base_url=lab.docker_host, timeout=30)
+    if image in local_tags(lab):
+        client.remove_image(image)  # the tag only: the layers stay for the other tags
+
+
 # -- all green ----------------------------------------------------------------------------------
 def test_all_green_json_and_table(lab: Any, emulator: EmulatorClient, tmp_path: Path) -> None:
+    untag(lab, IMAGE)  # other tests of the session may have pulled it: then a pull would not show
     before = local_tags(lab)
     run = doctor(lab, tmp_path, "--image", IMAGE, "--json")
     assert run.rc == 0, run.describe()
