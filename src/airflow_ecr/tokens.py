@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
@@ -217,11 +218,11 @@ class AwsConnectionTokenSource:
         self.verify = verify
         self.botocore_config = botocore_config
         self._identity: str | None = None
-        self._connection_missing = False
 
     @property
     def description(self) -> str:
-        if self._connection_missing:
+        _, missing = self._connection
+        if missing:
             # The amazon provider falls back to boto3's default chain for an unknown id: say so, as
             # a typo in aws_conn_id otherwise reads as a credentials problem.
             return f"aws_conn_id={self.aws_conn_id!r} (no such Airflow connection: boto3's default chain was used)"
@@ -233,18 +234,26 @@ class AwsConnectionTokenSource:
             self._identity = _fingerprint(["conn", self.aws_conn_id, *self._connection_identity()])
         return self._identity
 
+    @cached_property
+    def _connection(self) -> tuple[Any, bool]:
+        """(the AWS connection or None, whether no connection has that id), looked up once."""
+        if not self.aws_conn_id:
+            return None, False
+        from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
+
+        try:
+            return BaseHook.get_connection(self.aws_conn_id), False
+        except Exception as err:
+            # The hook falls back to the default chain for a missing connection; so do we.
+            return None, isinstance(err, AirflowNotFoundException)
+
     def _connection_identity(self) -> list[object]:
         """Non-secret fields of the connection and the environment that select the identity."""
         parts: list[object] = _environment_identity()  # type: ignore[assignment]
         if not self.aws_conn_id:
             return parts
-        from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
-
-        try:
-            conn = BaseHook.get_connection(self.aws_conn_id)
-        except Exception as err:
-            # The hook falls back to the default chain for a missing connection; so do we.
-            self._connection_missing = isinstance(err, AirflowNotFoundException)
+        conn, _ = self._connection
+        if conn is None:
             return [*parts, "no-connection"]
         extra = {k: v for k, v in (conn.extra_dejson or {}).items() if not _is_secret_key(k)}
         return [*parts, conn.conn_type, conn.host, conn.login, conn.schema, extra]
@@ -265,7 +274,6 @@ class AwsConnectionTokenSource:
 
     def fetch(self, registries: Sequence[EcrRegistry]) -> dict[str, EcrToken]:
         first = registries[0]
-        self.identity  # noqa: B018 - looks the connection up, so that messages can say it is missing
         with translate_aws_errors(self.description, registries) as call:
             if first.public:
                 conn = self._hook("ecr-public", ECR_PUBLIC_REGION).conn
