@@ -217,8 +217,18 @@ def registry_host(account_id: str, region: str) -> str:
     """
     validate_account_id(account_id)
     validate_region(region)
-    suffix = next((s for prefix, s in _REGION_SUFFIXES if region.startswith(prefix)), "amazonaws.com")
-    return f"{account_id}.dkr.ecr.{region}.{suffix}"
+    return f"{account_id}.dkr.ecr.{region}.{_region_suffix(region)}"
+
+
+def _region_suffix(region: str) -> str:
+    return next((s for prefix, s in _REGION_SUFFIXES if region.startswith(prefix)), "amazonaws.com")
+
+
+def region_partition(region: str) -> str:
+    """The AWS partition of a region (``aws``, ``aws-cn``, ``aws-us-gov``, ``aws-iso``, ...)."""
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    return _PARTITIONS[_region_suffix(region)]
 
 
 def validate_account_id(account_id: object) -> str:

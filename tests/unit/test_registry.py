@@ -10,6 +10,7 @@ from airflow_ecr.registry import (
     EcrRegistry,
     parse_image,
     parse_registry_host,
+    region_partition,
     registry_host,
     resolve_host,
     resolve_registry,
@@ -297,3 +298,19 @@ def test_resolve_host_takes_hosts_as_people_write_them():
     expected = resolve_host("ecr.example.com", registry_id=A, region_name="eu-west-1")
     assert resolve_host(" https://ecr.example.com/ ", registry_id=A, region_name="eu-west-1") == expected
     assert resolve_host(f"https://{A}.dkr.ecr.eu-west-1.amazonaws.com/").host == f"{A}.dkr.ecr.eu-west-1.amazonaws.com"
+
+
+@pytest.mark.parametrize(
+    ("region", "partition"),
+    [
+        ("eu-west-1", "aws"),
+        ("us-gov-west-1", "aws-us-gov"),
+        ("cn-north-1", "aws-cn"),
+        ("eusc-de-east-1", "aws-eusc"),
+        ("us-iso-east-1", "aws-iso"),
+        ("us-isob-east-1", "aws-iso-b"),
+    ],
+)
+def test_region_partition_agrees_with_the_partition_of_the_regions_registry_host(region: str, partition: str) -> None:
+    assert region_partition(region) == partition
+    assert parse_registry_host(registry_host(A, region)).partition == partition

@@ -73,6 +73,9 @@ from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from xml.sax.saxutils import escape as xml_escape
+
+from airflow_ecr.registry import region_partition
 
 log = logging.getLogger(__name__)
 
@@ -544,7 +547,7 @@ class EcrEmulator:
                 )
             if match.group(1) in self._faults.expired_keys:
                 raise EmulatorError("ExpiredTokenException", "The security token included in the request is expired")
-        if _partition(region) not in {_partition(r) for _, r in self._registries}:
+        if region_partition(region) not in {region_partition(r) for _, r in self._registries}:
             # Keys of one partition are unknown in every other (aws, aws-cn, aws-us-gov, ...).
             raise EmulatorError("UnrecognizedClientException", "The security token included in the request is invalid.")
         try:
@@ -670,8 +673,8 @@ class EcrEmulator:
                     raise EmulatorError("ExpiredToken", "The security token included in the request is expired", 403)
             account = self._default_account
             result = (
-                f"<GetCallerIdentityResult><Arn>arn:aws:iam::{account}:user/{_xml(access_key)}</Arn>"
-                f"<UserId>{_xml(access_key)}</UserId><Account>{account}</Account></GetCallerIdentityResult>"
+                f"<GetCallerIdentityResult><Arn>arn:aws:iam::{account}:user/{xml_escape(access_key)}</Arn>"
+                f"<UserId>{xml_escape(access_key)}</UserId><Account>{account}</Account></GetCallerIdentityResult>"
             )
             xml = (
                 f'<GetCallerIdentityResponse xmlns="{STS_XMLNS}">{result}'
@@ -684,7 +687,7 @@ class EcrEmulator:
             status = err.status
             xml = (
                 f'<ErrorResponse xmlns="{STS_XMLNS}"><Error><Type>Sender</Type><Code>{err.code}</Code>'
-                f"<Message>{_xml(err.message)}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+                f"<Message>{xml_escape(err.message)}</Message></Error><RequestId>{request_id}</RequestId></ErrorResponse>"
             )
         call["end"] = time.time()
         with self._lock:
@@ -843,7 +846,7 @@ class EmulatorClient:
         self._call("reset", {})
 
     def faults(self, **switches: Any) -> dict[str, Any]:
-        """Set fault switches (``throttle``, ``server_error``, ``deny``, ``delay``); return them all."""
+        """Set fault switches (see :meth:`EcrEmulator.set_faults`); return them all."""
         return dict(self._call("faults", switches))
 
     def config(self, **settings: Any) -> dict[str, Any]:
@@ -880,24 +883,6 @@ def load_config(path: str | os.PathLike[str]) -> tuple[list[EmulatedAccount], di
         if key in raw:
             kwargs[key] = raw[key]
     return accounts, kwargs
-
-
-def _partition(region: str) -> str:
-    """The AWS partition of a region name (enough for the emulator's purposes)."""
-    for prefix, partition in (
-        ("cn-", "aws-cn"),
-        ("us-gov-", "aws-us-gov"),
-        ("us-iso", "aws-iso"),
-        ("eusc-", "aws-eusc"),
-    ):
-        if region.startswith(prefix):
-            return partition
-    return "aws"
-
-
-def _xml(text: str) -> str:
-    """``text`` escaped for an XML element."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _write_atomically(path: Path, text: str) -> None:
