@@ -9,8 +9,6 @@ tests/e2e/test_credentials.py.
 from __future__ import annotations
 
 import json
-import logging
-import os
 import secrets
 import threading
 from collections.abc import Iterator
@@ -19,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from isolation import aws_test_connection, isolate_from_host, keep_airflow_logging
 
 from airflow_ecr import cli
 from airflow_ecr.exceptions import EcrConfigurationError, EcrCredentialsError
@@ -51,28 +50,9 @@ def emu() -> Iterator[EcrEmulator]:
 @pytest.fixture(autouse=True)
 def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """A private token cache, no AWS identity from the environment, an ``aws_test`` connection."""
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "AIRFLOW__ECR__", "AIRFLOW_CONN_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AWS_TEST",
-        json.dumps(
-            {
-                "conn_type": "aws",
-                "login": "AKIAUNITTEST",
-                "password": "testing",
-                "extra": {"region_name": REGION, "endpoint_url": emu.url},
-            }
-        ),
-    )
-    # cli.main() quiets Airflow's logging for cron; keep that from leaking into other tests.
-    monkeypatch.setenv("AIRFLOW__LOGGING__LOGGING_LEVEL", os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"))
-    airflow_logger = logging.getLogger("airflow")
-    monkeypatch.setattr(airflow_logger, "level", airflow_logger.level)
+    isolate_from_host(monkeypatch, tmp_path, "AIRFLOW_CONN_")
+    aws_test_connection(monkeypatch, emu.url, "AKIAUNITTEST", REGION)
+    keep_airflow_logging(monkeypatch)
     emu.reset()
     TokenCache.clear_memory()
     yield

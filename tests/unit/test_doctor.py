@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from isolation import aws_test_connection, isolate_from_host, keep_airflow_logging
 
 from airflow_ecr import cli, doctor
 from airflow_ecr.doctor import Check, CheckResult, DoctorState, run_checks
@@ -39,27 +39,9 @@ def emu() -> Iterator[EcrEmulator]:
 @pytest.fixture(autouse=True)
 def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """No AWS identity from the environment; an ``aws_test`` connection to the emulator."""
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "AIRFLOW__ECR__", "AIRFLOW_CONN_", "DOCKER_")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_AWS_TEST",
-        json.dumps(
-            {
-                "conn_type": "aws",
-                "login": ACCESS_KEY,
-                "password": "testing",
-                "extra": {"region_name": REGION, "endpoint_url": emu.url},
-            }
-        ),
-    )
-    monkeypatch.setenv("AIRFLOW__LOGGING__LOGGING_LEVEL", os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"))
-    airflow_logger = logging.getLogger("airflow")
-    monkeypatch.setattr(airflow_logger, "level", airflow_logger.level)
+    isolate_from_host(monkeypatch, tmp_path, "AIRFLOW_CONN_", "DOCKER_")
+    aws_test_connection(monkeypatch, emu.url, ACCESS_KEY, REGION)
+    keep_airflow_logging(monkeypatch)
     emu.reset()
     TokenCache.clear_memory()
     yield

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import secrets
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ from typing import Any
 
 import airflow
 import pytest
+from isolation import isolate_from_host
 
 from airflow_ecr.provider_info import get_provider_info
 from airflow_ecr.secrets.ecr import EcrConnectionLookupError, EcrDockerConnectionBackend
@@ -42,13 +42,7 @@ def emu() -> Iterator[EcrEmulator]:
 @pytest.fixture(autouse=True)
 def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """A private host cache, empty memory, ECR's token policy, no AWS identity from the environment."""
-    for name in list(os.environ):
-        if name.startswith(("AWS_", "AIRFLOW__SECRETS__", "AIRFLOW__WORKERS__SECRETS", "AIRFLOW__ECR__")):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path / "cache"))
+    isolate_from_host(monkeypatch, tmp_path, "AIRFLOW__SECRETS__", "AIRFLOW__WORKERS__SECRETS")
     emu.reset()
     emu.configure(token_ttl=43200, rotate_fraction=0.5)
     for account in (ACCT1, ACCT2):
