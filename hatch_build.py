@@ -18,7 +18,7 @@ from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 WHEEL_DOCS = "airflow_ecr/docs"
 
 
-class DocsPagesHook(BuildHookInterface):  # type: ignore[type-arg]
+class DocsPagesHook(BuildHookInterface):
     PLUGIN_NAME = "custom"
 
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:

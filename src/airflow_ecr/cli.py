@@ -1,5 +1,5 @@
 """
-The ``airflow-ecr`` command: ``refresh-connection`` and ``doctor``.
+The ``airflow-ecr`` command: ``refresh-connection``, ``doctor`` and ``docs`` (and ``--version``).
 
 ``airflow-ecr refresh-connection --conn-id ID (--registry HOST | --registry-id ID) [--region R]``
 writes a fresh ECR token into an Airflow docker connection, for a cron job or systemd timer.
@@ -25,6 +25,10 @@ hard failure. Both commands share these exit codes:
 7     doctor: the registry could not be reached from the Docker daemon
 8     doctor: the image (repository, tag or digest) does not exist
 ====  ===========================================================================
+
+``airflow-ecr docs [PAGE]`` prints the documentation's address and the pages shipped in the
+package, or one page's Markdown (exit code 2 for an unknown page). It and ``--version`` import
+no Airflow.
 """
 
 from __future__ import annotations
@@ -35,11 +39,15 @@ import io
 import json
 import logging
 import os
+import re
 import shutil
 import sys
 import warnings
 from collections.abc import Sequence
+from pathlib import Path
 from typing import NoReturn
+
+from airflow_ecr import __version__
 
 EXIT_OK = 0
 EXIT_UNEXPECTED = 1
@@ -52,6 +60,11 @@ EXIT_REGISTRY = 7
 EXIT_IMAGE = 8
 
 PROG = "airflow-ecr"
+# Also [project.urls] Documentation in pyproject.toml (a unit test keeps the two equal): GitHub
+# renders the Markdown of docs/, which is also what `airflow-ecr docs` prints.
+DOCS_URL = "https://github.com/airflow-ecr/airflow-ecr/tree/main/docs"
+# A section the MkDocs hook (docs/hooks.py) generates from the code when the site is built.
+_GENERATED = re.compile(r"^<!-- gen:(?P<name>[\w-]+)(?: (?P<arg>\S+))? -->$", re.MULTILINE)
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -63,6 +76,7 @@ class _OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     parser = _OneLineParser(prog=PROG, description="Amazon ECR credentials for Apache Airflow.")
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     refresh = commands.add_parser(
         "refresh-connection",
@@ -120,7 +134,80 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--json", action="store_true", help="print the results as JSON (for machines)")
     doctor.add_argument("--verbose", action="store_true", help="show Airflow's and boto3's own output, and tracebacks")
+    docs = commands.add_parser(
+        "docs",
+        help="show the documentation's address and pages, or print one page",
+        description=f"Without PAGE: the documentation's address ({DOCS_URL}) and the pages shipped in this "
+        "package. With PAGE (e.g. quickstart, recipes/testing): that page's Markdown.",
+        epilog="exit codes: 0 shown, 2 unknown page",
+    )
+    docs.add_argument("page", nargs="?", metavar="PAGE", help="a page from the list, e.g. quickstart")
     return parser
+
+
+def docs_dir() -> Path | None:
+    """Where the documentation's Markdown pages are: in the wheel, or in the checkout; None if nowhere."""
+    package = Path(__file__).resolve().parent
+    shipped = package / "docs"  # put there by hatch_build.py
+    if shipped.is_dir():
+        return shipped
+    checkout = package.parents[1]  # an editable install or a source tree: src/airflow_ecr
+    if (checkout / "mkdocs.yml").is_file() and (checkout / "docs").is_dir():
+        return checkout / "docs"
+    return None
+
+
+def docs_pages(directory: Path) -> dict[str, str]:
+    """Every page under ``directory``: name (path without ``.md``) -> title (its first heading).
+
+    :param directory: the folder of Markdown pages (:func:`docs_dir`).
+    """
+    pages = {}
+    for path in sorted(directory.rglob("*.md"), key=lambda p: (p.name != "index.md", p.relative_to(directory))):
+        title = next((line[2:].strip() for line in path.read_text().splitlines() if line.startswith("# ")), "")
+        pages[path.relative_to(directory).with_suffix("").as_posix()] = title
+    return pages
+
+
+def _where_generated(match: re.Match[str]) -> str:
+    """What stands in for a generated section outside the site: the command that shows the same facts."""
+    name, arg = match["name"], match["arg"]
+    if arg:
+        command = f"python -m pydoc {arg}"
+    else:
+        command = {
+            "cli": f"{PROG} --help",
+            "config": "airflow config list --section ecr",
+            "exceptions": "python -m pydoc airflow_ecr.exceptions",
+            "benchmarks": "benchmarks/results/latest.md in the source repository",
+        }.get(name, "python -m pydoc airflow_ecr.provider_info")
+    return f"> *Generated from the code when the site is built; here: `{command}`.*"
+
+
+def show_docs(page: str | None) -> int:
+    """Run ``docs``: print the address and the page list, or one page; returns the exit code.
+
+    :param page: a page name (``quickstart``, ``recipes/testing``, with or without ``.md``), or None.
+    """
+    directory = docs_dir()
+    pages = docs_pages(directory) if directory else {}
+    if page is None:
+        print(f"Documentation: {DOCS_URL}")
+        if not pages:
+            print("(no pages are shipped in this installation)")
+            return EXIT_OK
+        print(f"Pages shipped in this package ({PROG} docs PAGE prints one):")
+        width = max(map(len, pages))
+        for name, title in pages.items():
+            print(f"  {name:<{width}}  {title}")
+        return EXIT_OK
+    name = page.removesuffix(".md").strip("/")
+    if directory is None or name not in pages:
+        print(f"{PROG}: error: no page {page!r} (see {PROG} docs for the list, or {DOCS_URL})", file=sys.stderr)
+        return EXIT_USAGE
+    text = (directory / f"{name}.md").read_text()
+    print(_GENERATED.sub(_where_generated, text), end="" if text.endswith("\n") else "\n")
+    return EXIT_OK
 
 
 def _quiet_airflow() -> None:
@@ -215,6 +302,8 @@ def doctor(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script's entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
+    if args.command == "docs":
+        return show_docs(args.page)
     if not args.verbose:
         _quiet_airflow()
     if args.command == "doctor":
