@@ -57,10 +57,7 @@ def ecr_refresh_dag(
         raise EcrConfigurationError(str(err)) from None
     if ecr.public:
         raise EcrConfigurationError("ECR Public needs no stored credentials for pulls: drop this DAG.")
-    try:
-        from airflow.sdk import DAG
-    except ImportError:  # Airflow 2
-        from airflow import DAG  # type: ignore[attr-defined,no-redef,unused-ignore]
+    from airflow_ecr._compat import DAG
 
     dag_kwargs.setdefault("catchup", False)
     # Two refreshes at once would be harmless (upserts) but pointless.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from airflow.providers.common.compat.sdk import AirflowException
+from airflow_ecr._compat import AirflowException
 
 
 class EcrError(AirflowException):

@@ -163,7 +163,7 @@ def decode_authorization_token(token: str) -> tuple[str, str]:
 
 def _mask(secret: str) -> None:
     """Register ``secret`` with Airflow's secret masker, so no task log line can show it."""
-    from airflow.providers.common.compat.sdk import mask_secret
+    from airflow_ecr._compat import mask_secret
 
     mask_secret(secret)
 
@@ -239,7 +239,7 @@ class AwsConnectionTokenSource:
         """(the AWS connection or None, whether no connection has that id), looked up once."""
         if not self.aws_conn_id:
             return None, False
-        from airflow.providers.common.compat.sdk import AirflowNotFoundException, BaseHook
+        from airflow_ecr._compat import AirflowNotFoundException, BaseHook
 
         try:
             return BaseHook.get_connection(self.aws_conn_id), False
@@ -435,7 +435,7 @@ class CacheSettings:
     @classmethod
     def from_airflow_config(cls) -> CacheSettings:
         """Read ``[ecr] cache_enabled``, ``cache_dir``, ``refresh_ratio``, ``lock_timeout``."""
-        from airflow.providers.common.compat.sdk import conf
+        from airflow_ecr._compat import conf
 
         enabled = conf.getboolean("ecr", "cache_enabled", fallback=True)
         directory = conf.get("ecr", "cache_dir", fallback="") or default_cache_dir()

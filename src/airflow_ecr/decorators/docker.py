@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import task_decorator_factory
 from airflow.providers.docker.decorators.docker import _DockerDecoratedOperator
 
+from airflow_ecr._compat import task_decorator_factory
 from airflow_ecr.operators.docker import ECR_TEMPLATE_FIELDS, EcrDockerOperator
 
 if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import TaskDecorator
+    from airflow_ecr._compat import TaskDecorator
 
 
 class _EcrDockerDecoratedOperator(_DockerDecoratedOperator, EcrDockerOperator):

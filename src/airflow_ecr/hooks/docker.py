@@ -8,12 +8,12 @@ from collections.abc import Iterator, Sequence
 from functools import cached_property
 from typing import Any
 
-from airflow.providers.common.compat.sdk import AirflowException
 from airflow.providers.docker.hooks.docker import DockerHook
 from docker import APIClient, auth
 from docker.errors import APIError
 from docker.utils import parse_repository_tag
 
+from airflow_ecr._compat import AirflowException
 from airflow_ecr.exceptions import DockerDaemonError, EcrConfigurationError, EcrPullError
 from airflow_ecr.provider_info import ECR_CONNECTION_FIELDS
 from airflow_ecr.registry import EcrRegistry, resolve_host, resolve_registry, with_account

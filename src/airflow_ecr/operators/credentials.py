@@ -42,14 +42,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from airflow.providers.common.compat.sdk import BaseOperator
-
+from airflow_ecr._compat import BaseOperator
 from airflow_ecr.exceptions import EcrConfigurationError, EcrError
 from airflow_ecr.registry import EcrRegistry, registry_host, resolve_host, validate_account_id
 from airflow_ecr.tokens import AwsConnectionTokenSource, EcrToken, TokenCache, TokenSource
 
 if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import Context
+    from airflow_ecr._compat import Context
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +119,11 @@ class OrmConnectionWriter:
     description = "the Airflow metadata database"
 
     def upsert(self, conn_id: str, *, host: str, login: str, password: str) -> None:
-        from airflow.models.connection import Connection
-        from airflow.utils.session import create_session
         from sqlalchemy import select
         from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+
+        from airflow_ecr._compat import ConnectionModel as Connection
+        from airflow_ecr._compat import create_session
 
         for attempt in (1, 2):
             try:
@@ -175,7 +175,7 @@ class RestApiConnectionWriter:
     def _configure(self) -> None:
         if self._base_url is not None:
             return
-        from airflow.providers.common.compat.sdk import BaseHook, mask_secret
+        from airflow_ecr._compat import BaseHook, mask_secret
 
         try:
             conn = BaseHook.get_connection(self.api_conn_id)
@@ -234,7 +234,7 @@ class RestApiConnectionWriter:
     def _token(self) -> str:
         if self._jwt is not None:
             return self._jwt
-        from airflow.providers.common.compat.sdk import mask_secret
+        from airflow_ecr._compat import mask_secret
 
         assert self._credentials is not None  # _configure() guarantees one way to authenticate
         username, password = self._credentials
@@ -300,9 +300,9 @@ class RestApiConnectionWriter:
 
 
 def airflow_major_version() -> int:
-    from airflow import __version__
+    from airflow_ecr._compat import airflow_version
 
-    return int(__version__.split(".")[0])
+    return airflow_version()[0]
 
 
 def default_writer(api_conn_id: str | None = DEFAULT_API_CONN_ID) -> ConnectionWriter:

@@ -6,15 +6,15 @@ from collections.abc import Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseOperator
 from airflow.providers.docker.hooks.docker import DockerHook
 from airflow.providers.docker.operators.docker import DockerOperator
 from airflow.providers.docker.operators.docker_swarm import DockerSwarmOperator
 
+from airflow_ecr._compat import BaseOperator
 from airflow_ecr.hooks.docker import EcrDockerHook, ecr_registries
 
 if TYPE_CHECKING:
-    from airflow.providers.common.compat.sdk import Context
+    from airflow_ecr._compat import Context
 
 ECR_TEMPLATE_FIELDS = ("aws_conn_id", "region_name", "registry_id", "registry_ids")
 

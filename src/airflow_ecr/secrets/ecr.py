@@ -108,24 +108,24 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from airflow.secrets import BaseSecretsBackend
-
+from airflow_ecr import _compat
+from airflow_ecr._compat import BaseSecretsBackend
 from airflow_ecr.exceptions import EcrCredentialsError, EcrError, EcrServiceError
 from airflow_ecr.registry import EcrRegistry, bare_host, parse_registry_host, resolve_host, resolve_registry
 from airflow_ecr.tokens import BotoSessionTokenSource, EcrToken, TokenCache
 
-try:
-    from airflow.sdk.exceptions import AirflowSecretsBackendAccessDenied as _Authoritative
 
-    _AUTHORITATIVE = True
-except ImportError:  # Airflow 2, or a task SDK older than 1.2.2
+class _NotAuthoritative(Exception):
+    """Stands in for ``AirflowSecretsBackendAccessDenied`` where Airflow has none (2.x, task SDK < 1.2.2)."""
 
-    class _Authoritative(Exception):  # type: ignore[no-redef]
-        """Stands in for ``AirflowSecretsBackendAccessDenied`` where Airflow has none."""
 
-    _AUTHORITATIVE = False
+if TYPE_CHECKING:
+    _Authoritative = Exception
+else:
+    _Authoritative = _compat.optional("AirflowSecretsBackendAccessDenied") or _NotAuthoritative
+_AUTHORITATIVE = _Authoritative is not _NotAuthoritative
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ BACKEND_NAME = "the airflow-ecr secrets backend"
 CONFIGURED_IN = "the backend's backend_kwargs"
 _MAPPING_KEYS = frozenset({"registry", "image", "registry_id", "region_name"})
 # Airflow 3 task SDKs before 1.2.2 swallow a backend's exception at debug level: log it ourselves.
-_LOG_ERRORS = not _AUTHORITATIVE and importlib.util.find_spec("airflow.sdk") is not None
+_LOG_ERRORS = not _AUTHORITATIVE and _compat.is_airflow_3()
 
 
 class EcrConnectionLookupError(EcrError, _Authoritative):
@@ -154,7 +154,7 @@ def _lookup_error(message: str) -> EcrConnectionLookupError:
 
 def airflow_secrets_cache_ttl() -> float | None:
     """``[secrets] cache_ttl_seconds`` when ``[secrets] use_cache`` is on, else None."""
-    from airflow.providers.common.compat.sdk import conf
+    from airflow_ecr._compat import conf
 
     if not conf.getboolean("secrets", "use_cache", fallback=False):
         return None
@@ -414,7 +414,7 @@ class EcrDockerConnectionBackend(BaseSecretsBackend):
         getter = getattr(super(), "_get_connection_class", None)
         if getter is not None:  # Airflow 3: core or task SDK Connection, as set by Airflow
             return getter()
-        from airflow.models.connection import Connection
+        from airflow_ecr._compat import ConnectionModel as Connection
 
         return Connection
 

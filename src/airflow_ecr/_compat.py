@@ -1,0 +1,136 @@
+"""
+Where Airflow's symbols live, per supported Airflow version: the only module that knows.
+
+Supported: Airflow 2.11 and every 3.x minor (see docs/compatibility.md, proven by the matrix in
+scripts/compat.py). Each symbol is looked up at its newest home first and then at the older ones,
+so that a newer Airflow never pays a deprecation warning and an older one still finds it.
+
+This module deliberately does not go through ``airflow.providers.common.compat.sdk``: that module
+appeared in common-compat 1.8 and its table of homes changes from release to release (1.20.0
+sends ``mask_secret`` to a module that Airflow 3.1 does not have), so a deployment's common-compat
+version would decide whether airflow-ecr imports at all. Here the table is ours and the matrix
+tests it against each Airflow line as users install it.
+
+Everything is resolved lazily (module ``__getattr__``): importing this module imports nothing of
+Airflow, so provider discovery and ``import airflow_ecr`` stay cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from typing import TYPE_CHECKING, Any
+
+MINIMUM_AIRFLOW = (2, 11)
+SUPPORTED_AIRFLOW = "Airflow 2.11 or any 3.x release"
+
+# name -> where it lives, newest Airflow first ("module" or "module:attribute"). Airflow 3's task
+# SDK is ``airflow.sdk``: ``airflow.sdk.BaseHook`` arrived in 3.1, ``airflow.sdk.configuration`` and
+# ``AirflowNotFoundException`` in ``airflow.sdk.exceptions`` in 3.2; the old homes warn from 3.1 on.
+_HOMES: dict[str, tuple[str, ...]] = {
+    "BaseOperator": ("airflow.sdk", "airflow.models.baseoperator"),
+    "BaseHook": ("airflow.sdk", "airflow.hooks.base"),
+    "Context": ("airflow.sdk", "airflow.utils.context"),
+    "DAG": ("airflow.sdk", "airflow.models.dag"),
+    "mask_secret": ("airflow.sdk.log", "airflow.utils.log.secrets_masker"),
+    "conf": ("airflow.sdk.configuration", "airflow.configuration"),
+    "AirflowException": ("airflow.sdk.exceptions", "airflow.exceptions"),
+    "AirflowNotFoundException": ("airflow.sdk.exceptions", "airflow.exceptions"),
+    "task_decorator_factory": ("airflow.sdk.bases.decorator", "airflow.decorators.base"),
+    "TaskDecorator": ("airflow.sdk.bases.decorator", "airflow.decorators.base"),
+    # Core's class, not the task SDK's (a different class on 3.3): backends are loaded by core
+    # processes too (scheduler, API server), and core's loader is what checks the base class.
+    "BaseSecretsBackend": ("airflow.secrets.base_secrets",),
+    # The ORM (Airflow 2 tasks; Airflow 3 only outside tasks).
+    "ConnectionModel": ("airflow.models.connection:Connection",),
+    "create_session": ("airflow.utils.session",),
+}
+# Symbols some supported versions lack; ``optional(name)`` answers None there.
+_OPTIONAL: dict[str, tuple[str, ...]] = {
+    # Task SDK 1.2.2+: a backend's error that stops the lookup instead of falling through.
+    "AirflowSecretsBackendAccessDenied": ("airflow.sdk.exceptions",),
+}
+
+if TYPE_CHECKING:
+    # For type checkers: one concrete home each (the Airflow 3 one, where the lock installs 3.x).
+
+    def mask_secret(secret: str | dict[str, Any], name: str | None = None) -> None: ...
+
+    conf: Any
+
+__all__ = [*_HOMES, "airflow_version", "check_airflow_version", "is_airflow_3", "optional"]
+
+_resolved: dict[str, Any] = {}
+
+
+class UnsupportedAirflowError(ImportError):
+    """The installed Airflow is older than airflow-ecr supports (or has none of a symbol's homes)."""
+
+
+@functools.cache
+def airflow_version() -> tuple[int, int]:
+    """The installed Airflow's (major, minor), from its package metadata (no import of Airflow)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = version("apache-airflow")
+    except PackageNotFoundError:
+        text = version("apache-airflow-core")
+    major, minor = (int("".join(c for c in part if c.isdigit()) or 0) for part in text.split(".")[:2])
+    return major, minor
+
+
+def check_airflow_version() -> None:
+    """Refuse an Airflow older than the supported minimum with one sentence (not an ImportError deep inside).
+
+    :raises UnsupportedAirflowError: naming the installed and the supported versions.
+    """
+    installed = airflow_version()
+    if installed < MINIMUM_AIRFLOW:
+        raise UnsupportedAirflowError(
+            f"airflow-ecr needs {SUPPORTED_AIRFLOW}, but Airflow {installed[0]}.{installed[1]} is installed: "
+            "upgrade Airflow (and its docker and amazon providers) or use another release of airflow-ecr."
+        )
+
+
+def is_airflow_3() -> bool:
+    """Whether this is Airflow 3 (tasks have no metadata database; connections go through the API)."""
+    return airflow_version()[0] >= 3
+
+
+def _find(name: str, homes: tuple[str, ...]) -> Any:
+    check_airflow_version()
+    for home in homes:
+        module_name, _, attribute = home.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ImportError:
+            continue
+        if hasattr(module, attribute or name):
+            return getattr(module, attribute or name)
+    return None
+
+
+def optional(name: str) -> Any:
+    """A symbol that some supported Airflow versions lack, or None where it is missing.
+
+    :param name: a key of ``_OPTIONAL``.
+    """
+    if name not in _resolved:
+        _resolved[name] = _find(name, _OPTIONAL[name])
+    return _resolved[name]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _HOMES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    if name not in _resolved:
+        found = _find(name, _HOMES[name])
+        if found is None:
+            version = ".".join(map(str, airflow_version()))
+            raise UnsupportedAirflowError(
+                f"airflow-ecr cannot find {name} in Airflow {version} (looked in {', '.join(_HOMES[name])}): "
+                f"it supports {SUPPORTED_AIRFLOW}."
+            )
+        _resolved[name] = found
+    return _resolved[name]

@@ -1,0 +1,60 @@
+"""airflow_ecr._compat: the one home of where Airflow symbols live (run on every matrix cell)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from airflow_ecr import _compat
+
+SRC = Path(_compat.__file__).resolve().parent
+# Airflow modules that any supported Airflow has at the same place: the providers we build on.
+_STABLE_PREFIXES = ("airflow.providers.docker", "airflow.providers.amazon")
+
+
+@pytest.mark.parametrize("name", sorted(_compat._HOMES))
+def test_every_symbol_resolves_on_this_airflow(name: str) -> None:
+    assert getattr(_compat, name) is not None
+
+
+def test_optional_symbols_answer_none_or_the_symbol() -> None:
+    for name in _compat._OPTIONAL:
+        found = _compat.optional(name)
+        assert found is None or found.__name__ == name
+
+
+def test_unknown_name_is_an_attribute_error() -> None:
+    with pytest.raises(AttributeError):
+        _compat.NoSuchSymbol  # noqa: B018
+
+
+def test_older_airflow_is_refused_in_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_compat, "airflow_version", lambda: (2, 10))
+    monkeypatch.setattr(_compat, "_resolved", {})
+    with pytest.raises(_compat.UnsupportedAirflowError) as caught:
+        _compat.BaseOperator  # noqa: B018
+    message = str(caught.value)
+    assert "Airflow 2.11 or any 3.x" in message
+    assert "Airflow 2.10 is installed" in message
+    assert "\n" not in message
+
+
+def test_no_module_but_compat_imports_airflow_itself() -> None:
+    """One home per rule: every other module asks _compat (example DAGs are user code, not ours)."""
+    offenders = []
+    for path in sorted(SRC.rglob("*.py")):
+        relative = path.relative_to(SRC)
+        if relative.parts[0] in ("example_dags",) or relative.name == "_compat.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                names = [node.module]
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            for name in names:
+                if (name == "airflow" or name.startswith("airflow.")) and not name.startswith(_STABLE_PREFIXES):
+                    offenders.append(f"{relative}:{node.lineno} imports {name}")
+    assert not offenders, "import these through airflow_ecr._compat:\n" + "\n".join(offenders)
