@@ -41,6 +41,8 @@ PYTHON_SKIP_DIRS = frozenset(
     }
 )
 IMAGE_ENV = ("ENV PATH=/usr/local/bin:/usr/bin:/bin", "ENV LANG=C.UTF-8")
+# The command that installs every Debian package the lab needs (testing/lab.py keeps the list).
+_SETUP = "python -m airflow_ecr.testing.lab setup --install"
 _LDD_PATH = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x[0-9a-f]+\)")
 
 
@@ -56,7 +58,7 @@ def find_busybox() -> Path:
     found = shutil.which("busybox")
     if found:
         return Path(found)
-    raise ImageBuildError("busybox not found: apt-get install busybox-static (scripts/setup-debian.sh)")
+    raise ImageBuildError(f"busybox not found: apt-get install busybox-static ({_SETUP})")
 
 
 class _RootFs:
@@ -139,7 +141,7 @@ def _merged_usr(path: str) -> str:
 def python_rootfs() -> bytes:
     """A tar archive of Debian's Python 3.11 with its standard library, bash and busybox."""
     if not PYTHON_BINARY.is_file() or not PYTHON_STDLIB.is_dir():
-        raise ImageBuildError(f"{PYTHON_BINARY} not found: apt-get install python3.11 (scripts/setup-debian.sh)")
+        raise ImageBuildError(f"{PYTHON_BINARY} not found: apt-get install python3.11 ({_SETUP})")
     bash = Path(shutil.which("bash") or "/usr/bin/bash")
     fs = _RootFs()
     # Merged /usr as on Debian 12, so the paths ldd prints (/lib/..., /lib64/...) resolve.

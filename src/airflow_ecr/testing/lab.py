@@ -1,6 +1,8 @@
 """The airflow-ecr test lab: a real Docker engine pulling from real registries by real ECR names.
 
 ``python -m airflow_ecr.testing.lab up|down|status [--dir DIR] [--swarm] [--purge]`` (as root).
+``python -m airflow_ecr.testing.lab setup [--install]`` prints the ``apt-get`` line of the Debian
+packages the lab needs (:data:`DEBIAN_PACKAGES`), or runs it (as root) with ``--install``.
 
 Everything lives under DIR (default: ``$AIRFLOW_ECR_LAB_DIR`` or ``/tmp/airflow-ecr-lab``):
 
@@ -53,6 +55,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airflow_ecr.testing import images
+
 DEFAULT_DIR = "/tmp/airflow-ecr-lab"
 ENV_DIR = "AIRFLOW_ECR_LAB_DIR"
 ANONYMOUS_HOST = "registry.lab.test"
@@ -67,6 +71,19 @@ PYTHON_ACCOUNT = "111111111111"
 STOP_TIMEOUT = 20.0
 # sun_path is 108 bytes; containerd's socket sits deepest: DIR/docker/exec/containerd/containerd.sock.
 _MAX_SOCKET_PATH = 100
+# What the lab runs from the host, and the Debian 12 package of each: the one list that `setup`
+# installs and the preflight names packages from (ldd and bash come with Essential packages).
+HOST_TOOLS = (
+    ("dockerd", "docker.io"),
+    ("docker-registry", "docker-registry"),
+    ("unshare", "util-linux"),
+    ("nsenter", "util-linux"),
+    ("ip", "iproute2"),
+    ("busybox", "busybox-static"),  # the test images' shell and applets
+    (str(images.PYTHON_BINARY), "python3.11"),  # the python test image's interpreter
+)
+DEBIAN_PACKAGES = tuple(dict.fromkeys(package for _, package in HOST_TOOLS))
+SETUP_COMMAND = "python -m airflow_ecr.testing.lab setup"
 
 
 @dataclass(frozen=True)
@@ -364,9 +381,14 @@ def _probe(netns_pid: int, address: str, host: str, ca: Path) -> str:
 def _preflight(paths: _Paths) -> None:
     if os.geteuid() != 0:
         raise LabError("the lab needs root (dockerd, namespaces, port 443): run it with sudo or as root")
-    missing = [t for t in ("dockerd", "docker-registry", "unshare", "nsenter", "ip", "ldd") if not shutil.which(t)]
+    missing = [(tool, package) for tool, package in HOST_TOOLS if not _have_tool(tool)]
     if missing:
-        raise LabError(f"missing {', '.join(missing)}: run scripts/setup-debian.sh (as root) first")
+        tools = ", ".join(tool for tool, _ in missing)
+        packages = " ".join(dict.fromkeys(package for _, package in missing))
+        raise LabError(
+            f"missing {tools} (Debian packages: {packages}): run `{SETUP_COMMAND} --install` as root, "
+            f"or install them with `apt-get update && apt-get install -y {packages}`"
+        )
     for module, extra in (
         ("docker", "apache-airflow-providers-docker"),
         ("cryptography", "airflow-ecr[testing]"),
@@ -378,6 +400,69 @@ def _preflight(paths: _Paths) -> None:
     deepest = paths.docker / "exec" / "containerd" / "containerd.sock"
     if len(str(deepest)) > _MAX_SOCKET_PATH:
         raise LabError(f"lab dir {paths.root} is too long for unix sockets ({deepest}); use a shorter --dir")
+
+
+def _have_tool(tool: str) -> bool:
+    if tool == "busybox":
+        try:
+            images.find_busybox()
+        except images.ImageBuildError:
+            return False
+        return True
+    return Path(tool).is_file() if tool.startswith("/") else shutil.which(tool) is not None
+
+
+def apt_command(packages: tuple[str, ...] = DEBIAN_PACKAGES) -> str:
+    """The shell line that installs ``packages`` on Debian (what ``setup`` prints).
+
+    :param packages: Debian package names (default: everything the lab needs).
+    """
+    return f"apt-get update && apt-get install -y --no-install-recommends {' '.join(packages)}"
+
+
+def missing_packages() -> list[str]:
+    """The lab's Debian packages that dpkg does not list as installed (all of them without dpkg)."""
+    missing = []
+    for package in DEBIAN_PACKAGES:
+        try:
+            status = subprocess.run(
+                ["dpkg-query", "-W", "-f=${Status}", package], capture_output=True, text=True, check=False
+            ).stdout
+        except OSError:
+            status = ""
+        if status != "install ok installed":
+            missing.append(package)
+    return missing
+
+
+def setup(install: bool = False) -> None:
+    """Print the ``apt-get`` line of the lab's Debian packages; with ``install``, run it for those missing.
+
+    :param install: install the missing packages (needs root and apt-get).
+    """
+    if not install:
+        print(apt_command())
+        missing = missing_packages()
+        state = f"missing: {', '.join(missing)}" if missing else "all installed"
+        print(f"lab: setup     {state} (run the line above as root, or add --install)", file=sys.stderr)
+        return
+    if os.geteuid() != 0:
+        raise LabError(f"installing Debian packages needs root: run `{SETUP_COMMAND} --install` with sudo or as root")
+    if shutil.which("apt-get") is None:
+        raise LabError(f"apt-get not found: install the equivalents of {' '.join(DEBIAN_PACKAGES)} yourself")
+    missing = missing_packages()
+    if not missing:
+        _say("setup", f"all {len(DEBIAN_PACKAGES)} Debian packages present")
+        return
+    _say("setup", f"installing {' '.join(missing)}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for argv in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+    ):
+        if subprocess.run(argv, env=env, check=False).returncode != 0:
+            raise LabError(f"`{' '.join(argv)}` failed (see its output above)")
+    _say("setup", "done")
 
 
 def _start_emulator(paths: _Paths) -> tuple[int, str]:
@@ -879,20 +964,26 @@ def restart_dockerd(directory: Path | None = None) -> None:
 
 # -- command line -------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
-    """``python -m airflow_ecr.testing.lab up|down|status``.
+    """``python -m airflow_ecr.testing.lab up|down|status|setup``.
 
     :param argv: command line arguments (default: ``sys.argv[1:]``).
     """
     parser = argparse.ArgumentParser(
-        prog="python -m airflow_ecr.testing.lab", description="Start, stop or check the airflow-ecr test lab."
+        prog="python -m airflow_ecr.testing.lab",
+        description="Start, stop or check the airflow-ecr test lab; setup: the Debian packages it needs.",
     )
-    parser.add_argument("command", choices=("up", "down", "status"))
+    parser.add_argument("command", choices=("up", "down", "status", "setup"))
     parser.add_argument("--dir", type=Path, default=None, help=f"lab directory (default: ${ENV_DIR} or {DEFAULT_DIR})")
     parser.add_argument("--swarm", action="store_true", help="up: also init a single-node swarm")
     parser.add_argument("--purge", action="store_true", help="down: also delete the lab directory")
+    parser.add_argument(
+        "--install", action="store_true", help="setup: install the missing packages (as root) instead of printing"
+    )
     args = parser.parse_args(argv)
     try:
-        if args.command == "up":
+        if args.command == "setup":
+            setup(install=args.install)
+        elif args.command == "up":
             up(args.dir, swarm=args.swarm)
         elif args.command == "down":
             down(args.dir, purge=args.purge)
