@@ -5,8 +5,9 @@ The documentation stays true to the code.
   produces: it must match, as a whole, a message template found in ``src/airflow_ecr`` with
   ``ast`` (string literals, f-strings, ``+`` concatenations, ``%s`` log formats), where the
   template's variable parts match anything and the docs' ``<...>`` placeholders are just text.
-- The site builds with ``mkdocs build --strict`` (broken links, missing pages or snippets, and an
-  unknown generated section all fail), and the generated reference is in it.
+- The site builds with ``mkdocs build --strict`` (broken links, missing pages, and an unknown
+  generated section all fail), and the generated reference is in it. The inline copies of the
+  example DAGs are checked by ``test_docs_snippets.py``.
 """
 
 from __future__ import annotations
@@ -109,14 +110,6 @@ def test_the_check_rejects_messages_the_code_does_not_produce(message: str) -> N
 def test_the_check_accepts_a_real_message_with_placeholders() -> None:
     # tokens.py: f"No AWS region for {source}: set region_name."
     assert source_of("No AWS region for <source>: set region_name.") is not None
-
-
-def test_every_example_dag_is_shown_in_the_docs() -> None:
-    examples = (DOCS / "examples.md").read_text()
-    missing = [
-        p.name for p in sorted((SRC / "example_dags").glob("example_*.py")) if f'--8<-- "{p.name}"' not in examples
-    ]
-    assert not missing, f"docs/examples.md does not include {missing}"
 
 
 def test_site_builds_strict(tmp_path: Path) -> None:
