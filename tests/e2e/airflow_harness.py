@@ -315,6 +315,22 @@ class AirflowHarness:
             return subprocess.CompletedProcess(proc.args, -9, f"TIMEOUT after {timeout} s\n{output}")
         return subprocess.CompletedProcess(proc.args, proc.returncode, output)
 
+    def run_python(self, code: str, timeout: float = 120) -> str:
+        """The output of ``python -c CODE`` in this harness's venv and environment (fails on rc != 0)."""
+        done = subprocess.run(
+            [str(self.venv / "bin" / "python"), "-c", code],
+            env=self.env(),
+            cwd=self.home,
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"python -c {code!r} failed in {self.venv}:\n{done.stderr[-3000:]}")
+        return done.stdout
+
     def migrate(self) -> None:
         """``airflow db migrate`` (once per harness)."""
         if self.migrated:
@@ -609,6 +625,35 @@ class SchedulerSession:
             state=state,
             access_key=self.access_key,
         )
+
+
+# -- the REST API (Airflow 3) -------------------------------------------------------------------
+_API_USERS = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin", "AIRFLOW__API__WORKERS": "1"}
+
+
+@contextlib.contextmanager
+def api_server(airflow: AirflowHarness) -> Iterator[tuple[int | None, dict[str, str]]]:
+    """
+    Airflow 3: a real ``airflow api-server -H 127.0.0.1`` on a free port, and the environment
+    giving tasks the ``airflow_api`` connection (http, URL, simple auth manager user and password).
+    Airflow 2: nothing (the ORM is written directly). Stopped by pid on exit.
+    """
+    if airflow.major < 3:
+        yield None, {}
+        return
+    port = free_port()
+    session = SchedulerSession(airflow, airflow.env(extra=_API_USERS), port, "")
+    try:
+        session.start("api-server", "api-server", "-H", "127.0.0.1", "-p", str(port))
+        session.wait_api()
+        password = json.loads((airflow.home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
+        yield port, {**_API_USERS, "AIRFLOW_CONN_AIRFLOW_API": api_connection(port, password)}
+    finally:
+        session.stop()
+
+
+def api_connection(port: int, password: str) -> str:
+    return json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{port}", "login": "admin", "password": password})
 
 
 # -- the ECR emulator's admin API ---------------------------------------------------------------

@@ -30,7 +30,15 @@ from airflow_ecr.testing.leaks import ProcessSampler
 
 # The harness sits next to this file (tests/ is no package): importable in any import mode.
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from airflow_harness import AirflowHarness, EmulatorAdmin, SchedulerSession, find_venv, free_port, new_access_key
+from airflow_harness import (
+    AirflowHarness,
+    EmulatorAdmin,
+    api_connection,
+    api_server,
+    find_venv,
+    free_port,
+    new_access_key,
+)
 from services import postgres_cluster
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(420)]
@@ -38,7 +46,6 @@ pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(420)
 DAG_ID = "credentials_snippet"
 CONN_ID = "docker_ecr"
 API_CONN_ID = "airflow_api"
-API_USERS = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin", "AIRFLOW__API__WORKERS": "1"}
 
 
 # -- helpers ----------------------------------------------------------------------------------
@@ -56,31 +63,6 @@ def assert_no_secret(texts: Mapping[str, str], secret: str) -> None:
         if secret in line
     ]
     assert not found, "the ECR token appears in:\n" + "\n".join(found)
-
-
-@contextlib.contextmanager
-def api_server(airflow: AirflowHarness) -> Iterator[tuple[int | None, dict[str, str]]]:
-    """
-    Airflow 3: a real ``airflow api-server -H 127.0.0.1`` on a free port, and the environment
-    giving tasks the ``airflow_api`` connection (http, URL, simple auth manager user and password).
-    Airflow 2: nothing (the ORM is written directly). Stopped by pid on exit.
-    """
-    if airflow.major < 3:
-        yield None, {}
-        return
-    port = free_port()
-    session = SchedulerSession(airflow, airflow.env(extra=API_USERS), port, "")
-    try:
-        session.start("api-server", "api-server", "-H", "127.0.0.1", "-p", str(port))
-        session.wait_api()
-        password = json.loads((airflow.home / "simple_auth_manager_passwords.json.generated").read_text())["admin"]
-        yield port, {**API_USERS, "AIRFLOW_CONN_AIRFLOW_API": api_connection(port, password)}
-    finally:
-        session.stop()
-
-
-def api_connection(port: int, password: str) -> str:
-    return json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{port}", "login": "admin", "password": password})
 
 
 def run_refresh_cli(

@@ -49,10 +49,15 @@ print("DAGBAG=" + json.dumps({
 """
 
 
-def parse_examples(version: str, tmp_path: Path) -> dict[str, Any]:
-    venv = find_venv(version)
-    if venv is None:
-        pytest.fail(f"no Airflow {version} virtualenv (scripts/venvs.sh {version})", pytrace=False)
+def examples_folder(venv: Path) -> str:
+    """The example DAGs folder of the airflow-ecr installed in ``venv`` (a wheel, or this checkout)."""
+    code = "import airflow_ecr.example_dags as m, os; print(os.path.dirname(m.__file__))"
+    done = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+def parse_examples(venv: Path, tmp_path: Path) -> dict[str, Any]:
+    """The example DAGs as a real ``DagBag`` of ``venv``'s Airflow sees them (see DAGBAG_SCRIPT)."""
     # Nothing from the lab or the test session: the examples must parse on a bare machine.
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_", "DOCKER_", "PYTEST_"))}
     env.update(
@@ -65,7 +70,7 @@ def parse_examples(version: str, tmp_path: Path) -> dict[str, Any]:
         DOCKER_HOST="unix:///nonexistent/docker.sock",
     )
     result = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", DAGBAG_SCRIPT, str(EXAMPLES)],
+        [str(venv / "bin" / "python"), "-c", DAGBAG_SCRIPT, examples_folder(venv)],
         env=env,
         capture_output=True,
         text=True,
@@ -80,7 +85,10 @@ def parse_examples(version: str, tmp_path: Path) -> dict[str, Any]:
 @pytest.mark.airflow_run
 @pytest.mark.parametrize("version", [pytest.param("3", id="af3"), pytest.param("2", id="af2")])
 def test_every_example_imports_and_every_mode_is_shown(version: str, tmp_path: Path) -> None:
-    bag = parse_examples(version, tmp_path)
+    venv = find_venv(version)
+    if venv is None:
+        pytest.fail(f"no Airflow {version} virtualenv (scripts/venvs.sh {version})", pytrace=False)
+    bag = parse_examples(venv, tmp_path)
 
     assert bag["import_errors"] == {}, bag["import_errors"]
     # Every example file yields a DAG (a file that silently defines none would pass the line above).

@@ -20,6 +20,8 @@ import pytest
 from isolation import isolate_from_host
 
 from airflow_ecr.provider_info import get_provider_info
+from airflow_ecr._compat import AirflowNotFoundException
+from airflow_ecr.secrets.ecr import _AUTHORITATIVE as AUTHORITATIVE
 from airflow_ecr.secrets.ecr import EcrConnectionLookupError, EcrDockerConnectionBackend
 from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
 from airflow_ecr.tokens import BotoSessionTokenSource, TokenCache
@@ -284,10 +286,10 @@ def test_malformed_id_under_the_scheme_names_the_id_and_the_fix(emu, conn_id):
     assert repr(conn_id) in message
     assert "'ecr:<12-digit account id>.dkr.ecr.<region>.amazonaws.com'" in message
     assert ecr_calls(emu) == []
-    if AIRFLOW_3:
+    if AUTHORITATIVE:
         from airflow.sdk.exceptions import AirflowSecretsBackendAccessDenied
 
-        # Airflow 3 re-raises it instead of trying the next backend: the task log shows the reason.
+        # Task SDK 1.2.2+ re-raises it instead of trying the next backend: the task log shows the reason.
         assert isinstance(err.value, AirflowSecretsBackendAccessDenied)
 
 
@@ -416,13 +418,12 @@ def test_errors_reach_the_caller_through_airflows_dispatcher(emu, monkeypatch, c
 
     monkeypatch.setenv("AIRFLOW__SECRETS__BACKEND", BACKEND_PATH)
     monkeypatch.setenv("AIRFLOW__SECRETS__BACKEND_KWARGS", json.dumps({"endpoint_url": emu.url}))
-    if AIRFLOW_3:
+    if AUTHORITATIVE:
         with pytest.raises(EcrConnectionLookupError, match="'ecr:foo' starts with 'ecr:'"):
             Connection.get_connection_from_secrets("ecr:foo")
     else:
-        from airflow.exceptions import AirflowNotFoundException
-
-        # Airflow 2.11 logs the backend's error with its traceback, then tries the next backend.
+        # Airflow 2.11 logs the backend's error with its traceback, then tries the next backend; Airflow
+        # 3.0 and 3.1 log it at debug level only, so the backend logs it itself there.
         with pytest.raises(AirflowNotFoundException):
             Connection.get_connection_from_secrets("ecr:foo")
         assert "'ecr:foo' starts with 'ecr:'" in caplog.text

@@ -1,0 +1,399 @@
+"""
+The compatibility matrix: airflow-ecr installed the way users install it, into the deployments
+users have, on every Airflow line and Python it claims.
+
+For each cell it makes a fresh virtualenv with the cell's Python (CPython under pyenv, nothing
+downloaded), installs the deployment (``apache-airflow==X`` with the docker and amazon providers,
+resolved without our lock: bounded by ``--exclude-newer`` at the Airflow release's time for an "era"
+cell, unbounded for a "newest" one), then installs airflow-ecr's wheel into it as ``pip install
+airflow-ecr`` would (not editable, not our lock, upgrading only what it must). A "lowest" cell
+resolves our declared dependencies to their minimums instead (``--resolution lowest-direct``). Then:
+
+1. installing airflow-ecr did not change the Airflow version;
+2. the unit tests pass with the cell's Python against the installed wheel;
+3. ``tests/compat`` (run from the test environment, driving the cell's ``airflow``): the provider,
+   hook and secrets backend are listed, every example DAG loads, one real DAG run against the lab;
+4. on the cells marked ``ui``: the connection form in a real browser (``tests/ui``).
+
+Results go to ``docs/compatibility.json``; ``--render`` writes the tables of ``docs/compatibility.md``
+and the README from it. Usage: ``python scripts/compat.py [--cells ID,ID] [--render]``; the lab must be
+up (``AIRFLOW_ECR_LAB_DIR``), as ``scripts/test.sh`` does.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "compatibility.json"
+DOC = ROOT / "docs" / "compatibility.md"
+README = ROOT / "README.md"
+CELLS_ROOT = ROOT / ".venvs" / "compat"
+TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "requests>=2.31"]
+# Built where mkdocs is locked (the test environment), not in a user's deployment.
+UNIT_DESELECT = ["--deselect", "tests/unit/test_docs.py::test_site_builds_strict"]
+PACKAGES = {
+    "airflow": "apache-airflow",
+    "docker": "apache-airflow-providers-docker",
+    "amazon": "apache-airflow-providers-amazon",
+    "common-compat": "apache-airflow-providers-common-compat",
+    "docker-py": "docker",
+    "boto3": "boto3",
+    "pydantic": "pydantic",
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """
+    One deployment of the matrix.
+
+    :param id: short name (also the virtualenv's folder).
+    :param airflow: the Airflow release the deployment has.
+    :param python: the CPython minor version (``3.12``).
+    :param kind: ``era`` (packages as of ``exclude_newer``), ``newest`` or ``lowest`` (our minimums).
+    :param exclude_newer: the date bound of the deployment's resolution, if any.
+    :param why_bound: why a non-era cell needs a date bound (written in the docs).
+    :param ui: also drive the connection form in a real browser.
+    """
+
+    id: str
+    airflow: str
+    python: str
+    kind: str
+    exclude_newer: str | None = None
+    why_bound: str = ""
+    ui: bool = False
+
+
+# The Airflow release dates come from PyPI; an era bound is a few weeks after the release, when a
+# deployment built then had that release's providers (the first round of fixes included).
+PYDANTIC = "its task runner fails with the pydantic releases after it (a validation error on task start)"
+CELLS = [
+    Cell("af2.11.0-era-py3.10", "2.11.0", "3.10", "era", "2025-06-15"),
+    Cell("af2.11-newest-py3.12", "2.11.2", "3.12", "newest", ui=True),
+    Cell("af3.0.6-era-py3.11", "3.0.6", "3.11", "era", "2025-09-10"),
+    Cell("af3.1.0-era-py3.12", "3.1.0", "3.12", "era", "2025-10-10"),
+    Cell("af3.1-newest-py3.10", "3.1.8", "3.10", "newest"),
+    Cell("af3.2-newest-py3.12", "3.2.2", "3.12", "newest", "2026-06-30", why_bound=PYDANTIC),
+    Cell("af3.3-newest-py3.13", "3.3.2", "3.13", "newest", ui=True),
+    Cell("af2.11-lowest-py3.11", "2.11.0", "3.11", "lowest"),
+    Cell("af3.0-lowest-py3.12", "3.0.6", "3.12", "lowest", "2025-09-10", why_bound=PYDANTIC),
+]
+
+
+@dataclass
+class Step:
+    name: str
+    ok: bool
+    seconds: float
+    detail: str = ""
+
+
+@dataclass
+class CellResult:
+    cell: Cell
+    measured: str
+    versions: dict[str, str] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.steps) and all(step.ok for step in self.steps)
+
+    @property
+    def seconds(self) -> float:
+        return sum(step.seconds for step in self.steps)
+
+
+class StepFailed(Exception):
+    pass
+
+
+class Runner:
+    """Runs one cell's steps, each logged to the cell's log file and timed."""
+
+    def __init__(self, cell: Cell, log: Path) -> None:
+        self.cell = cell
+        self.log = log
+        self.result = CellResult(cell, dt.date.today().isoformat())
+
+    def run(
+        self, name: str, argv: list[str], env: dict[str, str] | None = None, timeout: float = 1200, fatal: bool = True
+    ) -> str:
+        """Run one step; a failed step is recorded, and ends the cell if ``fatal`` (what follows needs it)."""
+        started = time.monotonic()
+        with self.log.open("a") as log:
+            log.write(f"\n$ {' '.join(argv)}\n")
+            log.flush()
+            done = subprocess.run(
+                argv,
+                env=env or os.environ.copy(),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                cwd=ROOT,
+            )
+            log.write(done.stdout + done.stderr)
+        seconds = time.monotonic() - started
+        if done.returncode != 0:
+            tail = (done.stdout + done.stderr).strip().splitlines()[-15:]
+            self.result.steps.append(Step(name, False, seconds, "\n".join(tail)))
+            if fatal:
+                raise StepFailed(name)
+            return done.stdout
+        self.result.steps.append(Step(name, True, seconds, _pytest_summary(done.stdout)))
+        return done.stdout
+
+    def check(self, name: str, ok: bool, detail: str) -> None:
+        self.result.steps.append(Step(name, ok, 0.0, detail))
+        if not ok:
+            raise StepFailed(name)
+
+
+def _pytest_summary(output: str) -> str:
+    lines = [line.strip("= ") for line in output.splitlines() if re.search(r"\d+ (passed|failed)", line)]
+    return lines[-1] if lines else ""
+
+
+def interpreter(minor: str) -> str:
+    """The pyenv CPython of ``minor`` (e.g. ``3.12``); its full path, since pyenv shims refuse
+    non-global versions."""
+    root = Path(subprocess.run(["pyenv", "root"], capture_output=True, text=True, check=True).stdout.strip())
+    versions = sorted(
+        (p for p in (root / "versions").glob(f"{minor}.*") if re.fullmatch(rf"{re.escape(minor)}\.\d+", p.name)),
+        key=lambda p: int(p.name.rsplit(".", 1)[1]),
+    )
+    if not versions:
+        raise SystemExit(f"compat: no CPython {minor} under {root}/versions (pyenv install {minor})")
+    return str(versions[-1] / "bin" / f"python{minor}")
+
+
+def declared_dependencies(wheel: Path) -> list[str]:
+    """The wheel's runtime requirements (``Requires-Dist`` without an ``extra`` marker), as published."""
+    with zipfile.ZipFile(wheel) as archive:
+        name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
+        lines = archive.read(name).decode().splitlines()
+    requirements = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Requires-Dist:")]
+    return [r for r in requirements if "extra ==" not in r]
+
+
+def build_wheel(out: Path) -> Path:
+    """Build airflow-ecr's wheel once (``uv build``), from the committed and working-tree sources."""
+    subprocess.run(["uv", "build", "--quiet", "--wheel", "--out-dir", str(out), str(ROOT)], check=True)
+    return next(out.glob("airflow_ecr-*.whl"))
+
+
+def installed_versions(venv: Path) -> dict[str, str]:
+    code = (
+        "import json, importlib.metadata as m\n"
+        f"names = {json.dumps(PACKAGES)}\n"
+        "out = {}\n"
+        "for key, dist in names.items():\n"
+        "    try: out[key] = m.version(dist)\n"
+        "    except m.PackageNotFoundError: pass\n"
+        "print(json.dumps(out))"
+    )
+    done = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True)
+    return dict(json.loads(done.stdout))
+
+
+def run_cell(cell: Cell, wheel: Path, logs: Path, test_python: str) -> CellResult:
+    log = logs / f"{cell.id}.log"
+    log.write_text(f"cell {cell}\n")
+    runner = Runner(cell, log)
+    venv = CELLS_ROOT / cell.id
+    uv_env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "VIRTUAL_ENV": str(venv)}
+    uv_env.pop("UV_EXCLUDE_NEWER", None)
+    bound = ["--exclude-newer", cell.exclude_newer] if cell.exclude_newer else []
+    deployment = [f"apache-airflow=={cell.airflow}", PACKAGES["docker"], PACKAGES["amazon"]]
+    try:
+        shutil.rmtree(venv, ignore_errors=True)
+        runner.run("venv", ["uv", "venv", "--quiet", "--python", interpreter(cell.python), str(venv)], uv_env)
+        if cell.kind == "lowest":
+            # Our declared dependencies as direct requirements, each at its lowest allowed version.
+            requirements = [f"apache-airflow=={cell.airflow}", *declared_dependencies(wheel), str(wheel)]
+            runner.run(
+                "install (lowest)",
+                ["uv", "pip", "install", "--quiet", "--resolution", "lowest-direct", *bound, *requirements],
+                uv_env,
+            )
+            before = installed_versions(venv)
+        else:
+            runner.run("install deployment", ["uv", "pip", "install", "--quiet", *bound, *deployment], uv_env)
+            before = installed_versions(venv)
+            # As `pip install airflow-ecr` into that deployment: no date bound, nothing upgraded needlessly.
+            runner.run("install airflow-ecr", ["uv", "pip", "install", "--quiet", str(wheel)], uv_env)
+        after = installed_versions(venv)
+        runner.result.versions = after
+        runner.check(
+            "Airflow unchanged",
+            before.get("airflow") == after.get("airflow") == cell.airflow,
+            f"Airflow {before.get('airflow')} before, {after.get('airflow')} after installing airflow-ecr",
+        )
+        # The test tools, without moving anything the deployment has.
+        frozen = venv / "deployment.txt"
+        frozen.write_text(subprocess.run(["uv", "pip", "freeze"], env=uv_env, capture_output=True, text=True).stdout)
+        runner.run(
+            "install test tools",
+            ["uv", "pip", "install", "--quiet", "-c", str(frozen), *TEST_TOOLS, f"{wheel}[testing]"],
+            uv_env,
+        )
+        test_env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN", "VIRTUAL"))}
+        test_env["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix=f"compat-{cell.id}-")
+        runner.run(
+            "unit tests",
+            [
+                str(venv / "bin" / "python"),
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                "tests/unit",
+                *UNIT_DESELECT,
+            ],
+            test_env,
+        )
+        cell_env = {**os.environ, "AIRFLOW_ECR_CELL_VENV": str(venv)}
+        runner.run(
+            "deployment tests",
+            [test_python, "-m", "pytest", "-p", "no:cacheprovider", "-q", "tests/compat"],
+            cell_env,
+            fatal=False,
+        )
+        if cell.ui:
+            ui_env = {**os.environ, "AIRFLOW_ECR_UI_VENVS": str(venv)}
+            runner.run(
+                "connection form in Chromium",
+                [test_python, "-m", "pytest", "-p", "no:cacheprovider", "-q", "tests/ui"],
+                ui_env,
+                fatal=False,
+            )
+    except StepFailed:
+        pass
+    except (subprocess.SubprocessError, OSError, SystemExit) as err:
+        runner.result.steps.append(Step("setup", False, 0.0, str(err)))
+    if runner.result.ok:
+        shutil.rmtree(venv, ignore_errors=True)  # kept only to debug a failure
+    return runner.result
+
+
+# -- results and their tables ---------------------------------------------------------------------
+def load_results() -> dict[str, dict]:
+    try:
+        return {r["cell"]["id"]: r for r in json.loads(RESULTS.read_text())["cells"]}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
+def save_results(results: dict[str, dict]) -> None:
+    order = [c.id for c in CELLS]
+    cells = sorted(results.values(), key=lambda r: order.index(r["cell"]["id"]) if r["cell"]["id"] in order else 99)
+    RESULTS.write_text(json.dumps({"cells": cells}, indent=2) + "\n")
+
+
+def table(results: dict[str, dict]) -> str:
+    columns = ["Airflow", "Python", "deployment", "docker provider", "amazon provider", "common-compat"]
+    columns += ["outcome", "minutes", "measured"]
+    rows = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    for cell in CELLS:
+        result = results.get(cell.id)
+        if result is None:
+            continue
+        v = result["versions"]
+        kind = {"era": f"as of {cell.exclude_newer}", "newest": "newest", "lowest": "our minimums"}[cell.kind]
+        if cell.kind != "era" and cell.exclude_newer:
+            kind += f" (bounded at {cell.exclude_newer}¹)"
+        steps = result["steps"]
+        outcome = (
+            "pass"
+            if steps and all(s["ok"] for s in steps)
+            else "FAIL: " + next(s["name"] for s in steps if not s["ok"])
+        )
+        minutes = sum(s["seconds"] for s in steps) / 60
+        values = [v.get("airflow", cell.airflow), cell.python, kind, v.get("docker", "?"), v.get("amazon", "?")]
+        values += [v.get("common-compat", "-"), outcome, f"{minutes:.1f}", result["measured"]]
+        rows.append("| " + " | ".join(values) + " |")
+    notes = sorted({c.why_bound for c in CELLS if c.why_bound and c.id in results})
+    for note in notes:
+        rows.append(
+            f"\n¹ Bounded because Airflow {', '.join(c.airflow for c in CELLS if c.why_bound == note)}: {note}."
+        )
+    return "\n".join(rows)
+
+
+def render(results: dict[str, dict]) -> None:
+    for path in (DOC, README):
+        text = path.read_text()
+        start, end = "<!-- compat-table:start -->", "<!-- compat-table:end -->"
+        if start not in text:
+            raise SystemExit(f"compat: {path} has no {start} marker")
+        head, rest = text.split(start, 1)
+        _, tail = rest.split(end, 1)
+        path.write_text(f"{head}{start}\n{table(results)}\n{end}{tail}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cells", help="comma-separated cell ids (default: all)")
+    parser.add_argument("--render", action="store_true", help="only rewrite the tables from the saved results")
+    parser.add_argument("--list", action="store_true", help="list the cells")
+    args = parser.parse_args(argv)
+    if args.list:
+        for cell in CELLS:
+            print(cell.id)
+        return 0
+    results = load_results()
+    if args.render:
+        render(results)
+        return 0
+    chosen = CELLS if not args.cells else [c for c in CELLS if c.id in args.cells.split(",")]
+    if not chosen:
+        parser.error(f"no such cell: {args.cells} (see --list)")
+    if not os.environ.get("AIRFLOW_ECR_LAB_DIR"):
+        parser.error("the lab must be up: set AIRFLOW_ECR_LAB_DIR (scripts/test.sh does)")
+    CELLS_ROOT.mkdir(parents=True, exist_ok=True)
+    logs = CELLS_ROOT / "logs"
+    logs.mkdir(exist_ok=True)
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="airflow-ecr-wheel-") as out:
+        wheel = build_wheel(Path(out))
+        print(f"compat: built {wheel.name}; {len(chosen)} cells", flush=True)
+        failed = []
+        for cell in chosen:
+            result = run_cell(cell, wheel, logs, sys.executable)
+            results[cell.id] = {**asdict(result), "cell": asdict(cell)}
+            save_results(results)
+            status = "pass" if result.ok else f"FAIL (see {logs / (cell.id + '.log')})"
+            print(
+                f"compat: {cell.id:<24} {status:<6} {result.seconds:6.0f} s  "
+                + ", ".join(f"{s.name} {s.seconds:.0f}s{'' if s.ok else ' FAILED'}" for s in result.steps if s.seconds),
+                flush=True,
+            )
+            if not result.ok:
+                failed.append(cell.id)
+                for step in result.steps:
+                    if not step.ok:
+                        print(f"compat:   {step.name}: {step.detail}", flush=True)
+    render(results)
+    print(f"compat: {len(chosen) - len(failed)} passed, {len(failed)} failed in {time.monotonic() - started:.0f} s")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
