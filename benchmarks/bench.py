@@ -394,7 +394,7 @@ class Bench:
             client.close()
             return elapsed
         if approach == "cli":
-            from airflow.providers.common.compat.sdk import BaseHook
+            from airflow_ecr._compat import BaseHook
 
             client = docker.APIClient(base_url=self.docker_url)
             start = time.perf_counter()

@@ -63,7 +63,8 @@ class Cell:
     :param id: short name (also the virtualenv's folder).
     :param airflow: the Airflow release the deployment has.
     :param python: the CPython minor version (``3.12``).
-    :param kind: ``era`` (packages as of ``exclude_newer``), ``newest`` or ``lowest`` (our minimums).
+    :param kind: ``era`` (packages as of ``exclude_newer``), ``newest``, ``lowest`` (our minimums) or
+        ``refused`` (an Airflow older than supported, where installing must fail clearly).
     :param exclude_newer: the date bound of the deployment's resolution, if any.
     :param why_bound: why a non-era cell needs a date bound (written in the docs).
     :param ui: also drive the connection form in a real browser.
@@ -91,6 +92,8 @@ CELLS = [
     Cell("af3.3-newest-py3.13", "3.3.2", "3.13", "newest", ui=True),
     Cell("af2.11-lowest-py3.11", "2.11.0", "3.11", "lowest"),
     Cell("af3.0-lowest-py3.12", "3.0.6", "3.12", "lowest", "2025-09-10", why_bound=PYDANTIC),
+    # Older than supported: pip must refuse, and an install forced past that must say so in one sentence.
+    Cell("af2.10-refused-py3.11", "2.10.5", "3.11", "refused", "2025-03-01"),
 ]
 
 
@@ -224,6 +227,9 @@ def run_cell(cell: Cell, wheel: Path, logs: Path, test_python: str) -> CellResul
     try:
         shutil.rmtree(venv, ignore_errors=True)
         runner.run("venv", ["uv", "venv", "--quiet", "--python", interpreter(cell.python), str(venv)], uv_env)
+        if cell.kind == "refused":
+            check_refusal(runner, wheel, [*bound, *deployment], uv_env)
+            return runner.result
         if cell.kind == "lowest":
             # Our declared dependencies as direct requirements, each at its lowest allowed version.
             requirements = [f"apache-airflow=={cell.airflow}", *declared_dependencies(wheel), str(wheel)]
@@ -293,6 +299,31 @@ def run_cell(cell: Cell, wheel: Path, logs: Path, test_python: str) -> CellResul
     return runner.result
 
 
+def check_refusal(runner: Runner, wheel: Path, deployment: list[str], uv_env: dict[str, str]) -> None:
+    """On an unsupported Airflow: the metadata refuses the install, and a forced install refuses to import."""
+    venv = Path(uv_env["VIRTUAL_ENV"])
+    runner.run("install deployment", ["uv", "pip", "install", "--quiet", *deployment], uv_env)
+    runner.result.versions = installed_versions(venv)
+    done = subprocess.run(["uv", "pip", "install", str(wheel)], env=uv_env, capture_output=True, text=True)
+    runner.check(
+        "pip refuses airflow-ecr",
+        done.returncode != 0 and "apache-airflow>=2.11" in done.stderr,
+        " ".join(done.stderr.split())[-300:],
+    )
+    runner.run("forced install", ["uv", "pip", "install", "--quiet", "--no-deps", str(wheel)], uv_env)
+    code = "import airflow_ecr.operators.docker"
+    env = {**os.environ, "AIRFLOW_HOME": tempfile.mkdtemp(prefix="compat-refused-")}
+    done = subprocess.run([str(venv / "bin" / "python"), "-c", code], env=env, capture_output=True, text=True)
+    last = (done.stderr.strip().splitlines() or [""])[-1]
+    runner.check(
+        "import refuses in one sentence",
+        done.returncode != 0
+        and last.startswith("airflow_ecr._compat.UnsupportedAirflowError: airflow-ecr needs Airflow 2.11 or any 3.x")
+        and "ModuleNotFoundError" not in done.stderr,
+        last,
+    )
+
+
 # -- results and their tables ---------------------------------------------------------------------
 def load_results() -> dict[str, dict]:
     try:
@@ -316,7 +347,12 @@ def table(results: dict[str, dict]) -> str:
         if result is None:
             continue
         v = result["versions"]
-        kind = {"era": f"as of {cell.exclude_newer}", "newest": "newest", "lowest": "our minimums"}[cell.kind]
+        kind = {
+            "era": f"as of {cell.exclude_newer}",
+            "newest": "newest",
+            "lowest": "our minimums",
+            "refused": f"as of {cell.exclude_newer}: must be refused",
+        }[cell.kind]
         if cell.kind != "era" and cell.exclude_newer:
             kind += f" (bounded at {cell.exclude_newer}¹)"
         steps = result["steps"]

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-from airflow.providers.common.compat.sdk import AirflowException
 
+from airflow_ecr._compat import AirflowException
 from airflow_ecr.exceptions import EcrConfigurationError
 from airflow_ecr.operators.docker import EcrDockerOperator, EcrDockerSwarmOperator
 
