@@ -6,15 +6,16 @@
 # From a clean export of the tree (the working tree's tracked and untracked, not ignored, files;
 # or `git archive REF`), builds the sdist and, from it, the wheel with `uv build`; runs
 # `twine check --strict` on both; checks what the wheel ships (py.typed, the example DAGs, the
-# provider entry point, the console script, the docs pages, the license) and the version; installs
-# the wheel with its [testing] extra into a new virtualenv, resolved from PyPI as users install it
-# (not editable, not our lock: the newest Airflow); imports every module of the package there, has
-# Airflow discover the provider, and runs `airflow-ecr --version` and `airflow-ecr docs`. Prints one
-# summary line; on failure, the relevant output and then one sentence, exit code 1. Writes nothing
-# in the repository (all in a temporary directory, removed at exit).
+# provider entry point, the console script, the docs pages, the license), its version, and that
+# the PyPI description has no relative link; installs the wheel with its [testing] extra into a
+# new virtualenv, resolved from PyPI as users install it (not editable, not our lock: the newest
+# Airflow); imports every module of the package there, has Airflow discover the provider, and runs
+# `airflow-ecr --version` and `airflow-ecr docs`. Prints one summary line; on failure, the relevant
+# output and then one sentence, exit code 1. Writes nothing in the repository (all in a temporary
+# directory, removed at exit).
 #
 # Python: $AIRFLOW_ECR_RELEASE_PYTHON, default the interpreter of .venvs/af3 (3.11); twine from
-# .venvs/af3 (locked). Needs the network to PyPI (the uv cache makes it ~1 minute).
+# .venvs/af3 (locked). Needs PyPI (about 20 s with a warm uv cache).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 ref=${1:-}
@@ -78,7 +79,7 @@ step "$twine" check --strict "$wheel" "$sdist" || fail "twine check --strict rej
 # -- what the wheel and the sdist hold ---------------------------------------------------------------
 : >"$log"
 "$python" - "$wheel" "$sdist" "$tree" "$version" >>"$log" 2>&1 <<'EOF' || fail_last
-import sys, tarfile, zipfile
+import re, sys, tarfile, zipfile
 from pathlib import Path
 
 wheel, sdist, tree, version = sys.argv[1:]
@@ -102,6 +103,10 @@ if "airflow-ecr = airflow_ecr.cli:main" not in entry_points:
 for field in (f"Version: {version}", "License-Expression: Apache-2.0", "Requires-Python: ", "Project-URL: Documentation"):
     if f"\n{field}" not in metadata:
         problems.append(f"the wheel's METADATA has no {field.strip()!r}")
+# PyPI shows the description away from the repository: a relative link or image would be broken.
+relative = re.findall(r"\]\((?!https?://|#|mailto:)[^)\s]+\)", metadata.partition("\n\n")[2])
+if relative:
+    problems.append(f"the PyPI description has relative links {relative[:3]}")
 top = f"airflow_ecr-{version}/"
 members = set(tarfile.open(sdist).getnames())
 for name in ("pyproject.toml", "hatch_build.py", "README.md", "LICENSE", "CHANGELOG.md", "src/airflow_ecr/__init__.py"):
