@@ -3,7 +3,8 @@
 # nothing when everything is already installed, else one `apt-get update` and one install.
 set -euo pipefail
 packages=(docker.io docker-registry apache2-utils busybox-static iproute2 openssl python3.11
-          amazon-ecr-credential-helper ca-certificates util-linux postgresql redis-server)
+          amazon-ecr-credential-helper ca-certificates util-linux postgresql redis-server
+          chromium chromium-driver)
 if [ "$(id -u)" -ne 0 ]; then
   echo "setup-debian: run as root (apt-get install)" >&2
   exit 1
