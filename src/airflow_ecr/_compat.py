@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
     conf: Any
 
-__all__ = [*_HOMES, "airflow_version", "check_airflow_version", "is_airflow_3", "optional"]
+__all__ = [*_HOMES, "airflow_version", "check_airflow_version", "is_airflow_3", "optional", "push_xcom"]
 
 _resolved: dict[str, Any] = {}
 
@@ -96,6 +96,16 @@ def check_airflow_version() -> None:
 def is_airflow_3() -> bool:
     """Whether this is Airflow 3 (tasks have no metadata database; connections go through the API)."""
     return airflow_version()[0] >= 3
+
+
+def push_xcom(context: Any, key: str, value: Any) -> None:
+    """``BaseOperator.xcom_push`` for task SDKs without it (Airflow 3.0).
+
+    Airflow 3.0's ``DecoratedOperator.execute`` reads ``self.xcom_push``, which only core's
+    ``BaseOperator`` had there, while the docker provider builds on the task SDK's: unmodified
+    ``@task.docker`` fails on 3.0 with ``AttributeError: ... no attribute 'xcom_push'``.
+    """
+    context["ti"].xcom_push(key=key, value=value)
 
 
 def _find(name: str, homes: tuple[str, ...]) -> Any:

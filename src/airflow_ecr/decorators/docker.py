@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.docker.decorators.docker import _DockerDecoratedOperator
 
-from airflow_ecr._compat import task_decorator_factory
+from airflow_ecr._compat import push_xcom, task_decorator_factory
 from airflow_ecr.operators.docker import ECR_TEMPLATE_FIELDS, EcrDockerOperator
 
 if TYPE_CHECKING:
@@ -19,6 +19,9 @@ class _EcrDockerDecoratedOperator(_DockerDecoratedOperator, EcrDockerOperator):
 
     custom_operator_name = "@task.ecr_docker"
     template_fields: Sequence[str] = (*_DockerDecoratedOperator.template_fields, *ECR_TEMPLATE_FIELDS)
+
+    if not hasattr(_DockerDecoratedOperator, "xcom_push"):  # Airflow 3.0 (see _compat.push_xcom)
+        xcom_push = staticmethod(push_xcom)
 
 
 def ecr_docker_task(
