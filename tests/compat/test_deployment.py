@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -97,7 +98,22 @@ def test_one_real_dag_run_of_every_mode(
         assert f"to the Airflow REST API at http://127.0.0.1:{port}" in text, result.describe()
     rows = cell.query("SELECT conn_type, host, login FROM connection WHERE conn_id = ?", "compat_stored")
     assert [tuple(r) for r in rows] == [("docker", e2e_lab["accounts"][0]["host"], "AWS")], rows
-    assert_no_secret({"output": result.output, **result.logs}, passwords)
+    texts = {"output": result.output, **result.logs}
+    if cell.version.startswith("3.0."):
+        texts = {where: without_airflow_30_mask_debug(text) for where, text in texts.items()}
+    assert_no_secret(texts, passwords)
+
+
+# Airflow 3.0's `dags test` prints the task SDK's DEBUG lines, among them every value sent to the
+# supervisor for masking: Airflow's own leak (of any connection's password, not only ECR tokens),
+# gone in 3.1; documented in docs/compatibility.md. Only these exact lines are left out of the scan.
+_AIRFLOW_30_MASK_DEBUG = re.compile(
+    r"\[debug\s*\] Sending request\s+msg=MaskSecret\(value='[^']*', name=None, type='MaskSecret'\)$"
+)
+
+
+def without_airflow_30_mask_debug(text: str) -> str:
+    return "\n".join(line for line in text.splitlines() if not _AIRFLOW_30_MASK_DEBUG.search(line))
 
 
 def _json_output(cell: AirflowHarness, *args: str) -> str:

@@ -15,8 +15,9 @@ DOCS = REPO / "docs"
 
 
 def test_the_address_is_the_one_in_the_package_metadata() -> None:
-    tomllib = pytest.importorskip("tomllib")
-    urls = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["urls"]
+    from importlib.metadata import metadata
+
+    urls = dict(entry.split(", ", 1) for entry in metadata("airflow-ecr").get_all("Project-URL") or [])
     assert urls["Documentation"] == cli.DOCS_URL
 
 
