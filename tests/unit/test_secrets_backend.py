@@ -19,8 +19,8 @@ import airflow
 import pytest
 from isolation import isolate_from_host
 
-from airflow_ecr.provider_info import get_provider_info
 from airflow_ecr._compat import AirflowNotFoundException
+from airflow_ecr.provider_info import get_provider_info
 from airflow_ecr.secrets.ecr import _AUTHORITATIVE as AUTHORITATIVE
 from airflow_ecr.secrets.ecr import EcrConnectionLookupError, EcrDockerConnectionBackend
 from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
