@@ -69,14 +69,14 @@ class UnsupportedAirflowError(ImportError):
 
 @functools.cache
 def airflow_version() -> tuple[int, int]:
-    """The installed Airflow's (major, minor), from its package metadata (no import of Airflow)."""
-    from importlib.metadata import PackageNotFoundError, version
+    """The installed Airflow's (major, minor).
 
-    try:
-        text = version("apache-airflow")
-    except PackageNotFoundError:
-        text = version("apache-airflow-core")
-    major, minor = (int("".join(c for c in part if c.isdigit()) or 0) for part in text.split(".")[:2])
+    From ``airflow.__version__``: every caller is about to import Airflow anyway, and reading the
+    package metadata instead costs milliseconds in each new task process.
+    """
+    import airflow
+
+    major, minor = (int("".join(c for c in part if c.isdigit()) or 0) for part in airflow.__version__.split(".")[:2])
     return major, minor
 
 
