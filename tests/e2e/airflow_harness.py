@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -44,6 +45,7 @@ DAGS_SOURCE = Path(__file__).resolve().parent / "dags"
 DEFAULT_LAB_DIR = "/tmp/airflow-ecr-lab"
 AWS_CONN_ID = "aws_lab"
 TERMINAL_STATES = ("success", "failed")
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
 # -- lab and virtualenvs ------------------------------------------------------------------------
@@ -361,7 +363,8 @@ class AirflowHarness:
         result = self.run_cli("dags", "test", dag_id, timeout=timeout, env=env)
         return RunResult(
             rc=result.returncode,
-            output=result.stdout,
+            # Some Airflow releases (3.1.0) colour their console logs even into a pipe.
+            output=ANSI_ESCAPE.sub("", result.stdout),
             logs=self.task_logs(dag_id, since=started_at - 1),
             duration=time.time() - started_at,
             access_key=access_key,

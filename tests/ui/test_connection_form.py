@@ -171,7 +171,8 @@ class AirflowUi:
 
     def _create_admin(self) -> None:
         result = self.harness.run_cli(
-            *("users", "create", "--role", "Admin", "--username", self.username, "--password", self.password),
+            # --password=...: a random password may start with "-", which argparse takes for an option.
+            *("users", "create", "--role", "Admin", "--username", self.username, f"--password={self.password}"),
             *("--firstname", "UI", "--lastname", "Test", "--email", "ui-test@example.com"),
             env=self.session.env,
         )
