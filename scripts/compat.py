@@ -303,7 +303,10 @@ def check_refusal(runner: Runner, wheel: Path, deployment: list[str], uv_env: di
     venv = Path(uv_env["VIRTUAL_ENV"])
     runner.run("install deployment", ["uv", "pip", "install", "--quiet", *deployment], uv_env)
     runner.result.versions = installed_versions(venv)
-    done = subprocess.run(["uv", "pip", "install", str(wheel)], env=uv_env, capture_output=True, text=True)
+    # With the deployment's Airflow pinned in the same command, as Airflow's installation guide says
+    # to install anything into it (unpinned, pip would upgrade Airflow itself to satisfy us).
+    pinned = f"apache-airflow=={runner.result.versions['airflow']}"
+    done = subprocess.run(["uv", "pip", "install", pinned, str(wheel)], env=uv_env, capture_output=True, text=True)
     runner.check(
         "pip refuses airflow-ecr",
         done.returncode != 0 and "apache-airflow>=2.11" in done.stderr,
