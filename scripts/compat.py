@@ -87,7 +87,7 @@ class Cell:
 
 # The Airflow release dates come from PyPI; an era bound is a few weeks after the release, when a
 # deployment built then had that release's providers (the first round of fixes included).
-PYDANTIC = "its task runner fails with the pydantic releases after it (a validation error on task start)"
+PYDANTIC = "the task runner fails with later pydantic releases (a validation or a discriminator error)"
 CELLS = [
     Cell("af2.11.0-era-py3.10", "2.11.0", "3.10", "era", "2025-06-15"),
     Cell("af2.11-newest-py3.12", "2.11.2", "3.12", "newest", ui=True),
@@ -341,6 +341,7 @@ def save_results(results: dict[str, dict]) -> None:
 
 
 def table(results: dict[str, dict]) -> str:
+    """The Markdown table of the README and docs/compatibility.md, from the saved results."""
     columns = ["Airflow", "Python", "deployment", "docker provider", "amazon provider", "common-compat"]
     columns += ["outcome", "minutes", "measured"]
     rows = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
@@ -349,29 +350,25 @@ def table(results: dict[str, dict]) -> str:
         if result is None:
             continue
         v = result["versions"]
-        kind = {
-            "era": f"as of {cell.exclude_newer}",
-            "newest": "newest",
-            "lowest": "our minimums",
-            "refused": f"as of {cell.exclude_newer}: must be refused",
-        }[cell.kind]
-        if cell.kind != "era" and cell.exclude_newer:
+        kind = {"era": f"as of {cell.exclude_newer}", "newest": "newest", "lowest": "our minimums"}.get(
+            cell.kind, f"as of {cell.exclude_newer}"
+        )
+        if cell.why_bound:
             kind += f" (bounded at {cell.exclude_newer}¹)"
         steps = result["steps"]
-        outcome = (
-            "pass"
-            if steps and all(s["ok"] for s in steps)
-            else "FAIL: " + next(s["name"] for s in steps if not s["ok"])
-        )
+        failed = [s["name"] for s in steps if not s["ok"]]
+        if not steps or failed:
+            outcome = "FAIL: " + (failed[0] if failed else "no steps ran")
+        else:
+            outcome = "refused, as it must be" if cell.kind == "refused" else "pass"
         minutes = sum(s["seconds"] for s in steps) / 60
         values = [v.get("airflow", cell.airflow), cell.python, kind, v.get("docker", "?"), v.get("amazon", "?")]
         values += [v.get("common-compat", "-"), outcome, f"{minutes:.1f}", result["measured"]]
         rows.append("| " + " | ".join(values) + " |")
-    notes = sorted({c.why_bound for c in CELLS if c.why_bound and c.id in results})
-    for note in notes:
-        rows.append(
-            f"\n¹ Bounded because Airflow {', '.join(c.airflow for c in CELLS if c.why_bound == note)}: {note}."
-        )
+    bounded = [c for c in CELLS if c.why_bound and c.id in results]
+    if bounded:
+        versions = " and ".join(sorted({c.airflow for c in bounded}))
+        rows.append(f"\n¹ Bounded by date because on Airflow {versions} {bounded[0].why_bound}.")
     return "\n".join(rows)
 
 
