@@ -52,7 +52,7 @@ _OPTIONAL: dict[str, tuple[str, ...]] = {
 }
 
 if TYPE_CHECKING:
-    # For type checkers: one concrete home each (the Airflow 3 one, where the lock installs 3.x).
+    # For type checkers, the two functions' signatures; every class resolves through __getattr__ (Any).
 
     def mask_secret(secret: str | dict[str, Any], name: str | None = None) -> None: ...
 

@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from airflow_harness import AirflowHarness, EmulatorAdmin, api_server
+from airflow_harness import AirflowHarness, EmulatorAdmin, api_server, new_access_key
 from test_airflow_dags import assert_no_secret, output_lines
 from test_example_dags import parse_examples
 
@@ -83,7 +83,7 @@ def test_one_real_dag_run_of_every_mode(
             "AIRFLOW__WORKERS__SECRETS_BACKEND": BACKEND,
             "AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS": backend_kwargs,
             # The secrets backend's boto3 session (it cannot read Airflow connections).
-            "AWS_ACCESS_KEY_ID": "AKIACOMPATCELL000001",
+            "AWS_ACCESS_KEY_ID": new_access_key(),
             "AWS_SECRET_ACCESS_KEY": "testing",
         }
         result = cell.dags_test("compat_cell", extra_env=env, cache_dir=tmp_path / "cache", timeout=420)
