@@ -109,8 +109,12 @@ def cell(text: str) -> str:
 
 
 def resolve(path: str) -> Any:
+    """The object at a dotted path: a module's attribute, or an attribute of one (``mod.Class.method``)."""
     module, _, name = path.rpartition(".")
-    return getattr(importlib.import_module(module), name)
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError:
+        return getattr(resolve(module), name)
 
 
 def default_text(parameter: inspect.Parameter) -> str:
@@ -224,7 +228,8 @@ def gen_exceptions(page: Any) -> str:
     module = importlib.import_module("airflow_ecr.exceptions")
     lines = ["| exception | base | raised when |", "|---|---|---|"]
     for name, cls in vars(module).items():
-        if isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == module.__name__:
+        public = not name.startswith("_")
+        if public and isinstance(cls, type) and issubclass(cls, Exception) and cls.__module__ == module.__name__:
             base = ", ".join(f"`{b.__name__}`" for b in cls.__bases__)
             lines.append(f"| `{name}` | {base} | {cell(summary(cls.__doc__))} |")
     return "\n".join(lines) + "\n"

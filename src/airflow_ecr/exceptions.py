@@ -1,29 +1,98 @@
-"""Exceptions of airflow-ecr: each one says what went wrong and what to do about it."""
+"""
+Every error airflow-ecr raises: each says what went wrong and what to do about it in one sentence,
+and carries a machine-readable ``kind`` and the ``exit_code`` the ``airflow-ecr`` command ends with.
+
+Errors about an AWS call also carry the :class:`~airflow_ecr.tokens.aws_errors.AwsFailure` they were
+rendered from, so that callers (doctor) decide on data, never on message text.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow_ecr import _compat, exit_codes
 from airflow_ecr._compat import AirflowException
+
+if TYPE_CHECKING:
+    from airflow_ecr.tokens.aws_errors import AwsFailure
 
 
 class EcrError(AirflowException):
-    """Base class of every error airflow-ecr raises."""
+    """
+    Base class of every error airflow-ecr raises.
+
+    :param message: the one sentence shown to the user.
+    :param failure: the classified AWS failure the message was rendered from, if any.
+    """
+
+    kind: ClassVar[str] = "unexpected"
+    exit_code: ClassVar[int] = exit_codes.EXIT_UNEXPECTED
+
+    def __init__(self, message: str = "", *args: Any, failure: AwsFailure | None = None) -> None:
+        super().__init__(message, *args)
+        self.failure = failure
 
 
 class EcrConfigurationError(EcrError, ValueError):
-    """The task's arguments do not describe an ECR image or registry (fix the DAG)."""
+    """The task's arguments or the ``[ecr]`` settings do not describe an ECR image or registry (fix them)."""
+
+    kind = "configuration"
+    exit_code = exit_codes.EXIT_USAGE
 
 
 class EcrCredentialsError(EcrError):
     """AWS refused to hand out an ECR token: missing or invalid credentials, or missing permission."""
 
+    kind = "aws_credentials"
+    exit_code = exit_codes.EXIT_AWS_CREDENTIALS
+
 
 class EcrServiceError(EcrError):
     """The ECR API could not be reached or kept failing, and no valid cached token was left."""
+
+    kind = "aws_service"
+    exit_code = exit_codes.EXIT_ECR_SERVICE
 
 
 class EcrPullError(EcrError):
     """The registry refused the pull (image or tag missing, or the token rejected after one retry)."""
 
+    kind = "pull"
+    exit_code = exit_codes.EXIT_IMAGE
+
 
 class DockerDaemonError(EcrError):
     """The Docker daemon could not be reached."""
+
+    kind = "docker_daemon"
+    exit_code = exit_codes.EXIT_DOCKER
+
+
+class ConnectionWriteError(EcrError):
+    """The Airflow connection could not be written (database or REST API unreachable or refusing)."""
+
+    kind = "connection_write"
+    exit_code = exit_codes.EXIT_WRITE
+
+
+class _NotAuthoritative(Exception):
+    """Stands in for ``AirflowSecretsBackendAccessDenied`` where Airflow has none (2.x, task SDK < 1.2.2)."""
+
+
+if TYPE_CHECKING:
+    _Authoritative = Exception
+else:
+    _Authoritative = _compat.optional("AirflowSecretsBackendAccessDenied") or _NotAuthoritative
+# Whether Airflow re-raises a backend's EcrConnectionLookupError instead of trying the next backend.
+LOOKUP_ERRORS_ARE_AUTHORITATIVE = _Authoritative is not _NotAuthoritative
+
+
+class EcrConnectionLookupError(EcrError, _Authoritative):
+    """
+    A connection id the secrets backend owns could not be resolved; the message names it and what to fix.
+
+    It is an ``AirflowSecretsBackendAccessDenied`` where Airflow has that class, so that Airflow
+    does not fall through to the next backend and hide the reason.
+    """
+
+    kind = "connection_lookup"

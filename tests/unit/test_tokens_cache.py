@@ -1,4 +1,4 @@
-"""tokens.py with a counting fake source: cache layers, refresh, fallback, files, invalidation."""
+"""tokens/cache.py with a counting fake source: cache layers, refresh, fallback, files, invalidation."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ import pytest
 
 from airflow_ecr.exceptions import EcrServiceError
 from airflow_ecr.registry import EcrRegistry, parse_registry_host
-from airflow_ecr.tokens import CacheSettings, EcrToken, TokenCache
+from airflow_ecr.tokens.cache import CacheSettings, TokenCache
+from airflow_ecr.tokens.token import EcrToken
 
 REG = parse_registry_host("111111111111.dkr.ecr.eu-west-1.amazonaws.com")
 REG2 = parse_registry_host("222222222222.dkr.ecr.eu-west-1.amazonaws.com")
@@ -224,26 +225,80 @@ def test_min_life_refetches_a_cached_token_that_would_not_live_long_enough(tmp_p
     assert len(source.calls) == 3
 
 
-@pytest.mark.parametrize("source_kind", ["connection", "session"])
-def test_fips_registry_uses_the_fips_api_endpoint_and_keeps_the_connection_config(
-    source_kind: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``dkr.ecr-fips`` images get their token from ECR's FIPS endpoint, as the credential helper does."""
-    from airflow_ecr.tokens import AwsConnectionTokenSource, BotoSessionTokenSource
+class LocatedSource(FakeSource):
+    """A fake source that, like a connection-based one, has a cheap locator and a costly identity."""
 
-    extra = {"region_name": "us-east-1", "config_kwargs": {"retries": {"mode": "standard", "max_attempts": 7}}}
-    monkeypatch.setenv("AIRFLOW_CONN_AWS_FIPS", json.dumps({"conn_type": "aws", "extra": extra}))
-    for name in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_ECR", "AWS_USE_FIPS_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
-    fips = parse_registry_host("111111111111.dkr.ecr-fips.us-east-1.amazonaws.com")
-    plain = parse_registry_host("111111111111.dkr.ecr.us-east-1.amazonaws.com")
+    def __init__(self, identity: str = "id-a", locator: str = "conn aws_default", **kwargs: Any) -> None:
+        super().__init__(identity, **kwargs)
+        self._identity = identity
+        self.locator = locator
+        self.identity_reads = 0
 
-    def client(registry: Any) -> Any:
-        if source_kind == "connection":
-            return AwsConnectionTokenSource("aws_fips")._hook("ecr", registry.region, fips=registry.fips).conn
-        return BotoSessionTokenSource(extra)._client("ecr", registry.region, fips=registry.fips)
+    @property  # type: ignore[override]
+    def identity(self) -> str:
+        self.identity_reads += 1
+        return self._identity
 
-    assert "ecr-fips.us-east-1" in client(fips).meta.endpoint_url
-    assert "fips" not in client(plain).meta.endpoint_url
-    # botocore counts the first attempt in total_max_attempts: max_attempts 7 is 8 in all.
-    assert client(fips).meta.config.retries["total_max_attempts"] == 8
+    @identity.setter
+    def identity(self, value: str) -> None:
+        self._identity = value
+
+
+def test_a_warm_lookup_in_a_new_process_needs_no_identity(tmp_path):
+    """The identity index: a cache hit does not compute the identity (an Airflow connection lookup)."""
+    source = LocatedSource()
+    first = cache(tmp_path).get_one(source, REG)
+    reads = source.identity_reads
+    TokenCache.clear_memory()  # as a new task process would start
+    assert cache(tmp_path).get_one(source, REG) == first
+    assert source.identity_reads == reads
+    assert len(source.calls) == 1
+    (record,) = (tmp_path / "cache").glob("*.identity")
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600 and "aws_default" not in record.read_text()
+
+
+def test_an_identity_change_is_read_at_the_next_fetch_and_never_mixes_tokens(tmp_path):
+    """A connection edited to another role: the next fetch stores the new role's token under the new identity."""
+    c = cache(tmp_path)
+    old = LocatedSource("role-a")
+    token_a = c.get_one(old, REG)
+    new = LocatedSource("role-b")  # same conn id and environment, other identity behind them
+    token_b = c.get_one(new, REG, min_life=1000)  # due: the fetch reads the connection
+    assert token_b.password == "pw-role-b-1" and token_b != token_a
+    TokenCache.clear_memory()
+    assert c.get_one(new, REG).password == "pw-role-b-1"  # the index now names role-b
+    assert c.get_one(FakeSource("role-a"), REG) == token_a  # role-a's entry kept its own token
+
+
+def test_the_identity_record_expires_and_a_rejection_drops_it(tmp_path, monkeypatch):
+    source = LocatedSource()
+    c = cache(tmp_path)
+    token = c.get_one(source, REG)
+    reads = source.identity_reads
+    c.invalidate(source, REG, token)
+    c.get_one(source, REG)
+    assert source.identity_reads > reads  # re-read after the registry rejected a token
+    reads = source.identity_reads
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 16 * 60)  # past IDENTITY_RECHECK
+    TokenCache.clear_memory()
+    c.get_one(source, REG)
+    assert source.identity_reads > reads
+
+
+def test_caches_with_other_settings_do_not_share_memory(tmp_path):
+    source = FakeSource(ttl=1.0)
+    eager = TokenCache(CacheSettings(directory=None, refresh_ratio=0.01))
+    lazy = TokenCache(CacheSettings(directory=None, refresh_ratio=1.0))
+    lazy.get_one(source, REG)
+    time.sleep(0.05)
+    eager.get_one(source, REG)  # its own memory: fetches instead of reusing lazy's token
+    assert len(source.calls) == 2
+
+
+def test_the_shared_cache_follows_the_settings(tmp_path, monkeypatch):
+    monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path / "one"))
+    first = TokenCache.shared()
+    assert TokenCache.shared() is first
+    monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path / "two"))
+    assert TokenCache.shared() is not first and TokenCache.shared().settings.directory == tmp_path / "two"

@@ -1,0 +1,31 @@
+"""
+The exit codes of the ``airflow-ecr`` command, shared by every subcommand.
+
+Pure constants, no imports: ``airflow-ecr --version`` and ``docs`` use them without loading Airflow.
+Each error class in :mod:`airflow_ecr.exceptions` names the code it ends the command with.
+
+====  ===========================================================================
+0     success (doctor: no check failed; warnings allowed)
+1     unexpected error
+2     bad arguments (usage, malformed image, registry id, host or region) or ``[ecr]`` configuration
+3     AWS refused: no or invalid credentials, no ``ecr:GetAuthorizationToken``, or (doctor) the
+      registry refused the identity (``ecr:BatchGetImage``)
+4     the AWS API (ECR, STS) was unreachable or failing
+5     refresh-connection: the connection could not be written (database or REST API down or refusing)
+6     doctor: the Docker daemon could not be reached
+7     doctor: the registry could not be reached from the Docker daemon
+8     doctor: the image (repository, tag or digest) does not exist
+====  ===========================================================================
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_UNEXPECTED = 1
+EXIT_USAGE = 2
+EXIT_AWS_CREDENTIALS = 3
+EXIT_ECR_SERVICE = 4
+EXIT_WRITE = 5
+EXIT_DOCKER = 6
+EXIT_REGISTRY = 7
+EXIT_IMAGE = 8

@@ -1,0 +1,86 @@
+"""
+The ``[ecr]`` section of Airflow's configuration, read once per process.
+
+Every option's name, default and validation lives here; ``provider_info`` publishes the defaults
+and the token modules ask :func:`ecr_settings`. A task process reads the section once: the result
+is kept until one of the environment variables that could change it does (``AIRFLOW__ECR__*``
+overrides, as tests and deployments set them), which costs a few dictionary lookups instead of four
+configuration lookups.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from airflow_ecr.exceptions import EcrConfigurationError
+from airflow_ecr.tokens.store import default_cache_dir
+
+SECTION = "ecr"
+DEFAULT_CACHE_ENABLED = True
+DEFAULT_REFRESH_RATIO = 0.5
+DEFAULT_LOCK_TIMEOUT = 60.0
+_OPTIONS = ("cache_enabled", "cache_dir", "refresh_ratio", "lock_timeout")
+# The environment variables that can change what is read: the options' overrides (Airflow's
+# AIRFLOW__ECR__X, and its _CMD and _SECRET forms) and what decides the default directory and the
+# configuration file. Looked up by name: scanning the whole environment costs more than the read.
+_ENV_INPUTS = (
+    *(f"AIRFLOW__ECR__{option.upper()}{suffix}" for option in _OPTIONS for suffix in ("", "_CMD", "_SECRET")),
+    "XDG_CACHE_HOME",
+    "HOME",
+    "AIRFLOW_HOME",
+    "AIRFLOW_CONFIG",
+)
+
+
+@dataclass(frozen=True)
+class EcrSettings:
+    """
+    The ``[ecr]`` options in effect.
+
+    :param cache_dir: the host token cache directory; None when ``cache_enabled`` is off.
+    :param refresh_ratio: fraction of a token's life after which it is refreshed.
+    :param lock_timeout: seconds to wait for another process's fetch before fetching anyway.
+    """
+
+    cache_dir: Path | None
+    refresh_ratio: float = DEFAULT_REFRESH_RATIO
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+
+
+def check_refresh_ratio(ratio: float) -> float:
+    """
+    ``ratio`` if it is a usable refresh ratio.
+
+    :raises EcrConfigurationError: with the sentence that says what to set.
+    """
+    if not 0 < ratio <= 1:
+        raise EcrConfigurationError(f"[ecr] refresh_ratio must be in (0, 1], got {ratio}: set e.g. 0.5.")
+    return ratio
+
+
+_read: tuple[tuple[str | None, ...], EcrSettings] | None = None
+
+
+def ecr_settings() -> EcrSettings:
+    """
+    Read ``[ecr] cache_enabled``, ``cache_dir``, ``refresh_ratio``, ``lock_timeout`` (once per process).
+
+    :raises EcrConfigurationError: for a refresh ratio outside (0, 1].
+    """
+    global _read
+    overrides = tuple(map(os.environ.get, _ENV_INPUTS))
+    if _read is not None and _read[0] == overrides:
+        return _read[1]
+    from airflow_ecr._compat import conf
+
+    enabled = conf.getboolean(SECTION, "cache_enabled", fallback=DEFAULT_CACHE_ENABLED)
+    directory = conf.get(SECTION, "cache_dir", fallback="")
+    settings = EcrSettings(
+        cache_dir=(Path(directory).expanduser() if directory else default_cache_dir()) if enabled else None,
+        refresh_ratio=check_refresh_ratio(conf.getfloat(SECTION, "refresh_ratio", fallback=DEFAULT_REFRESH_RATIO)),
+        lock_timeout=conf.getfloat(SECTION, "lock_timeout", fallback=DEFAULT_LOCK_TIMEOUT),
+    )
+    _read = (overrides, settings)
+    return settings

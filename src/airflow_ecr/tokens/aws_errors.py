@@ -1,0 +1,286 @@
+"""
+What a failed AWS call means (:func:`classify`), and how it reads: in a task (:func:`token_error`)
+and in ``airflow-ecr doctor`` (:func:`sts_advice`, and the token errors again for the ECR check).
+
+The classification is data (:class:`AwsFailure`, with a ``kind``); nothing downstream parses text.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from airflow_ecr import exit_codes
+from airflow_ecr.exceptions import EcrCredentialsError, EcrError, EcrServiceError
+from airflow_ecr.registry import EcrRegistry
+
+FailureKind = Literal[
+    "no_credentials",
+    "partial_credentials",
+    "no_region",
+    "unreachable",
+    "access_denied",
+    "invalid_credentials",
+    "invalid_parameter",
+    "throttled",
+    "service_error",
+    "client_error",
+    "unexpected",
+]
+# Kinds that mean the identity (its credentials, region or permissions) must be fixed; the others
+# are the service's or the network's.
+CREDENTIAL_KINDS = frozenset(
+    {"no_credentials", "partial_credentials", "no_region", "access_denied", "invalid_credentials", "invalid_parameter"}
+)
+# Error codes AWS answers when the caller lacks permission.
+ACCESS_DENIED_CODES = ("AccessDeniedException", "AccessDenied")
+# Error codes AWS answers for credentials that are invalid or expired.
+INVALID_CREDENTIAL_CODES = (
+    "UnrecognizedClientException",
+    "InvalidClientTokenId",
+    "ExpiredTokenException",
+    "ExpiredToken",
+    "InvalidSignatureException",
+    "SignatureDoesNotMatch",
+)
+# Error codes AWS answers when a caller exceeds its request rate.
+THROTTLING_CODES = ("ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded")
+
+
+@dataclass(frozen=True)
+class AwsFailure:
+    """
+    A failed AWS call, classified.
+
+    :param kind: what it means (see :data:`FailureKind`).
+    :param code: AWS's error code, or the botocore exception's name.
+    :param message: AWS's error message, or botocore's text (never contains a secret).
+    :param endpoint: the API endpoint called, when known.
+    :param attempts: how many attempts botocore made (with its retries).
+    """
+
+    kind: FailureKind
+    code: str
+    message: str = ""
+    endpoint: str | None = None
+    attempts: int = 1
+
+    @property
+    def exit_code(self) -> int:
+        """The ``airflow-ecr`` exit code for this failure."""
+        if self.kind == "unexpected":
+            return exit_codes.EXIT_UNEXPECTED
+        return exit_codes.EXIT_AWS_CREDENTIALS if self.kind in CREDENTIAL_KINDS else exit_codes.EXIT_ECR_SERVICE
+
+
+def classify(err: BaseException, endpoint: str | None = None) -> AwsFailure:
+    """
+    What ``err``, raised by a boto3 call, means.
+
+    :param err: the exception.
+    :param endpoint: the endpoint the client talks to, for failures that do not carry it.
+    """
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        EndpointConnectionError,
+        NoCredentialsError,
+        NoRegionError,
+        PartialCredentialsError,
+    )
+
+    name = type(err).__name__
+    if isinstance(err, NoCredentialsError):
+        return AwsFailure("no_credentials", name, endpoint=endpoint)
+    if isinstance(err, PartialCredentialsError):
+        return AwsFailure("partial_credentials", name, str(err), endpoint=endpoint)
+    if isinstance(err, NoRegionError):
+        return AwsFailure("no_region", name, endpoint=endpoint)
+    if isinstance(err, EndpointConnectionError):
+        return AwsFailure("unreachable", name, str(err), endpoint=err.kwargs.get("endpoint_url") or endpoint)
+    if isinstance(err, ClientError):
+        error = err.response.get("Error", {})
+        code, message = str(error.get("Code", "Unknown")), str(error.get("Message", ""))
+        attempts = 1 + int(err.response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
+        kind: FailureKind = "service_error"
+        if code in ACCESS_DENIED_CODES:
+            kind = "access_denied"
+        elif code in INVALID_CREDENTIAL_CODES:
+            kind = "invalid_credentials"
+        elif code == "InvalidParameterException":
+            kind = "invalid_parameter"
+        elif code in THROTTLING_CODES:
+            kind = "throttled"
+        return AwsFailure(kind, code, message, endpoint, attempts)
+    if isinstance(err, BotoCoreError):
+        return AwsFailure("client_error", name, str(err), endpoint=endpoint)
+    # Its text could hold anything, a secret included: the type only.
+    return AwsFailure("unexpected", name, endpoint=endpoint)
+
+
+def token_error(
+    failure: AwsFailure, source: str, registries: Sequence[EcrRegistry], configured_in: str = "the AWS connection"
+) -> EcrError:
+    """
+    The error a task raises for a failed ``GetAuthorizationToken``: registry, identity, endpoint, what to do.
+
+    :param failure: the classified failure.
+    :param source: how the message names the AWS identity (a token source's ``description``).
+    :param registries: the registries the call was for.
+    :param configured_in: where the AWS settings live, for the advice.
+    """
+    names = ", ".join(r.host for r in registries)
+    action = "ecr-public:GetAuthorizationToken" if registries[0].public else "ecr:GetAuthorizationToken"
+    endpoint = failure.endpoint or "?"
+    kind, code, message = failure.kind, failure.code, failure.message
+    if kind == "no_credentials":
+        text = (
+            f"No AWS credentials found for {source} (registry {names}): put credentials or a role in "
+            f"{configured_in}, or give the worker an instance role or AWS_* environment variables."
+        )
+    elif kind == "partial_credentials":
+        text = f"Incomplete AWS credentials for {source}: {message}."
+    elif kind == "no_region":
+        text = f"No AWS region for {source}: set region_name."
+    elif kind == "unreachable":
+        text = (
+            f"Cannot reach the ECR API at {endpoint} for {source} (registry {names}): check the network, "
+            "proxy settings and the connection's endpoint_url."
+        )
+    elif kind == "access_denied":
+        text = (
+            f"The AWS identity of {source} is not allowed {action} for registry {names}: grant it "
+            f"{action} (and ecr:BatchGetImage, ecr:GetDownloadUrlForLayer on the repositories). "
+            f"AWS said: {message}"
+        )
+    elif kind == "invalid_credentials":
+        partition = registries[0].partition
+        hint = (
+            f" Registry {names} is in the {partition} partition: only credentials of that partition are valid there."
+            if partition != "aws"
+            else ""
+        )
+        text = (
+            f"AWS rejected the credentials of {source} ({code}): they are invalid or have "
+            f"expired; renew them or fix {configured_in}.{hint}"
+        )
+    elif kind == "invalid_parameter":
+        text = f"ECR refused the request for registry {names} with {source}: {message}"
+    elif kind == "throttled":
+        text = (
+            f"The ECR API at {endpoint} throttled {action} for registry {names} with {source} ({code}, "
+            f"{failure.attempts} attempt(s) with backoff): too many calls at once. Allow more retries in "
+            f'{configured_in}, e.g. extra {{"config_kwargs": {{"retries": {{"mode": "standard", '
+            f'"max_attempts": 10}}}}}}.'
+        )
+    elif kind == "service_error":
+        text = (
+            f"The ECR API failed for registry {names} with {source} at {endpoint} ({failure.attempts} attempt(s)): "
+            f"{code}: {message}"
+        )
+    else:
+        text = f"The ECR API call at {endpoint} for registry {names} with {source} failed: {message or code}"
+    error_class = EcrCredentialsError if kind in CREDENTIAL_KINDS else EcrServiceError
+    return error_class(text, failure=failure)
+
+
+@dataclass
+class AwsCall:
+    """
+    What error messages may say about the AWS call under way; the caller fills it in.
+
+    :param endpoint_url: the ECR API endpoint the client talks to.
+    """
+
+    endpoint_url: str | None = None
+
+
+@contextlib.contextmanager
+def translate_aws_errors(
+    source: str, registries: Sequence[EcrRegistry], configured_in: str = "the AWS connection"
+) -> Iterator[AwsCall]:
+    """
+    Turn boto3 errors of a ``GetAuthorizationToken`` call into :func:`token_error` errors.
+
+    Errors that are not botocore's pass through unchanged.
+
+    :param source: how the messages name the AWS identity (a token source's ``description``).
+    :param registries: the registries the call was for.
+    :param configured_in: where the AWS settings live, for the messages' advice.
+    :return: (as the ``with`` target) an :class:`AwsCall` to record the endpoint in.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    call = AwsCall()
+    try:
+        yield call
+    except (BotoCoreError, ClientError) as err:
+        raise token_error(classify(err, call.endpoint_url), source, registries, configured_in) from None
+
+
+def sts_advice(failure: AwsFailure, source: str) -> tuple[str, str]:
+    """
+    (summary, fix) for a failed STS ``GetCallerIdentity``, as doctor's first check shows it.
+
+    :param failure: the classified failure.
+    :param source: how the lines name the AWS identity.
+    """
+    kind, code, message = failure.kind, failure.code, failure.message
+    if kind == "no_credentials":
+        return (
+            f"no AWS credentials found for {source}",
+            "put an access key or role_arn in the AWS connection, or give this host an instance role, "
+            "AWS_PROFILE or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
+        )
+    if kind == "partial_credentials":
+        return (
+            f"incomplete AWS credentials for {source}: {message}",
+            "give both the access key id and the secret access key",
+        )
+    if kind == "no_region":
+        return f"no AWS region for {source}", "set region_name in the AWS connection's extra, or AWS_DEFAULT_REGION"
+    if kind == "unreachable":
+        return (
+            f"cannot reach the STS API at {failure.endpoint or '?'}",
+            "check the network and proxy settings, and the connection's endpoint_url (or "
+            "service_config.sts.endpoint_url); in a VPC without internet access, an STS VPC endpoint",
+        )
+    if kind == "invalid_credentials":
+        return (
+            f"AWS rejected the credentials of {source} ({code}: {message})",
+            "they are invalid or have expired: renew them, or fix the AWS connection's login/password or role",
+        )
+    if kind == "access_denied":
+        return f"AWS refused {source}: {message}", "check the connection's role_arn and the role's trust policy"
+    if kind == "client_error":
+        return f"the STS call for {source} failed: {message}", "check the AWS connection's settings and the network"
+    if kind == "unexpected":
+        return (
+            f"unexpected {code} while asking STS who {source} is",
+            "rerun with --verbose for the traceback; check the AWS connection's extra",
+        )
+    return (
+        f"the STS API failed for {source}: {code}: {message}",
+        "retry; if it persists, check the AWS service health and the connection's endpoint_url",
+    )
+
+
+def token_fix(error: EcrError, action: str, who: str, region: str) -> str:
+    """
+    What doctor's ECR-permission check advises after a failed ``GetAuthorizationToken``.
+
+    :param error: the error the token source raised.
+    :param action: the IAM action (``ecr:GetAuthorizationToken`` or the ECR Public one).
+    :param who: how doctor names the identity.
+    :param region: the registry's region.
+    """
+    if error.failure is not None and error.failure.kind == "access_denied":
+        return f"grant {action} to {who} (an IAM policy on the identity; the action takes resource '*')"
+    if isinstance(error, EcrServiceError):
+        return (
+            f"check the network path to the ECR API of {region} (an ecr.api VPC endpoint, "
+            "proxy settings) or the connection's endpoint_url"
+        )
+    return "fix the AWS credentials (see above)"

@@ -1,0 +1,232 @@
+"""
+:class:`TokenCache`: lookups of tokens, memory -> host file -> ECR, with single flight across the
+processes of a host and a still-valid cached token served (with a warning) while ECR is failing.
+
+When a token is due is the refresh policy's decision (:mod:`airflow_ecr.tokens.policy`); where
+tokens are kept is the stores' business (:mod:`airflow_ecr.tokens.store`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+from airflow_ecr.registry import EcrRegistry
+from airflow_ecr.settings import DEFAULT_LOCK_TIMEOUT, DEFAULT_REFRESH_RATIO, ecr_settings
+from airflow_ecr.tokens.policy import IDENTITY_RECHECK, RefreshPolicy
+from airflow_ecr.tokens.sources import TokenSource, fingerprint
+from airflow_ecr.tokens.store import FileStore, MemoryStore, NullStore, TokenStore
+from airflow_ecr.tokens.token import EcrToken, mask
+
+log = logging.getLogger(__name__)
+
+
+def _locator(source: TokenSource) -> str | None:
+    return getattr(source, "locator", None)
+
+
+@dataclass(frozen=True)
+class CacheSettings:
+    """
+    Where and how tokens are cached on this host.
+
+    :param directory: the host cache directory; None disables the file cache.
+    :param refresh_ratio: fraction of a token's life after which it is refreshed.
+    :param lock_timeout: seconds to wait for another process's fetch before fetching anyway.
+    """
+
+    directory: Path | None
+    refresh_ratio: float = DEFAULT_REFRESH_RATIO
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+
+    @classmethod
+    def from_airflow_config(cls) -> CacheSettings:
+        """The ``[ecr]`` settings (read once per process, see :func:`airflow_ecr.settings.ecr_settings`)."""
+        settings = ecr_settings()
+        return cls(settings.cache_dir, settings.refresh_ratio, settings.lock_timeout)
+
+
+class TokenCache:
+    """
+    Memory -> host file -> ECR lookups of tokens, with single flight across processes.
+
+    :param settings: cache settings; None reads them from Airflow's configuration.
+    """
+
+    # One cache per settings for the whole process: every hook and operator shares its memory.
+    _shared: ClassVar[dict[CacheSettings, TokenCache]] = {}
+    _shared_lock = threading.Lock()
+
+    def __init__(self, settings: CacheSettings | None = None) -> None:
+        self.settings = settings or CacheSettings.from_airflow_config()
+        self.policy = RefreshPolicy(self.settings.refresh_ratio)
+        self.memory = MemoryStore()
+        self.files: TokenStore = FileStore(self.settings.directory) if self.settings.directory else NullStore()
+
+    @classmethod
+    def shared(cls) -> TokenCache:
+        """The process's cache for the ``[ecr]`` settings in effect (what hooks and backends use)."""
+        settings = CacheSettings.from_airflow_config()
+        cache = cls._shared.get(settings)
+        if cache is None:
+            with cls._shared_lock:
+                cache = cls._shared.setdefault(settings, cls(settings))
+        return cache
+
+    @staticmethod
+    def key(identity: str, registry: EcrRegistry) -> str:
+        """The cache key: identity, partition, region and registry; never a secret."""
+        return fingerprint([identity, registry.partition, registry.region, registry.registry_id, registry.public])[:40]
+
+    @staticmethod
+    def _lock_name(identity: str, registry: EcrRegistry) -> str:
+        return "lock-" + fingerprint([identity, registry.partition, registry.region, registry.public])[:40]
+
+    def get(self, source: TokenSource, registries: Sequence[EcrRegistry], min_life: float = 0.0) -> dict[str, EcrToken]:
+        """
+        Tokens for ``registries`` (keyed by registry host), fetching only what is missing or due.
+
+        :param source: where to fetch tokens from.
+        :param registries: the registries; those of one region share one API call.
+        :param min_life: seconds a cached token must still be usable to be reused (for tokens that
+            are stored or cached elsewhere); a newly fetched token is returned whatever its life.
+        """
+        result: dict[str, EcrToken] = {}
+        groups: dict[tuple[str, str, bool], list[EcrRegistry]] = {}
+        for registry in registries:
+            groups.setdefault((registry.partition, registry.region, registry.public), []).append(registry)
+        for group in groups.values():
+            result.update(self._get_group(source, group, min_life))
+        return result
+
+    def get_one(self, source: TokenSource, registry: EcrRegistry, min_life: float = 0.0) -> EcrToken:
+        """The token for one registry (see :meth:`get`)."""
+        return self.get(source, [registry], min_life)[registry.host]
+
+    def _recorded_identity(self, source: TokenSource, now: float) -> str:
+        """The source's identity, from the identity index when it has a fresh record (no connection lookup)."""
+        locator = _locator(source)
+        if locator is None:
+            return source.identity
+        identity = self.memory.read_identity(locator, now) or self.files.read_identity(locator, now)
+        if identity is None:
+            identity = self._record_identity(source, locator, now)
+        return identity
+
+    def _record_identity(self, source: TokenSource, locator: str, now: float) -> str:
+        identity = source.identity
+        if self.memory.read_identity(locator, now) != identity:
+            self.memory.write_identity(locator, identity, now + IDENTITY_RECHECK)
+            self.files.write_identity(locator, identity, now + IDENTITY_RECHECK)
+        return identity
+
+    def _lookup(self, key: str, now: float) -> EcrToken | None:
+        """The best cached token for ``key``: fresh if possible, else any still usable."""
+        token = self.memory.read(key)
+        if token is not None and not self.policy.needs_refresh(token, now):
+            return token
+        stored = self.files.read(key)
+        if stored is not None and (token is None or stored.issued_at > token.issued_at):
+            token = stored
+            if self.policy.is_usable(token, now):
+                mask(token.password)
+                self.memory.write(key, token)
+        return token if token is not None and self.policy.is_usable(token, now) else None
+
+    def _due(
+        self, found: dict[str, EcrToken | None], registries: Sequence[EcrRegistry], min_life: float
+    ) -> list[EcrRegistry]:
+        now = time.time()
+        return [r for r in registries if self.policy.needs_refresh(found[r.host], now, min_life)]
+
+    def _get_group(
+        self, source: TokenSource, registries: Sequence[EcrRegistry], min_life: float
+    ) -> dict[str, EcrToken]:
+        now = time.time()
+        identity = self._recorded_identity(source, now)
+        keys = {r.host: self.key(identity, r) for r in registries}
+        found = {host: self._lookup(key, now) for host, key in keys.items()}
+        due = self._due(found, registries, min_life)
+        if not due:
+            return {h: t for h, t in found.items() if t is not None}
+        locator = _locator(source)
+        if locator is not None and source.identity != identity:
+            # A fetch reads the connection: tokens are stored under the identity in effect now.
+            identity = self._record_identity(source, locator, now)
+            keys = {r.host: self.key(identity, r) for r in registries}
+            found = {host: self._lookup(key, now) for host, key in keys.items()}
+            due = self._due(found, registries, min_life)
+        with self.files.lock(self._lock_name(identity, due[0]), self.settings.lock_timeout):
+            # Another process may have fetched while we waited for the lock.
+            found.update({r.host: self._lookup(keys[r.host], time.time()) for r in due})
+            due = self._due(found, due, min_life)
+            if due:
+                found.update(self._fetch(source, due, keys, found))
+        return {h: t for h, t in found.items() if t is not None}
+
+    def _fetch(
+        self,
+        source: TokenSource,
+        due: Sequence[EcrRegistry],
+        keys: dict[str, str],
+        cached: dict[str, EcrToken | None],
+    ) -> dict[str, EcrToken]:
+        try:
+            fetched = source.fetch(due)
+        except Exception as err:
+            fallback = {r.host: token for r in due if (token := cached[r.host]) is not None}
+            if len(fallback) < len(due):
+                raise
+            log.warning(
+                "Using cached ECR tokens for %s (valid until %s) because refreshing failed: %s",
+                ", ".join(fallback),
+                ", ".join(time.strftime("%H:%M:%S", time.localtime(t.expires_at)) for t in fallback.values()),
+                err,
+            )
+            return fallback
+        now = time.time()
+        result: dict[str, EcrToken] = {}
+        for registry in due:
+            token = fetched[registry.registry_id]
+            result[registry.host] = token
+            if not self.policy.is_usable(token, now):
+                # A token born expired (clock skew, or moto's 2015 dates) serves this call only.
+                log.warning(
+                    "ECR returned a token for %s that expires at %s, already past by this host's clock; "
+                    "using it once without caching it. Check the host clock.",
+                    registry.host,
+                    time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(token.expires_at)),
+                )
+                continue
+            key = keys[registry.host]
+            self.memory.write(key, token)
+            self.files.write(key, token)
+        return result
+
+    def invalidate(self, source: TokenSource, registry: EcrRegistry, token: EcrToken) -> None:
+        """
+        Forget ``token`` after the registry rejected it; a newer token (from another process) stays.
+
+        The identity record of the source goes too, so the next lookup reads the connection again.
+
+        :param source: the source the token came from.
+        :param registry: the registry that rejected it.
+        :param token: the rejected token.
+        """
+        key = self.key(self._recorded_identity(source, time.time()), registry)
+        self.memory.remove(key, token.password)
+        self.files.remove(key, token.password)
+        locator = _locator(source)
+        if locator is not None:
+            self.memory.forget_identity(locator)
+            self.files.forget_identity(locator)
+
+    @classmethod
+    def clear_memory(cls) -> None:
+        """Forget every token held in this process's memory (tests, and after fork)."""
+        MemoryStore.clear_all()

@@ -1,0 +1,117 @@
+"""
+The refresh policy: when a cached token is refreshed, handed out, or good enough to store.
+
+Every number about a token's life lives here, and every module asks :class:`RefreshPolicy`: the
+token cache (refresh and expiry margin), the stored-connection operator and its DAG factory
+(how long a written token must last, and how often to rewrite it), the secrets backend (how long
+a handed-out token must last under Airflow's secrets cache, and the advice when it cannot).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from airflow_ecr.settings import DEFAULT_REFRESH_RATIO, check_refresh_ratio
+from airflow_ecr.tokens.token import EcrToken
+
+# What ECR hands out: tokens that live 12 hours.
+ECR_TOKEN_LIFE = 12 * 3600.0
+# A token this close to expiresAt is not handed out: the pull that follows must still succeed.
+MAX_EXPIRY_MARGIN = 60.0
+EXPIRY_MARGIN_FRACTION = 0.1
+
+
+@dataclass(frozen=True)
+class RefreshPolicy:
+    """
+    Decisions about a token's life, for one refresh ratio.
+
+    :param refresh_ratio: fraction of a token's life after which it is refreshed (``[ecr] refresh_ratio``).
+    """
+
+    refresh_ratio: float = DEFAULT_REFRESH_RATIO
+
+    def __post_init__(self) -> None:
+        check_refresh_ratio(self.refresh_ratio)
+
+    @classmethod
+    def from_airflow_config(cls) -> RefreshPolicy:
+        """The policy of ``[ecr] refresh_ratio`` (read once per process)."""
+        from airflow_ecr.settings import ecr_settings
+
+        return cls(ecr_settings().refresh_ratio)
+
+    @staticmethod
+    def expiry_margin(token: EcrToken) -> float:
+        """Seconds before ``expires_at`` from which ``token`` is no longer handed out."""
+        return min(MAX_EXPIRY_MARGIN, token.lifetime * EXPIRY_MARGIN_FRACTION)
+
+    def usable_life(self, token: EcrToken, now: float) -> float:
+        """Seconds ``token`` may still be handed out from ``now`` (negative: no longer)."""
+        return token.expires_at - self.expiry_margin(token) - now
+
+    def is_usable(self, token: EcrToken, now: float) -> bool:
+        """Whether ``token`` can still be handed out for a pull starting ``now``."""
+        return self.usable_life(token, now) > 0
+
+    def needs_refresh(self, token: EcrToken | None, now: float, min_life: float = 0.0) -> bool:
+        """
+        Whether a new token should be fetched instead of handing out ``token``.
+
+        :param token: the best cached token, or None.
+        :param now: the time of the lookup.
+        :param min_life: seconds the token must still be usable for (stored or cached elsewhere).
+        """
+        if token is None:
+            return True
+        refresh_at = token.issued_at + self.refresh_ratio * token.lifetime
+        return not (now < refresh_at and self.is_usable(token, now) and self.usable_life(token, now) >= min_life)
+
+    @property
+    def refresh_interval(self) -> timedelta:
+        """How often stored connections are rewritten: when an ECR token reaches ``refresh_ratio`` of its life."""
+        return timedelta(seconds=self.refresh_ratio * ECR_TOKEN_LIFE)
+
+    @property
+    def stored_token_min_life(self) -> float:
+        """Seconds a token written into a connection must still live: until the next rewrite."""
+        return self.refresh_interval.total_seconds()
+
+    @staticmethod
+    def secrets_required_life(min_token_life: float, secrets_cache_ttl: float | None) -> float:
+        """
+        Seconds a token handed out by the secrets backend must stay valid after the lookup.
+
+        :param min_token_life: the backend's own ``min_token_life``.
+        :param secrets_cache_ttl: Airflow's ``[secrets] cache_ttl_seconds`` when its cache is on.
+        """
+        return min_token_life + (secrets_cache_ttl or 0.0)
+
+    def lasts(self, token: EcrToken, now: float, required_life: float) -> bool:
+        """Whether ``token`` stays usable ``required_life`` seconds past ``now``."""
+        return self.usable_life(token, now) >= required_life
+
+    def free_required_life(self, token: EcrToken) -> float:
+        """The longest required life that cached tokens always meet (no extra ECR call)."""
+        return (1 - self.refresh_ratio) * token.lifetime
+
+    def too_short_advice(self, token: EcrToken, secrets_cache_ttl: float | None, min_token_life: float) -> str:
+        """
+        What to change when ``token`` cannot live as long as the secrets backend must promise.
+
+        :param token: a freshly fetched token.
+        :param secrets_cache_ttl: Airflow's ``[secrets] cache_ttl_seconds`` when its cache is on.
+        :param min_token_life: the backend's ``min_token_life``.
+        """
+        bound = self.free_required_life(token)
+        if secrets_cache_ttl:
+            extra = " + min_token_life" if min_token_life else ""
+            return f"keep [secrets] cache_ttl_seconds{extra} below {bound:.0f} s, or turn [secrets] use_cache off"
+        return f"keep min_token_life below {bound:.0f} s"
+
+
+# How long a recorded "connection id -> identity" is trusted before the connection is read again;
+# the default of Airflow's own connection cache ([secrets] cache_ttl_seconds). A fetch always reads
+# the connection and corrects the record, and a rejected token drops it.
+IDENTITY_RECHECK = 15 * 60.0

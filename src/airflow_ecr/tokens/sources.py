@@ -1,0 +1,307 @@
+"""
+Where tokens come from: :class:`EcrTokenSource`, the one class that calls ``GetAuthorizationToken``.
+
+A source is one AWS identity. It is built from an Airflow AWS connection (operators, hooks, the
+CLI, doctor) or from AWS settings given directly (the secrets backend, which cannot look up
+connections since it is what resolves them). Either way the boto3 session comes from the amazon
+provider's ``AwsConnectionWrapper`` + ``SessionFactory``, as in ``AwsBaseHook`` and the provider's
+own secrets backends: role assumption, profiles, web identity, ``endpoint_url``, ``config_kwargs``
+and ``verify`` behave exactly as in every AWS hook.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from airflow_ecr.registry import ECR_PUBLIC_REGION, EcrRegistry
+from airflow_ecr.tokens.aws_errors import translate_aws_errors
+from airflow_ecr.tokens.token import ECR_PUBLIC_PROXY_ENDPOINT, EcrToken, token_from, tokens_by_registry_id
+
+# Environment variables that decide which AWS identity the boto3 default chain picks up; they are
+# part of the identity so that two identities never share a token.
+_IDENTITY_ENV = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_ECR",
+    "AWS_ENDPOINT_URL_ECR_PUBLIC",
+)
+_SECRET_WORDS = ("secret", "token", "password", "key")
+
+
+class TokenSource(Protocol):
+    """
+    Where tokens come from: one AWS identity, able to ask ECR for tokens.
+
+    A source may also have a ``locator``: a non-secret string, cheap to compute, naming where its
+    identity is configured (the connection id and the environment), so that the cache can find the
+    identity it resolved to last time without computing ``identity`` (a connection lookup).
+    """
+
+    @property
+    def identity(self) -> str:
+        """A non-secret string that differs between AWS identities; part of every cache key."""
+        ...
+
+    @property
+    def description(self) -> str:
+        """How error messages name this source, e.g. ``aws_conn_id='aws_default'``."""
+        ...
+
+    def fetch(self, registries: Sequence[EcrRegistry]) -> dict[str, EcrToken]:
+        """
+        Fetch tokens for registries of one region (or all ECR Public) in one API call.
+
+        :return: tokens keyed by ``registry.registry_id``.
+        """
+        ...
+
+
+def fingerprint(parts: Sequence[object]) -> str:
+    """A stable hash of non-secret parts (cache keys, identities)."""
+    return hashlib.sha256(json.dumps(list(parts), sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _environment_identity() -> list[tuple[str, str]]:
+    return [(name, os.environ[name]) for name in _IDENTITY_ENV if os.environ.get(name)]
+
+
+def _is_secret_key(name: str) -> bool:
+    lowered = name.lower()
+    return any(word in lowered for word in _SECRET_WORDS) and lowered not in ("aws_access_key_id",)
+
+
+def public_settings(value: Any) -> Any:
+    """``value`` with every secret-looking key removed, at any depth (for cache keys and messages)."""
+    if isinstance(value, dict):
+        return {str(k): public_settings(v) for k, v in sorted(value.items()) if not _is_secret_key(str(k))}
+    if isinstance(value, (list, tuple)):
+        return [public_settings(v) for v in value]
+    return value
+
+
+def with_fips_endpoint(config: Any) -> Any:
+    """
+    A botocore ``Config`` that also selects the ECR API's FIPS endpoint, for ``dkr.ecr-fips`` registries.
+
+    An explicit ``endpoint_url`` (VPC endpoint, emulator) still wins, as in botocore.
+
+    :param config: the botocore ``Config`` (or its kwargs) in effect, or None.
+    """
+    from botocore.config import Config
+
+    fips = Config(use_fips_endpoint=True)
+    if isinstance(config, dict):
+        config = Config(**config)
+    return config.merge(fips) if config is not None else fips
+
+
+_NOT_LOOKED_UP: Any = object()
+
+
+class EcrTokenSource:
+    """
+    Tokens for one AWS identity, from an Airflow AWS connection or from AWS settings given directly.
+
+    Build it with :meth:`from_connection` or :meth:`from_settings`. The connection is looked up at
+    most once, and only when the identity or a fetch needs it; clients are made once per (service,
+    region, FIPS) over one session (one role assumption) per source.
+
+    :param aws_conn_id: the Airflow AWS connection (None: no connection).
+    :param aws_settings: AWS settings as in a connection's extra, used instead of a connection.
+    :param verify: TLS verification of the ECR API (overrides the connection's).
+    :param botocore_config: botocore ``Config`` kwargs (overrides the connection's ``config_kwargs``).
+    :param name: how messages name the user of ``aws_settings``.
+    :param configured_in: how messages name where the settings live.
+    """
+
+    def __init__(
+        self,
+        *,
+        aws_conn_id: str | None = None,
+        aws_settings: dict[str, Any] | None = None,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
+        name: str = "the boto3 session",
+        configured_in: str = "the AWS connection",
+    ) -> None:
+        self.aws_conn_id = aws_conn_id
+        self.aws_settings = None if aws_settings is None else dict(aws_settings)
+        self.verify = verify
+        self.botocore_config = botocore_config
+        self.name = name
+        self.configured_in = configured_in
+        self._connection: Any = _NOT_LOOKED_UP
+        self._connection_missing = False
+        self._identity: str | None = None
+        self._session: Any = None
+        self._wrapper: Any = None
+        self._clients: dict[tuple[str, str, bool], Any] = {}
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_connection(
+        cls,
+        aws_conn_id: str | None = "aws_default",
+        *,
+        verify: bool | str | None = None,
+        botocore_config: dict[str, Any] | None = None,
+    ) -> EcrTokenSource:
+        """
+        A source for an Airflow AWS connection, as ``AwsBaseHook(aws_conn_id=...)`` would use it.
+
+        :param aws_conn_id: the connection; None (or a missing id) for the boto3 default chain.
+        :param verify: TLS verification of the ECR API.
+        :param botocore_config: botocore ``Config`` kwargs (retries, timeouts, ...).
+        """
+        return cls(aws_conn_id=aws_conn_id, verify=verify, botocore_config=botocore_config)
+
+    @classmethod
+    def from_settings(
+        cls,
+        aws_settings: dict[str, Any] | None = None,
+        *,
+        name: str = "the boto3 session",
+        configured_in: str = "the AWS settings",
+    ) -> EcrTokenSource:
+        """
+        A source for AWS settings given directly, not from an Airflow connection.
+
+        The settings are those of an AWS connection's extra: ``profile_name``, ``region_name`` (of
+        the session, e.g. for STS; tokens always come from the registry's region), ``role_arn`` with
+        ``assume_role_method`` / ``assume_role_kwargs``, ``endpoint_url``, ``service_config``,
+        ``verify``, ``config_kwargs``, and (discouraged) ``aws_access_key_id`` /
+        ``aws_secret_access_key`` / ``aws_session_token``. Without any, the boto3 default chain
+        (environment, profile, web identity, container or instance role) applies.
+
+        :param aws_settings: the settings.
+        :param name: how error messages name the user of these settings, e.g. a secrets backend.
+        :param configured_in: how error messages name where the settings live.
+        """
+        return cls(aws_settings=aws_settings or {}, name=name, configured_in=configured_in)
+
+    # -- identity ----------------------------------------------------------------------------
+    @property
+    def locator(self) -> str | None:
+        """Where the identity is configured (see :class:`TokenSource`); None for direct settings."""
+        if self.aws_settings is not None:
+            return None  # the identity itself is as cheap
+        # A connection kept in an environment variable is read for free: a change to it counts at once.
+        in_env = os.environ.get(f"AIRFLOW_CONN_{self.aws_conn_id.upper()}") if self.aws_conn_id else None
+        return fingerprint(["conn-locator", self.aws_conn_id, in_env, *_environment_identity()])
+
+    @property
+    def identity(self) -> str:
+        if self._identity is None:
+            if self.aws_settings is not None:
+                # Non-secret settings and the environment select the identity; the secret key never enters.
+                self._identity = fingerprint(["boto", public_settings(self.aws_settings), *_environment_identity()])
+            else:
+                self._identity = fingerprint(["conn", self.aws_conn_id, *self._connection_identity()])
+        return self._identity
+
+    @property
+    def description(self) -> str:
+        if self.aws_settings is not None:
+            shown = [
+                f"{key}={self.aws_settings[key]!r}"
+                for key in ("profile_name", "role_arn", "endpoint_url")
+                if self.aws_settings.get(key)
+            ]
+            return f"{self.name} ({', '.join(shown) or 'boto3 default credential chain'})"
+        if self._connection is not _NOT_LOOKED_UP and self._connection_missing:
+            # The amazon provider falls back to boto3's default chain for an unknown id: say so, as
+            # a typo in aws_conn_id otherwise reads as a credentials problem.
+            return f"aws_conn_id={self.aws_conn_id!r} (no such Airflow connection: boto3's default chain was used)"
+        return f"aws_conn_id={self.aws_conn_id!r}"
+
+    def connection(self) -> Any:
+        """The AWS connection (looked up once), or None for no id or a missing one."""
+        if self._connection is _NOT_LOOKED_UP:
+            self._connection = None
+            if self.aws_conn_id:
+                from airflow_ecr._compat import AirflowNotFoundException, BaseHook
+
+                try:
+                    self._connection = BaseHook.get_connection(self.aws_conn_id)
+                except AirflowNotFoundException:
+                    # As AwsBaseHook does: a missing connection means boto3's default chain.
+                    self._connection_missing = True
+        return self._connection
+
+    def _connection_identity(self) -> list[object]:
+        """Non-secret fields of the connection and the environment that select the identity."""
+        parts: list[object] = list(_environment_identity())
+        if not self.aws_conn_id:
+            return parts
+        conn = self.connection()
+        if conn is None:
+            return [*parts, "no-connection"]
+        extra = {k: v for k, v in (conn.extra_dejson or {}).items() if not _is_secret_key(k)}
+        return [*parts, conn.conn_type, conn.host, conn.login, conn.schema, extra]
+
+    # -- AWS calls ---------------------------------------------------------------------------
+    def _connection_wrapper(self) -> Any:
+        from airflow.providers.amazon.aws.utils.connection_wrapper import AwsConnectionWrapper
+
+        if self.aws_settings is not None:
+            # In memory only, as the amazon provider's SecretsManagerBackend does: no connection is looked up.
+            return AwsConnectionWrapper.from_connection_metadata(
+                conn_id=f"{type(self).__name__}__settings", extra=self.aws_settings
+            )
+        from botocore.config import Config
+
+        config = Config(**self.botocore_config) if self.botocore_config is not None else None
+        return AwsConnectionWrapper(conn=self.connection(), botocore_config=config, verify=self.verify)
+
+    def client(self, service: str, region: str, fips: bool = False) -> Any:
+        """
+        A boto3 client per (service, region, FIPS), over one session per source.
+
+        :param service: ``ecr``, ``ecr-public`` or ``sts``.
+        :param region: the client's region (the registry's).
+        :param fips: whether to select the service's FIPS endpoint.
+        """
+        with self._lock:
+            client = self._clients.get((service, region, fips))
+            if client is not None:
+                return client
+            if self._session is None:
+                from airflow.providers.amazon.aws.hooks.base_aws import SessionFactory
+
+                self._wrapper = self._connection_wrapper()
+                self._session = SessionFactory(conn=self._wrapper).create_session()
+            wrapper = self._wrapper
+            client = self._session.client(
+                service_name=service,
+                region_name=region,
+                endpoint_url=wrapper.get_service_endpoint_url(service),
+                config=with_fips_endpoint(wrapper.botocore_config) if fips else wrapper.botocore_config,
+                verify=wrapper.verify,
+            )
+            self._clients[(service, region, fips)] = client
+            return client
+
+    def fetch(self, registries: Sequence[EcrRegistry]) -> dict[str, EcrToken]:
+        first = registries[0]
+        with translate_aws_errors(self.description, registries, configured_in=self.configured_in) as call:
+            if first.public:
+                client = self.client("ecr-public", ECR_PUBLIC_REGION)
+                call.endpoint_url = client.meta.endpoint_url
+                data = client.get_authorization_token()["authorizationData"]
+                return {"": token_from(data, ECR_PUBLIC_PROXY_ENDPOINT)}
+            ids = sorted({r.registry_id for r in registries})
+            client = self.client("ecr", first.region, fips=any(r.fips for r in registries))
+            call.endpoint_url = client.meta.endpoint_url
+            response = client.get_authorization_token(registryIds=ids)
+            return tokens_by_registry_id(response["authorizationData"], ids)

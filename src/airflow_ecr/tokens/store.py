@@ -1,0 +1,424 @@
+"""
+Where tokens are kept between lookups: the :class:`TokenStore` protocol and its three stores.
+
+- :class:`MemoryStore`: this process's tokens, one store per :class:`~airflow_ecr.tokens.cache.TokenCache`.
+- :class:`FileStore`: the host cache shared by every task process of a worker: one JSON file per
+  key in a directory only its owner can read, written atomically (``mkstemp`` + ``os.replace``),
+  with a kernel-released ``flock`` per name for single flight. Every rule about that directory
+  (location, owner, mode) lives here; :meth:`FileStore.inspect` explains them to ``doctor``.
+- :class:`NullStore`: no host cache (``[ecr] cache_enabled = False``, or a directory that cannot be used).
+
+Besides tokens, a store keeps a small identity index (a non-secret locator, such as a connection
+id, to the identity it resolved to), so a cache hit needs no connection lookup.
+
+Every problem (missing, corrupt, foreign or group-readable file, unwritable directory) is logged
+and treated as a miss: a store can make things faster, never make them fail.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import json
+import logging
+import os
+import pwd
+import random
+import stat
+import tempfile
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from airflow_ecr.tokens.token import EcrToken
+
+log = logging.getLogger(__name__)
+
+CACHE_DIR_SETTING = "[ecr] cache_dir (AIRFLOW__ECR__CACHE_DIR)"
+CACHE_DIR_NAME = "airflow-ecr"
+_INDEX_VERSION = 1
+# Entries are a few hundred bytes; anything longer than this is not one of ours.
+_MAX_ENTRY_SIZE = 64 * 1024
+
+
+class TokenStore(Protocol):
+    """Keeps tokens by key (a non-secret hash); every method tolerates every problem."""
+
+    def read(self, key: str) -> EcrToken | None:
+        """The token stored under ``key``, or None."""
+        ...
+
+    def write(self, key: str, token: EcrToken) -> None:
+        """Store ``token`` under ``key``, replacing what was there."""
+        ...
+
+    def remove(self, key: str, password: str) -> None:
+        """Remove the entry if it still holds ``password`` (a newer token stays)."""
+        ...
+
+    def read_identity(self, locator: str, now: float) -> str | None:
+        """The identity ``locator`` resolved to, if recorded and not past its ``valid_until``."""
+        ...
+
+    def write_identity(self, locator: str, identity: str, valid_until: float) -> None:
+        """Record that ``locator`` resolves to ``identity`` until ``valid_until``."""
+        ...
+
+    def forget_identity(self, locator: str) -> None:
+        """Drop the record of ``locator``."""
+        ...
+
+    def lock(self, name: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
+        """Hold the cross-process lock ``name`` for the block; yield whether it was obtained."""
+        ...
+
+
+class NullStore:
+    """Keeps nothing."""
+
+    def read(self, key: str) -> EcrToken | None:
+        return None
+
+    def write(self, key: str, token: EcrToken) -> None:
+        pass
+
+    def remove(self, key: str, password: str) -> None:
+        pass
+
+    def read_identity(self, locator: str, now: float) -> str | None:
+        return None
+
+    def write_identity(self, locator: str, identity: str, valid_until: float) -> None:
+        pass
+
+    def forget_identity(self, locator: str) -> None:
+        pass
+
+    def lock(self, name: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
+        return contextlib.nullcontext(False)
+
+
+# Every MemoryStore of the process, so that all can be emptied at once (tests; a new task process).
+_MEMORY_STORES: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
+
+
+class MemoryStore(NullStore):
+    """This process's tokens and identity records, for one cache."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, EcrToken] = {}
+        self._identities: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+        _MEMORY_STORES.add(self)
+
+    def read(self, key: str) -> EcrToken | None:
+        return self._tokens.get(key)
+
+    def write(self, key: str, token: EcrToken) -> None:
+        with self._lock:
+            self._tokens[key] = token
+
+    def remove(self, key: str, password: str) -> None:
+        with self._lock:
+            if (current := self._tokens.get(key)) is not None and current.password == password:
+                del self._tokens[key]
+
+    def read_identity(self, locator: str, now: float) -> str | None:
+        record = self._identities.get(locator)
+        return record[0] if record is not None and now < record[1] else None
+
+    def write_identity(self, locator: str, identity: str, valid_until: float) -> None:
+        with self._lock:
+            self._identities[locator] = (identity, valid_until)
+
+    def forget_identity(self, locator: str) -> None:
+        with self._lock:
+            self._identities.pop(locator, None)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._tokens.clear()
+            self._identities.clear()
+
+    @staticmethod
+    def clear_all() -> None:
+        """Empty every memory store of this process."""
+        for store in list(_MEMORY_STORES):
+            store.clear()
+
+
+@dataclass(frozen=True)
+class CacheInspection:
+    """
+    Whether the host cache can work in a directory, and why not (what ``doctor`` shows).
+
+    :param status: ``ok``, or ``warn`` when the cache is off (tasks then work without it).
+    :param summary: what was found, in one sentence.
+    :param fix: what to do about a warning.
+    :param details: facts for machines (directory, owner, mode, entries); never a secret.
+    """
+
+    status: Literal["ok", "warn"]
+    summary: str
+    fix: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def default_cache_dir() -> Path:
+    """
+    The host cache's directory unless ``[ecr] cache_dir`` names one: ``$XDG_CACHE_HOME/airflow-ecr``,
+    or ``~/.cache/airflow-ecr``.
+    """
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / CACHE_DIR_NAME
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _mode_or_zero(path: Path) -> int:
+    try:
+        return stat.S_IMODE(path.stat().st_mode)
+    except OSError:
+        return 0
+
+
+def _private_problem(info: os.stat_result) -> Literal["foreign_owner", "open_mode"] | None:
+    """The rule every use of the cache directory applies: it must be this user's, and private."""
+    if info.st_uid != os.geteuid():
+        return "foreign_owner"
+    if info.st_mode & 0o077:
+        return "open_mode"
+    return None
+
+
+class FileStore(NullStore):
+    """
+    The host cache: one JSON file per key, readable by its owner only.
+
+    :param directory: the cache directory (created 0700 if missing).
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._usable: bool | None = None
+
+    def usable(self) -> bool:
+        """Whether the directory exists (or could be created), is ours and is private."""
+        if self._usable is None:
+            self._usable = self._check_directory()
+        return self._usable
+
+    def _check_directory(self) -> bool:
+        try:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            info = self.directory.stat()
+        except OSError as err:
+            log.warning("ECR token cache disabled: cannot create %s (%s).", self.directory, err.strerror)
+            return False
+        problem = _private_problem(info)
+        if problem == "foreign_owner":
+            log.warning("ECR token cache disabled: %s belongs to another user.", self.directory)
+        elif problem == "open_mode":
+            log.warning(
+                "ECR token cache disabled: %s is accessible to other users (mode %o); "
+                "make it 0700 to enable the cache.",
+                self.directory,
+                stat.S_IMODE(info.st_mode),
+            )
+        return problem is None
+
+    def inspect(self) -> CacheInspection:
+        """Whether the cache can work here, with the rules :meth:`usable` applies, creating nothing."""
+        directory = self.directory
+        details: dict[str, Any] = {"enabled": True, "directory": str(directory)}
+        try:
+            info = directory.stat()
+        except FileNotFoundError:
+            parent = next((p for p in directory.parents if p.exists()), Path("/"))
+            details["exists"] = False
+            if os.access(parent, os.W_OK | os.X_OK):
+                return CacheInspection(
+                    "ok", f"{directory} does not exist yet; it is created (mode 0700) on first use", details=details
+                )
+            return CacheInspection(
+                "warn",
+                f"{directory} does not exist and cannot be created: {parent} is not writable by this user",
+                fix=f"create it (mkdir -m 700 {directory}) or set {CACHE_DIR_SETTING}; "
+                "until then every task fetches its own token",
+                details=details,
+            )
+        except OSError as err:
+            return CacheInspection(
+                "warn",
+                f"cannot inspect {directory}: {err.strerror}",
+                fix=f"fix it or set {CACHE_DIR_SETTING}",
+                details=details,
+            )
+        mode = stat.S_IMODE(info.st_mode)
+        details.update(exists=True, owner=_user(info.st_uid), mode=f"{mode:04o}")
+        if not stat.S_ISDIR(info.st_mode):
+            return CacheInspection(
+                "warn", f"{directory} is not a directory", fix=f"remove it or set {CACHE_DIR_SETTING}", details=details
+            )
+        problem = _private_problem(info)
+        if problem == "foreign_owner":
+            return CacheInspection(
+                "warn",
+                f"{directory} belongs to {_user(info.st_uid)}, not to this user ({_user(os.geteuid())}): "
+                "the cache is off",
+                fix=f"run tasks as its owner, chown it, or set {CACHE_DIR_SETTING} to a directory of this user",
+                details=details,
+            )
+        if problem == "open_mode":
+            return CacheInspection(
+                "warn",
+                f"{directory} has mode {mode:04o}, open to other users: the cache is off (tokens are secrets)",
+                fix=f"chmod 700 {directory}",
+                details=details,
+            )
+        if not os.access(directory, os.W_OK | os.X_OK):
+            return CacheInspection(
+                "warn", f"{directory} is not writable: the cache is off", fix=f"chmod 700 {directory}", details=details
+            )
+        entries = list(directory.glob("*.json"))
+        exposed = [p.name for p in entries if _mode_or_zero(p) & 0o077]
+        details["entries"] = len(entries)
+        if exposed:
+            return CacheInspection(
+                "warn",
+                f"{len(exposed)} cache file(s) in {directory} are readable by others and ignored",
+                fix=f"chmod 600 {directory}/*.json (or delete them)",
+                details=details,
+            )
+        return CacheInspection(
+            "ok", f"{directory} (mode {mode:04o}, owner {_user(info.st_uid)}, {len(entries)} token(s))", details=details
+        )
+
+    def _path(self, key: str, suffix: str) -> Path:
+        return self.directory / f"{key}{suffix}"
+
+    def _read_json(self, path: Path) -> Any:
+        """The JSON in ``path`` if the file is private to this user, else None."""
+        # os.open/os.read, not open(): a task process reads these files once, and the buffered
+        # text layer costs more there than the read itself.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            if _private_problem(os.fstat(fd)) is not None:
+                log.warning("Ignoring ECR token cache file %s: not private to this user.", path)
+                return None
+            data = os.read(fd, _MAX_ENTRY_SIZE)
+        finally:
+            os.close(fd)
+        return json.loads(data)
+
+    def read(self, key: str) -> EcrToken | None:
+        if not self.usable():
+            return None
+        path = self._path(key, ".json")
+        try:
+            data = self._read_json(path)
+            return None if data is None else EcrToken.from_json(data)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("Ignoring unreadable ECR token cache file %s (%s).", path, type(err).__name__)
+            return None
+
+    def _write_json(self, path: Path, data: Any) -> None:
+        try:
+            fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
+        except OSError as err:
+            log.warning("Cannot write the ECR token cache in %s (%s).", self.directory, err.strerror)
+            return
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp: mode 0600
+                json.dump(data, handle)
+            os.replace(temp, path)
+        except OSError as err:
+            log.warning("Cannot write the ECR token cache in %s (%s).", self.directory, err.strerror)
+            with contextlib.suppress(OSError):
+                os.unlink(temp)
+
+    def write(self, key: str, token: EcrToken) -> None:
+        if self.usable():
+            self._write_json(self._path(key, ".json"), token.to_json())
+
+    def remove(self, key: str, password: str) -> None:
+        current = self.read(key)
+        if current is not None and current.password == password:
+            with contextlib.suppress(OSError):
+                os.unlink(self._path(key, ".json"))
+
+    def read_identity(self, locator: str, now: float) -> str | None:
+        if not self.usable():
+            return None
+        try:
+            data = self._read_json(self._path(locator, ".identity"))
+            if isinstance(data, dict) and data.get("version") == _INDEX_VERSION and now < float(data["valid_until"]):
+                return str(data["identity"])
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            log.warning("Ignoring unreadable ECR token cache index %s (%s).", locator, type(err).__name__)
+        return None
+
+    def write_identity(self, locator: str, identity: str, valid_until: float) -> None:
+        if self.usable():
+            record = {"version": _INDEX_VERSION, "identity": identity, "valid_until": valid_until}
+            self._write_json(self._path(locator, ".identity"), record)
+
+    def forget_identity(self, locator: str) -> None:
+        if self.usable():
+            with contextlib.suppress(OSError):
+                os.unlink(self._path(locator, ".identity"))
+
+    @contextlib.contextmanager
+    def lock(self, name: str, timeout: float) -> Iterator[bool]:
+        """
+        Hold the cross-process lock ``name`` for the block; yield whether it was obtained.
+
+        The kernel drops a ``flock`` when its holder dies, so a killed process never blocks the
+        others; a live but stuck holder is waited for at most ``timeout`` seconds.
+        """
+        if not self.usable():
+            yield False
+            return
+        try:
+            fd = os.open(self._path(name, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as err:
+            log.warning("Cannot open the ECR token cache lock (%s); fetching without it.", err.strerror)
+            yield False
+            return
+        try:
+            deadline = time.monotonic() + timeout
+            delay = 0.002
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except OSError as err:
+                    if err.errno not in (errno.EAGAIN, errno.EACCES):
+                        log.warning("ECR token cache lock failed (%s); fetching without it.", err.strerror)
+                        yield False
+                        return
+                if time.monotonic() >= deadline:
+                    log.warning(
+                        "Waited %.0f s for another process fetching an ECR token; fetching without it.", timeout
+                    )
+                    yield False
+                    return
+                time.sleep(delay * (1 + random.random()))  # noqa: S311 - jitter, not crypto
+                delay = min(delay * 2, 0.05)
+            yield True
+        finally:
+            os.close(fd)  # closing drops the lock

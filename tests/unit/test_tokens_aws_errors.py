@@ -1,0 +1,93 @@
+"""tokens/aws_errors.py: one classification of AWS failures, rendered for tasks and for doctor."""
+
+from __future__ import annotations
+
+import pytest
+from botocore.exceptions import (
+    ClientError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    PartialCredentialsError,
+    ReadTimeoutError,
+)
+
+from airflow_ecr import exit_codes
+from airflow_ecr.exceptions import EcrCredentialsError, EcrServiceError
+from airflow_ecr.registry import parse_registry_host
+from airflow_ecr.tokens.aws_errors import classify, sts_advice, token_error, token_fix, translate_aws_errors
+
+REG = parse_registry_host("111111111111.dkr.ecr.eu-west-1.amazonaws.com")
+
+
+def client_error(code: str, retries: int = 0) -> ClientError:
+    response = {"Error": {"Code": code, "Message": f"{code} said no"}, "ResponseMetadata": {"RetryAttempts": retries}}
+    return ClientError(response, "GetAuthorizationToken")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("error", "kind", "exit_code", "raised"),
+    [
+        (NoCredentialsError(), "no_credentials", exit_codes.EXIT_AWS_CREDENTIALS, EcrCredentialsError),
+        (PartialCredentialsError(provider="env", cred_var="x"), "partial_credentials", 3, EcrCredentialsError),
+        (NoRegionError(), "no_region", exit_codes.EXIT_AWS_CREDENTIALS, EcrCredentialsError),
+        (
+            EndpointConnectionError(endpoint_url="https://api"),
+            "unreachable",
+            exit_codes.EXIT_ECR_SERVICE,
+            EcrServiceError,
+        ),
+        (client_error("AccessDeniedException"), "access_denied", 3, EcrCredentialsError),
+        (client_error("ExpiredTokenException"), "invalid_credentials", 3, EcrCredentialsError),
+        (client_error("ThrottlingException", retries=4), "throttled", exit_codes.EXIT_ECR_SERVICE, EcrServiceError),
+        (client_error("ServerException"), "service_error", exit_codes.EXIT_ECR_SERVICE, EcrServiceError),
+        (ReadTimeoutError(endpoint_url="https://api"), "client_error", exit_codes.EXIT_ECR_SERVICE, EcrServiceError),
+    ],
+)
+def test_each_failure_has_one_kind_one_exit_code_and_one_error_class(
+    error: Exception, kind: str, exit_code: int, raised: type
+) -> None:
+    failure = classify(error, "https://api")
+    assert (failure.kind, failure.exit_code) == (kind, exit_code)
+    rendered = token_error(failure, "aws_conn_id='x'", [REG])
+    assert type(rendered) is raised and rendered.failure is failure and rendered.exit_code == exit_code
+    assert "\n" not in str(rendered)
+    summary, fix = sts_advice(failure, "aws_conn_id='x'")
+    assert summary and fix
+
+
+def test_attempts_and_endpoint_are_data() -> None:
+    failure = classify(client_error("ThrottlingException", retries=4), "https://api.ecr")
+    assert (failure.attempts, failure.endpoint, failure.code) == (5, "https://api.ecr", "ThrottlingException")
+    assert "5 attempt(s)" in str(token_error(failure, "s", [REG]))
+
+
+def test_a_foreign_exception_is_unexpected_and_its_text_is_not_kept() -> None:
+    failure = classify(RuntimeError("secret-ish text"), None)
+    assert failure.kind == "unexpected" and failure.exit_code == exit_codes.EXIT_UNEXPECTED
+    assert "secret-ish" not in repr(failure)
+
+
+def test_translate_passes_foreign_errors_through_and_records_the_endpoint() -> None:
+    with pytest.raises(RuntimeError), translate_aws_errors("s", [REG]):
+        raise RuntimeError("not AWS")
+    endpoint = "https://api.ecr.eu-west-1.amazonaws.com"
+
+    def denied_call() -> None:
+        with translate_aws_errors("s", [REG]) as call:
+            call.endpoint_url = endpoint
+            raise client_error("AccessDeniedException")
+
+    with pytest.raises(EcrCredentialsError) as err:
+        denied_call()
+    assert err.value.failure is not None and err.value.failure.endpoint == endpoint
+
+
+def test_doctor_advice_is_chosen_from_the_kind_not_the_text() -> None:
+    denied = token_error(classify(client_error("AccessDeniedException")), "s", [REG])
+    expired = token_error(classify(client_error("ExpiredToken")), "s", [REG])
+    down = token_error(classify(client_error("ServerException")), "s", [REG])
+    action = "ecr:GetAuthorizationToken"
+    assert token_fix(denied, action, "arn:x", "eu-west-1").startswith("grant ecr:GetAuthorizationToken")
+    assert token_fix(expired, action, "arn:x", "eu-west-1") == "fix the AWS credentials (see above)"
+    assert "network path" in token_fix(down, action, "arn:x", "eu-west-1")
