@@ -18,7 +18,7 @@ _LAZY = {
     "EcrDockerConnectionBackend": "airflow_ecr.secrets.ecr",
     "ecr_refresh_dag": "airflow_ecr.dags",
     "EcrRegistry": "airflow_ecr.registry",
-    "TokenCache": "airflow_ecr.tokens",
+    "TokenCache": "airflow_ecr.tokens.cache",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -58,7 +58,15 @@ if TYPE_CHECKING:
 
     conf: Any
 
-__all__ = [*_HOMES, "airflow_version", "check_airflow_version", "is_airflow_3", "optional", "push_xcom"]
+__all__ = [
+    *_HOMES,
+    "airflow_version",
+    "check_airflow_version",
+    "is_airflow_3",
+    "optional",
+    "push_xcom",
+    "secrets_backend_connection_class",
+]
 
 _resolved: dict[str, Any] = {}
 
@@ -106,6 +114,21 @@ def push_xcom(context: Any, key: str, value: Any) -> None:
     ``@task.docker`` fails on 3.0 with ``AttributeError: ... no attribute 'xcom_push'``.
     """
     context["ti"].xcom_push(key=key, value=value)
+
+
+def secrets_backend_connection_class(backend: Any) -> type:
+    """The Connection class a secrets backend builds the connections it returns with.
+
+    Airflow 3 sets one on every backend it loads (core's ``Connection`` in the scheduler and API
+    server, the task SDK's in task processes) and answers it from the private
+    ``BaseSecretsBackend._get_connection_class``; Airflow 2 has neither and uses the ORM model.
+
+    :param backend: a ``BaseSecretsBackend`` instance.
+    """
+    getter = getattr(backend, "_get_connection_class", None)
+    if getter is not None:
+        return getter()
+    return __getattr__("ConnectionModel")
 
 
 def _find(name: str, homes: tuple[str, ...]) -> Any:

@@ -11,20 +11,11 @@ API with ``--api-conn-id``. It prints one line.
 ``airflow-ecr doctor [--image REF] [--aws-conn-id ID] [--docker-url URL] [--json]`` checks, in
 order, the AWS identity, ECR permission, host token cache, Docker daemon, registry, image manifest
 and swarm mode (see :mod:`airflow_ecr.doctor`), prints a table (or JSON) and stops at the first
-hard failure. Both commands share these exit codes:
+hard failure.
 
-====  ===========================================================================
-0     success (doctor: no check failed; warnings allowed)
-1     unexpected error
-2     bad arguments (usage, malformed image, registry id, host or region) or ``[ecr]`` configuration
-3     AWS refused: no or invalid credentials, no ``ecr:GetAuthorizationToken``, or (doctor) the
-      registry refused the identity (``ecr:BatchGetImage``)
-4     the AWS API (ECR, STS) was unreachable or failing
-5     refresh-connection: the connection could not be written (database or REST API down or refusing)
-6     doctor: the Docker daemon could not be reached
-7     doctor: the registry could not be reached from the Docker daemon
-8     doctor: the image (repository, tag or digest) does not exist
-====  ===========================================================================
+Both commands share the exit codes of :mod:`airflow_ecr.exit_codes` (the table is there). An
+airflow-ecr error names its own (``EcrError.exit_code``): :func:`main` ends with it and the error's
+one sentence; any other exception is exit code 1, shown by its type only.
 
 ``airflow-ecr docs [PAGE]`` prints the documentation's address and the pages shipped in the
 package, or one page's Markdown (exit code 2 for an unknown page). It and ``--version`` import
@@ -45,19 +36,23 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from airflow_ecr import __version__
 
-EXIT_OK = 0
-EXIT_UNEXPECTED = 1
-EXIT_USAGE = 2
-EXIT_AWS_CREDENTIALS = 3
-EXIT_ECR_SERVICE = 4
-EXIT_WRITE = 5
-EXIT_DOCKER = 6
-EXIT_REGISTRY = 7
-EXIT_IMAGE = 8
+# Pure constants (no Airflow for --version and docs); re-exported, as `cli.EXIT_*` names them too.
+from airflow_ecr.exit_codes import EXIT_AWS_CREDENTIALS as EXIT_AWS_CREDENTIALS
+from airflow_ecr.exit_codes import EXIT_DOCKER as EXIT_DOCKER
+from airflow_ecr.exit_codes import EXIT_ECR_SERVICE as EXIT_ECR_SERVICE
+from airflow_ecr.exit_codes import EXIT_IMAGE as EXIT_IMAGE
+from airflow_ecr.exit_codes import EXIT_OK as EXIT_OK
+from airflow_ecr.exit_codes import EXIT_REGISTRY as EXIT_REGISTRY
+from airflow_ecr.exit_codes import EXIT_UNEXPECTED as EXIT_UNEXPECTED
+from airflow_ecr.exit_codes import EXIT_USAGE as EXIT_USAGE
+from airflow_ecr.exit_codes import EXIT_WRITE as EXIT_WRITE
+
+if TYPE_CHECKING:
+    from airflow_ecr.exceptions import EcrError
 
 PROG = "airflow-ecr"
 # Also [project.urls] Documentation in pyproject.toml (a unit test keeps the two equal): GitHub
@@ -218,21 +213,20 @@ def _quiet_airflow() -> None:
 
 
 def refresh_connection(args: argparse.Namespace) -> tuple[int, str]:
-    """Run ``refresh-connection``; returns (exit code, the one-line message)."""
-    from airflow_ecr.exceptions import (
-        EcrConfigurationError,
-        EcrCredentialsError,
-        EcrServiceError,
-    )
-    from airflow_ecr.operators.credentials import (
-        ConnectionWriteError,
+    """
+    Run ``refresh-connection``; returns (exit code, the one-line message).
+
+    :raises EcrError: what went wrong; :func:`main` ends with its ``exit_code`` and prints its message.
+    """
+    from airflow_ecr.connections import (
         ConnectionWriter,
         OrmConnectionWriter,
         RestApiConnectionWriter,
         refresh_docker_connections,
     )
+    from airflow_ecr.exceptions import EcrConfigurationError
     from airflow_ecr.registry import registry_host, resolve_host, validate_account_id
-    from airflow_ecr.tokens import AwsConnectionTokenSource
+    from airflow_ecr.tokens.sources import EcrTokenSource
 
     try:
         if args.registry is not None:
@@ -241,23 +235,17 @@ def refresh_connection(args: argparse.Namespace) -> tuple[int, str]:
             validate_account_id(args.registry_id.strip())
             region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
             if not region:
-                return EXIT_USAGE, "--registry-id needs --region (or AWS_REGION)"
+                raise EcrConfigurationError("--registry-id needs --region (or AWS_REGION)")
             registry = resolve_host(registry_host(args.registry_id.strip(), region))
+    except EcrConfigurationError:
+        raise
     except ValueError as err:
-        return EXIT_USAGE, str(err)
+        raise EcrConfigurationError(str(err)) from None
     writer: ConnectionWriter = RestApiConnectionWriter(args.api_conn_id) if args.api_conn_id else OrmConnectionWriter()
-    try:
-        (login,) = refresh_docker_connections(
-            [(args.conn_id, registry)], source=AwsConnectionTokenSource(args.aws_conn_id), writer=writer
-        )
-    except EcrConfigurationError as err:
-        return EXIT_USAGE, str(err)
-    except EcrCredentialsError as err:
-        return EXIT_AWS_CREDENTIALS, str(err)
-    except EcrServiceError as err:
-        return EXIT_ECR_SERVICE, str(err)
-    except ConnectionWriteError as err:
-        return EXIT_WRITE, str(err)
+    # An EcrError (configuration, AWS, connection write) goes to main(): the one error -> exit code mapping.
+    (login,) = refresh_docker_connections(
+        [(args.conn_id, registry)], source=EcrTokenSource.from_connection(args.aws_conn_id), writer=writer
+    )
     summary = login.summary()
     return EXIT_OK, (
         f"wrote docker connection {summary['conn_id']!r} for {summary['host']} "
@@ -299,6 +287,29 @@ def doctor(args: argparse.Namespace) -> int:
     return checks.exit_code(results)
 
 
+def _ecr_error(err: BaseException) -> EcrError | None:
+    """``err`` if it is an airflow-ecr error (an :class:`~airflow_ecr.exceptions.EcrError`), else None."""
+    # Never imported: err cannot be one of its errors (and importing it now would load Airflow).
+    exceptions = sys.modules.get("airflow_ecr.exceptions")
+    if exceptions is not None and isinstance(err, exceptions.EcrError):
+        return err
+    return None
+
+
+def error_result(err: Exception) -> tuple[int, str]:
+    """
+    (exit code, message) for an exception out of a command: the one exception -> exit code mapping.
+
+    An airflow-ecr error names its exit code (``EcrError.exit_code``) and says what to fix; any
+    other exception is unexpected, named by its type only: its text could carry anything,
+    including a secret.
+    """
+    own = _ecr_error(err)
+    if own is not None:
+        return own.exit_code, str(own)
+    return EXIT_UNEXPECTED, f"unexpected {type(err).__name__}; rerun with --verbose for the traceback"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """The console script's entry point; returns the exit code."""
     args = build_parser().parse_args(argv)
@@ -312,11 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except Exception as err:
             if args.verbose:
                 raise
-            print(
-                f"{PROG}: error: unexpected {type(err).__name__}; rerun with --verbose for the traceback",
-                file=sys.stderr,
-            )
-            return EXIT_UNEXPECTED
+            code, message = error_result(err)
+            print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+            return code
     # Airflow 3 logs through structlog to stdout whatever the level of stdlib loggers: the work's
     # own output is held back (shown with --verbose) so that cron sees exactly one line.
     # Airflow 2 also prints deprecation warnings to stderr at import, whatever the filters.
@@ -328,10 +337,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 quiet.enter_context(contextlib.redirect_stderr(chatter))
             code, message = refresh_connection(args)
     except Exception as err:
-        # The type only: an unexpected error's text could carry anything, including a secret.
-        if args.verbose:
+        # An airflow-ecr error is expected (its message says what to fix); --verbose shows the
+        # traceback of anything else.
+        if args.verbose and _ecr_error(err) is None:
             raise
-        code, message = EXIT_UNEXPECTED, f"unexpected {type(err).__name__}; rerun with --verbose for the traceback"
+        code, message = error_result(err)
     # One line, even if a message spans several: cron mails and log scrapers read lines.
     line = " ".join(message.split())
     if code == EXIT_OK:

@@ -8,7 +8,11 @@ For teams that prefer a scheduled refresh inside Airflow to a task before every 
 
     dag = ecr_refresh_dag(conn_id="docker_ecr", registry="123456789012.dkr.ecr.eu-west-1.amazonaws.com")
 
-ECR tokens live 12 hours; the default schedule (every 6 hours) leaves one failed run of slack.
+The default schedule is the refresh policy's interval
+(:attr:`~airflow_ecr.tokens.policy.RefreshPolicy.refresh_interval`): ``[ecr] refresh_ratio`` of
+ECR's 12-hour token life, every 6 hours by default. Each run writes a token that outlives the next
+run (:attr:`~airflow_ecr.tokens.policy.RefreshPolicy.stored_token_min_life`), and a failed run is
+retried while the previous token still works.
 """
 
 from __future__ import annotations
@@ -16,19 +20,29 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from airflow_ecr.connections import DEFAULT_API_CONN_ID
 from airflow_ecr.exceptions import EcrConfigurationError
-from airflow_ecr.operators.credentials import DEFAULT_API_CONN_ID, EcrCredentialRegisterOperator
+from airflow_ecr.operators.credentials import EcrCredentialRegisterOperator
 from airflow_ecr.registry import resolve_host
+from airflow_ecr.tokens.policy import RefreshPolicy
 
-# ECR tokens live 12 h: refresh well before, and retry soon enough to stay inside the window.
-DEFAULT_SCHEDULE = timedelta(hours=6)
+
+class _RefreshInterval:
+    """The default ``schedule``: the refresh policy's interval, read from ``[ecr]`` when the DAG is built."""
+
+    def __repr__(self) -> str:
+        return "RefreshPolicy.refresh_interval"
+
+
+# A marker, not None: ``schedule=None`` keeps Airflow's meaning (no schedule, manual runs only).
+REFRESH_INTERVAL: Any = _RefreshInterval()
 
 
 def ecr_refresh_dag(
     *,
     conn_id: str,
     registry: str,
-    schedule: Any = DEFAULT_SCHEDULE,
+    schedule: Any = REFRESH_INTERVAL,
     dag_id: str | None = None,
     aws_conn_id: str | None = "aws_default",
     api_conn_id: str | None = DEFAULT_API_CONN_ID,
@@ -42,7 +56,9 @@ def ecr_refresh_dag(
 
     :param conn_id: the docker connection to keep fresh.
     :param registry: the ECR registry host, e.g. ``123456789012.dkr.ecr.eu-west-1.amazonaws.com``.
-    :param schedule: the refresh schedule (a timedelta or cron expression); default 6 hours.
+    :param schedule: the refresh schedule (a timedelta or cron expression; None: manual runs only).
+        Default: the refresh policy's interval, ``[ecr] refresh_ratio`` of ECR's 12-hour token life
+        (6 hours by default), which every written token outlives.
     :param dag_id: the DAG id (default ``ecr_refresh_<conn_id>``).
     :param aws_conn_id: the Airflow AWS connection tokens are fetched with (None: boto3's chain).
     :param api_conn_id: Airflow 3: the connection holding the REST API's URL and credentials.
@@ -59,6 +75,8 @@ def ecr_refresh_dag(
         raise EcrConfigurationError("ECR Public needs no stored credentials for pulls: drop this DAG.")
     from airflow_ecr._compat import DAG
 
+    if schedule is REFRESH_INTERVAL:
+        schedule = RefreshPolicy.from_airflow_config().refresh_interval
     dag_kwargs.setdefault("catchup", False)
     # Two refreshes at once would be harmless (upserts) but pointless.
     dag_kwargs.setdefault("max_active_runs", 1)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow_ecr import __version__
+from airflow_ecr import __version__, settings
 
 # Kept here rather than imported from the hook: provider discovery must not import docker-py.
 ECR_CONNECTION_FIELDS = {
@@ -70,7 +70,7 @@ def get_provider_info() -> dict[str, Any]:
                         "version_added": "0.1.0",
                         "type": "boolean",
                         "example": None,
-                        "default": "True",
+                        "default": str(settings.DEFAULT_CACHE_ENABLED),
                     },
                     "cache_dir": {
                         "description": "Directory of the host token cache (created 0700). Empty means "
@@ -82,11 +82,12 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "refresh_ratio": {
                         "description": "Fraction of a token's life after which it is refreshed "
-                        "(ECR tokens live 12 hours; 0.5 refreshes after 6).",
+                        f"(ECR tokens live 12 hours; {settings.DEFAULT_REFRESH_RATIO:g} refreshes after "
+                        f"{settings.DEFAULT_REFRESH_RATIO * 12:g}).",
                         "version_added": "0.1.0",
                         "type": "float",
                         "example": None,
-                        "default": "0.5",
+                        "default": f"{settings.DEFAULT_REFRESH_RATIO:g}",
                     },
                     "lock_timeout": {
                         "description": "Seconds a process waits for another process of the host that "
@@ -94,7 +95,7 @@ def get_provider_info() -> dict[str, Any]:
                         "version_added": "0.1.0",
                         "type": "float",
                         "example": None,
-                        "default": "60",
+                        "default": f"{settings.DEFAULT_LOCK_TIMEOUT:g}",
                     },
                 },
             }

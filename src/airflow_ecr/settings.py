@@ -2,7 +2,9 @@
 The ``[ecr]`` section of Airflow's configuration, read once per process.
 
 Every option's name, default and validation lives here; ``provider_info`` publishes the defaults
-and the token modules ask :func:`ecr_settings`. A task process reads the section once: the result
+and the token modules ask :func:`ecr_settings`. This module imports nothing at import time, not even
+Airflow: provider discovery loads ``provider_info`` (which reads the defaults here) while Airflow
+itself is still starting. A task process reads the section once: the result
 is kept until one of the environment variables that could change it does (``AIRFLOW__ECR__*``
 overrides, as tests and deployments set them), which costs a few dictionary lookups instead of four
 configuration lookups.
@@ -14,19 +16,17 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from airflow_ecr.exceptions import EcrConfigurationError
-from airflow_ecr.tokens.store import default_cache_dir
-
 SECTION = "ecr"
 DEFAULT_CACHE_ENABLED = True
 DEFAULT_REFRESH_RATIO = 0.5
 DEFAULT_LOCK_TIMEOUT = 60.0
 _OPTIONS = ("cache_enabled", "cache_dir", "refresh_ratio", "lock_timeout")
-# The environment variables that can change what is read: the options' overrides (Airflow's
-# AIRFLOW__ECR__X, and its _CMD and _SECRET forms) and what decides the default directory and the
-# configuration file. Looked up by name: scanning the whole environment costs more than the read.
+# The environment variables that can change what is read: the options' overrides and what decides
+# the default directory and the configuration file. Looked up by name: scanning the whole
+# environment costs more than the read. (None of the options is sensitive, so Airflow reads no
+# _CMD or _SECRET form of them.)
 _ENV_INPUTS = (
-    *(f"AIRFLOW__ECR__{option.upper()}{suffix}" for option in _OPTIONS for suffix in ("", "_CMD", "_SECRET")),
+    *(f"AIRFLOW__ECR__{option.upper()}" for option in _OPTIONS),
     "XDG_CACHE_HOME",
     "HOME",
     "AIRFLOW_HOME",
@@ -56,6 +56,8 @@ def check_refresh_ratio(ratio: float) -> float:
     :raises EcrConfigurationError: with the sentence that says what to set.
     """
     if not 0 < ratio <= 1:
+        from airflow_ecr.exceptions import EcrConfigurationError
+
         raise EcrConfigurationError(f"[ecr] refresh_ratio must be in (0, 1], got {ratio}: set e.g. 0.5.")
     return ratio
 
@@ -74,6 +76,7 @@ def ecr_settings() -> EcrSettings:
     if _read is not None and _read[0] == overrides:
         return _read[1]
     from airflow_ecr._compat import conf
+    from airflow_ecr.tokens.store import default_cache_dir
 
     enabled = conf.getboolean(SECTION, "cache_enabled", fallback=DEFAULT_CACHE_ENABLED)
     directory = conf.get(SECTION, "cache_dir", fallback="")

@@ -106,3 +106,26 @@ def test_exit_codes_are_numbered_in_one_module() -> None:
 def test_docker_py_privates_live_in_one_module() -> None:
     private = r"\._(auth_configs|post_json|url|result|get|post|delete|stream_helper|raise_for_status)\b"
     assert _files_matching(private, skip=()) in ([], ["airflow_ecr.hooks._docker_compat"])
+
+
+def test_each_entry_module_imports_first_in_a_fresh_process() -> None:
+    """
+    Airflow loads provider metadata while it starts, so a cycle can appear only when one of our
+    modules is the first thing a process imports (an operator's DAG file, the secrets backend, the CLI).
+    """
+    import subprocess
+    import sys
+
+    entry_modules = ("exceptions", "settings", "provider_info", "tokens.cache", "secrets.ecr", "cli")
+    running = {
+        name: subprocess.Popen(
+            [sys.executable, "-c", f"import airflow_ecr.{name}"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        for name in entry_modules
+    }
+    failed = {}
+    for name, proc in running.items():
+        _, err = proc.communicate(timeout=120)
+        if proc.returncode:
+            failed[name] = err.decode(errors="replace").strip().splitlines()[-1]
+    assert not failed, failed

@@ -3,7 +3,7 @@ Stored-connection mode without Airflow processes: the naming rule and argument c
 EcrCredentialRegisterOperator, tokens from the in-process ECR emulator (boto3 over real HTTP), the
 REST API writer against a small fake of Airflow 3's connection API, the CLI's exit codes and the
 DAG factory. The real api-server, the ORM on PostgreSQL and real DAG runs are in
-tests/e2e/test_credentials.py.
+tests/e2e/test_credentials_lab.py.
 """
 
 from __future__ import annotations
@@ -17,22 +17,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from isolation import aws_test_connection, isolate_from_host, keep_airflow_logging
 
-from airflow_ecr import cli
-from airflow_ecr.exceptions import EcrConfigurationError, EcrCredentialsError
-from airflow_ecr.operators.credentials import (
-    ConnectionWriteError,
-    EcrCredentialRegisterOperator,
+from airflow_ecr import _compat, cli
+from airflow_ecr.connections import (
+    OrmConnectionWriter,
     RestApiConnectionWriter,
     connection_ids,
+    default_writer,
     normalize_registry_ids,
     refresh_docker_connections,
 )
+from airflow_ecr.exceptions import ConnectionWriteError, EcrConfigurationError, EcrCredentialsError
+from airflow_ecr.operators.credentials import EcrCredentialRegisterOperator
 from airflow_ecr.provider_info import get_provider_info
 from airflow_ecr.registry import resolve_host
 from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
-from airflow_ecr.tokens import AwsConnectionTokenSource, TokenCache
+from airflow_ecr.tokens.cache import TokenCache
+from airflow_ecr.tokens.sources import EcrTokenSource
+from helpers.isolation import aws_test_connection, isolate_from_host, keep_airflow_logging
 
 ACCT1, ACCT2 = "111111111111", "222222222222"
 REGION = "eu-west-1"
@@ -170,7 +172,7 @@ def test_access_denied_writes_nothing(emu: EcrEmulator) -> None:
     writer = RecordingWriter()
     with pytest.raises(EcrCredentialsError, match=r"aws_test.*ecr:GetAuthorizationToken"):
         refresh_docker_connections(
-            [("docker_ecr", resolve_host(HOST1))], source=AwsConnectionTokenSource("aws_test"), writer=writer
+            [("docker_ecr", resolve_host(HOST1))], source=EcrTokenSource.from_connection("aws_test"), writer=writer
         )
     assert writer.connections == {}
 
@@ -180,7 +182,7 @@ def test_region_without_that_registry_writes_nothing() -> None:
     with pytest.raises(EcrCredentialsError, match="not emulated in region ap-northeast-1"):
         refresh_docker_connections(
             [("docker_ecr", resolve_host(f"{ACCT1}.dkr.ecr.ap-northeast-1.amazonaws.com"))],
-            source=AwsConnectionTokenSource("aws_test"),
+            source=EcrTokenSource.from_connection("aws_test"),
             writer=writer,
         )
     assert writer.connections == {}
@@ -423,12 +425,21 @@ def test_operator_module_is_listed_in_provider_info() -> None:
     assert "airflow_ecr.operators.credentials" in modules
 
 
-def test_writer_follows_the_airflow_version(monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_ecr.operators import credentials
+def test_provider_info_publishes_the_settings_defaults() -> None:
+    """The defaults Airflow shows (``airflow config list``) are the ones the code uses."""
+    from airflow_ecr import settings
 
-    monkeypatch.setattr(credentials, "airflow_major_version", lambda: 3)
-    assert isinstance(credentials.default_writer("airflow_api"), RestApiConnectionWriter)
+    options = get_provider_info()["config"]["ecr"]["options"]
+    assert options["cache_enabled"]["default"] == str(settings.DEFAULT_CACHE_ENABLED)
+    assert float(options["refresh_ratio"]["default"]) == settings.DEFAULT_REFRESH_RATIO
+    assert float(options["lock_timeout"]["default"]) == settings.DEFAULT_LOCK_TIMEOUT
+    assert options["cache_dir"]["default"] == ""
+
+
+def test_writer_follows_the_airflow_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_compat, "is_airflow_3", lambda: True)
+    assert isinstance(default_writer("airflow_api"), RestApiConnectionWriter)
     with pytest.raises(EcrConfigurationError, match="set api_conn_id"):
-        credentials.default_writer(None)
-    monkeypatch.setattr(credentials, "airflow_major_version", lambda: 2)
-    assert isinstance(credentials.default_writer(None), credentials.OrmConnectionWriter)
+        default_writer(None)
+    monkeypatch.setattr(_compat, "is_airflow_3", lambda: False)
+    assert isinstance(default_writer(None), OrmConnectionWriter)

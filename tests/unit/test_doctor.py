@@ -1,9 +1,10 @@
 """
 ``airflow-ecr doctor`` without the lab: the ordering and stop-at-first-failure logic, the table
 and JSON formats, the host cache rules on real directories, the daemon check against a socket
-that does not exist, and the AWS checks through the real ``StsHook`` / ``AwsConnectionTokenSource``
+that does not exist, and the AWS checks through the real ``StsHook`` / ``EcrTokenSource``
 against the in-process emulator (boto3 over real HTTP, STS and ECR on one ``endpoint_url``).
-The registry and image checks need a daemon: tests/e2e/test_doctor_lab.py.
+The registry and image checks render a fake daemon's answers here; against a real daemon:
+tests/e2e/test_doctor_lab.py.
 """
 
 from __future__ import annotations
@@ -16,12 +17,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from isolation import aws_test_connection, isolate_from_host, keep_airflow_logging
 
-from airflow_ecr import cli, doctor
+from airflow_ecr import cli, doctor, exit_codes
 from airflow_ecr.doctor import Check, CheckResult, DoctorState, run_checks
 from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
-from airflow_ecr.tokens import EcrToken, TokenCache
+from airflow_ecr.tokens.cache import TokenCache
+from airflow_ecr.tokens.token import EcrToken
+from helpers.isolation import aws_test_connection, isolate_from_host, keep_airflow_logging
 
 ACCT = "111111111111"
 REGION = "eu-west-1"
@@ -65,15 +67,15 @@ def test_checks_run_in_order_and_stop_at_the_first_failure() -> None:
     checks = [
         fake("one", calls=calls),
         fake("two", "warn", calls=calls),
-        fake("three", "fail", cli.EXIT_DOCKER, calls=calls),
+        fake("three", "fail", exit_codes.EXIT_DOCKER, calls=calls),
         fake("four", calls=calls),
-        fake("five", "fail", cli.EXIT_IMAGE, calls=calls),
+        fake("five", "fail", exit_codes.EXIT_IMAGE, calls=calls),
     ]
     results = run_checks(DoctorState(image=IMAGE), checks)
     assert calls == ["one", "two", "three"]  # nothing after the failure runs
     assert [r.status for r in results] == ["ok", "warn", "fail", "skip", "skip"]
     assert results[3].summary == "not checked: fix Three first"
-    assert doctor.exit_code(results) == cli.EXIT_DOCKER  # the first failure's code, not the last's
+    assert doctor.exit_code(results) == exit_codes.EXIT_DOCKER  # the first failure's code, not the last's
 
 
 def test_warnings_and_infos_do_not_fail() -> None:
@@ -110,7 +112,7 @@ def test_an_unexpected_error_fails_the_check_with_its_type_only() -> None:
         raise RuntimeError(secret)
 
     results = run_checks(DoctorState(), [Check("boom", "Boom", boom), fake("after")])
-    assert (results[0].status, results[0].exit_code) == ("fail", cli.EXIT_UNEXPECTED)
+    assert (results[0].status, results[0].exit_code) == ("fail", exit_codes.EXIT_UNEXPECTED)
     assert results[0].summary == "unexpected RuntimeError"
     assert secret not in json.dumps(doctor.to_json(results)) + doctor.render_table(results)
     assert results[1].status == "skip"
@@ -237,14 +239,14 @@ def test_cache_disabled_is_information(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_cache_bad_configuration_fails(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AIRFLOW__ECR__REFRESH_RATIO", "7")
     result = doctor.check_host_cache(DoctorState())
-    assert (result.status, result.exit_code) == ("fail", cli.EXIT_USAGE)
+    assert (result.status, result.exit_code) == ("fail", exit_codes.EXIT_USAGE)
 
 
 # -- daemon (no daemon needed to fail) ----------------------------------------------------------
 def test_daemon_missing_socket(tmp_path: Path) -> None:
     url = f"unix://{tmp_path}/docker.sock"
     result = doctor.check_docker_daemon(DoctorState(docker_url=url))
-    assert (result.status, result.exit_code) == ("fail", cli.EXIT_DOCKER)
+    assert (result.status, result.exit_code) == ("fail", exit_codes.EXIT_DOCKER)
     assert result.summary == f"cannot reach the Docker daemon at {url}: no socket at {tmp_path}/docker.sock"
     assert "--docker-url" in (result.fix or "")
 
@@ -269,7 +271,62 @@ def test_daemon_failure_messages(error: str, expected: str) -> None:
     assert expected in doctor.daemon_failure("unix:///run/docker.sock", error)
 
 
-# -- AWS checks against the in-process emulator (StsHook, AwsConnectionTokenSource) --------------
+# -- registry and manifest: the daemon's answers, from a fake daemon ------------------------------
+class FakeDaemon:
+    """Answers ``POST /auth`` and ``GET /distribution`` with ``error``, as docker-py would raise it."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def _url(self, path: str) -> str:
+        return path
+
+    def _post_json(self, url: str, data: dict[str, str]) -> None:
+        raise self.error
+
+    def inspect_distribution(self, name: str, auth_config: dict[str, str]) -> None:
+        raise self.error
+
+
+def daemon_state(error: Exception) -> DoctorState:
+    state = DoctorState(image=IMAGE)
+    state.token = EcrToken("AWS", "pa55w0rd-xyz", "https://h", 2e9, 1e9)
+    state.client = FakeDaemon(error)
+    return state
+
+
+@pytest.mark.parametrize(
+    ("said", "registry_code", "image_code"),
+    [
+        ("unauthorized: authentication required", exit_codes.EXIT_AWS_CREDENTIALS, exit_codes.EXIT_AWS_CREDENTIALS),
+        ("dial tcp 10.0.0.1:443: connect: connection refused", exit_codes.EXIT_REGISTRY, exit_codes.EXIT_REGISTRY),
+        ("manifest unknown: manifest unknown", exit_codes.EXIT_REGISTRY, exit_codes.EXIT_IMAGE),
+    ],
+)
+def test_registry_and_manifest_render_the_daemons_refusal(said: str, registry_code: int, image_code: int) -> None:
+    from docker.errors import APIError
+
+    state = daemon_state(APIError("500 Server Error", explanation=f"{said} (pa55w0rd-xyz)"))
+    registry, image = doctor.check_registry(state), doctor.check_manifest(state)
+    assert (registry.status, registry.exit_code, image.status, image.exit_code) == (
+        "fail",
+        registry_code,
+        "fail",
+        image_code,
+    )
+    for result in (registry, image):
+        assert result.details["daemon_said"] == f"{said} (<token>)" and result.fix
+        assert "pa55w0rd" not in json.dumps(doctor.to_json([result]))
+
+
+def test_registry_and_manifest_when_the_daemon_goes_away() -> None:
+    state = daemon_state(ConnectionError("('Connection aborted.', ConnectionRefusedError(111, 'Connection refused'))"))
+    for result in (doctor.check_registry(state), doctor.check_manifest(state)):
+        assert (result.status, result.exit_code) == ("fail", exit_codes.EXIT_DOCKER)
+        assert "nothing listens there" in result.summary
+
+
+# -- AWS checks against the in-process emulator (StsHook, EcrTokenSource) -----------------------
 def test_identity_and_permission_ok(emu: EcrEmulator) -> None:
     state = DoctorState(image=IMAGE, aws_conn_id="aws_test")
     identity = doctor.check_aws_identity(state)
@@ -291,7 +348,7 @@ def test_ecr_deny_names_the_action_and_the_arn(emu: EcrEmulator) -> None:
     state = DoctorState(image=IMAGE, aws_conn_id="aws_test")
     results = run_checks(state, doctor.CHECKS[:3])
     assert [r.status for r in results] == ["ok", "fail", "skip"]
-    assert results[1].exit_code == cli.EXIT_AWS_CREDENTIALS
+    assert results[1].exit_code == exit_codes.EXIT_AWS_CREDENTIALS
     assert results[1].fix is not None
     assert results[1].fix.startswith(f"grant ecr:GetAuthorizationToken to arn:aws:iam::{ACCT}:user/{ACCESS_KEY}")
 
@@ -302,13 +359,13 @@ def test_ecr_deny_names_the_action_and_the_arn(emu: EcrEmulator) -> None:
 def test_rejected_credentials(emu: EcrEmulator, fault: str, code: str) -> None:
     emu.set_faults(**{fault: [ACCESS_KEY]})
     result = doctor.check_aws_identity(DoctorState(aws_conn_id="aws_test"))
-    assert (result.status, result.exit_code) == ("fail", cli.EXIT_AWS_CREDENTIALS)
+    assert (result.status, result.exit_code) == ("fail", exit_codes.EXIT_AWS_CREDENTIALS)
     assert f"({code}: " in result.summary and "renew them" in (result.fix or "")
 
 
 def test_no_credentials_names_the_missing_connection() -> None:
     result = doctor.check_aws_identity(DoctorState(aws_conn_id="no_such_conn"))
-    assert (result.status, result.exit_code) == ("fail", cli.EXIT_AWS_CREDENTIALS)
+    assert (result.status, result.exit_code) == ("fail", exit_codes.EXIT_AWS_CREDENTIALS)
     assert "no AWS credentials found for aws_conn_id='no_such_conn'" in result.summary
     assert "boto3's default credential chain (no connection 'no_such_conn')" in result.summary
 
@@ -330,13 +387,13 @@ def test_sts_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
         ),
     )
     result = doctor.check_aws_identity(DoctorState(aws_conn_id="aws_down"))
-    assert (result.status, result.exit_code) == ("fail", cli.EXIT_ECR_SERVICE)
+    assert (result.status, result.exit_code) == ("fail", exit_codes.EXIT_ECR_SERVICE)
     assert result.summary.startswith("cannot reach the STS API at http://127.0.0.1:9")
 
 
 # -- the command line, in process ---------------------------------------------------------------
 def test_cli_bad_image_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["doctor", "--image", "app/hello:1"]) == cli.EXIT_USAGE
+    assert cli.main(["doctor", "--image", "app/hello:1"]) == exit_codes.EXIT_USAGE
     out, err = capsys.readouterr()
     assert out == "" and err.startswith("airflow-ecr: error: Image 'app/hello:1' has no registry host")
     assert cli.main(["doctor", "--image", "1111.dkr.ecr.eu-west-1.amazonaws.com/app:1", "--json"]) == 2
@@ -358,7 +415,7 @@ def test_cli_stops_at_the_daemon_and_prints_json(tmp_path: Path, capsys: pytest.
         ]
     )
     data = json.loads(capsys.readouterr().out)
-    assert code == data["exit_code"] == cli.EXIT_DOCKER
+    assert code == data["exit_code"] == exit_codes.EXIT_DOCKER
     statuses = {c["name"]: c["status"] for c in data["checks"]}
     assert statuses == {
         "aws_identity": "ok",
@@ -378,3 +435,24 @@ def test_cli_help_documents_the_exit_codes(capsys: pytest.CaptureFixture[str]) -
     for code in ("6 Docker daemon unreachable", "7 registry unreachable", "8 image not found"):
         assert code in text
     assert re.search(r"--image REF", text)
+
+
+def test_cli_maps_errors_to_exit_codes_in_one_place() -> None:
+    from airflow_ecr.exceptions import ConnectionWriteError, EcrCredentialsError
+
+    assert cli.error_result(EcrCredentialsError("no ecr:GetAuthorizationToken")) == (
+        exit_codes.EXIT_AWS_CREDENTIALS,
+        "no ecr:GetAuthorizationToken",
+    )
+    assert cli.error_result(ConnectionWriteError("db down"))[0] == exit_codes.EXIT_WRITE
+    code, message = cli.error_result(RuntimeError("s3cr3t"))
+    assert (code, "s3cr3t" in message) == (exit_codes.EXIT_UNEXPECTED, False)
+
+
+def test_doctor_does_not_import_the_cli() -> None:
+    import subprocess
+    import sys
+
+    script = "import sys, airflow_ecr.doctor\nprint('airflow_ecr.cli' in sys.modules)\n"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"

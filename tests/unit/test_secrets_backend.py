@@ -17,14 +17,16 @@ from typing import Any
 
 import airflow
 import pytest
-from isolation import isolate_from_host
 
 from airflow_ecr._compat import AirflowNotFoundException
+from airflow_ecr.exceptions import LOOKUP_ERRORS_ARE_AUTHORITATIVE as AUTHORITATIVE
+from airflow_ecr.exceptions import EcrConnectionLookupError
 from airflow_ecr.provider_info import get_provider_info
-from airflow_ecr.secrets.ecr import _AUTHORITATIVE as AUTHORITATIVE
-from airflow_ecr.secrets.ecr import EcrConnectionLookupError, EcrDockerConnectionBackend
+from airflow_ecr.secrets.ecr import EcrDockerConnectionBackend
 from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
-from airflow_ecr.tokens import BotoSessionTokenSource, TokenCache
+from airflow_ecr.tokens.cache import TokenCache
+from airflow_ecr.tokens.sources import EcrTokenSource
+from helpers.isolation import isolate_from_host
 
 AIRFLOW_3 = int(airflow.__version__.split(".")[0]) >= 3
 ACCT1, ACCT2 = "111111111111", "222222222222"
@@ -176,7 +178,7 @@ def test_profile_name_selects_a_shared_credentials_profile(emu, tmp_path, monkey
 
 def test_identity_separates_settings_but_never_holds_secrets():
     def identity(**settings: Any) -> str:
-        return BotoSessionTokenSource(settings).identity
+        return EcrTokenSource.from_settings(settings).identity
 
     base = {"aws_access_key_id": "AKIA1", "aws_secret_access_key": "s1", "endpoint_url": "http://e"}
     assert identity(**base) == identity(**{**base, "aws_secret_access_key": "s2", "aws_session_token": "t"})
@@ -189,7 +191,7 @@ def test_identity_separates_settings_but_never_holds_secrets():
         identity(**base, assume_role_kwargs={"ExternalId": "x"}),
     }
     assert len(distinct) == 6
-    source = BotoSessionTokenSource({**base, "role_arn": "arn:aws:iam::1:role/r"}, name="the backend")
+    source = EcrTokenSource.from_settings({**base, "role_arn": "arn:aws:iam::1:role/r"}, name="the backend")
     assert "role/r" in source.description and "s1" not in source.description and "AKIA1" not in source.description
 
 

@@ -5,22 +5,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.docker.decorators.docker import _DockerDecoratedOperator
-
 from airflow_ecr._compat import push_xcom, task_decorator_factory
+from airflow_ecr.hooks._docker_compat import DockerDecoratedOperator
 from airflow_ecr.operators.docker import ECR_TEMPLATE_FIELDS, EcrDockerOperator
 
 if TYPE_CHECKING:
     from airflow_ecr._compat import TaskDecorator
 
 
-class _EcrDockerDecoratedOperator(_DockerDecoratedOperator, EcrDockerOperator):
+class _EcrDockerDecoratedOperator(DockerDecoratedOperator, EcrDockerOperator):
     """Runs a Python callable in a container from an ECR image (see ``@task.ecr_docker``)."""
 
     custom_operator_name = "@task.ecr_docker"
-    template_fields: Sequence[str] = (*_DockerDecoratedOperator.template_fields, *ECR_TEMPLATE_FIELDS)
+    template_fields: Sequence[str] = (*DockerDecoratedOperator.template_fields, *ECR_TEMPLATE_FIELDS)
 
-    if not hasattr(_DockerDecoratedOperator, "xcom_push"):  # Airflow 3.0 (see _compat.push_xcom)
+    if not hasattr(DockerDecoratedOperator, "xcom_push"):  # Airflow 3.0 (see _compat.push_xcom)
         xcom_push = staticmethod(push_xcom)
 
 

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from airflow.providers.docker.hooks.docker import DockerHook
 from docker import APIClient, auth
-from docker.errors import APIError
+from docker.constants import DEFAULT_TIMEOUT_SECONDS
+from docker.errors import APIError, DockerException
 from docker.utils import parse_repository_tag
 
 from airflow_ecr._compat import AirflowException
 from airflow_ecr.exceptions import DockerDaemonError, EcrConfigurationError, EcrPullError
+from airflow_ecr.hooks._docker_compat import log_in_with_docker_connection, set_service_auth
 from airflow_ecr.provider_info import ECR_CONNECTION_FIELDS
 from airflow_ecr.registry import EcrRegistry, resolve_host, resolve_registry, with_account
-from airflow_ecr.tokens import AwsConnectionTokenSource, EcrToken, TokenCache, TokenSource
+from airflow_ecr.tokens.cache import TokenCache
+from airflow_ecr.tokens.sources import EcrTokenSource, TokenSource
+from airflow_ecr.tokens.token import EcrToken
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +90,14 @@ class EcrAPIClient(APIClient):
 
     Credentials go to the daemon in the ``X-Registry-Auth`` header of the request that needs them:
     no ``/auth`` round trip, nothing written to ``~/.docker/config.json``.
+
+    :param ecr: the authenticator for the ECR registries this client pulls from.
+    :param kwargs: the ``docker.APIClient`` arguments (``base_url``, ``version``, ``tls``, ``timeout``).
     """
 
-    ecr: EcrAuthenticator
-    _auth_configs: Any
+    def __init__(self, *, ecr: EcrAuthenticator, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.ecr = ecr
 
     def pull(self, repository: str, tag: str | None = None, **kwargs: Any) -> Any:
         host, _ = auth.resolve_repository_name(parse_repository_tag(repository)[0])
@@ -110,6 +119,7 @@ class EcrAPIClient(APIClient):
     ) -> Iterator[Any]:
         """Stream the pull; on a credentials error before any layer arrives, refetch and retry once."""
         for attempt in (1, 2):
+            stream = None
             try:
                 stream = super().pull(repository, tag, auth_config=self.ecr.auth_for(host), **kwargs)
                 for position, item in enumerate(stream):
@@ -118,32 +128,35 @@ class EcrAPIClient(APIClient):
                         yield item
                         continue
                     # Past the first item layers were already fetched with this token: no retry.
-                    self._give_up_unless_retryable(image, host, message, attempt if position == 0 else 2)
-                    stream.close()  # release the rejected response before retrying
+                    self._give_up_unless_retryable(image, host, message, attempt, retryable=position == 0)
                     break
                 else:
                     return
             except APIError as err:
                 self._give_up_unless_retryable(image, host, str(err.explanation or err), attempt)
+            finally:
+                _close(stream)  # release a rejected (or abandoned) response before going on
             self.ecr.reject(host)
 
     @staticmethod
-    def _give_up_unless_retryable(image: str, host: str, message: str, attempt: int) -> None:
-        """Raise the pull error, unless it is a first rejection of the credentials (then retry)."""
+    def _give_up_unless_retryable(image: str, host: str, message: str, attempt: int, retryable: bool = True) -> None:
+        """Raise the pull error, unless it is a first (retryable) rejection of the credentials."""
         kind = classify_pull_error(message, image)
-        if kind != "auth" or attempt == 2:
+        if kind != "auth" or attempt == 2 or not retryable:
             raise pull_error(image, host, message, kind, retried=attempt == 2) from None
 
     def create_service(self, task_template: Any, *args: Any, **kwargs: Any) -> Any:
         image = task_template.get("ContainerSpec", {}).get("Image", "")
         host, _ = auth.resolve_repository_name(parse_repository_tag(image)[0]) if image else ("", "")
         if self.ecr.manages(host):
-            # docker-py reads the service's X-Registry-Auth from the in-memory auth config only.
-            if not self._auth_configs or self._auth_configs.is_empty:
-                self._auth_configs = auth.load_config(credstore_env=self.credstore_env)
-            self._auth_configs.cred_helpers.pop(host, None)
-            self._auth_configs.add_auth(host, self.ecr.auth_for(host))
+            set_service_auth(self, host, self.ecr.auth_for(host))
         return super().create_service(task_template, *args, **kwargs)
+
+
+def _close(stream: Any) -> None:
+    close = getattr(stream, "close", None)  # docker-py streams are generators
+    if close is not None:
+        close()
 
 
 def _stream_error(item: Any) -> str | None:
@@ -170,12 +183,68 @@ def pull_error(image: str, host: str, message: str, kind: str, retried: bool = F
     return EcrPullError(f"Pulling {image} from {host} failed: {message}")
 
 
+@dataclass(frozen=True)
+class EcrHookSettings:
+    """
+    What an :class:`EcrDockerHook` works with once its ``docker_conn_id`` is read; everything else
+    (token source, authenticator, client) derives from it.
+
+    :param registries: the registries to authenticate, the main one first.
+    :param aws_conn_id: the AWS connection tokens are fetched with.
+    :param login_connection: the ``docker`` connection the daemon logs in with (a non-ECR
+        registry), or None: no ``docker_conn_id``, or an ``ecr_docker`` one.
+    """
+
+    registries: tuple[EcrRegistry, ...]
+    aws_conn_id: str | None
+    login_connection: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def resolve(
+        cls,
+        target: Mapping[str, Any],
+        aws_conn_id: str | None,
+        connection: Any = None,
+        registries: Sequence[EcrRegistry] | None = None,
+    ) -> EcrHookSettings:
+        """
+        The settings from the hook's arguments and its ``docker_conn_id`` connection, if any.
+
+        An ``ecr_docker`` connection's extra may set ``aws_conn_id`` (used when the hook's is the
+        default), and ``region_name``, ``registry_id``, ``registry_ids`` (used where the hook's are
+        unset); it replaces the daemon login a ``docker`` connection does.
+
+        :param target: the hook's ``image``, ``registry``, ``region_name``, ``registry_id``, ``registry_ids``.
+        :param aws_conn_id: the hook's ``aws_conn_id``.
+        :param connection: the ``docker_conn_id`` connection, or None.
+        :param registries: ``ecr_registries(**target)`` if already computed.
+        :raises EcrConfigurationError: an ``ecr_docker`` connection with unknown extra fields.
+        """
+        if connection is None or connection.conn_type != EcrDockerHook.conn_type:
+            found = registries if registries is not None else ecr_registries(**target)
+            return cls(tuple(found), aws_conn_id, login_connection=connection)
+        extra = {k: v for k, v in (connection.extra_dejson or {}).items() if v not in ("", None)}
+        if isinstance(extra.get("registry_ids"), str):  # as the connection form stores it
+            extra["registry_ids"] = [i.strip() for i in extra["registry_ids"].split(",") if i.strip()]
+        unknown = sorted(set(extra) - {"aws_conn_id", "region_name", "registry_id", "registry_ids"})
+        if unknown:
+            raise EcrConfigurationError(
+                f"Connection {connection.conn_id!r} (type ecr_docker) has unknown extra fields "
+                f"{unknown}: use aws_conn_id, region_name, registry_id, registry_ids."
+            )
+        if aws_conn_id == EcrDockerHook.default_aws_conn_id and "aws_conn_id" in extra:
+            aws_conn_id = extra["aws_conn_id"]
+        merged = {k: v if v is not None else extra.get(k) for k, v in target.items()}
+        return cls(tuple(ecr_registries(**merged)), aws_conn_id)
+
+
 class EcrDockerHook(DockerHook):
     """
-    A DockerHook whose client authenticates pulls from Amazon ECR with tokens from ``tokens.py``.
+    A DockerHook whose client authenticates pulls from Amazon ECR with tokens from ``tokens``.
 
     Tokens are fetched only when a pull or swarm service needs them, shared through the host cache,
-    refreshed before they expire, and refetched once when the registry rejects them.
+    refreshed before they expire, and refetched once when the registry rejects them. The
+    ``docker_conn_id`` connection is read at most once, at first use (:attr:`settings`).
 
     :param image: the image whose registry to authenticate (sets the main registry).
     :param registry: an ECR registry host, instead of ``image``.
@@ -184,9 +253,10 @@ class EcrDockerHook(DockerHook):
     :param registry_id: the registry's account id, for hosts that do not carry it (aliases).
     :param registry_ids: more registries (account ids in the same region) to authenticate, fetched
         in the same API call.
-    :param docker_conn_id: a Docker connection for another, non-ECR registry (optional).
+    :param docker_conn_id: an ``ecr_docker`` connection with the settings above, or a Docker
+        connection for another, non-ECR registry (optional).
     :param base_url: the Docker daemon URL(s); default ``$DOCKER_HOST`` or the local socket.
-    :param token_cache: the token cache (default: configured from ``[ecr]`` settings).
+    :param token_cache: the token cache (default: the process's, for the ``[ecr]`` settings).
     :param kwargs: the other ``DockerHook`` arguments (``version``, ``tls``, ``timeout``).
     """
 
@@ -224,9 +294,18 @@ class EcrDockerHook(DockerHook):
         **kwargs: Any,
     ) -> None:
         base_url = base_url or os.environ.get("DOCKER_HOST") or "unix://var/run/docker.sock"
-        super().__init__(docker_conn_id=docker_conn_id, base_url=base_url, **kwargs)
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if kwargs.get("tls"):  # as DockerHook: a TLS daemon is addressed as https://
+            urls = ["https://" + url.removeprefix("tcp://") if url.startswith("tcp://") else url for url in urls]
+        super().__init__(docker_conn_id=docker_conn_id, base_url=urls, **kwargs)
         self.base_url = base_url
-        self.aws_conn_id = aws_conn_id
+        self._urls = urls
+        self._client_options = {
+            "version": kwargs.get("version"),
+            "tls": kwargs.get("tls") or False,
+            "timeout": kwargs.get("timeout", DEFAULT_TIMEOUT_SECONDS),
+        }
+        self._aws_conn_id = aws_conn_id
         self._target: dict[str, Any] = {
             "image": image,
             "registry": registry,
@@ -234,67 +313,65 @@ class EcrDockerHook(DockerHook):
             "registry_id": registry_id,
             "registry_ids": registry_ids,
         }
-        self.registries = ecr_registries(**self._target)
+        self._registries = ecr_registries(**self._target)  # bad arguments fail here, before any I/O
         self._token_cache = token_cache
 
     @cached_property
+    def settings(self) -> EcrHookSettings:
+        """The resolved settings; the ``docker_conn_id`` connection is read here, once."""
+        connection = self.get_connection(self.docker_conn_id) if self.docker_conn_id else None
+        return EcrHookSettings.resolve(self._target, self._aws_conn_id, connection, self._registries)
+
+    @property
+    def registries(self) -> list[EcrRegistry]:
+        """The registries this hook authenticates, the main one first."""
+        return list(self.settings.registries)
+
+    @property
+    def aws_conn_id(self) -> str | None:
+        """The AWS connection tokens are fetched with (an ``ecr_docker`` connection may name it)."""
+        return self.settings.aws_conn_id
+
+    @cached_property
     def token_source(self) -> TokenSource:
-        return AwsConnectionTokenSource(self.aws_conn_id)
+        return EcrTokenSource.from_connection(self.settings.aws_conn_id)
 
     @cached_property
     def authenticator(self) -> EcrAuthenticator:
-        return EcrAuthenticator(self.registries, self.token_source, self._token_cache or TokenCache())
+        cache = self._token_cache or TokenCache.shared()
+        return EcrAuthenticator(self.settings.registries, self.token_source, cache)
 
     @cached_property
     def api_client(self) -> EcrAPIClient:
-        """The docker client (connected, pinged, and logged in to ``docker_conn_id`` if given)."""
-        self._apply_ecr_connection()
-        try:
-            client = super().api_client
-        except AirflowException as err:
-            if "Failed to establish connection" not in str(err):
+        """The docker client (connected, pinged, and logged in to a ``docker`` connection if given)."""
+        login = self.settings.login_connection
+        # DockerHook.api_client hard-codes APIClient(...), with no factory to override: this is its
+        # loop (connect, ping, log in, fail over to the next URL; the same in provider 4.3.1-4.6.1).
+        for url in self._urls:
+            try:
+                client = EcrAPIClient(ecr=self.authenticator, base_url=url, **self._client_options)
+                if not client.ping():
+                    raise AirflowException(f"Failed to ping host {url}.")
+                if login is not None:
+                    log_in_with_docker_connection(self, client, login)
+            except APIError:
                 raise
-            raise DockerDaemonError(
-                f"Cannot reach the Docker daemon at {self.base_url}: check that it runs and that this "
-                "user may open its socket, or set docker_url."
-            ) from None
-        # Reuse DockerHook's connect/ping/login; only the pull and service calls change.
-        client.__class__ = EcrAPIClient
-        client.ecr = self.authenticator
-        return client
+            except DockerException as err:
+                self.log.error("Failed to establish connection to Docker host %s: %s", url, err)
+            else:
+                return client
+        raise DockerDaemonError(
+            f"Cannot reach the Docker daemon at {self.base_url}: check that it runs and that this "
+            "user may open its socket, or set docker_url."
+        )
+
+    @property
+    def client_created(self) -> bool:
+        """Whether :attr:`api_client` was built (the operators' ``on_kill`` asks)."""
+        return "api_client" in self.__dict__
 
     def get_conn(self) -> EcrAPIClient:
         return self.api_client
-
-    def _apply_ecr_connection(self) -> None:
-        """
-        Take ECR settings from ``docker_conn_id`` when it is an ``ecr_docker`` connection.
-
-        Its extra may set ``aws_conn_id`` (used when the hook's is the default), and
-        ``region_name``, ``registry_id``, ``registry_ids`` (used where the hook's are unset). Such a
-        connection replaces the daemon login a ``docker`` connection would do.
-        """
-        if not self.docker_conn_id:
-            return
-        conn = self.get_connection(self.docker_conn_id)
-        if conn.conn_type != self.conn_type:
-            return
-        extra = {k: v for k, v in (conn.extra_dejson or {}).items() if v not in ("", None)}
-        if isinstance(extra.get("registry_ids"), str):  # as the connection form stores it
-            extra["registry_ids"] = [i.strip() for i in extra["registry_ids"].split(",") if i.strip()]
-        unknown = sorted(set(extra) - {"aws_conn_id", *self._target} - {"image", "registry"})
-        if unknown:
-            raise EcrConfigurationError(
-                f"Connection {self.docker_conn_id!r} (type ecr_docker) has unknown extra fields "
-                f"{unknown}: use aws_conn_id, region_name, registry_id, registry_ids."
-            )
-        if self.aws_conn_id == self.default_aws_conn_id and "aws_conn_id" in extra:
-            self.aws_conn_id = extra["aws_conn_id"]
-        target = {k: v if v is not None else extra.get(k) for k, v in self._target.items()}
-        self.registries = ecr_registries(**target)
-        self.docker_conn_id = None  # nothing to log in to through the daemon
-        self.__dict__.pop("token_source", None)
-        self.__dict__.pop("authenticator", None)
 
     def registry_auth(self, host: str | None = None) -> dict[str, str]:
         """
@@ -302,8 +379,7 @@ class EcrDockerHook(DockerHook):
 
         :param host: the registry host; default the main registry.
         """
-        host = host or self.registries[0].host
-        return self.authenticator.auth_for(host)
+        return self.authenticator.auth_for(host or self.settings.registries[0].host)
 
 
 def ecr_registries(

@@ -4,7 +4,7 @@ A secrets backend that gives unmodified Docker tasks a live Amazon ECR login.
 ``EcrDockerConnectionBackend`` lets an unmodified ``DockerOperator(docker_conn_id=...)``,
 ``@task.docker`` or ``DockerSwarmOperator`` pull from ECR with no change to the DAG. For a
 connection id it recognises, it returns a ``docker`` connection: host = the registry host, login
-``AWS``, password = a live ECR token from :mod:`airflow_ecr.tokens`. The Docker provider's
+``AWS``, password = a live ECR token from :mod:`airflow_ecr.tokens.cache`. The Docker provider's
 ``DockerHook`` logs in with that connection as with any other, and docker-py sends the login with
 the pull or the swarm service creation.
 
@@ -47,13 +47,13 @@ Every other key of ``backend_kwargs`` is an AWS setting, as for the amazon provi
 ``assume_role_method`` / ``assume_role_kwargs``, ``endpoint_url``, ``service_config``,
 ``verify``, ``config_kwargs``, and, discouraged, ``aws_access_key_id`` / ``aws_secret_access_key``.
 They become a boto3 session the way the amazon provider builds one
-(:class:`airflow_ecr.tokens.BotoSessionTokenSource`). Without any of them, the boto3 default
+(:meth:`airflow_ecr.tokens.sources.EcrTokenSource.from_settings`). Without any of them, the boto3 default
 chain applies: environment, profile, web identity, container or instance role. No Airflow
 connection is read: this backend is the thing that resolves connections. Tokens always come from
 the registry's own region. ``region_name`` only sets the session's region, e.g. for role
 assumption.
 
-Tokens go through :class:`airflow_ecr.tokens.TokenCache`, which first looks in memory, then in the
+Tokens go through :class:`airflow_ecr.tokens.cache.TokenCache`, which first looks in memory, then in the
 host's file cache, and only then asks ECR, with one caller per host fetching at a time. A lookup
 served from the cache makes no AWS call; N task processes on one worker make one
 ``GetAuthorizationToken`` call per token refresh. The tokens are shared with ``EcrDockerOperator``
@@ -64,7 +64,8 @@ Delegate
 Airflow has one custom backend slot. A team whose slot is already taken, e.g. by AWS Secrets
 Manager, sets ``"delegate": {"backend": "<class path>", "backend_kwargs": {...}}``. The delegate
 then answers every id this backend does not own, and every variable and config lookup, including
-the async ``aget_*`` methods that Airflow 3 calls when they exist.
+the async ``aget_*`` methods that Airflow 3 calls when they exist
+(:class:`~airflow_ecr.secrets.delegate.DelegatingSecretsBackend`, this backend's base class).
 
 Airflow's secrets cache
 -----------------------
@@ -78,13 +79,16 @@ backend and gets a token that is valid now.
 
 A cached URI can still be up to ``cache_ttl_seconds`` old when it is used, so while ``use_cache``
 is on, this backend never hands out a token with less than ``cache_ttl_seconds`` +
-``min_token_life`` (default 0) + the token cache's expiry margin (10 % of a token's life, at most
-60 s) left to live. A cached token with less life left is refreshed, at the cost of one ECR call. If
-even a fresh token does not live that long, the lookup fails with a message that says to lower
-``cache_ttl_seconds``. With ECR's 12-hour tokens, which the token cache refreshes at half their
-life, any ``cache_ttl_seconds`` under 6 hours costs nothing. Without the secrets cache, a token
-handed out has at least ``1 - [ecr] refresh_ratio`` of its life left (6 hours for ECR), and
-``min_token_life`` can require more.
+``min_token_life`` (default 0) + the expiry margin (10 % of a token's life, at most 60 s) left to
+live. A cached token with less life left is refreshed, at the cost of one ECR call. If even a
+fresh token does not live that long, the lookup fails with a message that says to lower
+``cache_ttl_seconds``. With ECR's 12-hour tokens, which are refreshed after ``[ecr]
+refresh_ratio`` of their life (half by default), any ``cache_ttl_seconds`` under 6 hours (``1 -
+refresh_ratio`` of 12 hours) costs nothing. Without the secrets cache, a token handed out has at
+least ``1 - [ecr] refresh_ratio`` of its life left (6 hours for ECR by default), and
+``min_token_life`` can require more. Every one of these numbers is the refresh policy's
+(:class:`~airflow_ecr.tokens.policy.RefreshPolicy`: ``secrets_required_life``, ``lasts``, the
+expiry margin, ``too_short_advice``), the same policy the token cache refreshes by.
 
 Errors
 ------
@@ -99,33 +103,24 @@ there the backend logs the sentence at error level itself.
 
 from __future__ import annotations
 
-import asyncio
-import importlib
-import importlib.util
-import inspect
-import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from airflow_ecr import _compat
-from airflow_ecr._compat import BaseSecretsBackend
-from airflow_ecr.exceptions import EcrCredentialsError, EcrError, EcrServiceError
+from airflow_ecr.exceptions import (
+    LOOKUP_ERRORS_ARE_AUTHORITATIVE,
+    EcrConnectionLookupError,
+    EcrCredentialsError,
+    EcrServiceError,
+)
 from airflow_ecr.registry import EcrRegistry, bare_host, parse_registry_host, resolve_host, resolve_registry
-from airflow_ecr.tokens import BotoSessionTokenSource, EcrToken, TokenCache
-
-
-class _NotAuthoritative(Exception):
-    """Stands in for ``AirflowSecretsBackendAccessDenied`` where Airflow has none (2.x, task SDK < 1.2.2)."""
-
-
-if TYPE_CHECKING:
-    _Authoritative = Exception
-else:
-    _Authoritative = _compat.optional("AirflowSecretsBackendAccessDenied") or _NotAuthoritative
-_AUTHORITATIVE = _Authoritative is not _NotAuthoritative
+from airflow_ecr.secrets.delegate import DelegatingSecretsBackend, json_setting
+from airflow_ecr.tokens.cache import TokenCache
+from airflow_ecr.tokens.sources import EcrTokenSource
+from airflow_ecr.tokens.token import EcrToken
 
 log = logging.getLogger(__name__)
 
@@ -134,16 +129,7 @@ BACKEND_NAME = "the airflow-ecr secrets backend"
 CONFIGURED_IN = "the backend's backend_kwargs"
 _MAPPING_KEYS = frozenset({"registry", "image", "registry_id", "region_name"})
 # Airflow 3 task SDKs before 1.2.2 swallow a backend's exception at debug level: log it ourselves.
-_LOG_ERRORS = not _AUTHORITATIVE and _compat.is_airflow_3()
-
-
-class EcrConnectionLookupError(EcrError, _Authoritative):
-    """
-    A connection id this backend owns could not be resolved; the message names it and what to fix.
-
-    It is an ``AirflowSecretsBackendAccessDenied`` where Airflow has that class, so that Airflow
-    does not fall through to the next backend and hide the reason.
-    """
+_LOG_ERRORS = not LOOKUP_ERRORS_ARE_AUTHORITATIVE and _compat.is_airflow_3()
 
 
 def _lookup_error(message: str) -> EcrConnectionLookupError:
@@ -161,33 +147,8 @@ def airflow_secrets_cache_ttl() -> float | None:
     return float(conf.getint("secrets", "cache_ttl_seconds", fallback=15 * 60))
 
 
-def _accepts_team_name(method: Callable[..., Any]) -> bool:
-    try:
-        parameters = inspect.signature(method).parameters
-    except (TypeError, ValueError):
-        return True
-    return "team_name" in parameters or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values())
-
-
-def _call(method: Callable[..., Any], team_name: str | None, **kwargs: Any) -> Any:
-    """Call a delegate's lookup, passing ``team_name`` only if given and accepted (as Airflow 3.2+ does)."""
-    if team_name is not None and _accepts_team_name(method):
-        return method(team_name=team_name, **kwargs)
-    return method(**kwargs)
-
-
-def _json_setting(name: str, value: Any) -> Any:
-    """Settings may arrive as JSON text (Airflow 3's ``..._KWARG__<NAME>`` variables are raw strings)."""
-    if isinstance(value, str) and value.strip().startswith(("{", "[")):
-        try:
-            return json.loads(value)
-        except ValueError:
-            raise ValueError(f"The airflow-ecr secrets backend's {name!r} setting is not valid JSON.") from None
-    return value
-
-
 def _parse_connections(value: Any) -> dict[str, Any]:
-    value = _json_setting("connections", value)
+    value = json_setting(BACKEND_NAME, "connections", value)
     if value in (None, ""):
         return {}
     if not isinstance(value, Mapping) or not all(
@@ -198,37 +159,6 @@ def _parse_connections(value: Any) -> dict[str, Any]:
             "host, an image name or {'registry', 'registry_id', 'region_name'}."
         )
     return dict(value)
-
-
-def _load_delegate(spec: Any) -> Any:
-    """Instantiate the wrapped backend from ``{"backend": "<class path>", "backend_kwargs": {...}}``."""
-    spec = _json_setting("delegate", spec)
-    if spec in (None, ""):
-        return None
-    if isinstance(spec, str):
-        spec = {"backend": spec}
-    kwargs = spec.get("backend_kwargs") if isinstance(spec, Mapping) else None
-    if (
-        not isinstance(spec, Mapping)
-        or not isinstance(spec.get("backend"), str)
-        or set(spec) - {"backend", "backend_kwargs"}
-        or not isinstance(kwargs or {}, Mapping)
-    ):
-        # The spec is not echoed: its backend_kwargs may hold the other backend's secrets.
-        raise ValueError(
-            "The airflow-ecr secrets backend's 'delegate' setting must be "
-            '{"backend": "<class path>", "backend_kwargs": {...}}.'
-        )
-    path = spec["backend"]
-    module_name, _, class_name = path.rpartition(".")
-    try:
-        backend_class = getattr(importlib.import_module(module_name), class_name)
-    except (ImportError, AttributeError, ValueError) as err:
-        raise ValueError(
-            f"The airflow-ecr secrets backend cannot import its delegate {path!r} "
-            f"({type(err).__name__}): check the class path and that its package is installed."
-        ) from None
-    return backend_class(**dict(kwargs or {}))
 
 
 def _unknown_region(registry: EcrRegistry) -> str | None:
@@ -246,7 +176,7 @@ def _unknown_region(registry: EcrRegistry) -> str | None:
     return None
 
 
-class EcrDockerConnectionBackend(BaseSecretsBackend):
+class EcrDockerConnectionBackend(DelegatingSecretsBackend):
     """
     Resolves ``ecr:<registry host>`` (and mapped) connection ids to docker connections holding a live
     ECR token; everything else goes to the delegate, if any, or to Airflow's next backend.
@@ -262,6 +192,8 @@ class EcrDockerConnectionBackend(BaseSecretsBackend):
         ``region_name``, ``role_arn``, ``endpoint_url``, ...); none: the boto3 default chain.
     """
 
+    backend_name = BACKEND_NAME
+
     def __init__(
         self,
         connections: Mapping[str, Any] | str | None = None,
@@ -270,7 +202,6 @@ class EcrDockerConnectionBackend(BaseSecretsBackend):
         min_token_life: float | str = 0.0,
         **aws_settings: Any,
     ) -> None:
-        super().__init__()
         # Construction stays cheap and offline: Airflow 3 builds a backend for some config lookups.
         self.connections = _parse_connections(connections)
         self.conn_id_prefix = conn_id_prefix or None
@@ -281,7 +212,7 @@ class EcrDockerConnectionBackend(BaseSecretsBackend):
         if not self.min_token_life >= 0:
             raise ValueError("The airflow-ecr secrets backend's 'min_token_life' must be a number of seconds >= 0.")
         self.aws_settings = aws_settings
-        self.delegate = _load_delegate(delegate)
+        super().__init__(delegate=delegate)
 
     # -- what is ours ------------------------------------------------------------------------
     def owns(self, conn_id: str) -> bool:
@@ -338,19 +269,19 @@ class EcrDockerConnectionBackend(BaseSecretsBackend):
 
     # -- tokens ------------------------------------------------------------------------------
     @cached_property
-    def token_source(self) -> BotoSessionTokenSource:
+    def token_source(self) -> EcrTokenSource:
         """Where tokens come from: a boto3 session from this backend's AWS settings."""
-        return BotoSessionTokenSource(self.aws_settings, name=BACKEND_NAME, configured_in=CONFIGURED_IN)
+        return EcrTokenSource.from_settings(self.aws_settings, name=BACKEND_NAME, configured_in=CONFIGURED_IN)
 
     @cached_property
     def token_cache(self) -> TokenCache:
         """The memory + host file token cache (``[ecr]`` settings)."""
-        return TokenCache()
+        return TokenCache.shared()
 
     @cached_property
     def required_life(self) -> float:
-        """Seconds a handed-out token must still live, beyond the token cache's expiry margin."""
-        return self.min_token_life + (airflow_secrets_cache_ttl() or 0.0)
+        """Seconds a handed-out token must still live, beyond the expiry margin (the refresh policy's rule)."""
+        return self.token_cache.policy.secrets_required_life(self.min_token_life, airflow_secrets_cache_ttl())
 
     def token(self, conn_id: str, registry: EcrRegistry) -> EcrToken:
         """
@@ -372,25 +303,20 @@ class EcrDockerConnectionBackend(BaseSecretsBackend):
                     f"which {why}: fix the region in the registry host ({err})"
                 ) from None
             raise _lookup_error(f"Connection {conn_id!r} got no ECR token: {err}") from None
-        if required and token.expires_at - time.time() < required + token.expiry_margin():
+        if required and not cache.policy.lasts(token, time.time(), required):
             raise _lookup_error(self._too_short(conn_id, registry, token))
         return token
 
     def _too_short(self, conn_id: str, registry: EcrRegistry, token: EcrToken) -> str:
-        life = token.expires_at - token.issued_at
         ttl = airflow_secrets_cache_ttl()
         reasons = [f"[secrets] cache_ttl_seconds={ttl:.0f} with use_cache on"] if ttl else []
         if self.min_token_life:
             reasons.append(f"min_token_life={self.min_token_life:.0f}")
-        if ttl:
-            extra = " + min_token_life" if self.min_token_life else ""
-            fix = f"keep [secrets] cache_ttl_seconds{extra} below {life / 2:.0f} s, or turn [secrets] use_cache off"
-        else:
-            fix = f"keep min_token_life below {life / 2:.0f} s"
+        fix = self.token_cache.policy.too_short_advice(token, ttl, self.min_token_life)
         return (
-            f"Connection {conn_id!r}: ECR hands out tokens for {registry.host} that live {life:.0f} s, too short "
-            f"for the {self.required_life:.0f} s they must stay valid after the lookup ({' and '.join(reasons)}): "
-            f"{fix}."
+            f"Connection {conn_id!r}: ECR hands out tokens for {registry.host} that live {token.lifetime:.0f} s, "
+            f"too short for the {self.required_life:.0f} s they must stay valid after the lookup "
+            f"({' and '.join(reasons)}): {fix}."
         )
 
     def connection_fields(self, conn_id: str) -> dict[str, Any]:
@@ -408,116 +334,3 @@ class EcrDockerConnectionBackend(BaseSecretsBackend):
             time.strftime("%H:%M:%S", time.localtime(token.expires_at)),
         )
         return {"conn_type": "docker", "host": registry.host, "login": token.username, "password": token.password}
-
-    # -- the BaseSecretsBackend interface (Airflow 2.11 and 3.x) ------------------------------
-    def _connection_type(self) -> type:
-        getter = getattr(super(), "_get_connection_class", None)
-        if getter is not None:  # Airflow 3: core or task SDK Connection, as set by Airflow
-            return getter()
-        from airflow_ecr._compat import ConnectionModel as Connection
-
-        return Connection
-
-    def _set_connection_class(self, conn_class: type) -> None:
-        """Airflow 3 sets the Connection class of its context; the delegate gets it too."""
-        setter = getattr(super(), "_set_connection_class", None)
-        if setter is not None:
-            setter(conn_class)
-        else:
-            self._connection_class = conn_class
-        delegate_setter = getattr(self.delegate, "_set_connection_class", None)
-        if delegate_setter is not None:
-            delegate_setter(conn_class)
-
-    def get_conn_value(self, conn_id: str, team_name: str | None = None) -> str | None:
-        """
-        The connection as JSON (owned ids), the delegate's answer, or None.
-
-        :param conn_id: the connection id.
-        :param team_name: the task's team (Airflow 3.2+ multi-team); passed on to the delegate.
-        """
-        if self.owns(conn_id):
-            return json.dumps(self.connection_fields(conn_id))
-        if self.delegate is None:
-            return None
-        try:
-            return _call(self.delegate.get_conn_value, team_name, conn_id=conn_id)
-        except NotImplementedError:
-            # Some backends (LocalFilesystemBackend) only implement get_connection.
-            conn = _call(self.delegate.get_connection, team_name, conn_id=conn_id)
-            return None if conn is None else conn.get_uri()
-
-    def get_connection(self, conn_id: str, team_name: str | None = None) -> Any:
-        """
-        The docker connection (owned ids), the delegate's connection, or None.
-
-        :param conn_id: the connection id.
-        :param team_name: the task's team (Airflow 3.2+ multi-team); passed on to the delegate.
-        """
-        if self.owns(conn_id):
-            return self._connection_type()(conn_id=conn_id, **self.connection_fields(conn_id))
-        if self.delegate is None:
-            return None
-        return _call(self.delegate.get_connection, team_name, conn_id=conn_id)
-
-    def deserialize_connection(self, conn_id: str, value: str) -> Any:
-        """
-        Turn a value from :meth:`get_conn_value` into a connection, the delegate's way for its ids.
-
-        :param conn_id: the connection id.
-        :param value: the serialized connection.
-        """
-        if self.delegate is not None and not self.owns(conn_id):
-            return self.delegate.deserialize_connection(conn_id=conn_id, value=value)
-        return super().deserialize_connection(conn_id=conn_id, value=value)
-
-    def get_variable(self, key: str, team_name: str | None = None) -> str | None:
-        """
-        The delegate's variable, or None (this backend holds no variables).
-
-        :param key: the variable key.
-        :param team_name: the task's team (Airflow 3.2+ multi-team); passed on to the delegate.
-        """
-        if self.delegate is None:
-            return None
-        return _call(self.delegate.get_variable, team_name, key=key)
-
-    def get_config(self, key: str) -> str | None:
-        """
-        The delegate's config value, or None (this backend holds no configuration).
-
-        :param key: the config key.
-        """
-        if self.delegate is None:
-            return None
-        return self.delegate.get_config(key)
-
-    async def aget_connection(self, conn_id: str, team_name: str | None = None) -> Any:
-        """
-        :meth:`get_connection` for Airflow 3's async callers (triggers, ``BaseHook.aget_connection``).
-
-        :param conn_id: the connection id.
-        :param team_name: the task's team; passed on to the delegate.
-        """
-        if not self.owns(conn_id) and self.delegate is not None:
-            method = getattr(self.delegate, "aget_connection", None)
-            if method is not None:
-                result = method(conn_id)
-                return await result if inspect.isawaitable(result) else result
-        # File and network I/O (on a cache miss): keep it off the event loop.
-        return await asyncio.to_thread(self.get_connection, conn_id, team_name)
-
-    async def aget_variable(self, key: str, team_name: str | None = None) -> str | None:
-        """
-        :meth:`get_variable` for Airflow 3's async callers.
-
-        :param key: the variable key.
-        :param team_name: the task's team; passed on to the delegate.
-        """
-        if self.delegate is None:
-            return None
-        method = getattr(self.delegate, "aget_variable", None)
-        if method is not None:
-            result = method(key)
-            return await result if inspect.isawaitable(result) else result
-        return await asyncio.to_thread(self.get_variable, key, team_name)

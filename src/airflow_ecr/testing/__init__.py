@@ -1,8 +1,11 @@
 """Test helpers for DAGs that use ECR images: an ECR API emulator and a local lab.
 
 :class:`EcrEmulator` answers boto3's ``GetAuthorizationToken`` on a loopback port and can rotate
-a real registry's password; :mod:`airflow_ecr.testing.lab` starts a Docker engine and registries
-reachable by real ECR names (``python -m airflow_ecr.testing.lab up``).
+a real registry's password (:mod:`airflow_ecr.testing.emulator`); :class:`EmulatorClient`
+drives it from any process (:mod:`airflow_ecr.testing.emulator_admin`);
+:mod:`airflow_ecr.testing.lab` starts a Docker engine and registries reachable by real ECR names
+(``python -m airflow_ecr.testing.lab up``); :mod:`airflow_ecr.testing.leaks` finds secrets where
+they must not be.
 """
 
 from __future__ import annotations
@@ -10,13 +13,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount, EmulatorClient, EmulatorError
+    from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount, EmulatorError
+    from airflow_ecr.testing.emulator_admin import EmulatorClient
 
 __all__ = ["EcrEmulator", "EmulatedAccount", "EmulatorClient", "EmulatorError"]
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so that `python -m airflow_ecr.testing.emulator` does not import the module twice.
+    # Lazy: importing airflow_ecr.testing (for the lab, the leak scanner or the admin client alone)
+    # does not import the emulator's server.
+    if name == "EmulatorClient":
+        from airflow_ecr.testing import emulator_admin
+
+        return emulator_admin.EmulatorClient
     if name in __all__:
         from airflow_ecr.testing import emulator
 

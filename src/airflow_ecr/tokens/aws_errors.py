@@ -120,6 +120,11 @@ def classify(err: BaseException, endpoint: str | None = None) -> AwsFailure:
     return AwsFailure("unexpected", name, endpoint=endpoint)
 
 
+def token_action(registry: EcrRegistry) -> str:
+    """The IAM action that hands out tokens for ``registry``."""
+    return "ecr-public:GetAuthorizationToken" if registry.public else "ecr:GetAuthorizationToken"
+
+
 def token_error(
     failure: AwsFailure, source: str, registries: Sequence[EcrRegistry], configured_in: str = "the AWS connection"
 ) -> EcrError:
@@ -132,7 +137,7 @@ def token_error(
     :param configured_in: where the AWS settings live, for the advice.
     """
     names = ", ".join(r.host for r in registries)
-    action = "ecr-public:GetAuthorizationToken" if registries[0].public else "ecr:GetAuthorizationToken"
+    action = token_action(registries[0])
     endpoint = failure.endpoint or "?"
     kind, code, message = failure.kind, failure.code, failure.message
     if kind == "no_credentials":
@@ -220,6 +225,43 @@ def translate_aws_errors(
         raise token_error(classify(err, call.endpoint_url), source, registries, configured_in) from None
 
 
+# What doctor's identity check shows for each kind: (summary, fix), formatted with the failure.
+_STS_ADVICE: dict[str, tuple[str, str]] = {
+    "no_credentials": (
+        "no AWS credentials found for {source}",
+        "put an access key or role_arn in the AWS connection, or give this host an instance role, "
+        "AWS_PROFILE or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
+    ),
+    "partial_credentials": (
+        "incomplete AWS credentials for {source}: {message}",
+        "give both the access key id and the secret access key",
+    ),
+    "no_region": ("no AWS region for {source}", "set region_name in the AWS connection's extra, or AWS_DEFAULT_REGION"),
+    "unreachable": (
+        "cannot reach the STS API at {endpoint}",
+        "check the network and proxy settings, and the connection's endpoint_url (or "
+        "service_config.sts.endpoint_url); in a VPC without internet access, an STS VPC endpoint",
+    ),
+    "invalid_credentials": (
+        "AWS rejected the credentials of {source} ({code}: {message})",
+        "they are invalid or have expired: renew them, or fix the AWS connection's login/password or role",
+    ),
+    "access_denied": ("AWS refused {source}: {message}", "check the connection's role_arn and the role's trust policy"),
+    "client_error": (
+        "the STS call for {source} failed: {message}",
+        "check the AWS connection's settings and the network",
+    ),
+    "unexpected": (
+        "unexpected {code} while asking STS who {source} is",
+        "rerun with --verbose for the traceback; check the AWS connection's extra",
+    ),
+}
+_STS_SERVICE_ADVICE = (
+    "the STS API failed for {source}: {code}: {message}",
+    "retry; if it persists, check the AWS service health and the connection's endpoint_url",
+)
+
+
 def sts_advice(failure: AwsFailure, source: str) -> tuple[str, str]:
     """
     (summary, fix) for a failed STS ``GetCallerIdentity``, as doctor's first check shows it.
@@ -227,44 +269,9 @@ def sts_advice(failure: AwsFailure, source: str) -> tuple[str, str]:
     :param failure: the classified failure.
     :param source: how the lines name the AWS identity.
     """
-    kind, code, message = failure.kind, failure.code, failure.message
-    if kind == "no_credentials":
-        return (
-            f"no AWS credentials found for {source}",
-            "put an access key or role_arn in the AWS connection, or give this host an instance role, "
-            "AWS_PROFILE or AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY",
-        )
-    if kind == "partial_credentials":
-        return (
-            f"incomplete AWS credentials for {source}: {message}",
-            "give both the access key id and the secret access key",
-        )
-    if kind == "no_region":
-        return f"no AWS region for {source}", "set region_name in the AWS connection's extra, or AWS_DEFAULT_REGION"
-    if kind == "unreachable":
-        return (
-            f"cannot reach the STS API at {failure.endpoint or '?'}",
-            "check the network and proxy settings, and the connection's endpoint_url (or "
-            "service_config.sts.endpoint_url); in a VPC without internet access, an STS VPC endpoint",
-        )
-    if kind == "invalid_credentials":
-        return (
-            f"AWS rejected the credentials of {source} ({code}: {message})",
-            "they are invalid or have expired: renew them, or fix the AWS connection's login/password or role",
-        )
-    if kind == "access_denied":
-        return f"AWS refused {source}: {message}", "check the connection's role_arn and the role's trust policy"
-    if kind == "client_error":
-        return f"the STS call for {source} failed: {message}", "check the AWS connection's settings and the network"
-    if kind == "unexpected":
-        return (
-            f"unexpected {code} while asking STS who {source} is",
-            "rerun with --verbose for the traceback; check the AWS connection's extra",
-        )
-    return (
-        f"the STS API failed for {source}: {code}: {message}",
-        "retry; if it persists, check the AWS service health and the connection's endpoint_url",
-    )
+    summary, fix = _STS_ADVICE.get(failure.kind, _STS_SERVICE_ADVICE)
+    facts = {"source": source, "code": failure.code, "message": failure.message, "endpoint": failure.endpoint or "?"}
+    return summary.format(**facts), fix
 
 
 def token_fix(error: EcrError, action: str, who: str, region: str) -> str:

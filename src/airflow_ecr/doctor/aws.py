@@ -1,0 +1,85 @@
+"""
+The AWS checks: who the AWS connection is (STS), and whether ECR hands that identity a token.
+
+Both only render: what a failed call means is :func:`~airflow_ecr.tokens.aws_errors.classify`'s
+(an :class:`~airflow_ecr.tokens.aws_errors.AwsFailure`), how it reads is
+:func:`~airflow_ecr.tokens.aws_errors.sts_advice`'s and
+:func:`~airflow_ecr.tokens.aws_errors.token_fix`'s, and the exit code is the failure's or the error's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from airflow_ecr.doctor.results import Check, CheckId, CheckResult, DoctorState, result
+
+IDENTITY: CheckId = ("aws_identity", "AWS identity")
+PERMISSION: CheckId = ("ecr_permission", "ECR permission")
+
+
+def check_aws_identity(state: DoctorState) -> CheckResult:
+    """STS ``GetCallerIdentity`` with the AWS connection: who tokens would be fetched as."""
+    from airflow.providers.amazon.aws.hooks.sts import StsHook
+    from botocore.exceptions import ClientError
+
+    from airflow_ecr.tokens.aws_errors import classify, sts_advice
+
+    region = state.registry.region if state.registry is not None and not state.registry.public else None
+    hook = StsHook(aws_conn_id=state.aws_conn_id, region_name=region)
+    config = hook.conn_config
+    source = (
+        f"connection {state.aws_conn_id!r}"
+        if state.aws_conn_id and config
+        else "boto3's default credential chain"
+        + (f" (no connection {state.aws_conn_id!r})" if state.aws_conn_id else "")
+    )
+    endpoint = config.get_service_endpoint_url("sts")
+    details: dict[str, Any] = {"aws_conn_id": state.aws_conn_id, "credentials_from": source, "sts_endpoint": endpoint}
+    try:
+        client: Any = hook.conn
+        identity = client.get_caller_identity()
+    except Exception as err:
+        failure = classify(err, endpoint)
+        if isinstance(err, ClientError):  # AWS answered: its error code is a fact worth keeping
+            details["error_code"] = failure.code
+        summary, fix = sts_advice(failure, f"aws_conn_id={state.aws_conn_id!r} ({source})")
+        return result(IDENTITY, "fail", summary, fix=fix, exit_code=failure.exit_code, details=details)
+    state.arn = str(identity["Arn"])
+    details.update(account=str(identity["Account"]), arn=state.arn, user_id=str(identity.get("UserId", "")))
+    return result(IDENTITY, "ok", f"account {identity['Account']}, {state.arn} (from {source})", details=details)
+
+
+def check_ecr_permission(state: DoctorState) -> CheckResult:
+    """``GetAuthorizationToken`` for the image's registry, fetched now (not from the cache)."""
+    from airflow_ecr.exceptions import EcrCredentialsError, EcrServiceError
+    from airflow_ecr.tokens.aws_errors import token_action, token_fix
+    from airflow_ecr.tokens.sources import EcrTokenSource
+
+    registry = state.require_registry()
+    action = token_action(registry)
+    details: dict[str, Any] = {"registry": registry.host, "region": registry.region, "action": action}
+    source = EcrTokenSource.from_connection(state.aws_conn_id)
+    try:
+        token = source.fetch([registry])[registry.registry_id]
+    except (EcrCredentialsError, EcrServiceError) as err:
+        fix = token_fix(err, action, state.who, registry.region)
+        return result(PERMISSION, "fail", str(err), fix=fix, exit_code=err.exit_code, details=details)
+    state.token = token
+    details["expires_at"] = token.expires_at
+    valid = max(0.0, token.expires_at - token.issued_at)
+    return result(PERMISSION, "ok", f"{action} granted (token valid for {_duration(valid)})", details=details)
+
+
+def _duration(seconds: float) -> str:
+    if seconds >= 3600:
+        return f"{seconds / 3600:.1f} h"
+    if seconds >= 60:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds:.0f} s"
+
+
+# The checks of this module, in the order they run (doctor runs every module's CHECKS in turn).
+CHECKS = (
+    Check(*IDENTITY, check_aws_identity),
+    Check(*PERMISSION, check_ecr_permission, needs_image=True),
+)

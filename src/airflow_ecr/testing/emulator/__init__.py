@@ -1,0 +1,91 @@
+"""An Amazon ECR API emulator for tests: real HTTP, real boto3, real registries.
+
+The emulator is a small HTTP server on a loopback address that speaks the AWS JSON 1.1 protocol
+the way boto3 does, for ``ecr:GetAuthorizationToken`` (and ``ecr-public:GetAuthorizationToken``).
+Point boto3 at it with ``endpoint_url`` (or ``AWS_ENDPOINT_URL_ECR``); any access key works, the
+SigV4 signature is not verified, but the region is read from the ``Authorization`` header's
+credential scope, as ECR routes by region.
+
+Token policy
+------------
+Every emulated account (an account id in one region) has ONE valid password at a time, because a
+registry's htpasswd file holds one entry per user and ECR's user is always ``AWS``. A call to
+``GetAuthorizationToken`` mints a new token (a random password; the bcrypt line ``AWS:<hash>`` is
+written atomically, temp file + ``os.replace``, to that account's htpasswd, which the registry
+re-reads when it changes) when there is none, when the current one has expired, or when it has
+passed ``rotate_fraction`` (default 0.5) of its life. Otherwise the call returns the current token
+with its original ``expiresAt``. Minting makes the previous password fail at the registry at once,
+exactly like a revocation. When a token expires a timer replaces the password with an unknown
+random one, so the registry rejects expired tokens. ``token_ttl`` (default 43200 s, as ECR) and
+``rotate_fraction`` can be changed at run time.
+
+STS ``GetCallerIdentity`` (query protocol: a form-encoded POST) is answered on the same URL, so an
+Airflow AWS connection whose ``endpoint_url`` is the emulator works for both ``ecr`` and ``sts``: the
+caller is the default account, its ARN ``arn:aws:iam::<account>:user/<access key id>``.
+
+Fault switches (``throttle``, ``server_error``, ``deny``, ``delay``, ``invalid_keys``, ``expired_keys``,
+``clock_skew``), the list of calls received,
+revocation and the current password are available in process (:class:`EcrEmulator` methods) and
+through a loopback admin API, so tests in other processes can drive it::
+
+    GET  /_emulator/health                 {"ok": true, "accounts": [...]}
+    GET  /_emulator/calls                  [{"time", "end", "target", "region", "registry_ids",
+                                             "access_key_id", "outcome"}, ...]
+    POST /_emulator/reset                  clear calls and faults
+    GET|POST /_emulator/faults             {"throttle": n, "server_error": n,
+                                            "deny": true|false|["acct", ...], "delay": seconds,
+                                            "invalid_keys": ["AKID", ...],
+                                            "expired_keys": ["AKID", ...], "clock_skew": seconds}
+    GET|POST /_emulator/config             {"token_ttl": s, "rotate_fraction": f}
+    POST /_emulator/revoke                 {"account_id": "...", "region": "..."(optional)}
+    GET  /_emulator/password/<account>     {"password", "expires_at"} (mints if none is valid)
+
+Command line (used by the lab)::
+
+    python -m airflow_ecr.testing.emulator --config emulator.json --port-file port
+
+with ``{"accounts": [{"account_id": "...", "region": "...", "htpasswd": "/path"}],
+"default_account": "...", "token_ttl": 43200, "rotate_fraction": 0.5, "port": 0}``.
+
+Modules, one job each: :mod:`~airflow_ecr.testing.emulator.model` (the account, the error, the
+constants), :mod:`~airflow_ecr.testing.emulator.state` (registries, tokens, token policy, faults,
+calls), :mod:`~airflow_ecr.testing.emulator.htpasswd` (a registry's password file),
+:mod:`~airflow_ecr.testing.emulator.protocol` (the ECR and STS APIs),
+:mod:`~airflow_ecr.testing.emulator.admin_api` (the admin API),
+:mod:`~airflow_ecr.testing.emulator.server` (:class:`EcrEmulator`: HTTP on a loopback port) and
+:mod:`~airflow_ecr.testing.emulator.cli`; the admin client is
+:mod:`airflow_ecr.testing.emulator_admin`.
+"""
+
+from __future__ import annotations
+
+from airflow_ecr.testing.emulator.cli import load_config, main
+from airflow_ecr.testing.emulator.model import (
+    BCRYPT_ROUNDS,
+    DEFAULT_ROTATE_FRACTION,
+    DEFAULT_TOKEN_TTL,
+    ECR_PUBLIC_TARGET_PREFIX,
+    ECR_TARGET_PREFIX,
+    STS_TARGET_PREFIX,
+    STS_XMLNS,
+    EmulatedAccount,
+    EmulatorError,
+)
+from airflow_ecr.testing.emulator.server import EcrEmulator
+from airflow_ecr.testing.emulator_admin import EmulatorClient
+
+__all__ = [
+    "BCRYPT_ROUNDS",
+    "DEFAULT_ROTATE_FRACTION",
+    "DEFAULT_TOKEN_TTL",
+    "ECR_PUBLIC_TARGET_PREFIX",
+    "ECR_TARGET_PREFIX",
+    "STS_TARGET_PREFIX",
+    "STS_XMLNS",
+    "EcrEmulator",
+    "EmulatedAccount",
+    "EmulatorClient",
+    "EmulatorError",
+    "load_config",
+    "main",
+]

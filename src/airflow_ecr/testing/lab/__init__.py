@@ -1,0 +1,116 @@
+"""The airflow-ecr test lab: a real Docker engine pulling from real registries by real ECR names.
+
+``python -m airflow_ecr.testing.lab up|down|status [--dir DIR] [--swarm] [--purge]`` (as root).
+``python -m airflow_ecr.testing.lab setup [--install]`` prints the ``apt-get`` line of the Debian
+packages the lab needs (:data:`DEBIAN_PACKAGES`), or runs it (as root) with ``--install``.
+
+Everything lives under DIR (default: ``$AIRFLOW_ECR_LAB_DIR`` or ``/tmp/airflow-ecr-lab``):
+
+- ``tls/``: a lab CA and one server certificate whose SANs cover every registry host name;
+- the ECR API emulator (:mod:`airflow_ecr.testing.emulator`) on ``127.0.0.1:<ephemeral>``;
+- ``dockerd`` in private network and mount namespaces (``unshare --net --mount``): its own
+  loopback device carries the registry addresses (``198.18.0.11``, ``.12``, ``.19``: the RFC 2544
+  benchmarking range), ``DIR/hosts`` is bound over ``/etc/hosts`` (the registry names) and
+  ``DIR/etc-docker`` over ``/etc/docker`` (``certs.d/<host>/ca.crt``). Only the daemon sees the
+  names, the addresses and the CA; nothing global changes and nothing is reachable from outside.
+  Clients use ``unix://DIR/docker.sock``; containers need ``network_mode="none"`` (no bridge);
+- one ``docker-registry serve`` per emulated account, inside the daemon's network namespace, on
+  ``<its own address>:443`` with ECR-style basic auth (user ``AWS``, htpasswd rewritten by the
+  emulator), plus one anonymous registry ``registry.lab.test``. Port 443 on a dedicated address is
+  what lets image names be real ECR names without a port
+  (``111111111111.dkr.ecr.eu-west-1.amazonaws.com/lab/busybox:1``);
+- test images pushed to every registry (see :mod:`airflow_ecr.testing.images`);
+- ``lab.json``, which describes all of it to tests.
+
+Why not 127.0.0.x in the host's namespace: dockerd always treats registries that resolve into
+127.0.0.0/8 as insecure, so it would skip certificate verification and fall back to plain HTTP
+(a pull without credentials then fails with ``dial tcp 127.0.0.11:80: connection refused`` instead
+of ECR's ``no basic auth credentials``). Non-loopback addresses in a private namespace keep TLS
+verification real, and let several labs run side by side.
+
+Every process is started detached and recorded in ``DIR/pids.json`` as soon as it starts, so that
+``down`` stops exactly those pids (checking that each still runs a command naming DIR) even after a
+
+Modules, one job each: :mod:`~airflow_ecr.testing.lab.spec` (accounts, addresses, host names,
+images), :mod:`~airflow_ecr.testing.lab.paths` (the directory, its layout, lock and JSON files),
+:mod:`~airflow_ecr.testing.lab.processes` (spawning, pid records, stopping),
+:mod:`~airflow_ecr.testing.lab.host` (root, tools, Debian packages, ``setup``),
+:mod:`~airflow_ecr.testing.lab.tls`, :mod:`~airflow_ecr.testing.lab.netns` (probes from inside the
+namespace), :mod:`~airflow_ecr.testing.lab.emulator_process`, :mod:`~airflow_ecr.testing.lab.dockerd`
+(the daemon and its swarm), :mod:`~airflow_ecr.testing.lab.registries`,
+:mod:`~airflow_ecr.testing.lab.seed` (the test images), :mod:`~airflow_ecr.testing.lab.health`
+(``status``, ``is_up``, ``load``), :mod:`~airflow_ecr.testing.lab.lifecycle` (``up``, ``down``),
+:mod:`~airflow_ecr.testing.lab.restarts` (fault injection) and :mod:`~airflow_ecr.testing.lab.cli`.
+Everything a caller needs is importable from this package.
+"""
+
+from __future__ import annotations
+
+# `lab.os` is the os module, as when the lab was one module (tests patch `lab.os.geteuid`).
+import os as os
+
+from airflow_ecr.testing.lab.cli import main
+from airflow_ecr.testing.lab.health import is_up, load, status
+from airflow_ecr.testing.lab.host import (
+    DEBIAN_PACKAGES,
+    HOST_TOOLS,
+    SETUP_COMMAND,
+    apt_command,
+    missing_packages,
+    setup,
+)
+from airflow_ecr.testing.lab.host import preflight as _preflight  # noqa: F401 (see below)
+from airflow_ecr.testing.lab.lifecycle import down, up
+from airflow_ecr.testing.lab.messages import LabError
+from airflow_ecr.testing.lab.paths import DEFAULT_DIR, ENV_DIR, default_dir
+from airflow_ecr.testing.lab.paths import LabPaths as _Paths  # noqa: F401 (see below)
+from airflow_ecr.testing.lab.processes import STOP_TIMEOUT
+from airflow_ecr.testing.lab.restarts import restart_dockerd, start_registry, stop_registry
+from airflow_ecr.testing.lab.spec import (
+    ACCOUNT_IMAGES,
+    ANONYMOUS_ADDRESS,
+    ANONYMOUS_HOST,
+    BUSYBOX_IMAGE,
+    LAB_ACCOUNTS,
+    LAB_HOSTS,
+    PYTHON_ACCOUNT,
+    PYTHON_IMAGE,
+    SWARM_ADDRESS,
+    LabAccount,
+)
+from airflow_ecr.testing.lab.tls import make_tls as _make_tls  # noqa: F401 (see below)
+
+# `_Paths`, `_preflight` and `_make_tls`, the private names of the one-module lab, stay importable
+# from here for the tests and benchmarks that use them; they are not part of the API.
+__all__ = [
+    "ACCOUNT_IMAGES",
+    "ANONYMOUS_ADDRESS",
+    "ANONYMOUS_HOST",
+    "BUSYBOX_IMAGE",
+    "DEBIAN_PACKAGES",
+    "DEFAULT_DIR",
+    "ENV_DIR",
+    "HOST_TOOLS",
+    "LAB_ACCOUNTS",
+    "LAB_HOSTS",
+    "PYTHON_ACCOUNT",
+    "PYTHON_IMAGE",
+    "SETUP_COMMAND",
+    "STOP_TIMEOUT",
+    "SWARM_ADDRESS",
+    "LabAccount",
+    "LabError",
+    "apt_command",
+    "default_dir",
+    "down",
+    "is_up",
+    "load",
+    "main",
+    "missing_packages",
+    "restart_dockerd",
+    "setup",
+    "start_registry",
+    "status",
+    "stop_registry",
+    "up",
+]

@@ -1,0 +1,50 @@
+"""The lab's ECR API emulator: its config file and its process (``python -m airflow_ecr.testing.emulator``)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import airflow_ecr
+from airflow_ecr.testing.lab.paths import LabPaths, write_json
+from airflow_ecr.testing.lab.processes import spawn, wait_until
+from airflow_ecr.testing.lab.spec import LAB_ACCOUNTS
+
+
+def start_emulator(paths: LabPaths) -> tuple[int, str]:
+    """Start the emulator for the lab's accounts (one htpasswd file each); returns (pid, URL).
+
+    :param paths: the lab's layout.
+    """
+    paths.emulator.mkdir(parents=True, exist_ok=True)
+    accounts = []
+    for account in LAB_ACCOUNTS:
+        directory = paths.registry(account.account_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        accounts.append(
+            {
+                "account_id": account.account_id,
+                "region": account.region,
+                "htpasswd": str(directory / "htpasswd"),
+            }
+        )
+    config = {
+        "accounts": accounts,
+        "default_account": LAB_ACCOUNTS[0].account_id,
+        "token_ttl": 43200,
+        "rotate_fraction": 0.5,
+        "port": 0,
+    }
+    config_file = paths.emulator / "config.json"
+    write_json(config_file, config)
+    port_file = paths.emulator / "port"
+    port_file.unlink(missing_ok=True)
+    # Run this very package even when it is not installed (python -m from a source tree).
+    package_root = str(Path(airflow_ecr.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])))
+    log = paths.emulator / "emulator.log"
+    argv = [sys.executable, "-m", "airflow_ecr.testing.emulator", "--config", str(config_file)]
+    pid = spawn(paths, "emulator", [*argv, "--port-file", str(port_file)], log, env)
+    wait_until("the ECR emulator", port_file.exists, pid, str(paths.root), log, 20)
+    return pid, f"http://127.0.0.1:{int(port_file.read_text())}"
