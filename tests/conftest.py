@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,10 +20,9 @@ from airflow_ecr.testing.emulator import EmulatorClient
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-ecr-tests-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
-# The Airflow process harness serves tests/e2e and tests/reliability.
-sys.path.insert(0, str(Path(__file__).parent / "e2e"))
-from airflow_harness import AirflowHarness, EmulatorAdmin, shared_harness
-from services import stop_process
+# The shared helpers (tests/helpers, on the path by pytest's `pythonpath` setting), after the above.
+from helpers.airflow_harness import AirflowHarness, EmulatorAdmin, shared_harness
+from helpers.processes import free_port, stop_process, wait_for_port
 
 
 @dataclass(frozen=True)
@@ -92,19 +88,11 @@ def moto_url(tmp_path: Path) -> Iterator[str]:
     executable = shutil.which("moto_server", path=os.path.dirname(sys.executable)) or shutil.which("moto_server")
     if executable is None:
         pytest.fail("moto_server not installed: pip install 'moto[server]'", pytrace=False)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port()
     log = (tmp_path / "moto.log").open("wb")
     proc = subprocess.Popen([executable, "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1):
-                break
-            assert proc.poll() is None, (tmp_path / "moto.log").read_text()
-            assert time.monotonic() < deadline, "moto_server did not start"
-            time.sleep(0.1)
+        wait_for_port(port, proc, "moto_server", log=tmp_path / "moto.log")
         yield f"http://127.0.0.1:{port}"
     finally:
         stop_process(proc)

@@ -17,17 +17,14 @@ import json
 import os
 import re
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from airflow_harness import AirflowHarness, EmulatorAdmin, api_server, new_access_key
-from test_airflow_dags import assert_no_secret, output_lines
-from test_example_dags import parse_examples
+from helpers.airflow_harness import AirflowHarness, EmulatorAdmin, api_server, new_access_key
+from helpers.dag_checks import assert_no_secret, output_lines, parse_examples
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(600)]
 

@@ -8,39 +8,16 @@ Run: ``AIRFLOW_ECR_LAB_DIR=/tmp/airflow-ecr-lab pytest -m "lab and airflow_run" 
 
 from __future__ import annotations
 
-import re
-import sys
-from collections.abc import Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-# The harness sits next to this file (tests/ is no package): importable in any import mode.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from airflow_harness import AirflowHarness, EmulatorAdmin
+from helpers.airflow_harness import AirflowHarness, EmulatorAdmin
+from helpers.dag_checks import assert_no_secret, output_lines
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(420)]
 
 VERSIONS = [pytest.param("3", id="af3"), pytest.param("2", id="af2")]
-
-
-def assert_no_secret(texts: Mapping[str, str], secrets: Iterable[str]) -> None:
-    """No secret in any text; the failure names where, without printing the secret."""
-    found = []
-    for secret in secrets:
-        assert len(secret) >= 16, "the emulator handed out a suspiciously short password"
-        for where, text in texts.items():
-            for number, line in enumerate(text.splitlines(), 1):
-                if secret in line:
-                    found.append(f"{where}:{number}: {line.replace(secret, '<TOKEN>')[:300]}")
-    assert not found, "an ECR token appears in:\n" + "\n".join(found)
-
-
-def output_lines(text: str, message: str) -> list[str]:
-    """Log lines whose message is ``message`` itself (not a command that would print it)."""
-    pattern = re.compile(rf"(^|[\s\]]){re.escape(message)}(\s|$)")
-    return [line for line in text.splitlines() if pattern.search(line) and "echo" not in line]
 
 
 def test_two_accounts(airflow: AirflowHarness, ecr_admin: EmulatorAdmin, e2e_lab: dict[str, Any]) -> None:

@@ -27,10 +27,7 @@ from typing import Any
 import pytest
 
 from airflow_ecr.testing.leaks import ProcessSampler
-
-# The harness sits next to this file (tests/ is no package): importable in any import mode.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from airflow_harness import (
+from helpers.airflow_harness import (
     AirflowHarness,
     EmulatorAdmin,
     api_connection,
@@ -39,7 +36,7 @@ from airflow_harness import (
     free_port,
     new_access_key,
 )
-from services import postgres_cluster
+from helpers.services import postgres_cluster
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(420)]
 
@@ -218,7 +215,7 @@ RACE_SCRIPT = textwrap.dedent(
     from airflow.models.connection import Connection
     from airflow.utils.session import create_session
 
-    from airflow_ecr.operators.credentials import OrmConnectionWriter
+    from airflow_ecr.connections import OrmConnectionWriter
 
     CONN_ID = "docker_race"
 

@@ -16,7 +16,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,11 +23,9 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from airflow_harness import find_venv, new_access_key
-
 from airflow_ecr.testing import lab as lab_module
 from airflow_ecr.testing.emulator import EmulatorClient
+from helpers.airflow_harness import find_venv, new_access_key
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 
@@ -312,7 +309,7 @@ def lab_state(lab: Any, emulator: EmulatorClient, image: str = IMAGE, password: 
     import docker
 
     from airflow_ecr.doctor import DoctorState
-    from airflow_ecr.tokens import EcrToken
+    from airflow_ecr.tokens.token import EcrToken
 
     state = DoctorState(image=image, docker_url=lab.docker_host)
     state.arn = f"arn:aws:iam::{ACCOUNT}:user/doctor"

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,64 +19,12 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from airflow_harness import AirflowHarness, EmulatorAdmin, find_venv, new_access_key, shared_harness
-
 import airflow_ecr.example_dags
+from helpers.airflow_harness import AirflowHarness, EmulatorAdmin, find_venv, new_access_key, shared_harness
+from helpers.dag_checks import parse_examples
 
 EXAMPLES = Path(airflow_ecr.example_dags.__file__).resolve().parent
 QUICKSTART = "example_ecr_docker"
-
-# Run in the venv of each Airflow version: the DAG ids, and per task its class and docker_conn_id.
-DAGBAG_SCRIPT = """
-import json, sys
-try:
-    from airflow.dag_processing.dagbag import DagBag  # Airflow 3
-except ImportError:
-    from airflow.models.dagbag import DagBag  # Airflow 2
-bag = DagBag(dag_folder=sys.argv[1])
-print("DAGBAG=" + json.dumps({
-    "import_errors": {str(k): str(v) for k, v in bag.import_errors.items()},
-    "files": sorted({str(dag.fileloc).rsplit("/", 1)[-1] for dag in bag.dags.values()}),
-    "dags": {
-        dag.dag_id: [[t.task_id, type(t).__name__, getattr(t, "docker_conn_id", None)] for t in dag.tasks]
-        for dag in bag.dags.values()
-    },
-}))
-"""
-
-
-def examples_folder(venv: Path) -> str:
-    """The example DAGs folder of the airflow-ecr installed in ``venv`` (a wheel, or this checkout)."""
-    code = "import airflow_ecr.example_dags as m, os; print(os.path.dirname(m.__file__))"
-    done = subprocess.run([str(venv / "bin" / "python"), "-c", code], capture_output=True, text=True, check=True)
-    return done.stdout.strip()
-
-
-def parse_examples(venv: Path, tmp_path: Path) -> dict[str, Any]:
-    """The example DAGs as a real ``DagBag`` of ``venv``'s Airflow sees them (see DAGBAG_SCRIPT)."""
-    # Nothing from the lab or the test session: the examples must parse on a bare machine.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW", "AWS_", "DOCKER_", "PYTEST_"))}
-    env.update(
-        AIRFLOW_HOME=str(tmp_path / "home"),
-        AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__UNIT_TEST_MODE="True",
-        # Parsing must not reach out: any attempt at AWS or Docker would hit a dead end.
-        AWS_ENDPOINT_URL="http://127.0.0.1:9",
-        AWS_EC2_METADATA_DISABLED="true",
-        DOCKER_HOST="unix:///nonexistent/docker.sock",
-    )
-    result = subprocess.run(
-        [str(venv / "bin" / "python"), "-c", DAGBAG_SCRIPT, examples_folder(venv)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-    line = next((x for x in result.stdout.splitlines() if x.startswith("DAGBAG=")), None)
-    assert result.returncode == 0 and line, f"rc={result.returncode}\n{result.stdout[-3000:]}\n{result.stderr[-5000:]}"
-    return json.loads(line.removeprefix("DAGBAG="))
 
 
 @pytest.mark.airflow_run

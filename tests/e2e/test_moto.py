@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from airflow_ecr.registry import parse_registry_host
-from airflow_ecr.tokens import AwsConnectionTokenSource, CacheSettings, TokenCache
+from airflow_ecr.tokens.cache import CacheSettings, TokenCache
+from airflow_ecr.tokens.sources import EcrTokenSource
 
 
 def test_token_source_reads_moto_answers_and_never_caches_its_expired_tokens(moto_url, monkeypatch, tmp_path):
@@ -21,7 +22,7 @@ def test_token_source_reads_moto_answers_and_never_caches_its_expired_tokens(mot
         ),
     )
     registry = parse_registry_host("123456789012.dkr.ecr.eu-west-1.amazonaws.com")
-    source = AwsConnectionTokenSource("aws_moto")
+    source = EcrTokenSource.from_connection("aws_moto")
     cache = TokenCache(CacheSettings(directory=tmp_path / "cache"))
     TokenCache.clear_memory()
     first = cache.get_one(source, registry)

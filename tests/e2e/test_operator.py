@@ -27,7 +27,8 @@ from airflow_ecr.exceptions import (
     EcrServiceError,
 )
 from airflow_ecr.operators.docker import EcrDockerOperator, EcrDockerSwarmOperator
-from airflow_ecr.tokens import FileCache, TokenCache
+from airflow_ecr.tokens.cache import TokenCache
+from airflow_ecr.tokens.store import FileStore
 
 pytestmark = pytest.mark.lab
 
@@ -232,7 +233,7 @@ def test_32_processes_without_the_lock_would_make_several_calls(lab, aws, tmp_pa
     def no_lock(self, name, timeout):
         yield False
 
-    monkeypatch.setattr(FileCache, "lock", no_lock)
+    monkeypatch.setattr(FileStore, "lock", no_lock)
     aws.faults(delay=0.3)
     resolve_concurrently(lab, tmp_path, 32)
     print(f"32 processes, lock disabled: {len(aws.calls())} ECR calls")

@@ -7,7 +7,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from airflow_harness import find_venv
+
+from helpers.airflow_harness import find_venv
 
 
 def airflow_bin(version: str) -> Path:

@@ -11,14 +11,12 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from airflow_harness import find_venv
+from helpers.airflow_harness import find_venv
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "docs" / "recipes" / "test_ecr_dags.py"

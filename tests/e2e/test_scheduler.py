@@ -10,7 +10,6 @@ every 50 ms: no ECR token may ever appear there.
 
 from __future__ import annotations
 
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -18,10 +17,7 @@ from typing import Any
 import pytest
 
 from airflow_ecr.testing.leaks import ProcessSampler, ecr_secret_forms, scan_texts
-
-# The harness sits next to this file (tests/ is no package): importable in any import mode.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from airflow_harness import AirflowHarness, EmulatorAdmin
+from helpers.airflow_harness import AirflowHarness, EmulatorAdmin
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(420)]
 

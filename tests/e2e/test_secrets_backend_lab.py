@@ -13,19 +13,15 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
-import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from airflow_harness import AirflowHarness, RunResult, new_access_key, shared_harness
-
 from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount, EmulatorClient
+from helpers.airflow_harness import AirflowHarness, RunResult, new_access_key, shared_harness
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(420)]
 

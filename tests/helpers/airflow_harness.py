@@ -26,7 +26,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import tempfile
@@ -39,29 +38,17 @@ from pathlib import Path
 from typing import Any
 
 from airflow_ecr.testing.emulator import EmulatorClient
+from airflow_ecr.testing.lab import default_dir
+from helpers.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]
-DAGS_SOURCE = Path(__file__).resolve().parent / "dags"
-DEFAULT_LAB_DIR = "/tmp/airflow-ecr-lab"
+DAGS_SOURCE = REPO / "tests" / "e2e" / "dags"
 AWS_CONN_ID = "aws_lab"
 TERMINAL_STATES = ("success", "failed")
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
-# -- lab and virtualenvs ------------------------------------------------------------------------
-def lab_dir() -> Path:
-    return Path(os.environ.get("AIRFLOW_ECR_LAB_DIR") or DEFAULT_LAB_DIR)
-
-
-def load_lab(directory: Path | None = None) -> dict[str, Any] | None:
-    """The lab's ``lab.json``, or None when no lab is up."""
-    path = (directory or lab_dir()) / "lab.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
+# -- virtualenvs --------------------------------------------------------------------------------
 def find_venv(version: str) -> Path | None:
     """The virtualenv of Airflow ``version`` ("3" or "2"): ``$AIRFLOW_ECR_VENV_AF<N>`` or the repo's
     ``.venvs/af<N>`` (made by scripts/venvs.sh); None if neither has ``airflow``."""
@@ -84,12 +71,6 @@ def airflow_version(venv: Path) -> str:
 def new_access_key() -> str:
     """A fake AWS access key id, unique to one run (the emulator accepts any)."""
     return "AKIAE2E" + secrets.token_hex(6).upper()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- results ------------------------------------------------------------------------------------
@@ -660,30 +641,9 @@ def api_connection(port: int, password: str) -> str:
 
 
 # -- the ECR emulator's admin API ---------------------------------------------------------------
-class EmulatorAdmin(EmulatorClient):
-    """The emulator's admin API, plus what the Airflow tests need on top."""
-
-    @contextlib.contextmanager
-    def ecr_policy(self, account_ids: list[str], min_ttl: float = 3600.0) -> Iterator[None]:
-        """
-        ECR's own token policy (12 h tokens) for the block, if something left a shorter one: the
-        tests count ``GetAuthorizationToken`` calls, which a token expiring mid-run would change.
-        Tokens minted under the short policy are revoked; the previous policy is restored after.
-        """
-        before = self.config()
-        if before["token_ttl"] >= min_ttl:
-            yield
-            return
-        self.config(token_ttl=43200.0, rotate_fraction=0.5)
-        for account_id in account_ids:
-            self.revoke(account_id)
-        try:
-            yield
-        finally:
-            self.config(**before)
-
-    def passwords(self, account_ids: list[str]) -> set[str]:
-        return {self.password(account_id) for account_id in account_ids}
+# The one admin client (airflow_ecr.testing), ECR's token policy and the registry passwords included;
+# the tests' name for it.
+EmulatorAdmin = EmulatorClient
 
 
 # -- shared per test session --------------------------------------------------------------------
@@ -701,7 +661,7 @@ def shared_harness(version: str, lab: Mapping[str, Any], base: Path) -> AirflowH
             venv,
             Path(tempfile.mkdtemp(prefix=f"airflow{version}-", dir=base)),
             lab,
-            Path(lab.get("dir") or lab_dir()),
+            Path(lab.get("dir") or default_dir()),
         )
         harness.migrate()
         _SHARED[version] = harness

@@ -2,7 +2,7 @@
 
 :func:`celery_cluster` starts, on loopback only and each stopped by its pid when the block ends:
 a private PostgreSQL cluster (the metadata database and Celery's result backend) and a private
-``redis-server`` (the broker), both from Debian's packages (``tests/e2e/services.py``); then
+``redis-server`` (the broker), both from Debian's packages (:mod:`helpers.services`); then
 ``airflow db migrate``, the api-server (the task processes' Execution API), the dag-processor,
 the scheduler with the CeleryExecutor, and one ``airflow celery worker`` per emulated host.
 
@@ -20,7 +20,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -28,10 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-# airflow_harness and services sit in tests/e2e (tests/conftest.py puts it on sys.path too).
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "e2e"))
-from airflow_harness import AirflowHarness, SchedulerSession, Started, find_venv, new_access_key
-from services import postgres_cluster, redis_server
+from helpers.airflow_harness import AirflowHarness, SchedulerSession, Started, find_venv, new_access_key
+from helpers.services import postgres_cluster, redis_server
 
 # Task processes import this (``[core] hostname_callable``): the host name a worker stands for.
 HOSTNAME_MODULE = '''"""The emulated host name of this Celery worker (set by the test per worker)."""

@@ -22,7 +22,8 @@ import pytest
 
 from airflow_ecr.operators.docker import EcrDockerOperator
 from airflow_ecr.testing.leaks import Leak, ProcessSampler, ecr_secret_forms, scan_files, scan_sqlite, scan_texts
-from airflow_ecr.tokens import TokenCache
+from airflow_ecr.tokens.cache import TokenCache
+from helpers.airflow_harness import AirflowHarness, RunResult, find_venv, new_access_key
 
 CONN = "aws_rel"
 
@@ -50,8 +51,6 @@ class LabTask:
     """
 
     def __init__(self, lab: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch, cache_dir: Path) -> None:
-        from airflow_harness import new_access_key
-
         self.lab = lab
         self.emulator = emulator
         self.monkeypatch = monkeypatch
@@ -199,18 +198,16 @@ class TcpForwarder:
 
 
 # -- real Airflow runs of the suite's DAGs, sampled and scanned for tokens --------------------------
-DAGS = Path(__file__).resolve().parent / "dags"
-_HARNESSES: dict[str, Any] = {}
+DAGS = Path(__file__).resolve().parents[1] / "reliability" / "dags"
+_HARNESSES: dict[str, AirflowHarness] = {}
 
 
-def reliability_harness(lab: Any, base: Path) -> Any:
+def reliability_harness(lab: Any, base: Path) -> Any:  # an AirflowHarness
     """
     An Airflow 3 harness of its own (fresh AIRFLOW_HOME and metadata database, only this suite's
     DAGs), shared by the suite's modules: the leak scans look at everything in it, so nothing
     another test wrote there may confuse them.
     """
-    from airflow_harness import AirflowHarness, find_venv
-
     if "3" not in _HARNESSES:
         venv = find_venv("3")
         if venv is None:
@@ -228,7 +225,7 @@ def reliability_harness(lab: Any, base: Path) -> Any:
 class ScannedRun:
     """A DAG run and where the registry passwords issued meanwhile were found."""
 
-    result: Any  # airflow_harness.RunResult
+    result: RunResult
     secrets: set[str]
     leaks: list[Leak]
     samples: int
@@ -238,7 +235,7 @@ class ScannedRun:
 
 
 def run_scanned(
-    harness: Any,
+    harness: AirflowHarness,
     emulator: Any,
     lab: Any,
     dag_id: str,

@@ -17,22 +17,12 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from airflow_harness import free_port
 
-
-def stop_process(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM a server this test started (by its pid), SIGKILL it after 10 s."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+from helpers.processes import free_port, stop_process, wait_for_port
 
 
 @contextlib.contextmanager
@@ -93,16 +83,13 @@ def redis_server() -> Iterator[str]:
     with open(base / "log", "wb") as log:
         proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, cwd=base)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
-                conn.sendall(b"PING\r\n")
-                if conn.recv(64).startswith(b"+PONG"):
-                    break
-            assert proc.poll() is None, (base / "log").read_text(errors="replace")
-            assert time.monotonic() < deadline, "redis-server did not start within 30 s"
-            time.sleep(0.1)
+        wait_for_port(port, proc, "redis-server", log=base / "log", ready=_redis_pong)
         yield f"redis://127.0.0.1:{port}/0"
     finally:
         stop_process(proc)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _redis_pong(conn: socket.socket) -> bool:
+    conn.sendall(b"PING\r\n")
+    return conn.recv(64).startswith(b"+PONG")

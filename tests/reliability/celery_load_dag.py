@@ -7,16 +7,15 @@ a ``GetAuthorizationToken`` call when the cached one is due for refresh.
 
 from __future__ import annotations
 
-import json
 import os
 from datetime import datetime
-from pathlib import Path
 
 from airflow.sdk import DAG
 
 from airflow_ecr.operators.docker import EcrDockerOperator
+from airflow_ecr.testing.lab import load
 
-LAB = json.loads((Path(os.environ.get("AIRFLOW_ECR_LAB_DIR", "/tmp/airflow-ecr-lab")) / "lab.json").read_text())
+LAB = load()
 HOST = LAB["accounts"][0]["host"]
 TASKS = int(os.environ.get("ECR_LOAD_TASKS", "200"))
 

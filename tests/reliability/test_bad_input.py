@@ -15,16 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from reliability_support import (
-    CONN,
-    LabTask,
-    assert_clean_error,
-    aws_connection,
-    is_private_cache_file,
-    lab_task,
-    reliability_harness,
-    run_scanned,
-)
 
 from airflow_ecr.exceptions import (
     DockerDaemonError,
@@ -34,6 +24,16 @@ from airflow_ecr.exceptions import (
     EcrPullError,
 )
 from airflow_ecr.operators.docker import EcrDockerOperator
+from helpers.reliability_support import (
+    CONN,
+    LabTask,
+    assert_clean_error,
+    aws_connection,
+    is_private_cache_file,
+    lab_task,
+    reliability_harness,
+    run_scanned,
+)
 
 __all__ = ["lab_task"]
 
@@ -206,7 +206,7 @@ def test_parse_time_error_through_a_real_dagbag_is_one_clear_line(tmp_path: Path
 @pytest.mark.timeout(400)
 def test_run_time_bad_input_through_airflow_dags_test(lab, ecr_admin, tmp_path_factory, tmp_path) -> None:
     """Airflow 3 runs every run-time case as a task: each task's log says its sentence."""
-    from airflow_harness import new_access_key
+    from helpers.airflow_harness import new_access_key
 
     harness = reliability_harness(lab, tmp_path_factory.getbasetemp())
     expired_key = new_access_key()

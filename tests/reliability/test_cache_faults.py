@@ -18,7 +18,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from reliability_support import CONN, LabTask, Recorder, lab_task
+
+from helpers.reliability_support import CONN, LabTask, Recorder, lab_task
 
 pytestmark = pytest.mark.lab
 __all__ = ["lab_task"]

@@ -26,7 +26,6 @@ import json
 import math
 import os
 import re
-import sys
 import time
 from collections import Counter
 from datetime import datetime
@@ -35,10 +34,8 @@ from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from celery_harness import CeleryCluster, celery_cluster, to_json
-
-from airflow_ecr.tokens import DEFAULT_REFRESH_RATIO
+from airflow_ecr.settings import DEFAULT_REFRESH_RATIO
+from helpers.celery_harness import CeleryCluster, celery_cluster, to_json
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(1500)]
 

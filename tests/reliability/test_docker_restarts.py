@@ -20,12 +20,12 @@ from typing import Any
 
 import docker
 import pytest
-from reliability_support import LabTask, remove_local
 
 from airflow_ecr.exceptions import EcrPullError
 from airflow_ecr.testing import lab as lab_module
 from airflow_ecr.testing.emulator import EmulatorClient
-from airflow_ecr.tokens import TokenCache
+from airflow_ecr.tokens.cache import TokenCache
+from helpers.reliability_support import LabTask, remove_local
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 

@@ -11,10 +11,10 @@ import json
 import time
 
 import pytest
-from airflow_harness import free_port
-from reliability_support import CONN, Recorder, TcpForwarder, assert_clean_error, lab_task
 
 from airflow_ecr.exceptions import EcrServiceError
+from helpers.processes import free_port
+from helpers.reliability_support import CONN, Recorder, TcpForwarder, assert_clean_error, lab_task
 
 pytestmark = pytest.mark.lab
 __all__ = ["lab_task"]  # the fixture, imported for pytest

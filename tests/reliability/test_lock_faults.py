@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow_harness import new_access_key
-from reliability_support import CONN, aws_connection
 
 from airflow_ecr.hooks.docker import EcrDockerHook
-from airflow_ecr.tokens import TokenCache
+from airflow_ecr.tokens.cache import TokenCache
+from helpers.airflow_harness import new_access_key
+from helpers.reliability_support import CONN, aws_connection
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(240)]
 

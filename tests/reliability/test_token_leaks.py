@@ -18,9 +18,9 @@ import sys
 import time
 
 import pytest
-from reliability_support import is_private_cache_file, reliability_harness, run_scanned
 
 from airflow_ecr.testing.leaks import ProcessSampler, ecr_secret_forms, scan_files, scan_sqlite, scan_texts
+from helpers.reliability_support import is_private_cache_file, reliability_harness, run_scanned
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(400)]
 

@@ -38,16 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from airflow_harness import (
-    REPO,
-    AirflowHarness,
-    EmulatorAdmin,
-    SchedulerSession,
-    Started,
-    airflow_version,
-    find_venv,
-    free_port,
-)
 from selenium import webdriver
 from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.chrome.service import Service
@@ -59,6 +49,16 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from airflow_ecr.provider_info import ECR_CONNECTION_FIELDS
+from helpers.airflow_harness import (
+    REPO,
+    AirflowHarness,
+    EmulatorAdmin,
+    SchedulerSession,
+    Started,
+    airflow_version,
+    find_venv,
+)
+from helpers.processes import free_port
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(360)]
 

@@ -10,15 +10,13 @@ What every compatibility-matrix cell runs for real against the lab, in one DAG:
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import datetime
-from pathlib import Path
 
 from airflow.providers.docker.operators.docker import DockerOperator
 
 from airflow_ecr.operators.credentials import EcrCredentialRegisterOperator
 from airflow_ecr.operators.docker import EcrDockerOperator
+from airflow_ecr.testing.lab import load
 
 try:
     from airflow.sdk import DAG, task
@@ -26,7 +24,7 @@ except ImportError:  # Airflow 2
     from airflow import DAG
     from airflow.decorators import task
 
-LAB = json.loads((Path(os.environ["AIRFLOW_ECR_LAB_DIR"]) / "lab.json").read_text())
+LAB = load()
 FIRST = LAB["accounts"][0]
 COMMON = {"force_pull": True, "network_mode": "none", "mount_tmp_dir": False, "auto_remove": "success"}
 

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
-from pathlib import Path
-
 from airflow_ecr.dags import ecr_refresh_dag
+from airflow_ecr.testing.lab import load
 
-LAB_DIR = Path(os.environ.get("AIRFLOW_ECR_LAB_DIR", "/tmp/airflow-ecr-lab"))
-ACCOUNT = json.loads((LAB_DIR / "lab.json").read_text())["accounts"][0]
+ACCOUNT = load()["accounts"][0]
 
 dag = ecr_refresh_dag(
     conn_id="docker_ecr_factory",

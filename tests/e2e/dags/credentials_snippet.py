@@ -5,10 +5,7 @@ unmodified DockerOperator using the connection it writes. The ids and region are
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import datetime
-from pathlib import Path
 
 try:
     from airflow.sdk import DAG
@@ -18,9 +15,9 @@ except ImportError:  # Airflow 2
 from airflow.providers.docker.operators.docker import DockerOperator
 
 from airflow_ecr.operators.credentials import EcrCredentialRegisterOperator
+from airflow_ecr.testing.lab import load
 
-LAB_DIR = Path(os.environ.get("AIRFLOW_ECR_LAB_DIR", "/tmp/airflow-ecr-lab"))
-ACCOUNT = json.loads((LAB_DIR / "lab.json").read_text())["accounts"][0]
+ACCOUNT = load()["accounts"][0]
 
 with DAG(
     dag_id="credentials_snippet",

@@ -3,10 +3,7 @@ token cache (no second GetAuthorizationToken call) although it runs in another p
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import datetime
-from pathlib import Path
 
 try:
     from airflow.sdk import DAG
@@ -14,9 +11,9 @@ except ImportError:  # Airflow 2
     from airflow import DAG
 
 from airflow_ecr.operators.docker import EcrDockerOperator
+from airflow_ecr.testing.lab import load
 
-LAB_DIR = Path(os.environ.get("AIRFLOW_ECR_LAB_DIR", "/tmp/airflow-ecr-lab"))
-LAB = json.loads((LAB_DIR / "lab.json").read_text())
+LAB = load()
 HOST = LAB["accounts"][0]["host"]
 
 with DAG(

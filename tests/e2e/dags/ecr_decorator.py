@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import datetime
-from pathlib import Path
 
 try:
     from airflow.sdk import DAG, task
@@ -13,8 +10,9 @@ except ImportError:  # Airflow 2
     from airflow import DAG
     from airflow.decorators import task
 
-LAB_DIR = Path(os.environ.get("AIRFLOW_ECR_LAB_DIR", "/tmp/airflow-ecr-lab"))
-LAB = json.loads((LAB_DIR / "lab.json").read_text())
+from airflow_ecr.testing.lab import load
+
+LAB = load()
 HOST = LAB["accounts"][0]["host"]
 
 with DAG(

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import datetime
-from pathlib import Path
 
 try:
     from airflow.sdk import DAG
@@ -13,9 +10,9 @@ except ImportError:  # Airflow 2
     from airflow import DAG
 
 from airflow_ecr.operators.docker import EcrDockerOperator
+from airflow_ecr.testing.lab import load
 
-LAB_DIR = Path(os.environ.get("AIRFLOW_ECR_LAB_DIR", "/tmp/airflow-ecr-lab"))
-LAB = json.loads((LAB_DIR / "lab.json").read_text())
+LAB = load()
 
 with DAG(
     dag_id="ecr_two_accounts",

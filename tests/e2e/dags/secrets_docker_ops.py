@@ -8,10 +8,7 @@ several lifetimes of short-lived tokens.
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import datetime
-from pathlib import Path
 
 from airflow.providers.docker.operators.docker import DockerOperator
 from airflow.providers.docker.operators.docker_swarm import DockerSwarmOperator
@@ -23,7 +20,9 @@ except ImportError:  # Airflow 2
     from airflow.decorators import task
     from airflow.models.baseoperator import chain
 
-LAB = json.loads((Path(os.environ.get("AIRFLOW_ECR_LAB_DIR", "/tmp/airflow-ecr-lab")) / "lab.json").read_text())
+from airflow_ecr.testing.lab import load
+
+LAB = load()
 HOST1 = LAB["accounts"][0]["host"]
 HOST2 = LAB["accounts"][1]["host"]
 

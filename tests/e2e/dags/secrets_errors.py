@@ -6,10 +6,7 @@ ECR denies. Each task must fail with one sentence naming its conn id and what to
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import datetime
-from pathlib import Path
 
 from airflow.providers.docker.operators.docker import DockerOperator
 
@@ -18,7 +15,9 @@ try:
 except ImportError:  # Airflow 2
     from airflow import DAG
 
-LAB = json.loads((Path(os.environ.get("AIRFLOW_ECR_LAB_DIR", "/tmp/airflow-ecr-lab")) / "lab.json").read_text())
+from airflow_ecr.testing.lab import load
+
+LAB = load()
 ACCOUNT1 = LAB["accounts"][0]["account_id"]
 HOST2 = LAB["accounts"][1]["host"]
 

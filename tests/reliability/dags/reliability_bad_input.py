@@ -6,10 +6,7 @@ environment gives the connections: ``aws_lab`` (good), ``aws_expired`` (an expir
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import datetime
-from pathlib import Path
 
 try:
     from airflow.sdk import DAG
@@ -17,8 +14,9 @@ except ImportError:  # Airflow 2
     from airflow import DAG
 
 from airflow_ecr.operators.docker import EcrDockerOperator
+from airflow_ecr.testing.lab import load
 
-LAB = json.loads((Path(os.environ.get("AIRFLOW_ECR_LAB_DIR", "/tmp/airflow-ecr-lab")) / "lab.json").read_text())
+LAB = load()
 ACCOUNT1, HOST1 = LAB["accounts"][0]["account_id"], LAB["accounts"][0]["host"]
 HOST2 = LAB["accounts"][1]["host"]
 BUSYBOX = f"{HOST1}/lab/busybox:1"

@@ -6,7 +6,6 @@ Never write a DAG like this.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from datetime import datetime
@@ -18,7 +17,9 @@ except ImportError:  # Airflow 2
     from airflow import DAG
     from airflow.decorators import task
 
-LAB = json.loads((Path(os.environ.get("AIRFLOW_ECR_LAB_DIR", "/tmp/airflow-ecr-lab")) / "lab.json").read_text())
+from airflow_ecr.testing.lab import load
+
+LAB = load()
 HOST = LAB["accounts"][0]["host"]
 
 with DAG(

@@ -6,10 +6,7 @@ regions, and a task that fails after its token was fetched (exception text).
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import datetime
-from pathlib import Path
 
 try:
     from airflow.sdk import DAG, task
@@ -18,8 +15,9 @@ except ImportError:  # Airflow 2
     from airflow.decorators import task
 
 from airflow_ecr.operators.docker import EcrDockerOperator
+from airflow_ecr.testing.lab import load
 
-LAB = json.loads((Path(os.environ.get("AIRFLOW_ECR_LAB_DIR", "/tmp/airflow-ecr-lab")) / "lab.json").read_text())
+LAB = load()
 HOST1, HOST2 = (a["host"] for a in LAB["accounts"][:2])
 COMMON = {"aws_conn_id": "aws_lab", "network_mode": "none", "mount_tmp_dir": False, "auto_remove": "success"}
 

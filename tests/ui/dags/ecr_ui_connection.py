@@ -5,10 +5,7 @@ No ``aws_conn_id`` here: the AWS connection must be the one the form stored in t
 
 from __future__ import annotations
 
-import json
-import os
 from datetime import datetime
-from pathlib import Path
 
 try:
     from airflow.sdk import DAG
@@ -16,9 +13,9 @@ except ImportError:  # Airflow 2
     from airflow import DAG
 
 from airflow_ecr.operators.docker import EcrDockerOperator
+from airflow_ecr.testing.lab import load
 
-LAB_DIR = Path(os.environ.get("AIRFLOW_ECR_LAB_DIR", "/tmp/airflow-ecr-lab"))
-LAB = json.loads((LAB_DIR / "lab.json").read_text())
+LAB = load()
 MARKER = "hello-from-the-ui-connection"
 
 with DAG(
