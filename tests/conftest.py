@@ -21,7 +21,7 @@ os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-ecr-tests
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 
 # The shared helpers (tests/helpers, on the path by pytest's `pythonpath` setting), after the above.
-from helpers.airflow_harness import AirflowHarness, EmulatorAdmin, shared_harness
+from helpers.airflow_harness import AirflowHarness, shared_harness
 from helpers.processes import free_port, stop_process, wait_for_port
 
 
@@ -118,11 +118,11 @@ def airflow(
 
 
 @pytest.fixture
-def ecr_admin(emulator: Any, e2e_lab: dict[str, Any]) -> Iterator[EmulatorAdmin]:
+def ecr_admin(emulator: Any, e2e_lab: dict[str, Any]) -> Iterator[EmulatorClient]:
     """
     The emulator's admin API under ECR's 12 h token policy for the test (``emulator`` resets it
     after). Calls are told apart by each run's unique access key.
     """
-    admin = EmulatorAdmin(e2e_lab["emulator_url"])
+    admin = EmulatorClient(e2e_lab["emulator_url"])
     with admin.ecr_policy([a["account_id"] for a in e2e_lab["accounts"]]):
         yield admin

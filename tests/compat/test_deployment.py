@@ -23,7 +23,8 @@ from typing import Any
 
 import pytest
 
-from helpers.airflow_harness import AirflowHarness, EmulatorAdmin, api_server, new_access_key
+from airflow_ecr.testing import EmulatorClient
+from helpers.airflow_harness import AirflowHarness, api_server, new_access_key
 from helpers.dag_checks import assert_no_secret, output_lines, parse_examples
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(600)]
@@ -68,7 +69,7 @@ def test_every_example_dag_loads(cell: AirflowHarness, tmp_path: Path) -> None:
 
 
 def test_one_real_dag_run_of_every_mode(
-    cell: AirflowHarness, ecr_admin: EmulatorAdmin, e2e_lab: dict[str, Any], tmp_path: Path
+    cell: AirflowHarness, ecr_admin: EmulatorClient, e2e_lab: dict[str, Any], tmp_path: Path
 ) -> None:
     accounts = [a["account_id"] for a in e2e_lab["accounts"]]
     backend_kwargs = json.dumps({"endpoint_url": e2e_lab["emulator_url"], "region_name": "eu-west-1"})

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from helpers.airflow_harness import AirflowHarness, EmulatorAdmin
+from airflow_ecr.testing import EmulatorClient
+from helpers.airflow_harness import AirflowHarness
 from helpers.dag_checks import assert_no_secret, output_lines
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(420)]
@@ -20,7 +21,7 @@ pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(420)
 VERSIONS = [pytest.param("3", id="af3"), pytest.param("2", id="af2")]
 
 
-def test_two_accounts(airflow: AirflowHarness, ecr_admin: EmulatorAdmin, e2e_lab: dict[str, Any]) -> None:
+def test_two_accounts(airflow: AirflowHarness, ecr_admin: EmulatorClient, e2e_lab: dict[str, Any]) -> None:
     """Two tasks pull by real ECR host names from two accounts in two regions, and print."""
     accounts = [a["account_id"] for a in e2e_lab["accounts"]]
     result = airflow.dags_test("ecr_two_accounts")
@@ -41,7 +42,7 @@ def test_two_accounts(airflow: AirflowHarness, ecr_admin: EmulatorAdmin, e2e_lab
 
 
 def test_decorator_returns_through_xcom(
-    airflow: AirflowHarness, ecr_admin: EmulatorAdmin, e2e_lab: dict[str, Any]
+    airflow: AirflowHarness, ecr_admin: EmulatorClient, e2e_lab: dict[str, Any]
 ) -> None:
     """``@task.ecr_docker`` runs a function in the ECR Python image; its value reaches XCom."""
     account = e2e_lab["accounts"][0]

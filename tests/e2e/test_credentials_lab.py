@@ -26,16 +26,9 @@ from typing import Any
 
 import pytest
 
+from airflow_ecr.testing import EmulatorClient
 from airflow_ecr.testing.leaks import ProcessSampler
-from helpers.airflow_harness import (
-    AirflowHarness,
-    EmulatorAdmin,
-    api_connection,
-    api_server,
-    find_venv,
-    free_port,
-    new_access_key,
-)
+from helpers.airflow_harness import AirflowHarness, api_connection, api_server, find_venv, free_port, new_access_key
 from helpers.services import postgres_cluster
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(420)]
@@ -93,7 +86,7 @@ def test_argv_scanner_sees_a_secret_on_a_command_line() -> None:
 
 # -- the snippet, the CLI, bad input: Airflow 3 (REST API) and 2.11 (ORM) ------------------------
 def test_snippet_and_cli_refresh_a_docker_connection(
-    airflow: AirflowHarness, ecr_admin: EmulatorAdmin, e2e_lab: dict[str, Any], tmp_path: Path
+    airflow: AirflowHarness, ecr_admin: EmulatorClient, e2e_lab: dict[str, Any], tmp_path: Path
 ) -> None:
     account = e2e_lab["accounts"][0]
     account_id, host = account["account_id"], account["host"]

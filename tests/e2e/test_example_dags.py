@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 import airflow_ecr.example_dags
-from helpers.airflow_harness import AirflowHarness, EmulatorAdmin, find_venv, new_access_key, shared_harness
+from airflow_ecr.testing import EmulatorClient
+from helpers.airflow_harness import AirflowHarness, find_venv, new_access_key, shared_harness
 from helpers.dag_checks import parse_examples
 
 EXAMPLES = Path(airflow_ecr.example_dags.__file__).resolve().parent
@@ -72,7 +73,7 @@ def installed(harness: AirflowHarness, name: str) -> Iterator[None]:
         target.unlink(missing_ok=True)
 
 
-def assert_green(result: Any, output: str, ecr_admin: EmulatorAdmin, account: str) -> None:
+def assert_green(result: Any, output: str, ecr_admin: EmulatorClient, account: str) -> None:
     assert result.rc == 0, result.describe()
     text = result.all_text()
     assert any(output in line and "echo" not in line for line in text.splitlines()), result.describe()
@@ -87,7 +88,7 @@ def assert_green(result: Any, output: str, ecr_admin: EmulatorAdmin, account: st
 @pytest.mark.airflow_run
 @pytest.mark.timeout(420)
 def test_quickstart_dag_runs_green(
-    airflow: AirflowHarness, ecr_admin: EmulatorAdmin, e2e_lab: dict[str, Any], tmp_path: Path
+    airflow: AirflowHarness, ecr_admin: EmulatorClient, e2e_lab: dict[str, Any], tmp_path: Path
 ) -> None:
     """The quickstart's DAG, as shipped, pulls by its ECR name from the lab and runs (Airflow 3 and 2.11)."""
     # A cache of its own: the pull must fetch a token, not find one left by another test.
@@ -110,7 +111,7 @@ def test_quickstart_dag_runs_green(
 def test_other_examples_run_green(
     dag_id: str,
     output: str,
-    ecr_admin: EmulatorAdmin,
+    ecr_admin: EmulatorClient,
     e2e_lab: dict[str, Any],
     tmp_path_factory: pytest.TempPathFactory,
     tmp_path: Path,

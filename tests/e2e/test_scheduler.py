@@ -16,8 +16,9 @@ from typing import Any
 
 import pytest
 
+from airflow_ecr.testing import EmulatorClient
 from airflow_ecr.testing.leaks import ProcessSampler, ecr_secret_forms, scan_texts
-from helpers.airflow_harness import AirflowHarness, EmulatorAdmin
+from helpers.airflow_harness import AirflowHarness
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(420)]
 
@@ -25,7 +26,7 @@ DAG_ID = "ecr_cache_two_tasks"
 
 
 def test_second_task_process_uses_host_cache(
-    airflow: AirflowHarness, ecr_admin: EmulatorAdmin, e2e_lab: dict[str, Any]
+    airflow: AirflowHarness, ecr_admin: EmulatorClient, e2e_lab: dict[str, Any]
 ) -> None:
     account = e2e_lab["accounts"][0]["account_id"]
     # A token that rotated between the two tasks would (rightly) cost a second call.

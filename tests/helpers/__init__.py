@@ -5,7 +5,7 @@ What the test suites share, importable as ``helpers`` (``pythonpath = ["tests"]`
 - :mod:`helpers.processes`: free loopback ports, waiting for a server's port, stopping a process
   by its pid;
 - :mod:`helpers.airflow_harness`: real Airflow (2.11 or 3.x, from its own virtualenv) run against
-  the lab as subprocesses (and ``EmulatorAdmin``, the tests' name for the emulator's admin client);
+  the lab as subprocesses;
 - :mod:`helpers.dag_checks`: checks on what Airflow runs printed (no token, a task's output line)
   and the example DAGs as a real ``DagBag`` sees them;
 - :mod:`helpers.services`: private PostgreSQL and Redis servers (Debian's packages);

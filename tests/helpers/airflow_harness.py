@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_ecr.testing.emulator import EmulatorClient
 from airflow_ecr.testing.lab import default_dir
 from helpers.processes import free_port
 
@@ -638,12 +637,6 @@ def api_server(airflow: AirflowHarness) -> Iterator[tuple[int | None, dict[str, 
 
 def api_connection(port: int, password: str) -> str:
     return json.dumps({"conn_type": "http", "host": f"http://127.0.0.1:{port}", "login": "admin", "password": password})
-
-
-# -- the ECR emulator's admin API ---------------------------------------------------------------
-# The one admin client (airflow_ecr.testing), ECR's token policy and the registry passwords included;
-# the tests' name for it.
-EmulatorAdmin = EmulatorClient
 
 
 # -- shared per test session --------------------------------------------------------------------

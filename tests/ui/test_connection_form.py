@@ -49,15 +49,8 @@ from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
 from airflow_ecr.provider_info import ECR_CONNECTION_FIELDS
-from helpers.airflow_harness import (
-    REPO,
-    AirflowHarness,
-    EmulatorAdmin,
-    SchedulerSession,
-    Started,
-    airflow_version,
-    find_venv,
-)
+from airflow_ecr.testing import EmulatorClient
+from helpers.airflow_harness import REPO, AirflowHarness, SchedulerSession, Started, airflow_version, find_venv
 from helpers.processes import free_port
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(360)]
@@ -327,7 +320,7 @@ def stored_connection(harness: AirflowHarness) -> dict[str, Any]:
 def test_connection_form_to_dag_run(
     ui_harness: AirflowHarness,
     browser: WebDriver,
-    ecr_admin: EmulatorAdmin,
+    ecr_admin: EmulatorClient,
     e2e_lab: dict[str, Any],
     tmp_path: Path,
 ) -> None:

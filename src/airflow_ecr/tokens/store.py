@@ -210,32 +210,43 @@ class FileStore(NullStore):
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._usable: bool | None = None
+        self._problem: tuple[Any, ...] | None = None
 
     def usable(self) -> bool:
-        """Whether the directory exists (or could be created), is ours and is private."""
-        if self._usable is None:
-            self._usable = self._check_directory()
-        return self._usable
+        """
+        Whether the directory exists (or could be created), is ours and is private.
 
-    def _check_directory(self) -> bool:
+        Checked on every use (one ``stat``), so a directory that is opened up or handed to another
+        user stops being used at once; each change of verdict is logged once.
+        """
+        problem = self._directory_problem()
+        if problem != self._problem:
+            self._problem = problem
+            if problem:
+                log.warning(*problem)
+        return problem is None
+
+    def _directory_problem(self) -> tuple[Any, ...] | None:
+        """None for a usable directory, else the warning (a format and its arguments)."""
         try:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-            info = self.directory.stat()
+            try:
+                info = os.stat(self.directory)
+            except FileNotFoundError:
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+                info = os.stat(self.directory)
         except OSError as err:
-            log.warning("ECR token cache disabled: cannot create %s (%s).", self.directory, err.strerror)
-            return False
+            return ("ECR token cache disabled: cannot create %s (%s).", self.directory, err.strerror)
         problem = _private_problem(info)
         if problem == "foreign_owner":
-            log.warning("ECR token cache disabled: %s belongs to another user.", self.directory)
-        elif problem == "open_mode":
-            log.warning(
+            return ("ECR token cache disabled: %s belongs to another user.", self.directory)
+        if problem == "open_mode":
+            return (
                 "ECR token cache disabled: %s is accessible to other users (mode %o); "
                 "make it 0700 to enable the cache.",
                 self.directory,
                 stat.S_IMODE(info.st_mode),
             )
-        return problem is None
+        return None
 
     def inspect(self) -> CacheInspection:
         """Whether the cache can work here, with the rules :meth:`usable` applies, creating nothing."""
