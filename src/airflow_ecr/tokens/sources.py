@@ -12,7 +12,6 @@ and ``verify`` behave exactly as in every AWS hook.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 from collections.abc import Sequence
@@ -67,9 +66,19 @@ class TokenSource(Protocol):
         ...
 
 
+def _canonical(value: object) -> str:
+    """One text per value, dictionaries in key order (``repr``: a task process's first json.dumps costs more)."""
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda item: str(item[0]))
+        return "{" + ",".join(f"{str(k)!r}:{_canonical(v)}" for k, v in items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_canonical(v) for v in value) + "]"
+    return repr(value)
+
+
 def fingerprint(parts: Sequence[object]) -> str:
     """A stable hash of non-secret parts (cache keys, identities)."""
-    return hashlib.sha256(json.dumps(list(parts), sort_keys=True, default=str).encode()).hexdigest()
+    return hashlib.sha256(_canonical(list(parts)).encode()).hexdigest()
 
 
 def _environment_identity() -> list[tuple[str, str]]:
