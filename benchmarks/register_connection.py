@@ -25,15 +25,12 @@ from __future__ import annotations
 
 import argparse
 import atexit
-import contextlib
 import json
 import os
 import platform
 import secrets
 import shutil
-import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -41,6 +38,11 @@ import time
 import urllib.request
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+from approaches import forget_process_memory
+from lab_env import stop_process
+from stats import summary, time_samples
 
 BIN = Path(sys.executable).parent
 CONN_ID = "docker_ecr"
@@ -55,18 +57,8 @@ print(base64.b64decode(data["authorizationData"][0]["authorizationToken"]).decod
 """
 
 
-def measure(fn: Callable[[], None], runs: int) -> dict[str, float | int]:
-    samples = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - start)
-    return {
-        "runs": runs,
-        "median_s": round(statistics.median(samples), 3),
-        "min_s": round(min(samples), 3),
-        "max_s": round(max(samples), 3),
-    }
+def measure(fn: Callable[[], None], runs: int) -> dict[str, Any]:
+    return summary(time_samples(fn, runs, unit="s"), unit="s")
 
 
 def run(args: list[str], env: dict[str, str]) -> str:
@@ -131,7 +123,7 @@ def main() -> int:
             results = run_all(env, runs, cli_api)
         finally:
             if api is not None:
-                stop(api)
+                stop_process(api, group=True, timeout=15)
     version = f"airflow {airflow.__version__}"
     report = {
         "benchmark": "register_connection",
@@ -162,15 +154,14 @@ def main() -> int:
     out.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
     print(version)
     for name, value in results.items():
-        print(f"{name:36s} median {value['median_s']:7.3f} s  (min {value['min_s']:.3f}, max {value['max_s']:.3f})")
+        print(f"{name:36s} median {value['median']:7.3f} s  (min {value['min']:.3f}, max {value['max']:.3f})")
     print(f"written to {out}")
     return 0
 
 
-def run_all(env: dict[str, str], runs: int, cli_api: list[str]) -> dict[str, dict[str, float | int]]:
+def run_all(env: dict[str, str], runs: int, cli_api: list[str]) -> dict[str, dict[str, Any]]:
     """Measure the four ways, in the same process and environment."""
     from airflow_ecr.operators.credentials import EcrCredentialRegisterOperator
-    from airflow_ecr.tokens import TokenCache
 
     operator = EcrCredentialRegisterOperator(
         task_id="refresh_ecr",
@@ -181,8 +172,8 @@ def run_all(env: dict[str, str], runs: int, cli_api: list[str]) -> dict[str, dic
     )
 
     def register_task() -> None:
-        TokenCache.clear_memory()  # a real GetAuthorizationToken call, as the community way makes
-        operator.execute({})  # type: ignore[arg-type]
+        forget_process_memory()  # a real GetAuthorizationToken call, as the community way makes
+        operator.execute({})
 
     def community_task() -> None:
         from airflow.providers.amazon.aws.hooks.ecr import EcrHook
@@ -248,25 +239,13 @@ def start_api_server(env: dict[str, str], work: Path) -> tuple[subprocess.Popen[
                 break
         except OSError:
             if proc.poll() is not None or time.monotonic() > deadline:
-                stop(proc)
+                stop_process(proc, group=True, timeout=15)
                 raise SystemExit(f"the api-server did not start; see {work / 'api-server.log'}") from None
             time.sleep(0.5)
     passwords = Path(env["AIRFLOW_HOME"]) / "simple_auth_manager_passwords.json.generated"
     password = json.loads(passwords.read_text())["admin"]
     conn = {"conn_type": "http", "host": f"http://127.0.0.1:{port}", "login": "admin", "password": password}
     return proc, json.dumps(conn)
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the process group started for ``proc``, SIGKILL it after 15 s."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 if __name__ == "__main__":

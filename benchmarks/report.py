@@ -2,7 +2,8 @@
 Write a benchmark report (``bench.py``'s dict) as ``latest.json``, ``latest.md`` and ``latest.png``.
 
 ``python benchmarks/report.py benchmarks/results/latest.json`` renders the Markdown and the chart
-again from the JSON.
+again from the JSON. Reports of a partial run (``--only per-process``) and reports written before the
+per-new-process figures existed render too (their missing columns are left out).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+from targets import PER_PROCESS_COMMAND
 
 ORDER = ("ours", "ours_secrets", "helper", "naive", "cli", "floor")
 SHORT = {
@@ -62,21 +65,30 @@ def processes_cell(result: dict[str, Any] | None, planned: int) -> str:
     return f"{fmt(result['ecr_calls'])} ({result['processes']} processes)"
 
 
-def markdown(report: dict[str, Any], image: str = "latest.png") -> str:
-    """The report as Markdown: the main table, the ratios, the targets, and what each figure measures."""
-    figures = report["figures"]
-    names = report["approaches"]
-    overhead = figures["credential_overhead_ms"]
-    sequential = figures["ecr_calls"]["sequential_tasks"]
-    concurrent = figures["ecr_calls"]["concurrent_processes"]
-    requests = figures["registry_requests_per_task"]
-    e2e = figures["end_to_end_ms"]
-    ratios = figures["ratios"]
-    processes = figures["plan"]["processes"]
+# The credential-step columns: (figures key, state, heading).
+CREDENTIAL_COLUMNS = (
+    ("credential_overhead_per_process_ms", "warm", "credential overhead per new task process, warm"),
+    ("credential_overhead_per_process_ms", "cold", "cold, new task process"),
+    ("credential_overhead_ms", "warm", "warm, in-process"),
+    ("credential_overhead_ms", "cold", "cold, in-process"),
+)
+RATIO_COLUMNS = (
+    ("credential_overhead_per_process_warm", "warm overhead ÷ airflow-ecr, new task process"),
+    ("credential_overhead_per_process_cold", "cold overhead ÷ airflow-ecr, new task process"),
+    ("credential_overhead_warm", "warm ÷ airflow-ecr, in-process"),
+    ("credential_overhead_cold", "cold ÷ airflow-ecr, in-process"),
+)
+
+
+def _header(report: dict[str, Any]) -> list[str]:
     machine = report["machine"]
-    lines = [
-        "# airflow-ecr and the ways people pull ECR images from Airflow today"
-        + (" (quick run)" if report["quick"] else ""),
+    title = "# airflow-ecr and the ways people pull ECR images from Airflow today"
+    if report.get("only"):
+        title += f" (only {report['only']})"
+    if report["quick"]:
+        title += " (quick run)"
+    return [
+        title,
         "",
         f"`{report['command']}` on {report['date']}, {report['duration_s']} s: {machine['cpus']} CPUs "
         f"({machine['cpu'] or machine['platform']}), {machine['memory']}, Python {machine['python']}, "
@@ -84,61 +96,148 @@ def markdown(report: dict[str, Any], image: str = "latest.png") -> str:
         + ", ".join(f"{k} {v}" for k, v in report["versions"].items())
         + ".",
         "",
-        "Times in ms: median (p10-p90, n). Every approach ran in the same process, interleaved round by round.",
-        "",
-        "| approach | credential overhead, warm | cold | image already local | ECR calls, "
-        f"{sequential['tasks']} sequential tasks | ECR calls, {processes} processes at once (cold) | "
-        "registry auth round trips per task (pull / local) | end-to-end task, pull | vs floor |",
-        "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in ORDER:
-        if name not in names:
-            continue
+
+
+def _per_process_lines(report: dict[str, Any]) -> list[str]:
+    """How the per-process figures were taken, the ECR calls during them, and the profile if any."""
+    figures = report["figures"]
+    names = report["approaches"]
+    per = figures.get("per_process")
+    if not per:
+        return []
+    calls = per.get("ecr_calls", {})
+    lines = [
+        f"Per new task process: {per['rounds']} rounds (cli in the first {per.get('cli_rounds', 0)}), one forked "
+        f"task process per sample; airflow-ecr imported from `{per.get('airflow_ecr')}` in the task processes. "
+        "ECR calls during those steps, warm / cold: "
+        + "; ".join(
+            f"{names[n]}: {calls.get('warm', {}).get(n, 0)} / {calls.get('cold', {}).get(n, 0)}"
+            for n in ORDER
+            if n in calls.get("warm", {})
+        )
+        + ".",
+        "",
+    ]
+    for state, text in (per.get("profile") or {}).items():
+        lines += [f"Profile of airflow-ecr's {state} step in one new task process (cProfile, cumulative):", ""]
+        lines += ["```text", *text.rstrip().splitlines(), "```", ""]
+    return lines
+
+
+def markdown(report: dict[str, Any], image: str = "latest.png") -> str:
+    """The report as Markdown: the main table, the ratios, the targets, and what each figure measures."""
+    figures = report["figures"]
+    names = report["approaches"]
+    ratios = figures.get("ratios", {})
+    lines = _header(report)
+    full = "end_to_end_ms" in figures
+    columns = [c for c in CREDENTIAL_COLUMNS if c[0] in figures]
+    lines += [
+        "Times in ms: median (p10-p90, n). Per new task process: one parent that imported the DAGs' modules forks "
+        "a task process per sample, which times the step inside itself. In-process: in the benchmark's own "
+        "long-lived process, interleaved round by round.",
+        "",
+    ]
+    shown = [n for n in ORDER if n in names and n != "floor"]
+    if not full:  # a partial run (--only per-process): its approaches only
+        per = figures["credential_overhead_per_process_ms"]["warm"]
+        shown = [n for n in shown if per.get(n, {}).get("n")]
+    if full:
+        sequential = figures["ecr_calls"]["sequential_tasks"]
+        concurrent = figures["ecr_calls"]["concurrent_processes"]
+        requests = figures["registry_requests_per_task"]
+        e2e = figures["end_to_end_ms"]
+        processes = figures["plan"]["processes"]
+        headings = [c[2] for c in columns] + [
+            "image already local",
+            f"ECR calls, {sequential['tasks']} sequential tasks",
+            f"ECR calls, {processes} processes at once (cold)",
+            "registry auth round trips per task (pull / local)",
+            "end-to-end task, pull",
+            "vs floor",
+        ]
+    else:
+        headings = [c[2] for c in columns]
+    lines += ["| approach | " + " | ".join(headings) + " |", "|---" * (len(headings) + 1) + "|"]
+    for name in (*shown, "floor") if full else shown:
         row = [names[name]]
         if name == "floor":
-            row += ["—", "—", "—", "—", "—"]
+            row += ["—"] * (len(columns) + 3)
         else:
-            row += [
-                spread(overhead["warm"].get(name)),
-                spread(overhead["cold"].get(name)),
-                spread(overhead.get("image_local", {}).get(name)),
-                fmt(sequential.get(name)),
-                processes_cell(concurrent.get(name), processes),
-            ]
-        pull, local = requests["pull"].get(name), requests["image_local"].get(name)
-        row.append(f"{pull['auth']} / {local['auth']}" if pull and local else "—")
-        row.append(spread(e2e["pull"].get(name)))
-        row.append("1x" if name == "floor" else ratio(ratios["end_to_end_pull_vs_floor"].get(name)))
+            row += [spread(figures[key][state].get(name)) for key, state, _ in columns]
+            if full:
+                row += [
+                    spread(figures["credential_overhead_ms"].get("image_local", {}).get(name)),
+                    fmt(sequential.get(name)),
+                    processes_cell(concurrent.get(name), processes),
+                ]
+        if full:
+            pull, local = requests["pull"].get(name), requests["image_local"].get(name)
+            row.append(f"{pull['auth']} / {local['auth']}" if pull and local else "—")
+            row.append(spread(e2e["pull"].get(name)))
+            row.append("1x" if name == "floor" else ratio(ratios["end_to_end_pull_vs_floor"].get(name)))
         lines.append("| " + " | ".join(row) + " |")
+    if full:
+        lines += ["", f"![The same figures as a chart]({image})"]
+    ratio_columns = [c for c in RATIO_COLUMNS if c[0] in ratios]
+    if full:
+        ratio_columns += [
+            ("end_to_end_pull_vs_floor", "end-to-end ÷ floor, pull"),
+            ("end_to_end_image_local_vs_floor", "end-to-end ÷ floor, image local"),
+        ]
     lines += [
-        "",
-        f"![The same figures as a chart]({image})",
         "",
         "Ratios, pair by pair within each round (median, p10-p90):",
         "",
-        "| peer | warm overhead ÷ airflow-ecr | cold overhead ÷ airflow-ecr | end-to-end ÷ floor, pull "
-        "| end-to-end ÷ floor, image local |",
-        "|---|---|---|---|---|",
+        "| peer | " + " | ".join(c[1] for c in ratio_columns) + " |",
+        "|---" * (len(ratio_columns) + 1) + "|",
     ]
-    for name in (*PEERS, "ours"):
-        row = [
-            names[name],
-            "1x" if name == "ours" else ratio(ratios["credential_overhead_warm"].get(name)),
-            "1x" if name == "ours" else ratio(ratios["credential_overhead_cold"].get(name)),
-            ratio(ratios["end_to_end_pull_vs_floor"].get(name)),
-            ratio(ratios["end_to_end_image_local_vs_floor"].get(name)),
-        ]
+    for name in (*PEERS, "ours_secrets", "ours"):
+        if name not in shown:
+            continue
+        row = [names[name]]
+        for key, _ in ratio_columns:
+            if name == "ours" and not key.startswith("end_to_end"):
+                row.append("1x")
+            else:
+                row.append(ratio(ratios[key].get(name)))
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", "Targets:", "", "| target | measured | met |", "|---|---|---|"]
     for target in report["targets"]:
         lines.append(f"| {target['target']} | {target['measured']} | {'yes' if target['met'] else '**no**'} |")
+    lines += [
+        "",
+        "The per-new-process figures of airflow-ecr and the credential helper alone, in well under a minute "
+        f"(for work on the hot path): `{PER_PROCESS_COMMAND}`.",
+        "",
+    ]
+    lines += _per_process_lines(report)
+    if full:
+        lines += _full_run_lines(report)
+    lines += [
+        "Repetitions: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in figures["plan"].items()) + ".",
+        "",
+        "What each figure measures:",
+        "",
+    ]
+    lines += [f"- {note}" for note in report["notes"]]
+    return "\n".join(lines) + "\n"
+
+
+def _full_run_lines(report: dict[str, Any]) -> list[str]:
+    figures = report["figures"]
+    names = report["approaches"]
+    ratios = figures["ratios"]
+    concurrent = figures["ecr_calls"]["concurrent_processes"]
+    requests = figures["registry_requests_per_task"]
+    processes = figures["plan"]["processes"]
     warm_calls = figures["ecr_calls"].get("during_warm_credential_steps", {})
     per_registry = {
         name: ", ".join(f"{k}: {v}" for k, v in sorted(c["ecr_calls_per_registry"].items()))
         for name, c in concurrent.items()
     }
-    lines += [
-        "",
+    return [
         f"{processes} processes at once, ECR calls by registry: "
         + "; ".join(f"{names[n]}: {per_registry[n]}" for n in per_registry)
         + ".",
@@ -150,10 +249,10 @@ def markdown(report: dict[str, Any], image: str = "latest.png") -> str:
             if n in figures["credential_in_task_ms"]["pull"]
         )
         + "; ratios to airflow-ecr's, pair by pair: "
-        + "; ".join(f"{names[n]}: {ratio(r)}" for n, r in ratios["credential_overhead_in_task_warm"].items())
+        + "; ".join(f"{names[n]}: {ratio(r)}" for n, r in ratios.get("credential_overhead_in_task_warm", {}).items())
         + ".",
         "",
-        f"ECR calls during the {warm_calls.get('steps')} warm credential steps of each approach: "
+        f"ECR calls during the {warm_calls.get('steps')} warm in-process credential steps of each approach: "
         + "; ".join(f"{names[n]}: {v}" for n, v in warm_calls.items() if n != "steps")
         + ".",
         "",
@@ -165,17 +264,11 @@ def markdown(report: dict[str, Any], image: str = "latest.png") -> str:
         )
         + ".",
         "",
-        "Repetitions: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in figures["plan"].items()) + ".",
-        "",
-        "What each figure measures:",
-        "",
     ]
-    lines += [f"- {note}" for note in report["notes"]]
-    return "\n".join(lines) + "\n"
 
 
 def chart(report: dict[str, Any], path: Path) -> None:
-    """The same figures as a PNG (matplotlib, Agg)."""
+    """The same figures as a PNG (matplotlib, Agg); a partial run draws its credential figures only."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,31 +276,44 @@ def chart(report: dict[str, Any], path: Path) -> None:
 
     figures = report["figures"]
     names = report["approaches"]
-    overhead = figures["credential_overhead_ms"]
+    full = "end_to_end_ms" in figures
     shown = [n for n in ORDER if n != "floor" and n in names]
     short = {n: SHORT.get(n, n) for n in names}
-    fig, axes = plt.subplots(2, 2, figsize=(15, 10))
+    fig, axes = plt.subplots(2, 2, figsize=(15, 10)) if full else plt.subplots(1, 1, figsize=(8, 5), squeeze=False)
     fig.suptitle(
         f"airflow-ecr and its peers ({report['date']}, {report['machine']['cpus']} CPUs"
         f"{', quick run' if report['quick'] else ''})"
     )
 
     ax = axes[0][0]
-    width = 0.27
-    for offset, state in enumerate(("warm", "cold", "image_local")):
+    series = [
+        (key, state, f"{state}, {'new task process' if 'per_process' in key else 'in-process'}")
+        for key, state, _ in CREDENTIAL_COLUMNS
+        if key in figures
+    ]
+    if "image_local" in figures.get("credential_overhead_ms", {}):
+        series.append(("credential_overhead_ms", "image_local", "image already local"))
+    width = 0.8 / len(series)
+    for offset, (key, state, label) in enumerate(series):
         # Not measured: no bar; measured 0 (no credential code ran): drawn at 0.001 and labelled 0.
-        stats = [overhead.get(state, {}).get(n) or {} for n in shown]
-        xs = [i + (offset - 1) * width for i, st in enumerate(stats) if st.get("n")]
-        values = [max(st["median"], 1e-3) for st in stats if st.get("n")]
-        low = [v - max(st["p10"], 1e-3) for st, v in zip([st for st in stats if st.get("n")], values, strict=True)]
-        high = [max(st["p90"], 1e-3) - v for st, v in zip([st for st in stats if st.get("n")], values, strict=True)]
-        bars = ax.bar(xs, values, width, yerr=[low, high], capsize=2, label=state.replace("_", " "))
-        ax.bar_label(bars, labels=[fmt(st["median"]).replace(",", "") for st in stats if st.get("n")], fontsize=6)
+        stats = [figures[key].get(state, {}).get(n) or {} for n in shown]
+        measured = [st for st in stats if st.get("n")]
+        xs = [i + (offset - (len(series) - 1) / 2) * width for i, st in enumerate(stats) if st.get("n")]
+        values = [max(st["median"], 1e-3) for st in measured]
+        low = [v - max(st["p10"], 1e-3) for st, v in zip(measured, values, strict=True)]
+        high = [max(st["p90"], 1e-3) - v for st, v in zip(measured, values, strict=True)]
+        bars = ax.bar(xs, values, width, yerr=[low, high], capsize=2, label=label)
+        ax.bar_label(bars, labels=[fmt(st["median"]).replace(",", "") for st in measured], fontsize=5)
     ax.set_yscale("log")
     ax.set_xticks(range(len(shown)), [short[n] for n in shown], fontsize=8)
     ax.set_ylabel("ms per task (log; 0 drawn at 0.001)")
     ax.set_title("Credential overhead added to one task (median, p10-p90)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
+    if not full:
+        fig.tight_layout()
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return
 
     ax = axes[0][1]
     sequential = figures["ecr_calls"]["sequential_tasks"]
@@ -215,16 +321,16 @@ def chart(report: dict[str, Any], path: Path) -> None:
     xs = list(range(len(shown)))
     seq = [sequential.get(n, 0) for n in shown]
     bars1 = ax.bar([x - 0.2 for x in xs], seq, 0.4, label=f"{sequential['tasks']} sequential tasks")
-    measured = [i for i, n in enumerate(shown) if n in concurrent]
-    con = [concurrent[shown[i]]["ecr_calls"] for i in measured]
+    measured_at_once = [i for i, n in enumerate(shown) if n in concurrent]
+    con = [concurrent[shown[i]]["ecr_calls"] for i in measured_at_once]
     tags = [
         f"{c} ({concurrent[shown[i]]['processes']} p.)"
         if concurrent[shown[i]]["processes"] != figures["plan"]["processes"]
         else str(c)
-        for i, c in zip(measured, con, strict=True)
+        for i, c in zip(measured_at_once, con, strict=True)
     ]
     bars2 = ax.bar(
-        [x + 0.2 for x in measured], con, 0.4, label=f"{figures['plan']['processes']} processes at once, cold"
+        [x + 0.2 for x in measured_at_once], con, 0.4, label=f"{figures['plan']['processes']} processes at once, cold"
     )
     ax.bar_label(bars1, fontsize=8)
     ax.bar_label(bars2, labels=tags, fontsize=8)

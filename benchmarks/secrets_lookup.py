@@ -4,10 +4,12 @@ task processes on one worker make. Runs against the in-process ECR emulator (bot
 
 - unrecognised id: returns None (no AWS call, no file read);
 - warm memory: the same process looks the connection up again;
-- warm host cache: a new task process (empty memory, host file cache hit), simulated by clearing
-  the process's memory layer before each lookup;
+- warm host cache: a new task process (empty memory, host file cache hit), simulated by emptying
+  the process's memory layer before each lookup (``approaches.forget_process_memory``);
 - N processes: N fresh Python processes (as N task processes) start together with an empty host
   cache and each resolve the connection once; the emulator counts GetAuthorizationToken calls.
+
+Times are summarized by ``stats.summary`` (in microseconds).
 
 Usage: ``python benchmarks/secrets_lookup.py [--quick] [--processes N] [--out FILE]``
 """
@@ -19,12 +21,15 @@ import atexit
 import json
 import os
 import shutil
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
+
+from approaches import forget_process_memory
+from stats import summary, time_samples
 
 CHILD = r"""
 import os, sys, time
@@ -32,18 +37,14 @@ from airflow_ecr.secrets.ecr import EcrDockerConnectionBackend
 b = EcrDockerConnectionBackend(endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], aws_secret_access_key="x")
 while time.time() < float(sys.argv[3]):  # start together
     time.sleep(0.001)
-assert b.get_connection(sys.argv[4]).login == "AWS"
+conn = b.get_connection(sys.argv[4])
+if conn is None or conn.login != "AWS":
+    sys.exit(f"secrets_lookup task process: no AWS login for {sys.argv[4]}")
 """
 
 
-def measure(fn, n: int) -> dict[str, float]:
-    samples = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1e6)
-    samples.sort()
-    return {"n": n, "median_us": round(statistics.median(samples), 1), "p95_us": round(samples[int(0.95 * (n - 1))], 1)}
+def measure(fn: Any, n: int) -> dict[str, Any]:
+    return summary(time_samples(fn, n, unit="us"), unit="us")
 
 
 def main() -> int:
@@ -66,11 +67,10 @@ def main() -> int:
     logging.disable(logging.INFO)  # the lookup's INFO line costs a handler call in Airflow, not here
     from airflow_ecr.secrets.ecr import EcrDockerConnectionBackend
     from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
-    from airflow_ecr.tokens import TokenCache
 
     host = "111111111111.dkr.ecr.eu-west-1.amazonaws.com"
     conn_id = f"ecr:{host}"
-    results: dict[str, object] = {}
+    results: dict[str, Any] = {}
     with EcrEmulator([EmulatedAccount("111111111111", "eu-west-1")]) as emu:
         backend = EcrDockerConnectionBackend(
             endpoint_url=emu.url,
@@ -88,7 +88,7 @@ def main() -> int:
         results["warm_memory"] = measure(lambda: backend.get_connection(conn_id), n)
 
         def from_host_cache():
-            TokenCache.clear_memory()
+            forget_process_memory()
             backend.get_connection(conn_id)
 
         results["warm_host_cache"] = measure(from_host_cache, n)

@@ -3,9 +3,10 @@ A TLS-terminating TCP forwarder on a loopback address, for the credential-helper
 
 ``docker-credential-ecr-login`` ignores ``AWS_ENDPOINT_URL`` and always calls
 ``https://api.ecr.<region>.amazonaws.com``. The benchmark resolves that name to this forwarder
-(``/etc/hosts`` bound over in the benchmark's private mount namespace only) and gives the helper the
-forwarder's CA through ``SSL_CERT_FILE``; the forwarder decrypts and passes the bytes, unchanged, to
-the ECR emulator's plain-HTTP port. Nothing global changes.
+(``/etc/hosts`` bound over in the benchmark's private mount namespace only, see ``lab_env.py``) and
+gives the helper the forwarder's CA (:func:`make_certificate`) through ``AWS_CA_BUNDLE``; the
+forwarder decrypts and passes the bytes, unchanged, to the ECR emulator's plain-HTTP port. Nothing
+global changes.
 
 Usage: ``python benchmarks/tls_forwarder.py --listen 127.x.y.z:443 --target 127.0.0.1:PORT
 --cert server.crt --key server.key --ready-file FILE`` (stops on SIGTERM).
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime
 import ipaddress
 import os
 import select
@@ -29,6 +31,51 @@ from types import FrameType
 
 # An idle connection is closed after this many seconds.
 IDLE_TIMEOUT = 60.0
+
+
+def make_certificate(directory: Path, names: list[str], address: str) -> None:
+    """``ca.crt``, and ``server.crt`` + ``server.key`` for ``names`` and ``address`` (EC P-256), in ``directory``."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.timezone.utc)
+    start, end = now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)
+    ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "airflow-ecr benchmark forwarder CA")])
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca = (
+        x509.CertificateBuilder(subject_name=ca_name, issuer_name=ca_name, public_key=ca_key.public_key(),
+                                serial_number=x509.random_serial_number(), not_valid_before=start, not_valid_after=end)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True)
+        .add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    sans: list[x509.GeneralName] = [x509.DNSName(n) for n in names]
+    sans.append(x509.IPAddress(ipaddress.ip_address(address)))
+    server = (
+        x509.CertificateBuilder(subject_name=x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, names[0])]),
+                                issuer_name=ca_name, public_key=key.public_key(),
+                                serial_number=x509.random_serial_number(), not_valid_before=start, not_valid_after=end)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )  # fmt: skip
+    pem = serialization.Encoding.PEM
+    key_pem = key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    for name, data, mode in (
+        ("ca.crt", ca.public_bytes(pem), 0o644),
+        ("server.crt", server.public_bytes(pem) + ca.public_bytes(pem), 0o644),
+        ("server.key", key_pem, 0o600),
+    ):
+        fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
 
 
 def _serve_one(raw: socket.socket, context: ssl.SSLContext, target: tuple[str, int]) -> None:

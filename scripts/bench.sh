@@ -2,7 +2,8 @@
 # The benchmark of airflow-ecr against the ways people pull ECR images from Airflow today: installs
 # what it needs (Debian packages, the locked Airflow 3 environment), starts a lab (Docker engine,
 # ECR-style registries, ECR API emulator) in a temp dir, runs benchmarks/bench.py, stops the lab.
-# Writes benchmarks/results/latest.{json,md,png}. Extra arguments go to bench.py (e.g. --quick).
+# Writes benchmarks/results/latest.{json,md,png}. Extra arguments go to bench.py (e.g. --quick, or
+# --only per-process [--profile]: the per-new-task-process figures of airflow-ecr and the helper alone).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
