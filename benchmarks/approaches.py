@@ -256,7 +256,10 @@ class OursSecrets(Approach):
         backend = self.backend()  # Airflow builds its secrets backends once, when the process starts
         client = docker.APIClient(base_url=self.env.docker_url)
         forget_process_memory()
-        with environment(self.env.secrets_settings()):
+        from airflow_ecr.testing import running_task
+
+        # The backend answers only inside a running task, as DockerOperator.execute is.
+        with environment(self.env.secrets_settings()), running_task():
             start = time.perf_counter()
             conn = backend.get_connection(f"ecr:{self.env.host}")
             expect(conn is not None and conn.login == "AWS", self.name, "get_connection()", "no AWS login")

@@ -34,10 +34,12 @@ from stats import summary, time_samples
 CHILD = r"""
 import os, sys, time
 from airflow_ecr.secrets.ecr import EcrDockerConnectionBackend
+from airflow_ecr.testing import running_task
 b = EcrDockerConnectionBackend(endpoint_url=sys.argv[1], aws_access_key_id=sys.argv[2], aws_secret_access_key="x")
 while time.time() < float(sys.argv[3]):  # start together
     time.sleep(0.001)
-conn = b.get_connection(sys.argv[4])
+with running_task():  # the backend answers only inside a running task
+    conn = b.get_connection(sys.argv[4])
 if conn is None or conn.login != "AWS":
     sys.exit(f"secrets_lookup task process: no AWS login for {sys.argv[4]}")
 """
@@ -66,6 +68,7 @@ def main() -> int:
 
     logging.disable(logging.INFO)  # the lookup's INFO line costs a handler call in Airflow, not here
     from airflow_ecr.secrets.ecr import EcrDockerConnectionBackend
+    from airflow_ecr.testing import running_task
     from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
 
     host = "111111111111.dkr.ecr.eu-west-1.amazonaws.com"
@@ -83,15 +86,17 @@ def main() -> int:
             backend._set_connection_class(Connection)
         except ImportError:
             pass
-        backend.get_connection(conn_id)  # cold: imports, session, one call
-        results["unrecognised_id"] = measure(lambda: backend.get_connection("postgres_default"), n)
-        results["warm_memory"] = measure(lambda: backend.get_connection(conn_id), n)
+        # A task's lookups happen inside its running context (DockerOperator.execute).
+        with running_task():
+            backend.get_connection(conn_id)  # cold: imports, session, one call
+            results["unrecognised_id"] = measure(lambda: backend.get_connection("postgres_default"), n)
+            results["warm_memory"] = measure(lambda: backend.get_connection(conn_id), n)
 
-        def from_host_cache():
-            forget_process_memory()
-            backend.get_connection(conn_id)
+            def from_host_cache():
+                forget_process_memory()
+                backend.get_connection(conn_id)
 
-        results["warm_host_cache"] = measure(from_host_cache, n)
+            results["warm_host_cache"] = measure(from_host_cache, n)
         results["calls_so_far"] = len(emu.calls())
 
         # N task processes on one worker, empty host cache, starting together.

@@ -38,14 +38,20 @@ def test_the_secrets_backend_settings_mint_a_token(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     from airflow_ecr.secrets.ecr import EcrDockerConnectionBackend
 
+    # The backend answers only inside a running task: running_task() marks one, as Airflow does.
+    from airflow_ecr.testing import running_task
+
     emulator = EcrEmulator([EmulatedAccount("123456789012", "eu-west-1")]).start()
     try:
         backend = EcrDockerConnectionBackend(
             connections={"docker_ml": "123456789012.dkr.ecr.eu-west-1.amazonaws.com"},
+            allowed_registries=["123456789012"],
             endpoint_url=emulator.url,  # what your deployment leaves out to reach the real ECR
             region_name="eu-west-1",
         )
-        connection = backend.get_connection("docker_ml")
+        assert backend.get_connection("docker_ml") is None  # outside a task: the API server's case
+        with running_task():
+            connection = backend.get_connection("docker_ml")
         password, _ = emulator.password("123456789012")
         assert (connection.login, connection.password) == ("AWS", password)
         assert connection.host == "123456789012.dkr.ecr.eu-west-1.amazonaws.com"

@@ -44,6 +44,10 @@ _HOMES: dict[str, tuple[str, ...]] = {
     # The ORM (Airflow 2 tasks; Airflow 3 only outside tasks).
     "ConnectionModel": ("airflow.models.connection:Connection",),
     "create_session": ("airflow.utils.session",),
+    # The running task's context: set only while a process executes a task (``task_is_running``).
+    "get_current_context": ("airflow.sdk", "airflow.operators.python"),
+    # What the task runner (3.x) and TaskInstance (2.11) wrap a task's execution in.
+    "set_current_context": ("airflow.sdk.execution_time.context", "airflow.models.taskinstance"),
 }
 # Symbols some supported versions lack; ``optional(name)`` answers None there.
 _OPTIONAL: dict[str, tuple[str, ...]] = {
@@ -66,6 +70,7 @@ __all__ = [
     "optional",
     "push_xcom",
     "secrets_backend_connection_class",
+    "task_is_running",
 ]
 
 _resolved: dict[str, Any] = {}
@@ -114,6 +119,33 @@ def push_xcom(context: Any, key: str, value: Any) -> None:
     ``@task.docker`` fails on 3.0 with ``AttributeError: ... no attribute 'xcom_push'``.
     """
     context["ti"].xcom_push(key=key, value=value)
+
+
+def task_is_running() -> bool:
+    """Whether this process is executing a task now: the one process role that may act for a task.
+
+    Airflow loads ``[secrets] backend`` in every process, and no process tells its role the same way
+    on every version:
+
+    - Airflow 2.11: scheduler, webserver, triggerer, DAG processor and ``tasks run --raw`` alike.
+    - Airflow 3.x: the API server (whose Execution API resolves any task's ``GetConnection`` with
+      its own backends), scheduler and DAG processor manager set ``_AIRFLOW_PROCESS_CONTEXT=server``,
+      but LocalExecutor task processes inherit it from the scheduler. ``task_runner.SUPERVISOR_COMMS``
+      is set in task processes, and also in the DAG processor's parsing child and the triggerer's
+      runner. ``[workers] secrets_backend`` (falling back to ``[secrets] backend``) is loaded by
+      those three and the supervisor.
+
+    What every version shares is the running task's context: the task runner (3.x: ``run()``, in
+    ``dags test``/``tasks test`` too) and ``TaskInstance._run_raw_task`` (2.11: ``tasks run --raw``,
+    ``dags test``, ``tasks test``) set it around template rendering and ``execute``, and no server
+    process, parser or trigger ever does. It is a process-wide stack, so threads of a task (e.g.
+    ``asyncio.to_thread``) see it too.
+    """
+    try:
+        __getattr__("get_current_context")()
+    except Exception:  # 3.x: RuntimeError, 2.11: AirflowException ("no context was found")
+        return False
+    return True
 
 
 def secrets_backend_connection_class(backend: Any) -> type:

@@ -102,6 +102,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="write through the Airflow 3 REST API described by this Airflow connection "
         "(default: the metadata database, through the ORM)",
     )
+    refresh.add_argument(
+        "--overwrite-other-types",
+        action="store_true",
+        help="replace the connection even if it is not of type docker or ecr_docker (default: leave it, exit 5)",
+    )
     doctor = commands.add_parser(
         "doctor",
         help="check AWS identity, ECR permission, token cache, Docker daemon, registry and image",
@@ -244,7 +249,10 @@ def refresh_connection(args: argparse.Namespace) -> tuple[int, str]:
     writer: ConnectionWriter = RestApiConnectionWriter(args.api_conn_id) if args.api_conn_id else OrmConnectionWriter()
     # An EcrError (configuration, AWS, connection write) goes to main(): the one error -> exit code mapping.
     (login,) = refresh_docker_connections(
-        [(args.conn_id, registry)], source=EcrTokenSource.from_connection(args.aws_conn_id), writer=writer
+        [(args.conn_id, registry)],
+        source=EcrTokenSource.from_connection(args.aws_conn_id),
+        writer=writer,
+        overwrite_other_types=args.overwrite_other_types,
     )
     summary = login.summary()
     return EXIT_OK, (

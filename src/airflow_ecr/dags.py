@@ -55,7 +55,8 @@ def ecr_refresh_dag(
     A DAG with one :class:`EcrCredentialRegisterOperator` task writing ``conn_id`` on ``schedule``.
 
     :param conn_id: the docker connection to keep fresh.
-    :param registry: the ECR registry host, e.g. ``123456789012.dkr.ecr.eu-west-1.amazonaws.com``.
+    :param registry: the ECR registry host, e.g. ``123456789012.dkr.ecr.eu-west-1.amazonaws.com``;
+        written into the connection as given (a FIPS ``dkr.ecr-fips`` or dual-stack host stays one).
     :param schedule: the refresh schedule (a timedelta or cron expression; None: manual runs only).
         Default: the refresh policy's interval, ``[ecr] refresh_ratio`` of ECR's 12-hour token life
         (6 hours by default), which every written token outlives.
@@ -90,8 +91,8 @@ def ecr_refresh_dag(
         EcrCredentialRegisterOperator(
             task_id="refresh_ecr_connection",
             conn_id_name=conn_id,
-            region_name=ecr.region,
-            register_ids=[ecr.account_id],
+            # The host as given, not rebuilt from account and region: a FIPS or dual-stack host stays one.
+            registry=ecr.host,
             aws_conn_id=aws_conn_id,
             api_conn_id=api_conn_id,
             retries=retries,

@@ -9,10 +9,14 @@ from airflow_ecr import __version__, settings
 # Kept here rather than imported from the hook: provider discovery must not import docker-py.
 ECR_CONNECTION_FIELDS = {
     "aws_conn_id": "AWS connection id",
-    "region_name": "Registry region (for alias hosts)",
-    "registry_id": "Registry id (for alias hosts)",
+    "region_name": "Registry region (of the alias host)",
+    "registry_id": "Registry id (of the alias host)",
     "registry_ids": "More registry ids (comma separated)",
 }
+# The host is shown: an ecr_docker connection with a host declares it an alias of the registry its
+# registry_id and region_name name (a value only the connection's editors control).
+ECR_CONNECTION_HIDDEN_FIELDS = ("schema", "login", "password", "port", "extra")
+ECR_CONNECTION_RELABELING = {"host": "Alias host (optional, with registry id and region)"}
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -52,8 +56,8 @@ def get_provider_info() -> dict[str, Any]:
                     for name, label in ECR_CONNECTION_FIELDS.items()
                 },
                 "ui-field-behaviour": {
-                    "hidden-fields": ["host", "schema", "login", "password", "port", "extra"],
-                    "relabeling": {},
+                    "hidden-fields": list(ECR_CONNECTION_HIDDEN_FIELDS),
+                    "relabeling": dict(ECR_CONNECTION_RELABELING),
                 },
             }
         ],
@@ -96,6 +100,17 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "float",
                         "example": None,
                         "default": f"{settings.DEFAULT_LOCK_TIMEOUT:g}",
+                    },
+                    "registry_aliases": {
+                        "description": "Non-ECR registry hosts (DNS aliases, proxies in front of ECR) that "
+                        "may receive the token of an ECR registry, as 'host=<12-digit account id>:<region>' "
+                        "entries separated by commas. An image on any other non-ECR host is refused before a "
+                        "token is fetched; registry_id and region_name arguments do not declare an alias. "
+                        "An ecr_docker connection with a host, registry_id and region_name declares one too.",
+                        "version_added": "0.2.0",
+                        "type": "string",
+                        "example": "registry.example.com=123456789012:us-east-1",
+                        "default": "",
                     },
                 },
             }

@@ -10,25 +10,31 @@ partition (commercial, China, EU sovereign, ISO), ``-fips`` endpoints, dual-stac
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 
 ECR_PUBLIC_HOSTS = ("public.ecr.aws", "ecr-public.aws.com")
 # ECR Public hands out tokens from us-east-1 only, whatever region the caller is in.
 ECR_PUBLIC_REGION = "us-east-1"
+# Where a deployment declares the non-ECR hosts (DNS aliases, pull-through proxies) tokens may go to.
+ALIASES_OPTION = "[ecr] registry_aliases"
 
-_ACCOUNT_ID = re.compile(r"^\d{12}$")
-_REGION = re.compile(r"^[a-z]{2,4}(?:-[a-z]+)+-\d{1,2}$")
+# Every pattern is ASCII-only and used with fullmatch: `$` would match before a trailing newline,
+# and without re.ASCII `\d` takes any script's digits.
+_ACCOUNT_ID = re.compile(r"\d{12}", re.ASCII)
+_REGION = re.compile(r"[a-z]{2,4}(?:-[a-z]+)+-\d{1,2}", re.ASCII)
 
 _PRIVATE_HOST = re.compile(
-    r"^(?P<account>\d{12})"
+    r"(?P<account>\d{12})"
     r"\.dkr(?P<sep>[.-])ecr"
     r"(?P<fips>-fips)?"
     r"\.(?P<region>[a-z0-9][a-z0-9-]*)"
     r"\.(?P<suffix>amazonaws\.com(?:\.cn)?|amazonaws\.eu|on\.aws|on\.amazonwebservices\.com\.cn"
-    r"|sc2s\.sgov\.gov|c2s\.ic\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)$"
+    r"|sc2s\.sgov\.gov|c2s\.ic\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)",
+    re.ASCII,
 )
 # Anything that starts like an ECR host, to tell "malformed ECR host" from "not ECR at all".
-_LOOKS_LIKE_ECR = re.compile(r"(^|\.)dkr[.-]ecr(-fips)?\.", re.IGNORECASE)
+_LOOKS_LIKE_ECR = re.compile(r"(^|\.)dkr[.-]ecr(-fips)?\.", re.IGNORECASE | re.ASCII)
 
 # DNS suffix -> AWS partition. us-gov regions share amazonaws.com with the commercial partition.
 _PARTITIONS = {
@@ -54,10 +60,10 @@ _REGION_SUFFIXES = (
 
 # The Docker reference grammar (distribution/reference), enough to split and validate a name.
 _HOST_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
-_DOMAIN = re.compile(rf"^{_HOST_COMPONENT}(?:\.{_HOST_COMPONENT})*(?::\d+)?$")
-_PATH_COMPONENT = re.compile(r"^[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*$")
-_TAG = re.compile(r"^[\w][\w.-]{0,127}$")
-_DIGEST = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-fA-F0-9]{32,}$")
+_DOMAIN = re.compile(rf"{_HOST_COMPONENT}(?:\.{_HOST_COMPONENT})*(?::\d+)?", re.ASCII)
+_PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*", re.ASCII)
+_TAG = re.compile(r"[\w][\w.-]{0,127}", re.ASCII)
+_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-fA-F0-9]{32,}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -67,7 +73,7 @@ class EcrRegistry:
 
     :param account_id: the 12-digit registry id (AWS account); empty for ECR Public.
     :param region: the region whose ECR API issues tokens for this registry.
-    :param host: the registry host Docker talks to (an ECR host, or an alias given by override).
+    :param host: the registry host Docker talks to (an ECR host, or a declared alias).
     :param dns_suffix: the partition's registry DNS suffix, e.g. ``amazonaws.com``.
     :param fips: whether the host is a FIPS endpoint.
     :param dualstack: whether the host is a dual-stack (IPv4 + IPv6) endpoint.
@@ -134,7 +140,7 @@ def parse_image(image: str) -> ImageReference:
     digest = None
     if "@" in ref:
         ref, digest = ref.split("@", 1)
-        if not _DIGEST.match(digest):
+        if not _DIGEST.fullmatch(digest):
             raise ValueError(
                 f"Image reference {original!r} has a malformed digest {digest!r}: "
                 "expected 'algorithm:hex', e.g. 'sha256:' followed by 64 hex digits."
@@ -142,7 +148,7 @@ def parse_image(image: str) -> ImageReference:
     host, _, rest = ref.partition("/")
     # Docker's rule: the first component is a host only if it looks like one.
     if rest and ("." in host or ":" in host or host == "localhost"):
-        if not _DOMAIN.match(host):
+        if not _DOMAIN.fullmatch(host):
             raise ValueError(f"Image reference {original!r} has a malformed registry host {host!r}.")
         path = rest
     else:
@@ -151,11 +157,11 @@ def parse_image(image: str) -> ImageReference:
     last = path.rsplit("/", 1)[-1]
     if ":" in last:
         path, tag = path.rsplit(":", 1)
-        if not _TAG.match(tag):
+        if not _TAG.fullmatch(tag):
             raise ValueError(f"Image reference {original!r} has a malformed tag {tag!r}.")
     components = path.split("/")
     for component in components:
-        if not _PATH_COMPONENT.match(component):
+        if not _PATH_COMPONENT.fullmatch(component):
             hint = " (repository names must be lowercase)" if component.lower() != component else ""
             raise ValueError(f"Image reference {original!r} has an invalid repository name {path!r}{hint}.")
     return ImageReference(host=host or None, repository=path, tag=tag, digest=digest)
@@ -179,9 +185,12 @@ def parse_registry_host(host: str) -> EcrRegistry:
     if not isinstance(host, str):
         raise ValueError(f"Registry host must be a string, got {type(host).__name__}: {host!r}.")
     name = bare_host(host)
-    if name.lower() in ECR_PUBLIC_HOSTS:
+    # Lowercase ASCII only: str.lower() maps e.g. the Kelvin sign to "k", making a non-ASCII name
+    # parse as an ECR host that Docker and DNS would not treat as one.
+    lowered = name.lower() if name.isascii() else ""
+    if lowered in ECR_PUBLIC_HOSTS:
         return EcrRegistry(account_id="", region=ECR_PUBLIC_REGION, host=name, dns_suffix="", public=True)
-    match = _PRIVATE_HOST.match(name.lower())
+    match = _PRIVATE_HOST.fullmatch(lowered)
     if match is None:
         if _LOOKS_LIKE_ECR.search(name):
             raise ValueError(
@@ -190,11 +199,11 @@ def parse_registry_host(host: str) -> EcrRegistry:
             )
         raise ValueError(
             f"{host!r} is not an Amazon ECR registry host. Use an image in ECR "
-            "('<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>'), or pass registry_id and "
-            "region_name to say which ECR registry this host stands for."
+            "('<account>.dkr.ecr.<region>.amazonaws.com/<repo>:<tag>'), or declare the host as an "
+            f"alias in {ALIASES_OPTION}."
         )
     region = match["region"]
-    if not _REGION.match(region):
+    if not _REGION.fullmatch(region):
         raise ValueError(f"{host!r} has a malformed AWS region {region!r} (expected e.g. 'eu-west-1').")
     suffix = match["suffix"]
     return EcrRegistry(
@@ -233,14 +242,14 @@ def region_partition(region: str) -> str:
 
 def validate_account_id(account_id: object) -> str:
     """Return ``account_id`` if it is a 12-digit string; raise a clear ``ValueError`` otherwise."""
-    if not isinstance(account_id, str) or not _ACCOUNT_ID.match(account_id):
+    if not isinstance(account_id, str) or not _ACCOUNT_ID.fullmatch(account_id):
         raise ValueError(f"ECR registry id {account_id!r} is not a 12-digit AWS account id.")
     return account_id
 
 
 def validate_region(region: object) -> str:
     """Return ``region`` if it looks like an AWS region; raise a clear ``ValueError`` otherwise."""
-    if not isinstance(region, str) or not _REGION.match(region):
+    if not isinstance(region, str) or not _REGION.fullmatch(region):
         raise ValueError(f"{region!r} is not an AWS region name (expected e.g. 'eu-west-1').")
     return region
 
@@ -250,14 +259,16 @@ def resolve_registry(
     *,
     registry_id: str | None = None,
     region_name: str | None = None,
+    aliases: Mapping[str, EcrRegistry] | None = None,
 ) -> EcrRegistry:
     """
     Find the ECR registry an image is pulled from.
 
     :param image: the image reference.
-    :param registry_id: the account id of the registry, for hosts that do not carry it.
-    :param region_name: the registry's region, for hosts that do not carry it.
-    :raises ValueError: if the image is not in ECR and no override says which registry it is.
+    :param registry_id: the registry's account id; must agree with the image's host.
+    :param region_name: the registry's region; must agree with the image's host.
+    :param aliases: the declared aliases (:func:`alias_table`), the only non-ECR hosts accepted.
+    :raises ValueError: if the image is not in ECR nor on a declared alias.
     """
     ref = parse_image(image)
     if ref.host is None:
@@ -266,7 +277,9 @@ def resolve_registry(
             "Use the full ECR name: '<account>.dkr.ecr.<region>.amazonaws.com/"
             f"{ref.repository}'."
         )
-    return resolve_host(ref.host, registry_id=registry_id, region_name=region_name, subject=f"Image {image!r}")
+    return resolve_host(
+        ref.host, registry_id=registry_id, region_name=region_name, aliases=aliases, subject=f"Image {image!r}"
+    )
 
 
 def resolve_host(
@@ -274,20 +287,24 @@ def resolve_host(
     *,
     registry_id: str | None = None,
     region_name: str | None = None,
+    aliases: Mapping[str, EcrRegistry] | None = None,
     subject: str | None = None,
 ) -> EcrRegistry:
     """
     Find the ECR registry behind a registry host.
 
-    An ECR host needs no overrides; ``registry_id`` / ``region_name`` must then agree with it.
-    Another host (a DNS alias or proxy in front of ECR) needs both, and the token is presented
-    to that host.
+    An ECR host stands for itself. Any other host (a DNS alias or proxy in front of ECR) is
+    accepted only if it is a declared alias: the token is presented to that host, so it must come
+    from configuration the deployment controls, never from ``registry_id`` / ``region_name``
+    arguments, which a template may have rendered from DAG-run conf. Given overrides must agree
+    with the host (or the alias).
 
     :param host: the registry host.
-    :param registry_id: the account id of the registry, for hosts that do not carry it.
-    :param region_name: the registry's region, for hosts that do not carry it.
+    :param registry_id: the registry's account id, checked against the host.
+    :param region_name: the registry's region, checked against the host.
+    :param aliases: the declared aliases (:func:`alias_table`).
     :param subject: how error messages name what is being resolved.
-    :raises ValueError: if the host is not ECR and no override says which registry it is.
+    :raises ValueError: if the host is neither ECR nor a declared alias.
     """
     host = bare_host(host)
     subject = subject or f"Registry {host!r}"
@@ -295,29 +312,25 @@ def resolve_host(
         validate_account_id(registry_id)
     if region_name is not None:
         validate_region(region_name)
+    what = "host"
     try:
         registry = parse_registry_host(host)
     except ValueError as err:
         if _LOOKS_LIKE_ECR.search(host):
             raise ValueError(f"{subject}: {err}") from None
-        if registry_id is None or region_name is None:
-            missing = " and ".join(
-                n for n, v in (("registry_id", registry_id), ("region_name", region_name)) if v is None
-            )
+        alias = (aliases or {}).get(host.lower()) if host.isascii() else None
+        if alias is None:
             raise ValueError(
-                f"{subject} is not on an Amazon ECR host ({host!r}). If {host!r} stands for an "
-                f"ECR registry, pass {missing}; otherwise use a plain DockerOperator."
+                f"{subject} is not on an Amazon ECR host ({host!r}) nor on a declared alias: declare "
+                f"the alias in {ALIASES_OPTION} ('{host}=<12-digit account id>:<region>') or in an "
+                "ecr_docker connection (its host, registry_id and region_name), or use a plain DockerOperator."
             ) from None
-        if not _DOMAIN.match(host):
-            # The token is presented to this host: it must be one Docker could talk to.
-            raise ValueError(
-                f"{subject}: {host!r} is not a registry host name (expected e.g. 'ecr.example.com')."
-            ) from None
-        return EcrRegistry(account_id=registry_id, region=region_name, host=host)
+        # Docker matches credentials to the host as the image spells it.
+        registry, what = replace(alias, host=host), f"alias {host!r}"
     if registry.public:
         return registry
     conflicts = [
-        f"{name}={given!r} but the host says {actual!r}"
+        f"{name}={given!r} but the {what} says {actual!r}"
         for name, given, actual in (
             ("registry_id", registry_id, registry.account_id),
             ("region_name", region_name, registry.region),
@@ -327,6 +340,46 @@ def resolve_host(
     if conflicts:
         raise ValueError(f"{subject}: " + "; ".join(conflicts) + ". Drop the override.")
     return registry
+
+
+def declare_alias(host: str, registry_id: str, region_name: str) -> EcrRegistry:
+    """
+    The registry a deployment-declared alias host stands for.
+
+    Call it only with configuration the deployment or DAG author controls (``[ecr]
+    registry_aliases``, an ``ecr_docker`` connection, the secrets backend's settings).
+
+    :param host: the alias host, e.g. ``registry.example.com`` (optionally ``https://`` prefixed).
+    :param registry_id: the 12-digit account id of the ECR registry behind it.
+    :param region_name: that registry's region.
+    :raises ValueError: if the host is not a registry host name, is an ECR host, or an id is malformed.
+    """
+    name = bare_host(host) if isinstance(host, str) else host
+    if not isinstance(name, str) or not _DOMAIN.fullmatch(name):
+        raise ValueError(f"Alias {host!r} is not a registry host name (expected e.g. 'registry.example.com').")
+    if _LOOKS_LIKE_ECR.search(name) or name.lower() in ECR_PUBLIC_HOSTS:
+        raise ValueError(f"Alias {host!r} is an Amazon ECR host: it needs no alias, drop it.")
+    return EcrRegistry(
+        account_id=validate_account_id(registry_id),
+        region=validate_region(region_name),
+        host=name.lower(),
+        dns_suffix=_region_suffix(region_name),
+    )
+
+
+def alias_table(aliases: Iterable[EcrRegistry]) -> dict[str, EcrRegistry]:
+    """
+    Declared aliases (from :func:`declare_alias`) keyed by lowercased host, as ``aliases=`` takes them.
+
+    :raises ValueError: if one host is declared for two registries.
+    """
+    table: dict[str, EcrRegistry] = {}
+    for alias in aliases:
+        key = alias.host.lower()
+        if table.get(key, alias) != alias:
+            raise ValueError(f"Alias {alias.host!r} is declared twice, for different registries: keep one.")
+        table[key] = alias
+    return table
 
 
 def with_account(registry: EcrRegistry, account_id: str) -> EcrRegistry:

@@ -230,8 +230,8 @@ def test_32_processes_without_the_lock_would_make_several_calls(lab, aws, tmp_pa
     from contextlib import contextmanager
 
     @contextmanager
-    def no_lock(self, name, timeout):
-        yield False
+    def no_lock(self, name, timeout, ready=None):
+        yield "unavailable"
 
     monkeypatch.setattr(FileStore, "lock", no_lock)
     aws.faults(delay=0.3)

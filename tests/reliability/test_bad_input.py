@@ -78,10 +78,10 @@ CASES: dict[str, Case] = {
     "bad-digest": Case(
         {"image": f"{HOST}/app@sha256:xyz"}, EcrConfigurationError, ["malformed digest 'sha256:xyz'", "64 hex"]
     ),
-    "non-ecr-host-without-override": Case(
-        {"image": "registry.example.com/app:1"},
+    "non-ecr-host-not-declared": Case(
+        {"image": "registry.example.com/app:1", "registry_id": "111111111111", "region_name": "eu-west-1"},
         EcrConfigurationError,
-        ["is not on an Amazon ECR host", "pass registry_id and region_name", "plain DockerOperator"],
+        ["is not on an Amazon ECR host", "nor on a declared alias", "[ecr] registry_aliases", "plain DockerOperator"],
     ),
     "account-id-not-12-digits": Case(
         {"image": ALIAS, "registry_id": "12345", "region_name": "eu-west-1"},

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from airflow_ecr.exceptions import EcrServiceError
+from airflow_ecr.exceptions import EcrCredentialsError, EcrServiceError
 from helpers.processes import free_port
 from helpers.reliability_support import CONN, Recorder, TcpForwarder, assert_clean_error, lab_task
 
@@ -71,6 +71,26 @@ def test_ecr_unreachable_with_a_valid_cached_token_runs_on_it_and_warns(lab_task
     assert "Using cached ECR tokens" in log.text() and f"Cannot reach the ECR API at {forwarder.url}" in log.text()
     assert len(lab_task.calls()) == 1
     assert cached.read_text() == before  # nothing rewritten
+
+
+@pytest.mark.parametrize(
+    ("refusal", "code"),
+    [
+        ("deny", "AccessDeniedException"),
+        ("invalid_keys", "UnrecognizedClientException"),
+        ("expired_keys", "ExpiredTokenException"),
+    ],
+)
+def test_access_denied_or_rejected_credentials_with_a_cached_token_fail_and_drop_it(lab_task, refusal, code):
+    # A revoked permission or a deactivated key must not stay hidden behind a cached token.
+    assert lab_task.run() == "ran"
+    assert len(lab_task.cache_files()) == 1
+    lab_task.monkeypatch.setenv("AIRFLOW__ECR__REFRESH_RATIO", "0.000001")  # due, still valid
+    lab_task.emulator.faults(**{refusal: True if refusal == "deny" else [lab_task.access_key]})
+    with pytest.raises(EcrCredentialsError):
+        lab_task.run()
+    assert [c["outcome"] for c in lab_task.calls()] == ["ok", code]
+    assert lab_task.cache_files() == []  # dropped: the next task asks AWS again
 
 
 def test_ecr_unreachable_without_a_cached_token_names_the_endpoint(lab_task):

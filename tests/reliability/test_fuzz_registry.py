@@ -19,6 +19,8 @@ from hypothesis import strategies as st
 from airflow_ecr.registry import (
     ECR_PUBLIC_HOSTS,
     EcrRegistry,
+    alias_table,
+    declare_alias,
     parse_image,
     parse_registry_host,
     resolve_host,
@@ -130,3 +132,25 @@ def test_a_parsed_host_parses_again_to_the_same_registry(text):
     except ValueError:
         return
     assert parse_registry_host(registry.host) == registry
+
+
+ALIASES = alias_table([declare_alias("registry.example.com", "111111111111", "eu-west-1")])
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.one_of(ANY_TEXT, st.sampled_from(["registry.example.com", "REGISTRY.example.com", "attacker.example.com"])),
+       OVERRIDE, OVERRIDE)  # fmt: skip
+@example("attacker.example.com", "111111111111", "eu-west-1")  # the old code made this an alias
+def test_only_ecr_hosts_and_declared_aliases_resolve_whatever_the_overrides(text, registry_id, region_name):
+    for resolve, value in ((resolve_host, text), (resolve_registry, f"{text}/app:1")):
+        try:
+            registry = resolve(value, registry_id=registry_id, region_name=region_name, aliases=ALIASES)
+        except ValueError:
+            continue
+        try:
+            own = parse_registry_host(registry.host)
+        except ValueError:
+            declared = ALIASES[registry.host.lower()]  # a KeyError here: an undeclared host resolved
+            assert (registry.account_id, registry.region) == (declared.account_id, declared.region)
+        else:
+            assert (own.account_id, own.region) == (registry.account_id, registry.region)

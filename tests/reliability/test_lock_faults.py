@@ -1,8 +1,8 @@
 """
 The cross-process lock of the host cache under a slow ECR (answers after 10 s), with real OS
 processes (forked, each with an empty memory cache, as new task processes) sharing one cache directory:
-16 waiting processes make one call between them, and a lock holder killed mid-fetch (SIGKILL)
-does not leave the others hanging.
+16 waiting processes make one call between them, a lock holder killed mid-fetch (SIGKILL)
+does not leave the others hanging, and a holder slower than lock_timeout is not stampeded.
 """
 
 from __future__ import annotations
@@ -137,3 +137,34 @@ def test_lock_holder_killed_mid_fetch_does_not_leave_the_others_hanging(lab, emu
     calls = emulator.calls(access_key=procs.access_key)
     assert len(calls) == 2, calls
     assert calls[0]["time"] < killed_at < calls[1]["time"], (killed_at, calls)  # killed mid-call
+
+
+def test_waiters_on_a_holder_slower_than_lock_timeout_do_not_stampede(lab, emulator, tmp_path):
+    # ECR answers after 3 s, lock_timeout is 2 s: before, the 7 waiters gave up at 2 s and all
+    # fetched (8 calls, served after 5 s). Now they re-check the cache as they wait and are served
+    # when the holder's token lands (3 s); one waiter takes over after lock_timeout (the next
+    # takeover would be after 3 lock_timeouts).
+    delay, timeout = 3.0, 2.0
+    emulator.faults(delay=delay)
+    procs = TaskProcesses(lab, tmp_path / "cache", 8, lock_timeout=timeout)
+    try:
+        procs.release(range(1))
+        deadline = time.monotonic() + 5
+        while procs.procs[0].pid not in lock_holders():
+            assert time.monotonic() < deadline, "the holder never took the lock"
+            time.sleep(0.02)
+        released = time.time()
+        procs.release(range(1, 8))
+        results = procs.collect(8, timeout=delay * 4)
+    finally:
+        procs.stop()
+    calls = emulator.calls(access_key=procs.access_key)
+    served = sorted(at - released for _, at, _ in results)
+    print(
+        f"8 processes, ECR answering after {delay:.0f} s, lock_timeout {timeout:.0f} s: {len(calls)} call(s), "
+        f"served after {[round(s, 1) for s in served]} s"
+    )
+    assert len(calls) == 2, calls  # the holder's and one takeover's, not one per waiter
+    landed = calls[0]["time"] + delay - released  # the holder's answer (after its client was made)
+    assert served[6] < landed + 1.0, (landed, served)  # all but the takeover: as the holder's token landed
+    assert all(proc.exitcode == 0 for proc in procs.procs)

@@ -3,10 +3,14 @@ No token anywhere it should not be, with real Airflow 3 running DAGs (``airflow 
 each DAG runs, every process's command line and environment is sampled; afterwards the output and
 task logs (exception texts included), every table of the metadata database (XCom, rendered template
 fields, ...), every file of AIRFLOW_HOME, the cache directory and the lab's own files are scanned for
-every registry password the emulator handed out during the run (and ECR's base64 form of it).
+every registry password the emulator handed out during the run, in every form it travels in (ECR's
+base64 ``authorizationToken``, URL-encoded, docker-py's ``X-Registry-Auth``).
 
-The token may be in one place only: the 0600 host cache file; with the file cache off, nowhere.
-A DAG that leaks on purpose shows that the scan finds what it looks for.
+The DAG runs at ``logging_level = DEBUG``: the output holds the task's, its supervisor's and every
+library's debug lines (botocore's response bodies among them). The token may be in one place only:
+the 0600 host cache file; with the file cache off, nowhere. Airflow's own leak (its supervisor's
+MaskSecret debug lines) is kept apart and reported by a test of its own. A DAG that leaks on
+purpose shows that the scan finds what it looks for.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import time
 import pytest
 
 from airflow_ecr.testing.leaks import ProcessSampler, ecr_secret_forms, scan_files, scan_sqlite, scan_texts
-from helpers.reliability_support import is_private_cache_file, reliability_harness, run_scanned
+from helpers.reliability_support import ScannedRun, is_private_cache_file, reliability_harness, run_scanned
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(400)]
 
@@ -52,9 +56,21 @@ def test_planted_leaks_are_found(harness, fresh_tokens, lab, tmp_path):
     (harness.home / "planted-leak.txt").unlink()
 
 
-def test_token_is_only_in_the_private_cache_file(harness, fresh_tokens, lab, tmp_path):
-    cache_dir = tmp_path / "cache"
-    run = run_scanned(harness, fresh_tokens, lab, "reliability_secrets", cache_dir=cache_dir)
+_DEBUG_RUNS: dict[str, tuple[ScannedRun, object]] = {}
+
+
+@pytest.fixture
+def debug_run(harness, fresh_tokens, lab, tmp_path_factory):
+    """``reliability_secrets`` at DEBUG, scanned: run once, for the tests that read it (and its cache dir)."""
+    if "run" not in _DEBUG_RUNS:
+        cache_dir = tmp_path_factory.mktemp("debug-run") / "cache"
+        run = run_scanned(harness, fresh_tokens, lab, "reliability_secrets", cache_dir=cache_dir, debug=True)
+        _DEBUG_RUNS["run"] = (run, cache_dir)
+    return _DEBUG_RUNS["run"]
+
+
+def test_token_is_only_in_the_private_cache_file(harness, debug_run, lab):
+    run, cache_dir = debug_run
     result = run.result
     states = dict(
         harness.query(
@@ -79,11 +95,26 @@ def test_token_is_only_in_the_private_cache_file(harness, fresh_tokens, lab, tmp
         "templated",
     )
     assert rendered and f"templated-{lab.accounts[0]['host']}" in str(rendered[-1][0])
-    assert run.samples >= 20 and len(run.secrets) == 4  # two accounts, two forms each
+    # It ran at DEBUG: botocore's debug lines of the token call are in the scanned output.
+    assert "botocore.endpoint" in result.output and "GetAuthorizationToken" in result.output, result.describe()
+    assert run.samples >= 20 and len(run.passwords) == 2  # two accounts
     # The token is in the two cache entries (one per registry), 0600, and nowhere else.
     in_cache = [leak for leak in run.leaks if is_private_cache_file(cache_dir)(leak)]
     assert len({leak.where for leak in in_cache}) == 2, run.leaks
     assert run.leaks_outside(is_private_cache_file(cache_dir)) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="Airflow's own leak: at DEBUG its in-process supervisor (airflow dags test, supervisor.py "
+    "'Sending request') logs each MaskSecret message with the value in it, past the masker; its logger "
+    "has no name, so [logging] namespace_levels cannot quiet it. Workaround (docs/security.md): no "
+    "logging_level = DEBUG where task logs or dags-test output are readable by others",
+)
+def test_airflow_itself_logs_no_mask_secret_value_at_debug(debug_run):
+    """Kept in sight, not hidden: when an Airflow release stops this leak, this test XPASSes (fails)."""
+    run, _ = debug_run
+    assert run.airflow_leaks == [], "\n".join(map(str, run.airflow_leaks))
 
 
 def test_with_the_file_cache_off_the_token_is_nowhere(harness, fresh_tokens, lab, tmp_path):
@@ -95,6 +126,7 @@ def test_with_the_file_cache_off_the_token_is_nowhere(harness, fresh_tokens, lab
         "reliability_secrets",
         cache_dir=cache_dir,
         extra_env={"AIRFLOW__ECR__CACHE_ENABLED": "False"},
+        debug=True,
     )
     assert "templated-" in run.result.all_text(), run.result.describe()
     assert run.samples >= 20 and run.secrets
@@ -132,3 +164,17 @@ def test_scanner_finds_each_kind_of_leak(tmp_path):
     assert not any(secret in str(leak) for leak in leaks)
     with pytest.raises(ValueError, match="would match by chance"):
         scan_texts({"x": "y"}, ["short"])
+
+
+def test_the_scan_looks_for_every_form_and_never_shows_part_of_one():
+    from urllib.parse import quote
+
+    secret = "pw+/=" + base64.b32encode(bytes(range(20))).decode()
+    forms = ecr_secret_forms([secret], hosts=["111111111111.dkr.ecr.eu-west-1.amazonaws.com"])
+    token = base64.b64encode(f"AWS:{secret}".encode()).decode()
+    assert {secret, token, quote(secret, safe=""), quote(token, safe="")} <= forms
+    auth = {"username": "AWS", "password": secret, "serveraddress": "111111111111.dkr.ecr.eu-west-1.amazonaws.com"}
+    assert base64.urlsafe_b64encode(json.dumps(auth).encode()).decode() in forms  # docker-py's X-Registry-Auth
+    # A second secret cut by the edge of an excerpt is blanked whole, not shown in part.
+    leaks = scan_texts({"log": "x" * 100 + secret + "-" * 70 + token + "y" * 100}, forms)
+    assert leaks and not any(part in str(leak) for leak in leaks for part in (secret[:10], token[-10:]))

@@ -48,7 +48,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from airflow_ecr.provider_info import ECR_CONNECTION_FIELDS
+from airflow_ecr.provider_info import ECR_CONNECTION_FIELDS, ECR_CONNECTION_HIDDEN_FIELDS
 from airflow_ecr.testing import EmulatorClient
 from helpers.airflow_harness import REPO, AirflowHarness, SchedulerSession, Started, airflow_version, find_venv
 from helpers.processes import free_port
@@ -61,8 +61,9 @@ MARKER = "hello-from-the-ui-connection"  # what the DAG's container prints
 CONN_ID = "ecr_ui"
 HOOK_NAME = "Docker (Amazon ECR)"
 AWS_CONN_ID = "aws_lab"  # the harness's AWS connection to the ECR emulator
-# The standard fields an ecr_docker connection hides (provider_info's ui-field-behaviour).
-HIDDEN_LABELS = ("Host", "Schema", "Login", "Password", "Port")
+# The standard fields an ecr_docker connection hides (provider_info's ui-field-behaviour; extra is
+# not a labelled input on every form).
+HIDDEN_LABELS = tuple(name.capitalize() for name in ECR_CONNECTION_HIDDEN_FIELDS if name != "extra")
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 CHROMIUM_FLAGS = (

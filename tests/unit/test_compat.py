@@ -58,3 +58,16 @@ def test_no_module_but_compat_imports_airflow_itself() -> None:
                 if (name == "airflow" or name.startswith("airflow.")) and not name.startswith(_STABLE_PREFIXES):
                     offenders.append(f"{relative}:{node.lineno} imports {name}")
     assert not offenders, "import these through airflow_ecr._compat:\n" + "\n".join(offenders)
+
+
+def test_task_is_running_only_inside_airflows_own_task_context() -> None:
+    """Where the task runner (3.x) or TaskInstance (2.11) marks a running task, and nowhere else."""
+    try:
+        from airflow.sdk.execution_time.context import set_current_context
+    except ImportError:  # Airflow 2
+        from airflow.models.taskinstance import set_current_context  # type: ignore[no-redef]
+
+    assert not _compat.task_is_running()
+    with set_current_context({"task_id": "t"}):  # type: ignore[arg-type]
+        assert _compat.task_is_running()
+    assert not _compat.task_is_running()

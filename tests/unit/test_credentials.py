@@ -69,7 +69,9 @@ class RecordingWriter:
     def __init__(self) -> None:
         self.connections: dict[str, dict[str, str]] = {}
 
-    def upsert(self, conn_id: str, *, host: str, login: str, password: str) -> None:
+    def upsert(
+        self, conn_id: str, *, host: str, login: str, password: str, overwrite_other_types: bool = False
+    ) -> None:
         self.connections[conn_id] = {"host": host, "login": login, "password": password}
 
 
@@ -233,6 +235,11 @@ class _ApiHandler(BaseHTTPRequestHandler):
                 return self._reply(409, {"detail": "exists"})
             conns[body["connection_id"]] = body
             return self._reply(201, body)
+        if self.command == "GET" and path.startswith("/api/v2/connections/"):
+            conn_id = path.rsplit("/", 1)[1]
+            if conn_id not in conns:
+                return self._reply(404, {"detail": f"The Connection with connection_id: `{conn_id}` was not found"})
+            return self._reply(200, {k: v for k, v in conns[conn_id].items() if k != "password"})
         if self.command == "PATCH" and path.startswith("/api/v2/connections/"):
             conn_id = path.rsplit("/", 1)[1]
             if conn_id not in conns:
@@ -241,7 +248,7 @@ class _ApiHandler(BaseHTTPRequestHandler):
             return self._reply(200, conns[conn_id])
         return self._reply(404, {"detail": "Not Found"})
 
-    do_POST = do_PATCH = _handle
+    do_GET = do_POST = do_PATCH = _handle
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -275,8 +282,9 @@ def test_api_writer_creates_then_patches_with_one_login(api: FakeAirflowApi) -> 
     assert api.connections["docker_ecr"]["conn_type"] == "docker"
     assert api.requests == [
         ("POST", "/auth/token"),
-        ("PATCH", "/api/v2/connections/docker_ecr"),
+        ("GET", "/api/v2/connections/docker_ecr"),
         ("POST", "/api/v2/connections"),
+        ("GET", "/api/v2/connections/docker_ecr"),
         ("PATCH", "/api/v2/connections/docker_ecr"),
     ]
     assert ("DELETE", "/api/v2/connections/docker_ecr") not in api.requests
@@ -322,6 +330,109 @@ def test_api_errors_never_echo_the_password(api: FakeAirflowApi) -> None:
 def test_missing_api_connection_says_what_to_create() -> None:
     with pytest.raises(ConnectionWriteError, match=r"'airflow_api'.*http connection"):
         RestApiConnectionWriter("airflow_api").upsert("docker_ecr", host=HOST1, login="AWS", password="pw")
+
+
+class _Redirector(ThreadingHTTPServer):
+    """Answers every request with ``status`` and a Location on ``target`` (another origin)."""
+
+    def __init__(self, status: int, target: str) -> None:
+        super().__init__(("127.0.0.1", 0), _RedirectHandler)
+        self.status, self.target = status, target
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _RedirectHandler(BaseHTTPRequestHandler):
+    server: _Redirector
+
+    def _handle(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(self.server.status)
+        self.send_header("Location", f"{self.server.target}{self.path}")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = do_PATCH = _handle
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.mark.parametrize("status", [307, 308])
+@pytest.mark.parametrize("auth", ["password", "token"])
+def test_api_writer_refuses_redirects_and_sends_nothing_to_the_other_origin(
+    api: FakeAirflowApi, monkeypatch: pytest.MonkeyPatch, status: int, auth: str
+) -> None:
+    """A 307/308 would re-send the API password or the ECR token to another origin: it is an error."""
+    redirector = _Redirector(status, api.url)  # `api`, on another port, stands for the other origin
+    threading.Thread(target=redirector.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+    try:
+        if auth == "token":
+            monkeypatch.setenv(
+                "AIRFLOW_CONN_AIRFLOW_API",
+                json.dumps({"conn_type": "http", "host": redirector.url, "extra": {"token": api.jwt}}),
+            )
+        else:
+            set_api_connection(monkeypatch, redirector.url, API_PASSWORD)
+        with pytest.raises(ConnectionWriteError) as info:
+            RestApiConnectionWriter("airflow_api").upsert("docker_ecr", host=HOST1, login="AWS", password="pw-SECRET")
+    finally:
+        redirector.shutdown()
+        redirector.server_close()
+    assert api.requests == []  # the other origin received nothing: no password, no body
+    assert f"HTTP {status}" in str(info.value) and redirector.url in str(info.value)
+    assert "pw-SECRET" not in str(info.value) and API_PASSWORD not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("connection", "message"),
+    [
+        ({"host": "http://airflow-api.example.com:8080"}, "only over https"),
+        ({"host": "airflow-api.example.com", "port": 8080}, "without a scheme"),
+        ({"host": "127.0.0.1", "port": 8080}, "without a scheme"),  # a bare host never means http
+        ({"host": "airflow-api.example.com", "schema": "http", "port": 8080}, "only over https"),
+    ],
+)
+def test_api_writer_refuses_plain_http_and_bare_hosts_before_any_request(
+    monkeypatch: pytest.MonkeyPatch, connection: dict[str, Any], message: str
+) -> None:
+    import requests
+
+    sent: list[str] = []
+
+    def record(self: Any, method: str, url: str, **kwargs: Any) -> None:
+        sent.append(url)
+        raise requests.ConnectionError(url)
+
+    monkeypatch.setattr(requests.Session, "request", record)
+    conn = {"conn_type": "http", "login": "admin", "password": API_PASSWORD, **connection}
+    monkeypatch.setenv("AIRFLOW_CONN_AIRFLOW_API", json.dumps(conn))
+    with pytest.raises(ConnectionWriteError, match=message) as info:
+        RestApiConnectionWriter("airflow_api").upsert("docker_ecr", host=HOST1, login="AWS", password="pw")
+    assert sent == []
+    assert "'airflow_api'" in str(info.value) and str(info.value).count(". ") == 0  # one sentence
+
+
+@pytest.mark.parametrize(
+    ("host", "schema", "port", "insecure", "url"),
+    [
+        ("https://api.example.com", None, None, False, "https://api.example.com"),
+        ("api.example.com", "https", 8443, False, "https://api.example.com:8443"),
+        ("http://127.0.0.1:8080/", None, None, False, "http://127.0.0.1:8080"),
+        ("http://localhost:8080", None, None, False, "http://localhost:8080"),
+        ("http://[::1]:8080", None, None, False, "http://[::1]:8080"),
+        ("127.0.0.1", "http", 8080, False, "http://127.0.0.1:8080"),
+        ("http://airflow-api:8080", None, None, True, "http://airflow-api:8080"),
+    ],
+)
+def test_api_url_is_https_or_loopback_or_declared_insecure(
+    host: str, schema: str | None, port: int | None, insecure: bool, url: str
+) -> None:
+    from airflow_ecr.connections.writers import api_base_url
+
+    assert api_base_url(host, schema=schema, port=port, conn_id="airflow_api", insecure_http=insecure) == url
 
 
 # -- the CLI -------------------------------------------------------------------------------------
@@ -412,7 +523,8 @@ def test_refresh_dag_factory() -> None:
     assert dag.dag_id == "ecr_refresh_docker_ecr"
     (task,) = dag.tasks
     assert isinstance(task, EcrCredentialRegisterOperator)
-    assert (task.conn_id_name, task.region_name, task.register_ids) == ("docker_ecr", REGION, [ACCT2])
+    assert (task.conn_id_name, task.registry) == ("docker_ecr", HOST2)
+    assert [(c, r.host) for c, r in task.targets()] == [("docker_ecr", HOST2)]
     assert task.retries == 3
     assert dag.max_active_runs == 1
     assert timedelta(hours=6) in (getattr(dag, "schedule", None), getattr(dag, "schedule_interval", None))
@@ -443,3 +555,151 @@ def test_writer_follows_the_airflow_version(monkeypatch: pytest.MonkeyPatch) -> 
         default_writer(None)
     monkeypatch.setattr(_compat, "is_airflow_3", lambda: False)
     assert isinstance(default_writer(None), OrmConnectionWriter)
+
+
+# -- FIPS and dual-stack hosts are written as given ----------------------------------------------
+GOV_REGION = "us-gov-west-1"
+FIPS_HOST = f"{ACCT1}.dkr.ecr-fips.{GOV_REGION}.amazonaws.com"
+
+
+@pytest.mark.parametrize(
+    ("host", "fips"),
+    [
+        (FIPS_HOST, True),
+        (f"{ACCT1}.dkr-ecr.{REGION}.on.aws", False),
+        (f"{ACCT1}.dkr-ecr-fips.{GOV_REGION}.on.aws", True),
+        (HOST1, False),
+    ],
+)
+def test_refresh_dag_keeps_fips_and_dualstack_hosts_as_given(host: str, fips: bool) -> None:
+    from airflow_ecr.dags import ecr_refresh_dag
+
+    (task,) = ecr_refresh_dag(conn_id="docker_ecr", registry=f"https://{host}", aws_conn_id="aws_test").tasks
+    ((conn_id, registry),) = task.targets()
+    assert (conn_id, registry.host, registry.fips) == ("docker_ecr", host, fips)
+
+
+def test_register_operator_accepts_one_host_instead_of_ids() -> None:
+    operator = EcrCredentialRegisterOperator(
+        task_id="t", conn_id_name="ecr_{region}", registry=FIPS_HOST, aws_conn_id=None
+    )
+    assert [(c, r.host) for c, r in operator.targets()] == [(f"ecr_{GOV_REGION}", FIPS_HOST)]
+    both = EcrCredentialRegisterOperator(task_id="t", conn_id_name="c", registry=FIPS_HOST, register_ids=[ACCT1])
+    with pytest.raises(EcrConfigurationError, match="not both"):
+        both.targets()
+
+
+def test_fips_host_is_written_as_given_with_a_token_from_the_fips_api(monkeypatch: pytest.MonkeyPatch) -> None:
+    """End to end through the DAG's task: real boto3 over HTTP; the client asked for is the FIPS one."""
+    from airflow_ecr.dags import ecr_refresh_dag
+
+    clients: list[tuple[str, str, bool]] = []
+    real_client = EcrTokenSource.client
+
+    def recording_client(self: EcrTokenSource, service: str, region: str, fips: bool = False) -> Any:
+        clients.append((service, region, fips))
+        return real_client(self, service, region, fips)
+
+    monkeypatch.setattr(EcrTokenSource, "client", recording_client)
+    writer = RecordingWriter()
+    monkeypatch.setattr("airflow_ecr.operators.credentials.default_writer", lambda api_conn_id: writer)
+    with EcrEmulator([EmulatedAccount(ACCT1, GOV_REGION)]) as gov:
+        aws_test_connection(monkeypatch, gov.url, "AKIAUNITTEST", GOV_REGION)
+        (task,) = ecr_refresh_dag(conn_id="docker_ecr", registry=FIPS_HOST, aws_conn_id="aws_test").tasks
+        task.execute({})
+        password = gov.password(ACCT1)[0]
+    assert writer.connections == {"docker_ecr": {"host": FIPS_HOST, "login": "AWS", "password": password}}
+    assert clients == [("ecr", GOV_REGION, True)]
+    # Without the emulator's endpoint_url, that client is botocore's FIPS endpoint of the ECR API.
+    fips_client = real_client(EcrTokenSource.from_connection(None), "ecr", GOV_REGION, True)
+    assert fips_client.meta.endpoint_url == f"https://ecr-fips.{GOV_REGION}.amazonaws.com"
+
+
+# -- connections of other types are not overwritten ----------------------------------------------
+@pytest.fixture
+def metadata_db(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """A real SQLite metadata database with Airflow's connection table, behind ``settings.Session``."""
+    import sqlalchemy
+    from airflow import settings
+    from sqlalchemy.orm import scoped_session, sessionmaker
+
+    from airflow_ecr._compat import ConnectionModel
+
+    engine = sqlalchemy.create_engine(f"sqlite:///{tmp_path / 'airflow.db'}")
+    ConnectionModel.__table__.create(engine)
+    session_factory = scoped_session(sessionmaker(bind=engine, expire_on_commit=False))
+    monkeypatch.setattr(settings, "Session", session_factory)
+    yield session_factory
+    session_factory.remove()
+    engine.dispose()
+
+
+def _add(session_factory: Any, conn_id: str, conn_type: str) -> None:
+    from airflow_ecr._compat import ConnectionModel
+
+    session = session_factory()
+    session.add(ConnectionModel(conn_id=conn_id, conn_type=conn_type, login="keep-login", password="keep-password"))
+    session.commit()
+
+
+def _row(session_factory: Any, conn_id: str) -> tuple[str, str | None, str | None]:
+    from airflow_ecr._compat import ConnectionModel
+
+    session = session_factory()
+    conn = session.query(ConnectionModel).filter_by(conn_id=conn_id).one()
+    session.expire_all()
+    return conn.conn_type, conn.login, conn.password
+
+
+def test_orm_writer_refuses_to_overwrite_a_connection_of_another_type(metadata_db: Any) -> None:
+    _add(metadata_db, "aws_default", "aws")
+    with pytest.raises(ConnectionWriteError, match=r"'aws_default'.*type 'aws'.*overwrite_other_types=True") as info:
+        OrmConnectionWriter().upsert("aws_default", host=HOST1, login="AWS", password="pw-SECRET")
+    assert "pw-SECRET" not in str(info.value) and str(info.value).count(". ") == 0
+    assert _row(metadata_db, "aws_default") == ("aws", "keep-login", "keep-password")
+    OrmConnectionWriter().upsert(
+        "aws_default", host=HOST1, login="AWS", password="pw-SECRET", overwrite_other_types=True
+    )
+    assert _row(metadata_db, "aws_default") == ("docker", "AWS", "pw-SECRET")
+
+
+@pytest.mark.parametrize("conn_type", ["docker", "ecr_docker"])
+def test_orm_writer_updates_docker_connections_and_keeps_their_type(metadata_db: Any, conn_type: str) -> None:
+    _add(metadata_db, "docker_ecr", conn_type)
+    OrmConnectionWriter().upsert("docker_ecr", host=HOST1, login="AWS", password="pw-1")
+    OrmConnectionWriter().upsert("new_ecr", host=HOST1, login="AWS", password="pw-2")
+    assert _row(metadata_db, "docker_ecr") == (conn_type, "AWS", "pw-1")
+    assert _row(metadata_db, "new_ecr") == ("docker", "AWS", "pw-2")
+
+
+def test_register_operator_passes_overwrite_other_types(
+    metadata_db: Any, emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _add(metadata_db, "airflow_api", "http")
+    monkeypatch.setattr("airflow_ecr.operators.credentials.default_writer", lambda api_conn_id: OrmConnectionWriter())
+    kwargs: dict[str, Any] = {"conn_id_name": "airflow_api", "registry": HOST1, "aws_conn_id": "aws_test"}
+    with pytest.raises(ConnectionWriteError, match="type 'http'"):
+        EcrCredentialRegisterOperator(task_id="t", **kwargs).execute({})  # type: ignore[arg-type]
+    assert _row(metadata_db, "airflow_api") == ("http", "keep-login", "keep-password")
+    EcrCredentialRegisterOperator(task_id="t", overwrite_other_types=True, **kwargs).execute({})  # type: ignore[arg-type]
+    assert _row(metadata_db, "airflow_api") == ("docker", "AWS", emu.password(ACCT1)[0])
+
+
+def test_api_writer_refuses_to_overwrite_a_connection_of_another_type(api: FakeAirflowApi) -> None:
+    api.connections["airflow_api"] = {"connection_id": "airflow_api", "conn_type": "http", "password": "keep"}
+    api.connections["docker_ecr"] = {"connection_id": "docker_ecr", "conn_type": "ecr_docker", "password": "old"}
+    writer = RestApiConnectionWriter("airflow_api")
+    with pytest.raises(ConnectionWriteError, match=r"'airflow_api'.*type 'http'.*overwrite_other_types=True"):
+        writer.upsert("airflow_api", host=HOST1, login="AWS", password="pw-1")
+    assert ("PATCH", "/api/v2/connections/airflow_api") not in api.requests
+    assert api.connections["airflow_api"]["password"] == "keep"
+    writer.upsert("docker_ecr", host=HOST1, login="AWS", password="pw-2")
+    assert (api.connections["docker_ecr"]["conn_type"], api.connections["docker_ecr"]["password"]) == (
+        "ecr_docker",
+        "pw-2",
+    )
+    writer.upsert("airflow_api", host=HOST1, login="AWS", password="pw-3", overwrite_other_types=True)
+    assert (api.connections["airflow_api"]["conn_type"], api.connections["airflow_api"]["password"]) == (
+        "docker",
+        "pw-3",
+    )

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -334,8 +335,8 @@ def connections(monkeypatch) -> list[str]:
     return looked_up
 
 
-def ecr_docker_connection(monkeypatch, conn_id: str = "ecr_x", **extra: Any) -> None:
-    conn = {"conn_type": "ecr_docker", "extra": extra}
+def ecr_docker_connection(monkeypatch, conn_id: str = "ecr_x", host: str | None = None, **extra: Any) -> None:
+    conn = {"conn_type": "ecr_docker", "extra": extra, **({"host": host} if host else {})}
     monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
 
 
@@ -393,6 +394,69 @@ def test_hook_settings_are_read_once_and_shared_by_token_source_and_client(monke
     assert pinged == ["ping http+docker://localhost"]  # no daemon login for an ecr_docker connection
     assert connections == ["ecr_x"]
     assert hook.client_created
+
+
+def test_an_ecr_docker_connection_with_a_host_declares_that_alias(monkeypatch, connections):
+    """
+    Fails on the old hook: the registry was resolved before the connection was read, so the
+    connection's registry_id/region_name never took effect and the alias image was refused.
+    """
+    ecr_docker_connection(monkeypatch, host="registry.example.com", aws_conn_id="aws_other",
+                          registry_id="210987654321", region_name="us-east-1")  # fmt: skip
+    cache = RecordingCache()
+    hook = EcrDockerHook(image="registry.example.com/app:1", docker_conn_id="ecr_x", token_cache=cache)  # type: ignore[arg-type]
+    assert connections == []  # constructing reads nothing
+    auth = hook.registry_auth()  # before get_conn(): the connection's aws_conn_id is used all the same
+    assert auth["serveraddress"] == "registry.example.com"
+    ((source, hosts),) = cache.asked
+    assert source.aws_conn_id == "aws_other" and hosts == ["registry.example.com"]
+    assert [(r.account_id, r.region) for r in hook.registries] == [("210987654321", "us-east-1")]
+
+
+def test_an_ecr_docker_connection_without_a_host_declares_no_alias(monkeypatch):
+    """Its extras cannot make the image's host (which a template may have chosen) an alias."""
+    ecr_docker_connection(monkeypatch, registry_id="210987654321", region_name="us-east-1")
+    cache = RecordingCache()
+    hook = EcrDockerHook(image="attacker.example.com/app:1", docker_conn_id="ecr_x", token_cache=cache)  # type: ignore[arg-type]
+    with pytest.raises(
+        EcrConfigurationError, match=r"nor on a declared alias: declare the alias in \[ecr\] registry_aliases"
+    ):
+        hook.registry_auth()
+    assert cache.asked == []  # refused before any token was fetched
+
+
+def test_an_ecr_docker_connection_alias_needs_its_registry_id_and_region(monkeypatch):
+    ecr_docker_connection(monkeypatch, host="registry.example.com", registry_id="210987654321")
+    hook = EcrDockerHook(image="registry.example.com/app:1", docker_conn_id="ecr_x")
+    with pytest.raises(EcrConfigurationError, match=r"'ecr_x' \(type ecr_docker\) declares its host an alias.*region"):
+        hook.registry_auth()
+
+
+def test_configured_aliases_are_declared_and_template_arguments_are_not(monkeypatch):
+    monkeypatch.setenv(
+        "AIRFLOW__ECR__REGISTRY_ALIASES",
+        "registry.example.com=210987654321:us-east-1, b.example=111111111111:eu-west-1",
+    )
+    hook = EcrDockerHook(image="registry.example.com/app:1", token_cache=RecordingCache())  # type: ignore[arg-type]
+    assert hook.registry_auth()["serveraddress"] == "registry.example.com"
+    with pytest.raises(EcrConfigurationError, match="nor on a declared alias"):
+        EcrDockerHook(image="attacker.example.com/app:1", registry_id="210987654321", region_name="us-east-1")
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("registry.example.com", "is not 'host=<12-digit account id>:<region>'"),
+        ("registry.example.com=2109:us-east-1", "12-digit"),
+        ("registry.example.com=210987654321:moon", "not an AWS region"),
+        (f"{H}=210987654321:us-east-1", "is an Amazon ECR host"),
+        ("a.example=210987654321:us-east-1,A.example=111111111111:us-east-1", "declared twice"),
+    ],
+)
+def test_malformed_registry_aliases_option_is_refused_naming_it(monkeypatch, value, message):
+    monkeypatch.setenv("AIRFLOW__ECR__REGISTRY_ALIASES", value)
+    with pytest.raises(EcrConfigurationError, match=rf"\[ecr\] registry_aliases: .*{re.escape(message)}"):
+        EcrDockerHook(image=IMAGE)
 
 
 def test_hook_arguments_win_over_the_ecr_docker_connection(monkeypatch):

@@ -8,12 +8,16 @@ from hypothesis import strategies as st
 
 from airflow_ecr.registry import (
     EcrRegistry,
+    alias_table,
+    declare_alias,
     parse_image,
     parse_registry_host,
     region_partition,
     registry_host,
     resolve_host,
     resolve_registry,
+    validate_account_id,
+    validate_region,
     with_account,
 )
 
@@ -205,8 +209,8 @@ def test_parse_image_rejects_malformed(image, message):
     ("image", "kwargs", "message"),
     [
         ("ubuntu:22.04", {}, "Docker Hub"),
-        ("ghcr.io/org/app:1", {}, "pass registry_id and region_name"),
-        ("ghcr.io/org/app:1", {"registry_id": A}, "pass region_name"),
+        ("ghcr.io/org/app:1", {}, r"nor on a declared alias: declare the alias in \[ecr\] registry_aliases"),
+        ("ghcr.io/org/app:1", {"registry_id": A}, "nor on a declared alias"),
         ("1234.dkr.ecr.eu-west-1.amazonaws.com/app:1", {}, "looks like an ECR registry but is malformed"),
         (f"{A}.dkr.ecr.west.amazonaws.com/app:1", {}, "malformed AWS region"),
         (
@@ -224,9 +228,74 @@ def test_resolve_registry_errors_name_the_fix(image, kwargs, message):
         resolve_registry(image, **kwargs)
 
 
-def test_alias_host_takes_overrides():
-    reg = resolve_registry("ecr.example.com/app:1", registry_id=A, region_name="eu-west-1")
-    assert reg == EcrRegistry(account_id=A, region="eu-west-1", host="ecr.example.com")
+ALIASES = alias_table([declare_alias("ecr.example.com", A, "eu-west-1")])
+
+
+def test_overrides_never_make_a_host_an_alias():
+    """Fails on the old code: registry_id + region_name made any host an alias that receives the token."""
+    with pytest.raises(ValueError, match=r"'attacker.example.com'\) nor on a declared alias.*registry_aliases"):
+        resolve_registry("attacker.example.com/steal:1", registry_id=A, region_name="eu-west-1")
+
+
+def test_a_declared_alias_resolves_and_overrides_must_agree_with_it():
+    reg = resolve_registry("ECR.example.com/app:1", aliases=ALIASES)
+    assert reg == EcrRegistry(account_id=A, region="eu-west-1", host="ECR.example.com")
+    assert resolve_registry("ecr.example.com/app:1", registry_id=A, region_name="eu-west-1", aliases=ALIASES) == (
+        EcrRegistry(account_id=A, region="eu-west-1", host="ecr.example.com")
+    )
+    with pytest.raises(ValueError, match=r"region_name='us-east-1' but the alias 'ecr\.example\.com' says 'eu-west-1'"):
+        resolve_registry("ecr.example.com/app:1", region_name="us-east-1", aliases=ALIASES)
+    with pytest.raises(ValueError, match="nor on a declared alias"):
+        resolve_registry("other.example.com/app:1", aliases=ALIASES)
+
+
+@pytest.mark.parametrize(
+    ("host", "registry_id", "region", "message"),
+    [
+        ("", A, "eu-west-1", "not a registry host name"),
+        ("my registry", A, "eu-west-1", "not a registry host name"),
+        ("reg.example.com\n/", A, "eu-west-1", "not a registry host name"),
+        (f"{A}.dkr.ecr.eu-west-1.amazonaws.com", "210987654321", "eu-west-1", "is an Amazon ECR host"),
+        ("public.ecr.aws", A, "us-east-1", "is an Amazon ECR host"),
+        ("reg.example.com", "12345", "eu-west-1", "12-digit"),
+        ("reg.example.com", A, None, "not an AWS region"),
+    ],
+)
+def test_declare_alias_refuses_what_is_not_an_alias(host, registry_id, region, message):
+    with pytest.raises(ValueError, match=message):
+        declare_alias(host, registry_id, region)
+
+
+def test_one_alias_declared_for_two_registries_is_refused():
+    with pytest.raises(ValueError, match="declared twice"):
+        alias_table([declare_alias("r.example.com", A, "eu-west-1"), declare_alias("R.example.com", A, "us-east-1")])
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        f"{A}.dkr.ecr.eu-west-1.amazonaws.com\n/",  # `$` matched before the newline an `ecr:<host>\n/` id leaves
+        "\u0661" * 12 + ".dkr.ecr.eu-west-1.amazonaws.com",  # Arabic-Indic digits matched \d
+        f"{A}.d\u212ar.ecr.eu-west-1.amazonaws.com",  # the Kelvin sign lowercases to "k"
+        f"{A}.dkr.ecr.eu-west-\u0661.amazonaws.com",
+        "public.ecr.aw\u0455",
+    ],
+)
+def test_host_parser_is_strict_ascii_and_whole_string(host):
+    """Fails on the old code: each of these parsed as an ECR host."""
+    with pytest.raises(ValueError, match="ECR"):
+        parse_registry_host(host)
+
+
+@pytest.mark.parametrize("value", ["\u0661" * 12, A + "\n"])
+def test_account_ids_are_twelve_ascii_digits_and_nothing_else(value):
+    with pytest.raises(ValueError, match="12-digit"):
+        validate_account_id(value)
+
+
+def test_regions_are_matched_whole():
+    with pytest.raises(ValueError, match="not an AWS region"):
+        validate_region("eu-west-1\n")
 
 
 def test_with_account_keeps_region_and_form():
@@ -295,8 +364,10 @@ def test_near_ecr_hosts_parse_to_valid_registries_or_raise(host):
 
 
 def test_resolve_host_takes_hosts_as_people_write_them():
-    expected = resolve_host("ecr.example.com", registry_id=A, region_name="eu-west-1")
-    assert resolve_host(" https://ecr.example.com/ ", registry_id=A, region_name="eu-west-1") == expected
+    expected = resolve_host("ecr.example.com", aliases=ALIASES)
+    assert (
+        resolve_host(" https://ecr.example.com/ ", registry_id=A, region_name="eu-west-1", aliases=ALIASES) == expected
+    )
     assert resolve_host(f"https://{A}.dkr.ecr.eu-west-1.amazonaws.com/").host == f"{A}.dkr.ecr.eu-west-1.amazonaws.com"
 
 

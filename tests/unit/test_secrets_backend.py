@@ -2,6 +2,9 @@
 EcrDockerConnectionBackend against the in-process ECR emulator (boto3 over real HTTP): the id
 scheme, zero calls for other ids, the delegate, the token cache, Airflow's own secrets cache and
 dispatcher, and errors.
+
+Tests run inside a task, as Airflow's task runner sets one up (its own ``set_current_context``);
+``process_role = "server"`` runs one as the API server, scheduler or webserver would.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from airflow_ecr.exceptions import LOOKUP_ERRORS_ARE_AUTHORITATIVE as AUTHORITAT
 from airflow_ecr.exceptions import EcrConnectionLookupError
 from airflow_ecr.provider_info import get_provider_info
 from airflow_ecr.secrets.ecr import EcrDockerConnectionBackend
+from airflow_ecr.testing import running_task
 from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
 from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource
@@ -43,8 +47,14 @@ def emu() -> Iterator[EcrEmulator]:
         yield emulator
 
 
+@pytest.fixture
+def process_role() -> str:
+    """Where the backend runs: "task" (a worker's task process) unless a test parametrizes "server"."""
+    return "task"
+
+
 @pytest.fixture(autouse=True)
-def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, process_role: str) -> Iterator[None]:
     """A private host cache, empty memory, ECR's token policy, no AWS identity from the environment."""
     isolate_from_host(monkeypatch, tmp_path, "AIRFLOW__SECRETS__", "AIRFLOW__WORKERS__SECRETS")
     emu.reset()
@@ -52,7 +62,11 @@ def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     for account in (ACCT1, ACCT2):
         emu.revoke(account)
     TokenCache.clear_memory()
-    yield
+    if process_role == "task":
+        with running_task():
+            yield
+    else:
+        yield
     TokenCache.clear_memory()
 
 
@@ -144,6 +158,71 @@ def test_unrecognised_ids_return_none_with_no_call_and_no_cache_access(emu):
     assert "token_cache" not in backend.__dict__ and "token_source" not in backend.__dict__
     assert make(emu, conn_id_prefix=None).get_connection(ID1) is None
     assert ecr_calls(emu) == []
+
+
+# -- where it answers ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("process_role", ["server"])
+def test_outside_a_task_owned_ids_return_none_with_no_aws_call(emu, tmp_path, caplog, monkeypatch):
+    """The API server (Execution API GetConnection for any task), scheduler, webserver: no token."""
+    from airflow.models.connection import Connection
+
+    backend = make(emu, connections={"docker_lab": HOST1})
+    for conn_id in (ID1, ID2, "docker_lab", "ecr:foo"):
+        assert backend.get_connection(conn_id) is None
+        assert backend.get_conn_value(conn_id) is None
+    assert asyncio.run(backend.aget_connection(ID1)) is None
+    # Airflow's own lookup, as the Execution API's connections route makes it in the API server.
+    monkeypatch.setenv("AIRFLOW__SECRETS__BACKEND", BACKEND_PATH)
+    monkeypatch.setenv("AIRFLOW__SECRETS__BACKEND_KWARGS", json.dumps({"endpoint_url": emu.url}))
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", new_key())
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
+    with pytest.raises(AirflowNotFoundException):
+        Connection.get_connection_from_secrets(ID2)
+    assert emu.calls() == []  # no AWS call of any kind
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+    assert "token_source" not in backend.__dict__
+    assert f"Connection {ID1!r} is not resolved here" in caplog.text
+    assert "[workers] secrets_backend" in caplog.text
+    # The same backend answers once a task runs in this process.
+    with running_task():
+        assert backend.get_connection(ID1).password == emu.password(ACCT1)[0]
+
+
+@pytest.mark.parametrize(
+    ("allowed", "by_account"),
+    [
+        ([ACCT1, "public.ecr.aws"], True),
+        (f"{ACCT1}, public.ecr.aws", True),  # as an AIRFLOW__..._KWARG__ALLOWED_REGISTRIES string
+        (json.dumps([HOST1.upper(), "public.ecr.aws"]), False),
+    ],
+)
+def test_allowed_registries_refuse_any_other_registry_before_any_call(emu, allowed, by_account):
+    alias = {"registry": "registry.example.com", "registry_id": ACCT1, "region_name": "eu-west-1"}
+    backend = make(emu, allowed_registries=allowed, connections={"other": HOST2, "alias": alias})
+    assert backend.get_connection(ID1).password == emu.password(ACCT1)[0]
+    assert backend.get_connection("ecr:public.ecr.aws").host == "public.ecr.aws"
+    for conn_id in (ID2, "other", f"ecr:{ACCT2}.dkr.ecr.eu-west-1.amazonaws.com") + (() if by_account else ("alias",)):
+        with pytest.raises(EcrConnectionLookupError) as err:
+            backend.get_connection(conn_id)
+        assert str(err.value).startswith(f"Connection {conn_id!r} names registry ")
+        assert "not in the airflow-ecr secrets backend's 'allowed_registries': add that host or its account id" in (
+            str(err.value)
+        )
+    if by_account:  # an account id allows its alias hosts too
+        assert backend.get_connection("alias").host == "registry.example.com"
+    assert {tuple(c["registry_ids"]) for c in ecr_calls(emu) if c["registry_ids"]} == {(ACCT1,)}
+
+
+def test_allowed_registries_mistakes_are_clear():
+    for bad in (["https://x.example.com/path"], [""], [12], "a b"):
+        with pytest.raises(ValueError, match="'allowed_registries' setting must be a 12-digit account id"):
+            EcrDockerConnectionBackend(allowed_registries=bad)
+    with pytest.raises(ValueError, match="'allowed_registries' setting is not valid JSON"):
+        EcrDockerConnectionBackend(allowed_registries="[oops")
+    assert EcrDockerConnectionBackend().allowed_registries is None
+    assert EcrDockerConnectionBackend(allowed_registries=[]).allowed_registries == frozenset()
 
 
 def test_tokens_come_from_memory_then_the_host_file_cache(emu, tmp_path):
@@ -297,7 +376,7 @@ def test_malformed_id_under_the_scheme_names_the_id_and_the_fix(emu, conn_id):
 
 def test_bad_friendly_mapping_names_the_id(emu):
     backend = make(emu, connections={"docker_bad": "registry.example.com", "docker_two": {"registry": HOST1, "x": 1}})
-    with pytest.raises(EcrConnectionLookupError, match=r"'docker_bad' is mapped.*pass registry_id and region_name"):
+    with pytest.raises(EcrConnectionLookupError, match=r"'docker_bad' is mapped.*registry_id and region_name"):
         backend.get_connection("docker_bad")
     with pytest.raises(EcrConnectionLookupError, match=r"'docker_two'.*unknown keys \['x'\]"):
         backend.get_connection("docker_two")

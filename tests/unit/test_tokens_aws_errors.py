@@ -5,6 +5,9 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import (
     ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    CredentialRetrievalError,
     EndpointConnectionError,
     NoCredentialsError,
     NoRegionError,
@@ -13,15 +16,25 @@ from botocore.exceptions import (
 )
 
 from airflow_ecr import exit_codes
-from airflow_ecr.exceptions import EcrCredentialsError, EcrServiceError
+from airflow_ecr.exceptions import EcrCredentialsError, EcrError, EcrServiceError
 from airflow_ecr.registry import parse_registry_host
-from airflow_ecr.tokens.aws_errors import classify, sts_advice, token_error, token_fix, translate_aws_errors
+from airflow_ecr.tokens.aws_errors import (
+    allows_stale_token,
+    classify,
+    sts_advice,
+    token_error,
+    token_fix,
+    translate_aws_errors,
+)
 
 REG = parse_registry_host("111111111111.dkr.ecr.eu-west-1.amazonaws.com")
 
 
-def client_error(code: str, retries: int = 0) -> ClientError:
-    response = {"Error": {"Code": code, "Message": f"{code} said no"}, "ResponseMetadata": {"RetryAttempts": retries}}
+def client_error(code: str, retries: int = 0, status: int | None = None) -> ClientError:
+    metadata: dict[str, int] = {"RetryAttempts": retries}
+    if status is not None:
+        metadata["HTTPStatusCode"] = status
+    response = {"Error": {"Code": code, "Message": f"{code} said no"}, "ResponseMetadata": metadata}
     return ClientError(response, "GetAuthorizationToken")  # type: ignore[arg-type]
 
 
@@ -41,7 +54,9 @@ def client_error(code: str, retries: int = 0) -> ClientError:
         (client_error("ExpiredTokenException"), "invalid_credentials", 3, EcrCredentialsError),
         (client_error("ThrottlingException", retries=4), "throttled", exit_codes.EXIT_ECR_SERVICE, EcrServiceError),
         (client_error("ServerException"), "service_error", exit_codes.EXIT_ECR_SERVICE, EcrServiceError),
-        (ReadTimeoutError(endpoint_url="https://api"), "client_error", exit_codes.EXIT_ECR_SERVICE, EcrServiceError),
+        (ReadTimeoutError(endpoint_url="https://api"), "timeout", exit_codes.EXIT_ECR_SERVICE, EcrServiceError),
+        (ConnectTimeoutError(endpoint_url="https://api"), "unreachable", exit_codes.EXIT_ECR_SERVICE, EcrServiceError),
+        (CredentialRetrievalError(provider="sso", error_msg="x"), "client_error", 4, EcrServiceError),
     ],
 )
 def test_each_failure_has_one_kind_one_exit_code_and_one_error_class(
@@ -91,3 +106,41 @@ def test_doctor_advice_is_chosen_from_the_kind_not_the_text() -> None:
     assert token_fix(denied, action, "arn:x", "eu-west-1").startswith("grant ecr:GetAuthorizationToken")
     assert token_fix(expired, action, "arn:x", "eu-west-1") == "fix the AWS credentials (see above)"
     assert "network path" in token_fix(down, action, "arn:x", "eu-west-1")
+
+
+@pytest.mark.parametrize(
+    ("error", "stale"),
+    [
+        (client_error("ServerException", status=500), True),
+        (client_error("ServiceUnavailable", status=503), True),
+        (client_error("ServerException"), True),  # no status: the code says it
+        (client_error("ThrottlingException", status=400), True),
+        (EndpointConnectionError(endpoint_url="https://api"), True),
+        (ConnectTimeoutError(endpoint_url="https://api"), True),
+        (ReadTimeoutError(endpoint_url="https://api"), True),
+        (ConnectionClosedError(endpoint_url="https://api"), True),
+        (client_error("AccessDeniedException", status=400), False),
+        (client_error("AccessDenied", status=403), False),
+        (client_error("UnrecognizedClientException", status=403), False),
+        (client_error("InvalidClientTokenId", status=403), False),
+        (client_error("ExpiredTokenException", status=400), False),
+        (client_error("MissingAuthenticationTokenException", status=403), False),
+        (client_error("SomeNewRefusal", status=400), False),  # unknown 4xx: not told apart from a denial
+        (client_error("SomeNewRefusal"), False),
+        (client_error("InvalidParameterException", status=400), False),
+        (NoCredentialsError(), False),
+        (CredentialRetrievalError(provider="sso", error_msg="x"), False),
+        (RuntimeError("not AWS"), False),
+    ],
+)
+def test_only_service_and_network_failures_allow_a_stale_token(error: Exception, stale: bool) -> None:
+    failure = classify(error, "https://api")
+    assert failure.allows_stale_token is stale
+    assert allows_stale_token(token_error(failure, "s", [REG])) is stale
+    assert failure.denies_identity is (failure.kind in ("access_denied", "invalid_credentials"))
+
+
+def test_an_error_without_a_classified_failure_allows_no_stale_token() -> None:
+    assert not allows_stale_token(EcrServiceError("no failure behind it"))
+    assert not allows_stale_token(EcrError("x"))
+    assert not allows_stale_token(RuntimeError("x"))

@@ -5,15 +5,19 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import stat
+import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
-from airflow_ecr.exceptions import EcrServiceError
+from airflow_ecr.exceptions import EcrCredentialsError, EcrError, EcrServiceError
 from airflow_ecr.registry import EcrRegistry, parse_registry_host
+from airflow_ecr.tokens.aws_errors import classify, token_error
 from airflow_ecr.tokens.cache import CacheSettings, TokenCache
 from airflow_ecr.tokens.token import EcrToken
 
@@ -24,16 +28,18 @@ REG2 = parse_registry_host("222222222222.dkr.ecr.eu-west-1.amazonaws.com")
 class FakeSource:
     """Hands out numbered tokens living ``ttl`` seconds; can be told to fail."""
 
-    def __init__(self, identity: str = "id-a", ttl: float = 100.0, expired: bool = False) -> None:
+    def __init__(self, identity: str = "id-a", ttl: float = 100.0, expired: bool = False, delay: float = 0) -> None:
         self.identity = identity
         self.description = f"fake {identity}"
         self.ttl = ttl
         self.expired = expired
+        self.delay = delay
         self.calls: list[list[str]] = []
         self.fail: Exception | None = None
 
     def fetch(self, registries: Sequence[EcrRegistry]) -> dict[str, EcrToken]:
         self.calls.append([r.registry_id for r in registries])
+        time.sleep(self.delay)
         if self.fail:
             raise self.fail
         now = time.time()
@@ -89,16 +95,70 @@ def test_refreshes_after_ratio_of_life(tmp_path):
     assert len(source.calls) == 2
 
 
-def test_falls_back_to_a_valid_cached_token_when_ecr_fails(tmp_path, caplog):
+def aws_failure(err: Exception) -> EcrError:
+    """What a real token source raises for a boto3 error (one classification: tokens/aws_errors.py)."""
+    return token_error(classify(err, "https://api.ecr"), "fake", [REG])
+
+
+def client_error(code: str, status: int) -> ClientError:
+    response = {"Error": {"Code": code, "Message": "no"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(response, "GetAuthorizationToken")  # type: ignore[arg-type]
+
+
+SERVICE_FAILURES = {
+    "5xx": client_error("ServerException", 500),
+    "throttled": client_error("ThrottlingException", 400),
+    "unreachable": EndpointConnectionError(endpoint_url="https://api.ecr"),
+    "read-timeout": ReadTimeoutError(endpoint_url="https://api.ecr"),
+}
+DENIALS = {
+    "access-denied": client_error("AccessDeniedException", 400),
+    "unrecognized-client": client_error("UnrecognizedClientException", 403),
+    "invalid-key": client_error("InvalidClientTokenId", 403),
+    "expired-credentials": client_error("ExpiredTokenException", 400),
+    "unknown-4xx": client_error("SomeNewRefusal", 400),
+}
+
+
+@pytest.mark.parametrize("failure", list(SERVICE_FAILURES))
+def test_falls_back_to_a_valid_cached_token_when_ecr_fails(tmp_path, caplog, failure):
     source = FakeSource(ttl=2.0)
     c = cache(tmp_path, refresh_ratio=0.1)
     first = c.get_one(source, REG)
     time.sleep(0.3)
-    source.fail = EcrServiceError("ECR is down")
+    source.fail = aws_failure(SERVICE_FAILURES[failure])
     with caplog.at_level(logging.WARNING):
         assert c.get_one(source, REG) == first
     assert "Using cached ECR tokens" in caplog.text
     assert first.password not in caplog.text
+
+
+@pytest.mark.parametrize("denial", list(DENIALS))
+def test_a_denial_is_never_hidden_by_a_cached_token_and_drops_it(tmp_path, denial):
+    """A revoked permission or deactivated key takes effect at the next refresh, not when the token expires."""
+    source = FakeSource(ttl=100.0)
+    c = cache(tmp_path, refresh_ratio=0.001)  # due at once, valid for 100 s
+    c.get_one(source, REG)
+    time.sleep(0.2)
+    source.fail = aws_failure(DENIALS[denial])
+    with pytest.raises(EcrError) as err:
+        c.get_one(source, REG)
+    assert err.value is source.fail
+    if denial != "unknown-4xx":  # AWS refused the identity itself: its cached token goes too
+        assert isinstance(err.value, EcrCredentialsError)
+        assert not list((tmp_path / "cache").glob("*.json"))
+        assert c.memory.read(TokenCache.key(source.identity, REG)) is None
+
+
+@pytest.mark.parametrize("error", [RuntimeError("a bug"), EcrServiceError("no failure behind it")])
+def test_an_error_that_is_not_an_aws_service_failure_serves_no_cached_token(tmp_path, error):
+    source = FakeSource(ttl=100.0)
+    c = cache(tmp_path, refresh_ratio=0.001)
+    c.get_one(source, REG)
+    time.sleep(0.2)
+    source.fail = error
+    with pytest.raises(type(error)):
+        c.get_one(source, REG)
 
 
 def test_never_serves_an_expired_token(tmp_path):
@@ -302,3 +362,133 @@ def test_the_shared_cache_follows_the_settings(tmp_path, monkeypatch):
     assert TokenCache.shared() is first
     monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path / "two"))
     assert TokenCache.shared() is not first and TokenCache.shared().settings.directory == tmp_path / "two"
+
+
+def _in_threads(count: int, target: Any) -> list[threading.Thread]:
+    threads = [threading.Thread(target=target, daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+def test_waiters_on_a_holder_slower_than_lock_timeout_do_not_stampede(tmp_path):
+    """ECR answering after 1.2 s, lock_timeout 0.5 s: 6 waiters (separate caches, as processes:
+    flock is per open file) are served by the holder's fetch as it lands, plus one takeover, not 6 fetches."""
+    delay, timeout = 1.2, 0.5
+    source = FakeSource(delay=delay)
+    served: list[float] = []
+    started = time.monotonic()
+
+    def task() -> None:
+        cache(tmp_path, lock_timeout=timeout).get_one(source, REG)
+        served.append(time.monotonic() - started)
+
+    holder = _in_threads(1, task)
+    while not source.calls:  # the holder is in its fetch
+        time.sleep(0.01)
+    waiters = _in_threads(6, task)
+    for thread in holder + waiters:
+        thread.join(10)
+    assert len(served) == 7
+    # the holder, and one waiter taking over after lock_timeout (the next takeover is at 3 timeouts)
+    assert len(source.calls) == 2, source.calls
+    # 5 waiters served as the holder's token landed (1.2 s), not after lock_timeout + a fetch (1.7 s)
+    assert sorted(served)[5] < delay + 0.4, served
+
+
+def test_a_waiter_with_a_usable_token_does_not_wait_for_anothers_refresh(tmp_path):
+    source = FakeSource(ttl=100.0)
+    first = cache(tmp_path, refresh_ratio=0.001).get_one(source, REG)
+    time.sleep(0.2)  # due for refresh, valid for 100 s more
+    source.delay = 1.0
+    holder = _in_threads(1, lambda: cache(tmp_path, refresh_ratio=0.001).get_one(source, REG))
+    while len(source.calls) < 2:  # the holder is in its (slow) refresh
+        time.sleep(0.01)
+    TokenCache.clear_memory()  # as a new task process would start
+    began = time.monotonic()
+    assert cache(tmp_path, refresh_ratio=0.001).get_one(source, REG) == first
+    assert time.monotonic() - began < 0.5
+    assert len(source.calls) == 2  # the holder's refresh only
+    holder[0].join(10)
+
+
+def test_an_interrupted_write_leaves_no_temp_file_with_the_token(tmp_path, monkeypatch):
+    """SIGTERM (a task timeout) raising in the middle of writing: the temp file goes too."""
+    source = FakeSource()
+    real_dump = json.dump
+
+    def interrupted(data: Any, handle: Any) -> None:
+        real_dump(data, handle)
+        handle.flush()
+        signal.raise_signal(signal.SIGTERM)
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt("the task timed out")  # what Airflow's handler does: raise in the task
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    monkeypatch.setattr(json, "dump", interrupted)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            cache(tmp_path).get_one(source, REG)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert not [p.name for p in (tmp_path / "cache").iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_a_temp_file_left_by_a_killed_writer_is_swept(tmp_path):
+    source = FakeSource()
+    c = cache(tmp_path)
+    c.get_one(source, REG)
+    orphan = tmp_path / "cache" / ".tmp-killed.json"  # as SIGKILL mid-write leaves it
+    orphan.write_text('{"password": "live"}')
+    os.chmod(orphan, 0o600)
+    old = time.time() - 3600
+    os.utime(orphan, (old, old))
+    fresh = tmp_path / "cache" / ".tmp-writing.json"  # another process writing right now
+    fresh.write_text("{}")
+    c.get_one(source, REG2)  # the next write
+    assert not orphan.exists() and fresh.exists()
+
+
+def test_a_symlinked_cache_entry_is_not_followed(tmp_path):
+    source = FakeSource()
+    c = cache(tmp_path)
+    other = c.get_one(source, REG2)
+    (entry_b,) = (tmp_path / "cache").glob("*.json")
+    entry_a = tmp_path / "cache" / f"{TokenCache.key(source.identity, REG)}.json"
+    entry_a.symlink_to(entry_b)  # points at a private file of this user holding another token
+    TokenCache.clear_memory()
+    assert c.get_one(source, REG) != other
+    assert len(source.calls) == 2
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give a symlink another owner")
+
+
+@needs_root
+def test_a_cache_dir_that_is_a_symlink_of_another_user_is_refused(tmp_path, caplog):
+    """Whoever owns the link chooses where tokens go: another user's link is not followed, even to a private dir."""
+    target = tmp_path / "private"
+    target.mkdir(mode=0o700)
+    link = tmp_path / "cache"
+    link.symlink_to(target)
+    os.lchown(link, 65534, 65534)
+    source = FakeSource()
+    with caplog.at_level(logging.WARNING):
+        cache(tmp_path).get_one(source, REG)
+    assert "is a symbolic link of another user" in caplog.text
+    assert not list(target.iterdir())
+    from airflow_ecr.tokens.store import FileStore
+
+    found = FileStore(link).inspect()
+    assert found.status == "warn" and "symbolic link of nobody" in found.summary
+
+
+@pytest.mark.parametrize("target_mode", [0o777, 0o1777, 0o755])
+def test_a_cache_dir_symlinked_to_an_open_directory_is_refused(tmp_path, target_mode):
+    target = tmp_path / "open"
+    target.mkdir()
+    os.chmod(target, target_mode)
+    (tmp_path / "cache").symlink_to(target)
+    cache(tmp_path).get_one(FakeSource(), REG)
+    assert not list(target.iterdir())

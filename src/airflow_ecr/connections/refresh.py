@@ -120,6 +120,7 @@ def refresh_docker_connections(
     source: TokenSource,
     writer: ConnectionWriter,
     cache: TokenCache | None = None,
+    overwrite_other_types: bool = False,
 ) -> list[DockerLogin]:
     """
     Fetch tokens for the registries, then upsert one docker connection per registry.
@@ -131,6 +132,8 @@ def refresh_docker_connections(
     :param source: the AWS identity tokens are fetched with.
     :param writer: where connections are written.
     :param cache: the token cache (default: the process's, configured from ``[ecr]``).
+    :param overwrite_other_types: replace a connection of another type than docker / ecr_docker
+        (by default such a connection is left alone and the write fails).
     """
     cache = cache or TokenCache.shared()
     # A stored token must outlive the next refresh, not just the next pull: no half-used tokens.
@@ -139,7 +142,11 @@ def refresh_docker_connections(
     logins = [DockerLogin(conn_id, registry, tokens[registry.host]) for conn_id, registry in targets]
     for login in logins:
         writer.upsert(
-            login.conn_id, host=login.registry.host, login=login.token.username, password=login.token.password
+            login.conn_id,
+            host=login.registry.host,
+            login=login.token.username,
+            password=login.token.password,
+            overwrite_other_types=overwrite_other_types,
         )
         log.info(
             "Wrote docker connection %r for registry %s to %s (token valid until %s).",

@@ -11,12 +11,17 @@ Where a write goes:
   does not exist yet. The API is found and authenticated through an Airflow connection
   (``api_conn_id``, default ``airflow_api``), typically of type ``http``:
 
-  - ``host``: the api-server URL (``http://airflow-api:8080``; or a bare host name with ``schema``
-    ``http``/``https`` and ``port``),
+  - ``host``: the api-server URL, ``https://airflow-api:8443`` (``http://`` only for a loopback
+    address such as ``http://127.0.0.1:8080``); or a bare host name with ``schema`` ``https`` (or
+    ``http``) and ``port``. A bare host without ``schema`` is refused rather than taken as ``http``,
+    and a redirect is an error, never followed: the API password and the ECR token go only to the
+    URL the connection names, and only over TLS off loopback,
   - ``login`` / ``password``: a user allowed to edit connections; a JWT is obtained from
     ``POST /auth/token`` with them (the flow of the simple auth manager and of the FAB auth manager),
   - or, instead of login and password, ``extra: {"token": "<JWT>"}``: a pre-issued API token,
-  - ``extra: {"verify": false | "/path/ca.pem"}``: TLS verification of the API (default on).
+  - ``extra: {"verify": false | "/path/ca.pem"}``: TLS verification of the API (default on),
+  - ``extra: {"insecure_http": true}``: the deployment accepts plain ``http`` to a non-loopback
+    api-server (e.g. inside a private cluster network); the secrets then cross the network unencrypted.
 
   For example ``AIRFLOW_CONN_AIRFLOW_API='{"conn_type": "http", "host": "http://127.0.0.1:8080",
   "login": "admin", "password": "..."}'``.
@@ -26,6 +31,7 @@ Where a write goes:
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import urllib.parse
 from typing import Any, Protocol
@@ -35,6 +41,10 @@ from airflow_ecr.exceptions import ConnectionWriteError, EcrConfigurationError
 
 DEFAULT_API_CONN_ID = "airflow_api"
 DOCKER_CONN_TYPE = "docker"
+# The types a docker login is written into without asking: the docker provider's and our hook's.
+# Any other type (aws, http, ...) is someone else's connection: a typo in conn_id_name must not
+# replace aws_default or airflow_api with a registry login.
+LOGIN_CONN_TYPES = (DOCKER_CONN_TYPE, "ecr_docker")
 # The API may be slow under load, but a cron job or a task must not hang on a dead server.
 DEFAULT_API_TIMEOUT = 30.0
 
@@ -47,9 +57,14 @@ class ConnectionWriter(Protocol):
         """How messages name the destination, e.g. ``the metadata database``."""
         ...
 
-    def upsert(self, conn_id: str, *, host: str, login: str, password: str) -> None:
+    def upsert(
+        self, conn_id: str, *, host: str, login: str, password: str, overwrite_other_types: bool = False
+    ) -> None:
         """
-        Create ``conn_id`` as a docker connection, or replace its type, host, login and password.
+        Create ``conn_id`` as a docker connection, or replace the host, login and password of it.
+
+        A connection of another type than ``docker`` / ``ecr_docker`` is left alone
+        (:func:`check_overwrite`) unless ``overwrite_other_types``; it then becomes a docker one.
 
         :raises ConnectionWriteError: naming the destination, never the password.
         """
@@ -62,6 +77,72 @@ def _first_line(err: BaseException) -> str:
     return (str(original).strip().splitlines() or [type(original).__name__])[0]
 
 
+def check_overwrite(conn_id: str, conn_type: str | None, *, overwrite_other_types: bool, where: str) -> str:
+    """
+    The type a docker login is written with into an existing connection of type ``conn_type``.
+
+    :param conn_id: the connection.
+    :param conn_type: its current type.
+    :param overwrite_other_types: whether a connection of another type may be replaced.
+    :param where: how the message names the destination.
+    :raises ConnectionWriteError: if ``conn_type`` is not a docker type and overwriting was not asked for.
+    """
+    if conn_type in LOGIN_CONN_TYPES:
+        return conn_type  # an ecr_docker connection stays one: its extras keep their meaning
+    if not overwrite_other_types:
+        raise ConnectionWriteError(
+            f"Connection {conn_id!r} in {where} is of type {conn_type!r}, not docker, so it was left "
+            "unchanged: check the connection id (conn_id_name), or pass overwrite_other_types=True "
+            "(--overwrite-other-types on the command line) to replace it with a docker login."
+        )
+    return DOCKER_CONN_TYPE
+
+
+def _is_loopback(hostname: str) -> bool:
+    """Whether ``hostname`` names this machine, where plain http crosses no network."""
+    if hostname.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(hostname).is_loopback
+    except ValueError:
+        return False
+
+
+def api_base_url(host: str, *, schema: str | None, port: int | None, conn_id: str, insecure_http: bool) -> str:
+    """
+    The api-server URL from an Airflow connection's fields: https, or http to loopback only.
+
+    :param host: the connection's host: a URL, or a bare host name.
+    :param schema: the connection's schema, the scheme of a bare host (``https`` or ``http``).
+    :param port: the connection's port, for a bare host.
+    :param conn_id: the connection, for messages.
+    :param insecure_http: the deployment accepts plain http to a non-loopback host.
+    :raises ConnectionWriteError: for a bare host without scheme, or plain http off loopback.
+    """
+    url = host.strip().rstrip("/")
+    if not url:
+        raise ConnectionWriteError(
+            f"Airflow connection {conn_id!r} has no host: set it to the api-server URL, e.g. "
+            "'https://airflow-api:8443'."
+        )
+    if "://" not in url:
+        if schema not in ("http", "https"):
+            # Never a silent http: the API password and the ECR token would cross the network in clear.
+            raise ConnectionWriteError(
+                f"Airflow connection {conn_id!r} has the host {url!r} without a scheme: write it as a "
+                f"URL, 'https://{url}' (or 'http://' for a loopback address), or set its schema to 'https'."
+            )
+        url = f"{schema}://{url}" + (f":{port}" if port else "")
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https" or (parts.scheme == "http" and (insecure_http or _is_loopback(parts.hostname or ""))):
+        return url
+    raise ConnectionWriteError(
+        f"Airflow connection {conn_id!r} points at {url}, but the API password and the ECR token are sent "
+        "only over https (plain http only to a loopback address): use the api-server's https URL, or set "
+        "extra 'insecure_http': true to accept plain http on this network."
+    )
+
+
 class OrmConnectionWriter:
     """
     Writes through Airflow's ORM in one transaction (Airflow 2; and Airflow 3 outside tasks).
@@ -72,7 +153,9 @@ class OrmConnectionWriter:
 
     description = "the Airflow metadata database"
 
-    def upsert(self, conn_id: str, *, host: str, login: str, password: str) -> None:
+    def upsert(
+        self, conn_id: str, *, host: str, login: str, password: str, overwrite_other_types: bool = False
+    ) -> None:
         from sqlalchemy import select
         from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 
@@ -87,7 +170,10 @@ class OrmConnectionWriter:
                     if conn is None:
                         conn = Connection(conn_id=conn_id, conn_type=DOCKER_CONN_TYPE)
                         session.add(conn)
-                    conn.conn_type = DOCKER_CONN_TYPE
+                    # Raised inside the transaction: the row is rolled back untouched.
+                    conn.conn_type = check_overwrite(
+                        conn_id, conn.conn_type, overwrite_other_types=overwrite_other_types, where=self.description
+                    )
                     conn.host = host
                     conn.login = login
                     conn.password = password
@@ -137,21 +223,17 @@ class RestApiConnectionWriter:
             raise ConnectionWriteError(
                 f"Airflow connection {self.api_conn_id!r}, which should hold the URL and credentials of "
                 f"the Airflow REST API, cannot be read ({type(err).__name__}): create it, e.g. an http "
-                "connection with host 'http://<api-server>:8080', login and password."
+                "connection with host 'https://<api-server>', login and password."
             ) from None
-        host = (conn.host or "").strip().rstrip("/")
-        if not host:
-            raise ConnectionWriteError(
-                f"Airflow connection {self.api_conn_id!r} has no host: set it to the api-server URL, "
-                "e.g. 'http://airflow-api:8080'."
-            )
-        if "://" not in host:
-            scheme = conn.schema if conn.schema in ("http", "https") else "http"
-            host = f"{scheme}://{host}"
-            if conn.port:
-                host = f"{host}:{conn.port}"
-        self._base_url = host
         extra = conn.extra_dejson or {}
+        host = api_base_url(
+            conn.host or "",
+            schema=conn.schema,
+            port=conn.port,
+            conn_id=self.api_conn_id,
+            insecure_http=extra.get("insecure_http") is True,
+        )
+        self._base_url = host
         self._verify = extra.get("verify", True)
         if extra.get("token"):
             self._jwt = str(extra["token"])
@@ -174,8 +256,16 @@ class RestApiConnectionWriter:
             headers["Authorization"] = f"Bearer {self._token()}"
         url = f"{self._base_url}{path}"
         try:
-            return self._session.request(
-                method, url, data=json.dumps(body), headers=headers, timeout=self.timeout, verify=self._verify
+            # requests re-sends the body (the API password, the ECR token) and the headers on a 307/308,
+            # to wherever Location says: the secrets go only to the URL the connection names.
+            response = self._session.request(
+                method,
+                url,
+                data=None if body is None else json.dumps(body),
+                headers=headers,
+                timeout=self.timeout,
+                verify=self._verify,
+                allow_redirects=False,
             )
         except requests.RequestException as err:
             reason = type(err).__name__
@@ -184,6 +274,14 @@ class RestApiConnectionWriter:
                 f"{self.api_conn_id!r}): {reason}. Check that the api-server runs and that the "
                 "connection's host is its URL."
             ) from None
+        if response.is_redirect or 300 <= response.status_code < 400:
+            location = str(response.headers.get("Location", "?"))[:200]
+            raise ConnectionWriteError(
+                f"The Airflow REST API at {url.split('?')[0]} answered HTTP {response.status_code} with a "
+                f"redirect to {location}, which is not followed with credentials: set the host of connection "
+                f"{self.api_conn_id!r} to the api-server's final URL."
+            )
+        return response
 
     def _token(self) -> str:
         if self._jwt is not None:
@@ -228,25 +326,58 @@ class RestApiConnectionWriter:
             f"(HTTP {response.status_code}{': ' + hint if hint else ''}){': ' + detail if detail else ''}"
         )
 
-    def upsert(self, conn_id: str, *, host: str, login: str, password: str) -> None:
-        self._configure()
-        fields = {"conn_type": DOCKER_CONN_TYPE, "host": host, "login": login, "password": password}
-        body = {"connection_id": conn_id, **fields}
-        quoted = urllib.parse.quote(conn_id, safe="")
-        # update_mask: only these fields change; the connection's extra (e.g. reauth) is kept.
-        mask = "&".join(f"update_mask={name}" for name in fields)
-        for attempt in (1, 2, 3):
-            response = self._request("PATCH", f"/api/v2/connections/{quoted}?{mask}", body)
+    def _current_type(self, conn_id: str, quoted: str) -> tuple[bool, str | None]:
+        """(whether ``conn_id`` exists, its type), from ``GET /api/v2/connections/{id}``."""
+        for attempt in (1, 2):
+            response = self._request("GET", f"/api/v2/connections/{quoted}", None)
             if response.status_code == 401 and attempt == 1 and self._credentials is not None:
                 self._jwt = None  # an expired JWT: log in again once
                 continue
-            if response.status_code == 404:
-                response = self._request("POST", "/api/v2/connections", body)
+            break
+        if response.status_code == 404:
+            return False, None
+        if response.status_code != 200:
+            raise self._refused(conn_id, "read", response, "")
+        try:
+            return True, response.json().get("conn_type")
+        except (ValueError, AttributeError):
+            raise ConnectionWriteError(
+                f"{self._base_url}/api/v2/connections/{quoted} (connection {self.api_conn_id!r}) did not "
+                "return a connection: is the connection's host the Airflow 3 api-server?"
+            ) from None
+
+    def upsert(
+        self, conn_id: str, *, host: str, login: str, password: str, overwrite_other_types: bool = False
+    ) -> None:
+        self._configure()
+        quoted = urllib.parse.quote(conn_id, safe="")
+        for _ in (1, 2, 3):
+            exists, conn_type = self._current_type(conn_id, quoted)
+            if not exists:
+                body = {"connection_id": conn_id, "conn_type": DOCKER_CONN_TYPE, "host": host, "login": login}
+                response = self._request("POST", "/api/v2/connections", {**body, "password": password})
                 if response.status_code == 409:
-                    continue  # created meanwhile by another writer: patch that one
+                    continue  # created meanwhile by another writer: check and patch that one
                 if response.status_code not in (200, 201):
                     raise self._refused(conn_id, "create", response, password)
                 return
+            # A connection changing type between this read and the PATCH below takes a concurrent
+            # writer with API rights to edit connections: the check guards against mistakes, not them.
+            fields = {
+                "conn_type": check_overwrite(
+                    conn_id, conn_type, overwrite_other_types=overwrite_other_types, where=self.description
+                ),
+                "host": host,
+                "login": login,
+                "password": password,
+            }
+            # update_mask: only these fields change; the connection's extra (e.g. reauth) is kept.
+            mask = "&".join(f"update_mask={name}" for name in fields)
+            response = self._request(
+                "PATCH", f"/api/v2/connections/{quoted}?{mask}", {"connection_id": conn_id, **fields}
+            )
+            if response.status_code == 404:
+                continue  # deleted meanwhile: create it
             if response.status_code != 200:
                 raise self._refused(conn_id, "update", response, password)
             return

@@ -12,12 +12,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from docker import auth
+
 if TYPE_CHECKING:
     from airflow.providers.docker.decorators.docker import _DockerDecoratedOperator as DockerDecoratedOperator
     from airflow.providers.docker.hooks.docker import DockerHook
     from docker import APIClient
 
-__all__ = ["DockerDecoratedOperator", "daemon_login", "log_in_with_docker_connection", "set_service_auth"]
+__all__ = [
+    "DockerDecoratedOperator",
+    "ExplicitFirstAuthConfig",
+    "daemon_login",
+    "explicit_first",
+    "log_in_with_docker_connection",
+    "set_service_auth",
+]
 
 
 def __getattr__(name: str) -> Any:
@@ -48,27 +57,94 @@ def daemon_login(client: APIClient, auth_config: dict[str, Any]) -> dict[str, An
     return result
 
 
+class ExplicitFirstAuthConfig(auth.AuthConfig):
+    """
+    docker-py's auth config, in which a login given in code wins over the Docker config's stores.
+
+    docker-py's :meth:`~docker.auth.AuthConfig.resolve_authconfig` asks ``credHelpers[host]``,
+    then ``credsStore``, and reads the ``auths`` entries (where ``login()`` and we put ours) only
+    when the store has nothing for the host. So a worker whose ``~/.docker/config.json`` names a
+    store (``desktop``, ``pass``, ``ecr-login``...) would send that store's credentials, not ours.
+    Here every entry added with :meth:`add_auth` (``APIClient.login``, :func:`set_service_auth`)
+    is answered first, for pulls, services and builds; other registries resolve as before.
+
+    :param loaded: the config docker-py loaded from the Docker config file (kept as it is).
+    :param credstore_env: the client's ``credstore_env`` (environment of the helper processes).
+    """
+
+    def __init__(self, loaded: Any, credstore_env: dict[str, str] | None = None) -> None:
+        super().__init__({**loaded, "auths": dict(loaded.get("auths") or {})}, credstore_env)
+        self.explicit: dict[str, dict[str, Any]] = {}
+
+    @staticmethod
+    def _host(registry: str | None) -> str:
+        # The same normalisation resolve_authconfig applies to the registry it is asked for.
+        return str(auth.resolve_index_name(registry)) if registry else str(auth.INDEX_NAME)
+
+    @property
+    def is_empty(self) -> bool:
+        # Already loaded: docker-py reloads an "empty" config from disk, which would drop our logins.
+        return False
+
+    def add_auth(self, reg: str, data: dict[str, Any]) -> None:
+        super().add_auth(reg, data)
+        self.explicit[self._host(reg)] = data
+
+    def get_credential_store(self, registry: str | None) -> Any:
+        return None if self._host(registry) in self.explicit else super().get_credential_store(registry)
+
+    def resolve_authconfig(self, registry: str | None = None) -> Any:
+        found = self.explicit.get(self._host(registry))
+        return found if found is not None else super().resolve_authconfig(registry)
+
+    def get_all_credentials(self) -> dict[str, Any]:
+        credentials: dict[str, Any] = super().get_all_credentials()
+        return {**credentials, **self.explicit}  # build's X-Registry-Config: ours win there too
+
+
+def explicit_first(client: APIClient) -> ExplicitFirstAuthConfig:
+    """
+    The client's auth config, made an :class:`ExplicitFirstAuthConfig` (once) if it is not one.
+
+    Every docker-py call that builds an ``X-Registry-Auth`` header from the client (``pull``
+    without ``auth_config``, ``create_service``, ``update_service``, ``login``, ``build``) reads it.
+    """
+    # docker-py keeps the config in the private APIClient._auth_configs, with no public setter;
+    # its type (docker.auth.AuthConfig) and resolve_authconfig/add_auth are public.
+    configs = client._auth_configs
+    if isinstance(configs, ExplicitFirstAuthConfig):
+        return configs
+    if not configs or configs.is_empty:
+        client.reload_config()  # public: docker-py's own "not loaded yet" rule (login, pull)
+        configs = client._auth_configs
+    pinned = ExplicitFirstAuthConfig(configs, client.credstore_env)
+    client._auth_configs = pinned
+    return pinned
+
+
 def set_service_auth(client: APIClient, host: str, auth_config: dict[str, Any]) -> None:
     """
     Make ``client.create_service`` send ``auth_config`` as the service's registry login for ``host``.
 
     ``create_service`` takes no credentials argument: docker-py builds the service's
-    ``X-Registry-Auth`` from the client's in-memory auth config, so the entry goes there, in place
-    of any credential helper for ``host`` (which would otherwise win over it).
+    ``X-Registry-Auth`` from the client's in-memory auth config, so the entry goes there, ahead of
+    the Docker config's ``credsStore`` and ``credHelpers`` (which would otherwise win over it).
     """
-    # The client keeps that config in the private _auth_configs (a public docker.auth.AuthConfig).
-    if not client._auth_configs or client._auth_configs.is_empty:
-        client.reload_config()  # public: loads ~/.docker/config.json, as create_service would
-    client._auth_configs.cred_helpers.pop(host, None)
-    client._auth_configs.add_auth(host, auth_config)
+    explicit_first(client).add_auth(host, auth_config)
 
 
 def log_in_with_docker_connection(hook: DockerHook, client: APIClient, connection: Any) -> None:
     """
     Log ``client`` in to the registry of a ``docker`` connection, exactly as ``DockerHook`` does.
 
+    Unlike with ``DockerHook``, the pulls and services that follow use that login for the
+    connection's registry even if the Docker config names a ``credsStore`` or ``credHelpers``.
+
     :raises docker.errors.APIError: the registry refused the login.
     """
+    # The login it stores must win over the Docker config's credsStore/credHelpers for the pulls
+    # that follow (docker-py asks those first): the connection is what the DAG author chose.
+    explicit_first(client)
     # DockerHook's login (host:port, email, the reauth extra as the UI stores it) is name-mangled
     # private; reusing it keeps a docker connection behaving as with the provider's own hook.
     hook._DockerHook__login(client, connection)  # type: ignore[attr-defined]

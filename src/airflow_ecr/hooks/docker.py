@@ -18,8 +18,15 @@ from docker.utils import parse_repository_tag
 from airflow_ecr._compat import AirflowException
 from airflow_ecr.exceptions import DockerDaemonError, EcrConfigurationError, EcrPullError
 from airflow_ecr.hooks._docker_compat import log_in_with_docker_connection, set_service_auth
-from airflow_ecr.provider_info import ECR_CONNECTION_FIELDS
-from airflow_ecr.registry import EcrRegistry, resolve_host, resolve_registry, with_account
+from airflow_ecr.provider_info import ECR_CONNECTION_FIELDS, ECR_CONNECTION_HIDDEN_FIELDS, ECR_CONNECTION_RELABELING
+from airflow_ecr.registry import (
+    EcrRegistry,
+    alias_table,
+    declare_alias,
+    resolve_host,
+    resolve_registry,
+    with_account,
+)
 from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource, TokenSource
 from airflow_ecr.tokens.token import EcrToken
@@ -211,17 +218,20 @@ class EcrHookSettings:
         The settings from the hook's arguments and its ``docker_conn_id`` connection, if any.
 
         An ``ecr_docker`` connection's extra may set ``aws_conn_id`` (used when the hook's is the
-        default), and ``region_name``, ``registry_id``, ``registry_ids`` (used where the hook's are
-        unset); it replaces the daemon login a ``docker`` connection does.
+        default) and ``registry_ids`` (used where the hook's are unset). With a host, the connection
+        declares that host an alias of the registry its ``registry_id`` and ``region_name`` name;
+        without one, those two are used where the hook's are unset (they must then agree with the
+        image's ECR host). It replaces the daemon login a ``docker`` connection does.
 
         :param target: the hook's ``image``, ``registry``, ``region_name``, ``registry_id``, ``registry_ids``.
         :param aws_conn_id: the hook's ``aws_conn_id``.
         :param connection: the ``docker_conn_id`` connection, or None.
         :param registries: ``ecr_registries(**target)`` if already computed.
-        :raises EcrConfigurationError: an ``ecr_docker`` connection with unknown extra fields.
+        :raises EcrConfigurationError: an ``ecr_docker`` connection with unknown extra fields or a
+            malformed alias; an image on a host that is neither ECR nor a declared alias.
         """
         if connection is None or connection.conn_type != EcrDockerHook.conn_type:
-            found = registries if registries is not None else ecr_registries(**target)
+            found = registries if registries is not None else ecr_registries(**target, aliases=configured_aliases())
             return cls(tuple(found), aws_conn_id, login_connection=connection)
         extra = {k: v for k, v in (connection.extra_dejson or {}).items() if v not in ("", None)}
         if isinstance(extra.get("registry_ids"), str):  # as the connection form stores it
@@ -234,8 +244,18 @@ class EcrHookSettings:
             )
         if aws_conn_id == EcrDockerHook.default_aws_conn_id and "aws_conn_id" in extra:
             aws_conn_id = extra["aws_conn_id"]
+        aliases = configured_aliases()
+        if connection.host:
+            try:
+                alias = declare_alias(connection.host, extra.pop("registry_id", None), extra.pop("region_name", None))
+                aliases = {**aliases, **alias_table([alias])}
+            except ValueError as err:
+                raise EcrConfigurationError(
+                    f"Connection {connection.conn_id!r} (type ecr_docker) declares its host an alias of an ECR "
+                    f"registry; give it a registry host and the registry's registry_id and region_name: {err}"
+                ) from None
         merged = {k: v if v is not None else extra.get(k) for k, v in target.items()}
-        return cls(tuple(ecr_registries(**merged)), aws_conn_id)
+        return cls(tuple(ecr_registries(**merged, aliases=aliases)), aws_conn_id)
 
 
 class EcrDockerHook(DockerHook):
@@ -249,11 +269,13 @@ class EcrDockerHook(DockerHook):
     :param image: the image whose registry to authenticate (sets the main registry).
     :param registry: an ECR registry host, instead of ``image``.
     :param aws_conn_id: the Airflow AWS connection tokens are fetched with (None: boto3's chain).
-    :param region_name: the registry's region, for hosts that do not carry it (aliases).
-    :param registry_id: the registry's account id, for hosts that do not carry it (aliases).
+    :param region_name: the registry's region; must agree with the host (it never makes a host an
+        alias: declare aliases in ``[ecr] registry_aliases`` or an ``ecr_docker`` connection).
+    :param registry_id: the registry's account id; must agree with the host.
     :param registry_ids: more registries (account ids in the same region) to authenticate, fetched
         in the same API call.
-    :param docker_conn_id: an ``ecr_docker`` connection with the settings above, or a Docker
+    :param docker_conn_id: an ``ecr_docker`` connection with the settings above (and, with a host,
+        an alias declaration), or a Docker
         connection for another, non-ECR registry (optional).
     :param base_url: the Docker daemon URL(s); default ``$DOCKER_HOST`` or the local socket.
     :param token_cache: the token cache (default: the process's, for the ``[ecr]`` settings).
@@ -277,7 +299,7 @@ class EcrDockerHook(DockerHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """Hide what an ``ecr_docker`` connection does not use."""
-        return {"hidden_fields": ["host", "schema", "login", "password", "port", "extra"], "relabeling": {}}
+        return {"hidden_fields": list(ECR_CONNECTION_HIDDEN_FIELDS), "relabeling": dict(ECR_CONNECTION_RELABELING)}
 
     def __init__(
         self,
@@ -313,7 +335,9 @@ class EcrDockerHook(DockerHook):
             "registry_id": registry_id,
             "registry_ids": registry_ids,
         }
-        self._registries = ecr_registries(**self._target)  # bad arguments fail here, before any I/O
+        # Bad arguments fail here, before any I/O; an alias host may yet be declared by the
+        # docker_conn_id connection, which is read at first use (settings), still before any token.
+        self._registries = early_registries(self._target, docker_conn_id)
         self._token_cache = token_cache
 
     @cached_property
@@ -382,6 +406,30 @@ class EcrDockerHook(DockerHook):
         return self.authenticator.auth_for(host or self.settings.registries[0].host)
 
 
+def configured_aliases() -> dict[str, EcrRegistry]:
+    """The alias hosts the deployment declared in ``[ecr] registry_aliases``."""
+    from airflow_ecr.settings import ecr_settings
+
+    return ecr_settings().registry_aliases
+
+
+def early_registries(target: Mapping[str, Any], docker_conn_id: str | None) -> list[EcrRegistry] | None:
+    """
+    ``ecr_registries(**target)`` with the configured aliases, or None when that fails but the
+    ``docker_conn_id`` connection (not read yet) may declare the image's host an alias.
+
+    :param target: the hook's ``image``, ``registry``, ``region_name``, ``registry_id``, ``registry_ids``.
+    :param docker_conn_id: the hook's or operator's ``docker_conn_id``.
+    :raises EcrConfigurationError: when no connection can help.
+    """
+    try:
+        return ecr_registries(**target, aliases=configured_aliases())
+    except EcrConfigurationError:
+        if not docker_conn_id:
+            raise
+        return None
+
+
 def ecr_registries(
     *,
     image: str | None = None,
@@ -389,10 +437,12 @@ def ecr_registries(
     region_name: str | None = None,
     registry_id: str | None = None,
     registry_ids: Sequence[str] | None = None,
+    aliases: Mapping[str, EcrRegistry] | None = None,
 ) -> list[EcrRegistry]:
     """
     The registries a task needs: the image's (or ``registry``'s) first, then ``registry_ids``.
 
+    :param aliases: the declared alias hosts (configuration and connections only, never arguments).
     :raises EcrConfigurationError: with one sentence saying what to fix.
     """
     if (image is None) == (registry is None):
@@ -405,9 +455,9 @@ def ecr_registries(
         )
     try:
         if image is not None:
-            main = resolve_registry(image, registry_id=registry_id, region_name=region_name)
+            main = resolve_registry(image, registry_id=registry_id, region_name=region_name, aliases=aliases)
         else:
-            main = resolve_host(str(registry), registry_id=registry_id, region_name=region_name)
+            main = resolve_host(str(registry), registry_id=registry_id, region_name=region_name, aliases=aliases)
         extra = [with_account(main, i) for i in (registry_ids or ()) if i != main.account_id]
     except ValueError as err:
         raise EcrConfigurationError(str(err)) from None

@@ -18,7 +18,13 @@ The operator only turns its arguments into (connection id, registry) pairs; the 
 - the naming rule for several registries (:mod:`airflow_ecr.connections.refresh`): with one
   registry id the connection is ``conn_id_name``; with several, ``conn_id_name`` may contain
   ``{registry_id}`` (and ``{region}``), e.g. ``"ecr_{registry_id}"``, and without that placeholder
-  each connection is ``f"{conn_id_name}_{registry_id}"`` (``docker_ecr_123456789012``, ...).
+  each connection is ``f"{conn_id_name}_{registry_id}"`` (``docker_ecr_123456789012``, ...);
+- a registry given as a host (``registry=``) is written exactly as given: a FIPS
+  (``dkr.ecr-fips``) or dual-stack (``dkr-ecr``, ``on.aws``) host stays one, and a FIPS host's
+  token comes from the FIPS endpoint of the ECR API;
+- only connections of type ``docker`` or ``ecr_docker`` (or new ones) are written: another
+  type (``aws_default``, ``airflow_api``, ...) fails the task unchanged unless
+  ``overwrite_other_types=True``.
 """
 
 from __future__ import annotations
@@ -56,11 +62,22 @@ class EcrCredentialRegisterOperator(BaseOperator):
     :param region_name: the registries' region (default: the AWS connection's region).
     :param register_ids: the registry (account) ids, a list of 12-digit strings (community spelling).
     :param registry_ids: the same, correctly spelled; give one of the two.
+    :param registry: instead of registry ids: one ECR registry host, written into the connection
+        as given (FIPS and dual-stack hosts included).
     :param aws_conn_id: the Airflow AWS connection tokens are fetched with (None: boto3's chain).
     :param api_conn_id: Airflow 3: the connection holding the REST API's URL and credentials.
+    :param overwrite_other_types: replace an existing connection of another type than ``docker``
+        / ``ecr_docker`` (default False: the task fails and the connection is left unchanged).
     """
 
-    template_fields: Sequence[str] = ("conn_id_name", "region_name", "register_ids", "registry_ids", "aws_conn_id")
+    template_fields: Sequence[str] = (
+        "conn_id_name",
+        "region_name",
+        "register_ids",
+        "registry_ids",
+        "registry",
+        "aws_conn_id",
+    )
     ui_color = "#f5a847"
 
     def __init__(
@@ -70,8 +87,10 @@ class EcrCredentialRegisterOperator(BaseOperator):
         region_name: str | None = None,
         register_ids: Sequence[str] | None = None,
         registry_ids: Sequence[str] | None = None,
+        registry: str | None = None,
         aws_conn_id: str | None = "aws_default",
         api_conn_id: str | None = DEFAULT_API_CONN_ID,
+        overwrite_other_types: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -79,8 +98,10 @@ class EcrCredentialRegisterOperator(BaseOperator):
         self.region_name = region_name
         self.register_ids = register_ids
         self.registry_ids = registry_ids
+        self.registry = registry
         self.aws_conn_id = aws_conn_id
         self.api_conn_id = api_conn_id
+        self.overwrite_other_types = overwrite_other_types
 
     def _region(self) -> str:
         if self.region_name:
@@ -100,10 +121,19 @@ class EcrCredentialRegisterOperator(BaseOperator):
 
     def targets(self) -> list[tuple[str, EcrRegistry]]:
         """(connection id, registry) pairs, validated; raises EcrConfigurationError."""
-        ids = normalize_registry_ids(self.register_ids, self.registry_ids)
-        region = self._region()
         try:
-            registries = [resolve_host(registry_host(i, region)) for i in ids]
+            if self.registry is not None:
+                if self.register_ids is not None or self.registry_ids is not None:
+                    raise EcrConfigurationError("Give registry or register_ids, not both.")
+                # The host as given: rebuilding it from its id and region would drop -fips / dual-stack.
+                registries = [resolve_host(self.registry, region_name=self.region_name)]
+                ids, region = [registries[0].account_id], registries[0].region
+            else:
+                ids = normalize_registry_ids(self.register_ids, self.registry_ids)
+                region = self._region()
+                registries = [resolve_host(registry_host(i, region)) for i in ids]
+        except EcrConfigurationError:
+            raise
         except ValueError as err:
             raise EcrConfigurationError(str(err)) from None
         return list(zip(connection_ids(self.conn_id_name, ids, region), registries, strict=True))
@@ -113,5 +143,6 @@ class EcrCredentialRegisterOperator(BaseOperator):
             self.targets(),
             source=EcrTokenSource.from_connection(self.aws_conn_id),
             writer=default_writer(self.api_conn_id),
+            overwrite_other_types=self.overwrite_other_types,
         )
         return [login.summary() for login in logins]

@@ -11,7 +11,7 @@ from airflow.providers.docker.operators.docker import DockerOperator
 from airflow.providers.docker.operators.docker_swarm import DockerSwarmOperator
 
 from airflow_ecr._compat import BaseOperator
-from airflow_ecr.hooks.docker import EcrDockerHook, ecr_registries
+from airflow_ecr.hooks.docker import EcrDockerHook, early_registries
 
 if TYPE_CHECKING:
     from airflow_ecr._compat import Context
@@ -25,8 +25,9 @@ class EcrRegistryAuthMixin(BaseOperator):
     and a hook that authenticates with them.
 
     :param aws_conn_id: the Airflow AWS connection tokens are fetched with (None: boto3's chain).
-    :param region_name: the registry's region, for image hosts that do not carry it (aliases).
-    :param registry_id: the registry's account id, for image hosts that do not carry it (aliases).
+    :param region_name: the registry's region; must agree with the image's host (it never makes a
+        host an alias: declare aliases in ``[ecr] registry_aliases`` or an ``ecr_docker`` connection).
+    :param registry_id: the registry's account id; must agree with the image's host.
     :param registry_ids: more registries (account ids, same region) to authenticate, fetched in
         the same ``GetAuthorizationToken`` call.
     """
@@ -62,12 +63,11 @@ class EcrRegistryAuthMixin(BaseOperator):
             self._registries()
 
     def _registries(self) -> Any:
-        return ecr_registries(
-            image=self.image,
-            region_name=self.region_name,
-            registry_id=self.registry_id,
-            registry_ids=self.registry_ids,
-        )
+        # The same check as the hook's: an alias host must be declared in [ecr] registry_aliases or
+        # by the ecr_docker docker_conn_id connection (checked when the hook reads it).
+        target = {"image": self.image, "registry": None, "region_name": self.region_name,
+                  "registry_id": self.registry_id, "registry_ids": self.registry_ids}  # fmt: skip
+        return early_registries(target, self.docker_conn_id)
 
     @cached_property
     def hook(self) -> EcrDockerHook:
@@ -121,8 +121,9 @@ class EcrDockerOperator(EcrRegistryAuthMixin, DockerOperator):
         )
 
     :param aws_conn_id: the Airflow AWS connection tokens are fetched with (None: boto3's chain).
-    :param region_name: the registry's region, for image hosts that do not carry it (aliases).
-    :param registry_id: the registry's account id, for image hosts that do not carry it (aliases).
+    :param region_name: the registry's region; must agree with the image's host (it never makes a
+        host an alias: declare aliases in ``[ecr] registry_aliases`` or an ``ecr_docker`` connection).
+    :param registry_id: the registry's account id; must agree with the image's host.
     :param registry_ids: more registries (account ids, same region) to authenticate, fetched in
         the same ``GetAuthorizationToken`` call.
     """
@@ -138,8 +139,9 @@ class EcrDockerSwarmOperator(EcrRegistryAuthMixin, DockerSwarmOperator):
     Takes every ``DockerSwarmOperator`` argument, plus those of :class:`EcrDockerOperator`.
 
     :param aws_conn_id: the Airflow AWS connection tokens are fetched with (None: boto3's chain).
-    :param region_name: the registry's region, for image hosts that do not carry it (aliases).
-    :param registry_id: the registry's account id, for image hosts that do not carry it (aliases).
+    :param region_name: the registry's region; must agree with the image's host (it never makes a
+        host an alias: declare aliases in ``[ecr] registry_aliases`` or an ``ecr_docker`` connection).
+    :param registry_id: the registry's account id; must agree with the image's host.
     :param registry_ids: more registries (account ids, same region) to authenticate.
     """
 

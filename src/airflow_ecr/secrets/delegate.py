@@ -123,11 +123,13 @@ class DelegatingSecretsBackend(BaseSecretsBackend):
         """Whether ``conn_id`` is resolved by this backend (cheap: asked for every lookup)."""
         return False
 
-    def connection_fields(self, conn_id: str) -> dict[str, Any]:
+    def connection_fields(self, conn_id: str) -> dict[str, Any] | None:
         """
         The fields (``conn_type``, ``host``, ``login``, ``password``, ...) of an owned ``conn_id``.
 
         :param conn_id: an id for which :meth:`owns` is true.
+        :returns: None where this process must not answer it (the lookup then returns None; an owned
+            id is never passed on to the delegate).
         """
         raise NotImplementedError
 
@@ -155,7 +157,8 @@ class DelegatingSecretsBackend(BaseSecretsBackend):
         :param team_name: the task's team (Airflow 3.2+ multi-team); passed on to the delegate.
         """
         if self.owns(conn_id):
-            return json.dumps(self.connection_fields(conn_id))
+            fields = self.connection_fields(conn_id)
+            return None if fields is None else json.dumps(fields)
         if self.delegate is None:
             return None
         try:
@@ -173,7 +176,8 @@ class DelegatingSecretsBackend(BaseSecretsBackend):
         :param team_name: the task's team (Airflow 3.2+ multi-team); passed on to the delegate.
         """
         if self.owns(conn_id):
-            return self.connection_class()(conn_id=conn_id, **self.connection_fields(conn_id))
+            fields = self.connection_fields(conn_id)
+            return None if fields is None else self.connection_class()(conn_id=conn_id, **fields)
         if self.delegate is None:
             return None
         return call_delegate(self.delegate.get_connection, team_name, conn_id=conn_id)

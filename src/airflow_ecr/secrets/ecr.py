@@ -10,17 +10,40 @@ the pull or the swarm service creation.
 
 Configuration
 -------------
-On Airflow 2.11 and 3.x::
+On Airflow 3, as the workers' backend only (the API server, scheduler and DAG processor then never
+load it)::
+
+    [workers]
+    secrets_backend = airflow_ecr.secrets.ecr.EcrDockerConnectionBackend
+    secrets_backend_kwargs = {"profile_name": "ecr", "allowed_registries": ["123456789012"]}
+
+On Airflow 2.11, which has no worker option::
 
     [secrets]
     backend = airflow_ecr.secrets.ecr.EcrDockerConnectionBackend
-    backend_kwargs = {"profile_name": "ecr", "connections": {"ml": "123456789012.dkr.ecr.eu-west-1.amazonaws.com"}}
+    backend_kwargs = {"profile_name": "ecr", "allowed_registries": ["123456789012"]}
 
 Airflow 3 task processes read ``[workers] secrets_backend`` / ``secrets_backend_kwargs`` first and
-fall back to ``[secrets]``. Set the worker options when the workers need other AWS settings than
-the API server and scheduler. The same options can be set through the environment variables
-``AIRFLOW__SECRETS__BACKEND``, ``AIRFLOW__SECRETS__BACKEND_KWARGS``,
-``AIRFLOW__WORKERS__SECRETS_BACKEND`` and ``AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS``.
+fall back to ``[secrets]``. The same options can be set through the environment variables
+``AIRFLOW__WORKERS__SECRETS_BACKEND``, ``AIRFLOW__WORKERS__SECRETS_BACKEND_KWARGS``,
+``AIRFLOW__SECRETS__BACKEND`` and ``AIRFLOW__SECRETS__BACKEND_KWARGS``.
+
+Where it answers
+----------------
+Only in a process that is executing a task (:func:`airflow_ecr._compat.task_is_running`): a worker's
+task process, and ``airflow dags test`` / ``airflow tasks test`` on a DAG author's machine. Anywhere
+else (the API server, scheduler, DAG processor, triggerer, Airflow 2's webserver, ``airflow
+connections get``) an owned id returns None with a warning and no AWS call, file read or parse.
+The reason is the API server: with ``[secrets] backend`` set, Airflow 3's Execution API resolves
+any task's ``GetConnection`` there, so without this rule any task could ask for
+``ecr:<any registry>`` and get a token minted with the API server's AWS identity.
+
+``allowed_registries`` limits which registries it answers for at all: a list of registry hosts
+(``123456789012.dkr.ecr.eu-west-1.amazonaws.com``, ``public.ecr.aws``, an alias host) and 12-digit
+account ids (every registry of that account, any region). It applies to ``ecr:`` ids and to mapped
+ids alike; any other registry is refused before any AWS call, with an error naming the option.
+Without it (the default, for compatibility) every ECR registry the AWS identity can reach is
+answered, so a templated ``docker_conn_id`` or run conf can pick any of them: set it.
 
 Connection ids
 --------------
@@ -105,7 +128,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import Any
 
@@ -116,7 +139,16 @@ from airflow_ecr.exceptions import (
     EcrCredentialsError,
     EcrServiceError,
 )
-from airflow_ecr.registry import EcrRegistry, bare_host, parse_registry_host, resolve_host, resolve_registry
+from airflow_ecr.registry import (
+    EcrRegistry,
+    alias_table,
+    bare_host,
+    declare_alias,
+    parse_image,
+    parse_registry_host,
+    resolve_host,
+    resolve_registry,
+)
 from airflow_ecr.secrets.delegate import DelegatingSecretsBackend, json_setting
 from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource
@@ -161,6 +193,66 @@ def _parse_connections(value: Any) -> dict[str, Any]:
     return dict(value)
 
 
+def _parse_allowed_registries(value: Any) -> frozenset[str] | None:
+    """
+    ``allowed_registries`` as lower-case hosts and account ids; None: every registry.
+
+    :param value: a list, its JSON text, a comma-separated string, or None.
+    :raises ValueError: for an entry that is neither a 12-digit account id nor a bare host.
+    """
+    value = json_setting(BACKEND_NAME, "allowed_registries", value)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        value = value.split(",")
+    if not isinstance(value, Iterable) or isinstance(value, Mapping):
+        value = [value]
+    entries = set()
+    for entry in value:
+        name = bare_host(entry).lower() if isinstance(entry, str) else ""
+        if not name or "/" in name or any(c.isspace() for c in name) or not name.isascii():
+            raise ValueError(
+                "Each entry of the airflow-ecr secrets backend's 'allowed_registries' setting must be a "
+                "12-digit account id or a registry host such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com."
+            )
+        entries.add(name)
+    return frozenset(entries)
+
+
+def registry_allowed(registry: EcrRegistry, allowed: frozenset[str] | None) -> bool:
+    """
+    Whether ``registry`` is in ``allowed``: its host, or its account id, is listed (None: all are).
+
+    :param registry: the registry an id names.
+    :param allowed: ``allowed_registries`` as :func:`_parse_allowed_registries` gives it.
+    """
+    if allowed is None:
+        return True
+    return registry.host.lower() in allowed or (bool(registry.account_id) and registry.account_id in allowed)
+
+
+def _declared_alias(host: str | None, overrides: Mapping[str, Any]) -> dict[str, EcrRegistry] | None:
+    """
+    A mapped entry's non-ECR host with ``registry_id`` and ``region_name`` as a declared alias: the
+    backend's settings are the deployment's configuration, as ``[ecr] registry_aliases`` is.
+
+    :param host: the entry's registry host (None: an image without one).
+    :param overrides: the entry's ``registry_id`` and ``region_name``.
+    """
+    registry_id, region_name = overrides.get("registry_id"), overrides.get("region_name")
+    if host is None or registry_id is None or region_name is None:
+        return None
+    try:
+        parse_registry_host(host)
+        return None  # an ECR host stands for itself; the overrides are only checked against it
+    except ValueError:
+        pass
+    try:
+        return alias_table([declare_alias(host, str(registry_id), str(region_name))])
+    except ValueError:
+        return None  # resolve_host says what is wrong with the entry
+
+
 def _unknown_region(registry: EcrRegistry) -> str | None:
     """Why ``registry``'s region looks wrong, from botocore's endpoint data (no network), or None."""
     if registry.public:
@@ -188,6 +280,8 @@ class EcrDockerConnectionBackend(DelegatingSecretsBackend):
         every id, variable and config key this one does not own.
     :param min_token_life: seconds a token handed out must still live, on top of Airflow's secrets
         cache TTL when that cache is on.
+    :param allowed_registries: registry hosts and 12-digit account ids this backend answers for
+        (``ecr:`` and mapped ids alike); None (the default): every registry.
     :param aws_settings: AWS settings as in an AWS connection's extra (``profile_name``,
         ``region_name``, ``role_arn``, ``endpoint_url``, ...); none: the boto3 default chain.
     """
@@ -200,6 +294,7 @@ class EcrDockerConnectionBackend(DelegatingSecretsBackend):
         conn_id_prefix: str | None = DEFAULT_CONN_ID_PREFIX,
         delegate: Mapping[str, Any] | str | None = None,
         min_token_life: float | str = 0.0,
+        allowed_registries: Iterable[str] | str | None = None,
         **aws_settings: Any,
     ) -> None:
         # Construction stays cheap and offline: Airflow 3 builds a backend for some config lookups.
@@ -211,6 +306,7 @@ class EcrDockerConnectionBackend(DelegatingSecretsBackend):
             self.min_token_life = -1.0
         if not self.min_token_life >= 0:
             raise ValueError("The airflow-ecr secrets backend's 'min_token_life' must be a number of seconds >= 0.")
+        self.allowed_registries = _parse_allowed_registries(allowed_registries)
         self.aws_settings = aws_settings
         super().__init__(delegate=delegate)
 
@@ -258,9 +354,10 @@ class EcrDockerConnectionBackend(DelegatingSecretsBackend):
                     + (f" (unknown keys {unknown})" if unknown else "")
                 )
             overrides = {"registry_id": target.get("registry_id"), "region_name": target.get("region_name")}
+            aliases = _declared_alias(parse_image(str(image)).host if image is not None else str(host), overrides)
             if image is not None:
-                return resolve_registry(str(image), **overrides)
-            return resolve_host(str(host), **overrides)
+                return resolve_registry(str(image), aliases=aliases, **overrides)
+            return resolve_host(str(host), aliases=aliases, **overrides)
         except ValueError as err:
             raise _lookup_error(
                 f"Connection {conn_id!r} is mapped in the airflow-ecr secrets backend's 'connections' setting to "
@@ -319,13 +416,31 @@ class EcrDockerConnectionBackend(DelegatingSecretsBackend):
             f"({' and '.join(reasons)}): {fix}."
         )
 
-    def connection_fields(self, conn_id: str) -> dict[str, Any]:
+    def connection_fields(self, conn_id: str) -> dict[str, Any] | None:
         """
-        The docker connection for an owned ``conn_id``: host, login and a live password.
+        The docker connection for an owned ``conn_id``: host, login and a live password; None
+        outside a running task (see "Where it answers").
 
         :param conn_id: an id for which :meth:`owns` is true.
+        :raises EcrConnectionLookupError: for a registry outside ``allowed_registries``, and as
+            :meth:`registry` and :meth:`token` do.
         """
+        if not _compat.task_is_running():
+            # Checked before anything else: a server process must not act for whichever task asks.
+            log.warning(
+                "Connection %r is not resolved here: the airflow-ecr secrets backend answers only in a process "
+                "running a task, never for another process such as the API server, so that no task gets a token "
+                "minted with this process's AWS identity; on Airflow 3 configure it as [workers] secrets_backend.",
+                conn_id,
+            )
+            return None
         registry = self.registry(conn_id)
+        if not registry_allowed(registry, self.allowed_registries):
+            raise _lookup_error(
+                f"Connection {conn_id!r} names registry {registry.host}, which is not in the airflow-ecr secrets "
+                "backend's 'allowed_registries': add that host or its account id to 'allowed_registries' in "
+                "the backend's backend_kwargs, or use a registry that is listed."
+            )
         token = self.token(conn_id, registry)
         log.info(
             "Connection %r: ECR login for %s, valid until %s (airflow-ecr secrets backend).",

@@ -10,13 +10,31 @@ they must not be.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount, EmulatorError
     from airflow_ecr.testing.emulator_admin import EmulatorClient
 
-__all__ = ["EcrEmulator", "EmulatedAccount", "EmulatorClient", "EmulatorError"]
+__all__ = ["EcrEmulator", "EmulatedAccount", "EmulatorClient", "EmulatorError", "running_task"]
+
+
+@contextlib.contextmanager
+def running_task(context: dict[str, Any] | None = None) -> Iterator[None]:
+    """
+    Run the block as Airflow runs a task's ``execute``: inside its current-task context.
+
+    The secrets backend answers only in a process running a task (never in the API server or
+    the scheduler), so a test or benchmark that calls it directly wraps the call in this.
+
+    :param context: the task context to set (a few keys are enough for the backend).
+    """
+    from airflow_ecr._compat import set_current_context
+
+    with set_current_context(context or {"task_id": "test"}):
+        yield
 
 
 def __getattr__(name: str) -> Any:
@@ -26,7 +44,7 @@ def __getattr__(name: str) -> Any:
         from airflow_ecr.testing import emulator_admin
 
         return emulator_admin.EmulatorClient
-    if name in __all__:
+    if name in __all__ and name != "running_task":
         from airflow_ecr.testing import emulator
 
         return getattr(emulator, name)

@@ -25,7 +25,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import os
+import re
 import sqlite3
 import stat
 import threading
@@ -64,27 +66,47 @@ def _needles(secrets: Iterable[str]) -> list[bytes]:
     return needles
 
 
-def ecr_secret_forms(passwords: Iterable[str]) -> set[str]:
+def ecr_secret_forms(passwords: Iterable[str], hosts: Iterable[str] = ()) -> set[str]:
     """
-    The forms an ECR registry password travels in: the password itself, and ECR's
-    ``authorizationToken`` (``base64("AWS:<password>")``) that carries it.
+    The forms an ECR registry password travels in: those Airflow's masker is given
+    (:func:`airflow_ecr.tokens.token.secret_forms`: the password, ECR's ``authorizationToken``
+    ``base64("AWS:<password>")``, each URL-encoded), and for each of ``hosts`` the
+    ``X-Registry-Auth`` header docker-py sends for it (base64 of the auth JSON).
 
     :param passwords: the registry passwords (e.g. from ``EmulatorClient.password``).
+    :param hosts: registry hosts the password was used for.
     """
-    forms = set()
+    from airflow_ecr.tokens.token import EcrToken, secret_forms
+
+    forms: set[str] = set()
+    hosts = list(hosts)
     for password in passwords:
-        forms.add(password)
-        forms.add(base64.b64encode(f"AWS:{password}".encode()).decode())
+        forms.update(secret_forms(password))
+        token = EcrToken(username="AWS", password=password, proxy_endpoint="", expires_at=0.0, issued_at=0.0)
+        for host in hosts:
+            # As docker.auth.encode_header writes the auth config we hand docker-py.
+            forms.add(base64.urlsafe_b64encode(json.dumps(token.docker_auth(host)).encode("ascii")).decode())
     return forms
 
 
 def _excerpt(data: bytes, needle: bytes, needles: Iterable[bytes], width: int = 60) -> str:
     """The text around the first ``needle``, with every secret (not only this one) blanked out."""
+    secrets = sorted({needle, *needles}, key=len, reverse=True)
     at = data.find(needle)
-    window = data[max(0, at - width) : at + len(needle) + width]
-    for secret in sorted({needle, *needles}, key=len, reverse=True):
-        window = window.replace(secret, _BLANK)
-    return window.replace(b"\0", b" ").decode(errors="replace").replace("\n", "\\n")
+    low, high = max(0, at - width), at + len(needle) + width
+    # Match in a window wider by the longest secret, so that a secret cut by an edge of the
+    # excerpt is still found and blanked whole instead of showing in part.
+    origin = max(0, low - len(secrets[0]))
+    window = data[origin : high + len(secrets[0])]
+    pattern = re.compile(b"|".join(re.escape(secret) for secret in secrets))  # longest first
+    out, position = bytearray(), low - origin
+    for match in pattern.finditer(window):
+        if match.end() <= position or match.start() >= high - origin:
+            continue
+        out += window[position : match.start()] + _BLANK
+        position = match.end()
+    out += window[position : max(position, high - origin)]
+    return bytes(out).replace(b"\0", b" ").decode(errors="replace").replace("\n", "\\n")
 
 
 def scan_text(where: str, text: str | bytes, secrets: Iterable[str]) -> list[Leak]:

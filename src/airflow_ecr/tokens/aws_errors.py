@@ -21,6 +21,7 @@ FailureKind = Literal[
     "partial_credentials",
     "no_region",
     "unreachable",
+    "timeout",
     "access_denied",
     "invalid_credentials",
     "invalid_parameter",
@@ -34,6 +35,13 @@ FailureKind = Literal[
 CREDENTIAL_KINDS = frozenset(
     {"no_credentials", "partial_credentials", "no_region", "access_denied", "invalid_credentials", "invalid_parameter"}
 )
+# Kinds that say nothing about whether the identity may still have tokens: the service or the
+# network failed (5xx, throttling, unreachable, no answer). Only after these may a cached, still
+# valid token be served; after a denial or rejected credentials it must not (a revocation would
+# stay hidden until the token expires).
+STALE_TOKEN_KINDS = frozenset({"unreachable", "timeout", "throttled"})
+# Kinds that mean AWS itself refused this identity: its cached tokens are dropped too.
+DENIAL_KINDS = frozenset({"access_denied", "invalid_credentials"})
 # Error codes AWS answers when the caller lacks permission.
 ACCESS_DENIED_CODES = ("AccessDeniedException", "AccessDenied")
 # Error codes AWS answers for credentials that are invalid or expired.
@@ -44,9 +52,15 @@ INVALID_CREDENTIAL_CODES = (
     "ExpiredToken",
     "InvalidSignatureException",
     "SignatureDoesNotMatch",
+    "MissingAuthenticationTokenException",
+    "IncompleteSignatureException",
+    "InvalidAccessKeyId",
+    "AuthFailure",
 )
 # Error codes AWS answers when a caller exceeds its request rate.
 THROTTLING_CODES = ("ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded")
+# Error codes of a failing service, for answers that carry no HTTP status.
+SERVER_ERROR_CODES = ("ServerException", "InternalFailure", "InternalError", "ServiceUnavailable")
 
 
 @dataclass(frozen=True)
@@ -59,6 +73,7 @@ class AwsFailure:
     :param message: AWS's error message, or botocore's text (never contains a secret).
     :param endpoint: the API endpoint called, when known.
     :param attempts: how many attempts botocore made (with its retries).
+    :param status: the HTTP status of AWS's answer, when there was one.
     """
 
     kind: FailureKind
@@ -66,6 +81,24 @@ class AwsFailure:
     message: str = ""
     endpoint: str | None = None
     attempts: int = 1
+    status: int | None = None
+
+    @property
+    def allows_stale_token(self) -> bool:
+        """
+        Whether a cached, still valid token may be served instead: only when the service or the
+        network failed (5xx, throttling, unreachable, no answer), never after AWS refused the
+        identity or for a failure that cannot be told apart from that.
+        """
+        if self.kind in STALE_TOKEN_KINDS:
+            return True
+        server_failed = (self.status or 0) >= 500 or (self.status is None and self.code in SERVER_ERROR_CODES)
+        return self.kind == "service_error" and server_failed
+
+    @property
+    def denies_identity(self) -> bool:
+        """Whether AWS refused the identity itself (permission or credentials): its cached tokens are dropped."""
+        return self.kind in DENIAL_KINDS
 
     @property
     def exit_code(self) -> int:
@@ -85,11 +118,12 @@ def classify(err: BaseException, endpoint: str | None = None) -> AwsFailure:
     from botocore.exceptions import (
         BotoCoreError,
         ClientError,
-        EndpointConnectionError,
+        HTTPClientError,
         NoCredentialsError,
         NoRegionError,
         PartialCredentialsError,
     )
+    from botocore.exceptions import ConnectionError as BotoConnectionError
 
     name = type(err).__name__
     if isinstance(err, NoCredentialsError):
@@ -98,12 +132,18 @@ def classify(err: BaseException, endpoint: str | None = None) -> AwsFailure:
         return AwsFailure("partial_credentials", name, str(err), endpoint=endpoint)
     if isinstance(err, NoRegionError):
         return AwsFailure("no_region", name, endpoint=endpoint)
-    if isinstance(err, EndpointConnectionError):
-        return AwsFailure("unreachable", name, str(err), endpoint=err.kwargs.get("endpoint_url") or endpoint)
+    if isinstance(err, (BotoConnectionError, HTTPClientError)):
+        # Connecting failed (refused, DNS, TLS, proxy, connect timeout), or the answer never came
+        # (read timeout, connection closed): the network's or the service's failure either way.
+        network: FailureKind = "unreachable" if isinstance(err, BotoConnectionError) else "timeout"
+        url = err.kwargs.get("endpoint_url")
+        return AwsFailure(network, name, str(err), endpoint=str(url) if url else endpoint)
     if isinstance(err, ClientError):
         error = err.response.get("Error", {})
         code, message = str(error.get("Code", "Unknown")), str(error.get("Message", ""))
-        attempts = 1 + int(err.response.get("ResponseMetadata", {}).get("RetryAttempts", 0))
+        metadata = err.response.get("ResponseMetadata", {})
+        attempts = 1 + int(metadata.get("RetryAttempts", 0))
+        status = metadata.get("HTTPStatusCode")
         kind: FailureKind = "service_error"
         if code in ACCESS_DENIED_CODES:
             kind = "access_denied"
@@ -113,11 +153,28 @@ def classify(err: BaseException, endpoint: str | None = None) -> AwsFailure:
             kind = "invalid_parameter"
         elif code in THROTTLING_CODES:
             kind = "throttled"
-        return AwsFailure(kind, code, message, endpoint, attempts)
+        return AwsFailure(kind, code, message, endpoint, attempts, int(status) if status is not None else None)
     if isinstance(err, BotoCoreError):
         return AwsFailure("client_error", name, str(err), endpoint=endpoint)
     # Its text could hold anything, a secret included: the type only.
     return AwsFailure("unexpected", name, endpoint=endpoint)
+
+
+def failure_of(err: BaseException) -> AwsFailure | None:
+    """The classified AWS failure behind ``err`` (an error a token source raised), if it came from AWS."""
+    return err.failure if isinstance(err, EcrError) else None
+
+
+def allows_stale_token(err: BaseException) -> bool:
+    """
+    Whether a cached, still valid token may be served after a fetch failed with ``err``: only for
+    a service or network failure of AWS (see :attr:`AwsFailure.allows_stale_token`); never for
+    a denial, rejected credentials, a configuration problem, or an error that is not AWS's.
+
+    :param err: what the token source raised.
+    """
+    failure = failure_of(err)
+    return failure is not None and failure.allows_stale_token
 
 
 def token_action(registry: EcrRegistry) -> str:
@@ -153,6 +210,12 @@ def token_error(
         text = (
             f"Cannot reach the ECR API at {endpoint} for {source} (registry {names}): check the network, "
             "proxy settings and the connection's endpoint_url."
+        )
+    elif kind == "timeout":
+        text = (
+            f"The ECR API at {endpoint} did not answer {action} for registry {names} with {source} "
+            f"({message}): check the network, or allow longer waits in {configured_in}, e.g. extra "
+            f'{{"config_kwargs": {{"read_timeout": 120}}}}.'
         )
     elif kind == "access_denied":
         text = (
@@ -241,6 +304,10 @@ _STS_ADVICE: dict[str, tuple[str, str]] = {
         "cannot reach the STS API at {endpoint}",
         "check the network and proxy settings, and the connection's endpoint_url (or "
         "service_config.sts.endpoint_url); in a VPC without internet access, an STS VPC endpoint",
+    ),
+    "timeout": (
+        "the STS API at {endpoint} did not answer for {source}: {message}",
+        "check the network and proxy settings; retry",
     ),
     "invalid_credentials": (
         "AWS rejected the credentials of {source} ({code}: {message})",

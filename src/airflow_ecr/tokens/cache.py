@@ -1,6 +1,8 @@
 """
 :class:`TokenCache`: lookups of tokens, memory -> host file -> ECR, with single flight across the
-processes of a host and a still-valid cached token served (with a warning) while ECR is failing.
+processes of a host and a still-valid cached token served (with a warning) while ECR is failing
+(a service or network failure only: after a denial or rejected credentials the cached tokens of
+that identity are dropped, see :attr:`~airflow_ecr.tokens.aws_errors.AwsFailure.allows_stale_token`).
 
 When a token is due is the refresh policy's decision (:mod:`airflow_ecr.tokens.policy`); where
 tokens are kept is the stores' business (:mod:`airflow_ecr.tokens.store`).
@@ -18,6 +20,7 @@ from typing import ClassVar
 
 from airflow_ecr.registry import EcrRegistry
 from airflow_ecr.settings import DEFAULT_LOCK_TIMEOUT, DEFAULT_REFRESH_RATIO, ecr_settings
+from airflow_ecr.tokens.aws_errors import allows_stale_token, failure_of
 from airflow_ecr.tokens.policy import IDENTITY_RECHECK, RefreshPolicy
 from airflow_ecr.tokens.sources import TokenSource, fingerprint
 from airflow_ecr.tokens.store import FileStore, MemoryStore, NullStore, TokenStore
@@ -37,7 +40,8 @@ class CacheSettings:
 
     :param directory: the host cache directory; None disables the file cache.
     :param refresh_ratio: fraction of a token's life after which it is refreshed.
-    :param lock_timeout: seconds to wait for another process's fetch before fetching anyway.
+    :param lock_timeout: seconds to wait for another process's fetch before one waiter takes over
+        from it (see :meth:`FileStore.lock <airflow_ecr.tokens.store.FileStore.lock>`).
     """
 
     directory: Path | None
@@ -161,9 +165,22 @@ class TokenCache:
             keys = {r.host: self.key(identity, r) for r in registries}
             found = {host: self._lookup(key, now) for host, key in keys.items()}
             due = self._due(found, registries, min_life)
-        with self.files.lock(self._lock_name(identity, due[0]), self.settings.lock_timeout):
+        # A process that may still hand out what it has (due for refresh, not expired) does not
+        # wait for another process's refresh: it tries the lock once and serves its tokens if busy.
+        serving = all(self.policy.can_serve(found[r.host], now, min_life) for r in due)
+        waiting = due
+
+        def stored_meanwhile() -> bool:
+            """Whether another process stored what is due while we wait (polled by the lock)."""
+            found.update({r.host: self._lookup(keys[r.host], time.time()) for r in waiting})
+            return not self._due(found, waiting, min_life)
+
+        timeout = 0.0 if serving else self.settings.lock_timeout
+        with self.files.lock(self._lock_name(identity, due[0]), timeout, ready=stored_meanwhile) as state:
+            if state == "busy" and serving:
+                return {h: t for h, t in found.items() if t is not None}
             # Another process may have fetched while we waited for the lock.
-            found.update({r.host: self._lookup(keys[r.host], time.time()) for r in due})
+            stored_meanwhile()
             due = self._due(found, due, min_life)
             if due:
                 found.update(self._fetch(source, due, keys, found))
@@ -180,7 +197,9 @@ class TokenCache:
             fetched = source.fetch(due)
         except Exception as err:
             fallback = {r.host: token for r in due if (token := cached[r.host]) is not None}
-            if len(fallback) < len(due):
+            if not allows_stale_token(err) or len(fallback) < len(due):
+                if (failure := failure_of(err)) is not None and failure.denies_identity:
+                    self._drop(fallback, keys)
                 raise
             log.warning(
                 "Using cached ECR tokens for %s (valid until %s) because refreshing failed: %s",
@@ -207,6 +226,14 @@ class TokenCache:
             self.memory.write(key, token)
             self.files.write(key, token)
         return result
+
+    def _drop(self, tokens: dict[str, EcrToken], keys: dict[str, str]) -> None:
+        """Forget ``tokens`` (by registry host) in memory and on disk: AWS refused their identity."""
+        for host, token in tokens.items():
+            self.memory.remove(keys[host], token.password)
+            self.files.remove(keys[host], token.password)
+        if tokens:
+            log.warning("Dropped the cached ECR tokens for %s: AWS refused their identity.", ", ".join(tokens))
 
     def invalidate(self, source: TokenSource, registry: EcrRegistry, token: EcrToken) -> None:
         """

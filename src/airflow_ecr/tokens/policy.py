@@ -66,7 +66,18 @@ class RefreshPolicy:
         if token is None:
             return True
         refresh_at = token.issued_at + self.refresh_ratio * token.lifetime
-        return not (now < refresh_at and self.is_usable(token, now) and self.usable_life(token, now) >= min_life)
+        return not (now < refresh_at and self.can_serve(token, now, min_life))
+
+    def can_serve(self, token: EcrToken | None, now: float, min_life: float = 0.0) -> bool:
+        """
+        Whether ``token`` may still be handed out (it may be due for refresh): usable from ``now``
+        for at least ``min_life`` seconds.
+
+        :param token: the best cached token, or None.
+        :param now: the time of the lookup.
+        :param min_life: seconds the token must still be usable for (stored or cached elsewhere).
+        """
+        return token is not None and self.is_usable(token, now) and self.usable_life(token, now) >= min_life
 
     @property
     def refresh_interval(self) -> timedelta:

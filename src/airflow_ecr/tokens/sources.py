@@ -19,22 +19,9 @@ from typing import Any, Protocol
 
 from airflow_ecr.registry import ECR_PUBLIC_REGION, EcrRegistry
 from airflow_ecr.tokens.aws_errors import translate_aws_errors
+from airflow_ecr.tokens.credential_facts import environment_facts, read_small_file, settings_facts
 from airflow_ecr.tokens.token import ECR_PUBLIC_PROXY_ENDPOINT, EcrToken, token_from, tokens_by_registry_id
 
-# Environment variables that decide which AWS identity the boto3 default chain picks up; they are
-# part of the identity so that two identities never share a token.
-_IDENTITY_ENV = (
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-    "AWS_ACCESS_KEY_ID",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
-    "AWS_ENDPOINT_URL",
-    "AWS_ENDPOINT_URL_ECR",
-    "AWS_ENDPOINT_URL_ECR_PUBLIC",
-)
 _SECRET_WORDS = ("secret", "token", "password", "key")
 
 
@@ -43,8 +30,9 @@ class TokenSource(Protocol):
     Where tokens come from: one AWS identity, able to ask ECR for tokens.
 
     A source may also have a ``locator``: a non-secret string, cheap to compute, naming where its
-    identity is configured (the connection id and the environment), so that the cache can find the
-    identity it resolved to last time without computing ``identity`` (a connection lookup).
+    identity is configured (the connection id and the environment's credential facts), so that the
+    cache can find the identity it resolved to last time without computing ``identity`` (a
+    connection lookup).
     """
 
     @property
@@ -79,10 +67,6 @@ def _canonical(value: object) -> str:
 def fingerprint(parts: Sequence[object]) -> str:
     """A stable hash of non-secret parts (cache keys, identities)."""
     return hashlib.sha256(_canonical(list(parts)).encode()).hexdigest()
-
-
-def _environment_identity() -> list[tuple[str, str]]:
-    return [(name, os.environ[name]) for name in _IDENTITY_ENV if os.environ.get(name)]
 
 
 def _is_secret_key(name: str) -> bool:
@@ -153,6 +137,7 @@ class EcrTokenSource:
         self._connection: Any = _NOT_LOOKED_UP
         self._connection_missing = False
         self._identity: str | None = None
+        self._environment: list[object] | None = None
         self._session: Any = None
         self._wrapper: Any = None
         self._clients: dict[tuple[str, str, bool], Any] = {}
@@ -200,21 +185,34 @@ class EcrTokenSource:
         return cls(aws_settings=aws_settings or {}, name=name, configured_in=configured_in)
 
     # -- identity ----------------------------------------------------------------------------
+    def _environment_facts(self) -> list[object]:
+        """The environment's credential facts, computed once per source (a few small file reads)."""
+        if self._environment is None:
+            self._environment = list(environment_facts(os.environ, read_small_file))
+        return self._environment
+
     @property
     def locator(self) -> str | None:
-        """Where the identity is configured (see :class:`TokenSource`); None for direct settings."""
+        """
+        Where the identity is configured (see :class:`TokenSource`); None for direct settings.
+
+        It holds the environment's credential facts too, so that a process with other credentials
+        (another pod's service account, another access key) never reads this one's identity record.
+        """
         if self.aws_settings is not None:
             return None  # the identity itself is as cheap
         # A connection kept in an environment variable is read for free: a change to it counts at once.
         in_env = os.environ.get(f"AIRFLOW_CONN_{self.aws_conn_id.upper()}") if self.aws_conn_id else None
-        return fingerprint(["conn-locator", self.aws_conn_id, in_env, *_environment_identity()])
+        return fingerprint(["conn-locator", self.aws_conn_id, in_env, *self._environment_facts()])
 
     @property
     def identity(self) -> str:
         if self._identity is None:
             if self.aws_settings is not None:
                 # Non-secret settings and the environment select the identity; the secret key never enters.
-                self._identity = fingerprint(["boto", public_settings(self.aws_settings), *_environment_identity()])
+                settings = self.aws_settings
+                facts = [*self._environment_facts(), *settings_facts(settings, read_small_file)]
+                self._identity = fingerprint(["boto", public_settings(settings), *facts])
             else:
                 self._identity = fingerprint(["conn", self.aws_conn_id, *self._connection_identity()])
         return self._identity
@@ -249,15 +247,17 @@ class EcrTokenSource:
         return self._connection
 
     def _connection_identity(self) -> list[object]:
-        """Non-secret fields of the connection and the environment that select the identity."""
-        parts: list[object] = list(_environment_identity())
+        """Non-secret fields of the connection and the credential facts that select the identity."""
+        parts: list[object] = list(self._environment_facts())
         if not self.aws_conn_id:
             return parts
         conn = self.connection()
         if conn is None:
             return [*parts, "no-connection"]
-        extra = {k: v for k, v in (conn.extra_dejson or {}).items() if not _is_secret_key(k)}
-        return [*parts, conn.conn_type, conn.host, conn.login, conn.schema, extra]
+        extra = conn.extra_dejson or {}
+        public = {k: v for k, v in extra.items() if not _is_secret_key(k)}
+        parts += settings_facts(extra, read_small_file)
+        return [*parts, conn.conn_type, conn.host, conn.login, conn.schema, public]
 
     # -- AWS calls ---------------------------------------------------------------------------
     def _connection_wrapper(self) -> Any:
@@ -302,15 +302,19 @@ class EcrTokenSource:
             return client
 
     def fetch(self, registries: Sequence[EcrRegistry]) -> dict[str, EcrToken]:
+        from airflow_ecr.tokens.token import token_response_unlogged
+
         first = registries[0]
         with translate_aws_errors(self.description, registries, configured_in=self.configured_in) as call:
             if first.public:
                 client = self.client("ecr-public", ECR_PUBLIC_REGION)
                 call.endpoint_url = client.meta.endpoint_url
-                data = client.get_authorization_token()["authorizationData"]
+                with token_response_unlogged():  # botocore would log the token in the body at DEBUG
+                    data = client.get_authorization_token()["authorizationData"]
                 return {"": token_from(data, ECR_PUBLIC_PROXY_ENDPOINT)}
             ids = sorted({r.registry_id for r in registries})
             client = self.client("ecr", first.region, fips=any(r.fips for r in registries))
             call.endpoint_url = client.meta.endpoint_url
-            response = client.get_authorization_token(registryIds=ids)
+            with token_response_unlogged():  # botocore would log the token in the body at DEBUG
+                response = client.get_authorization_token(registryIds=ids)
             return tokens_by_registry_id(response["authorizationData"], ids)

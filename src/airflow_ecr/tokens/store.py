@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -44,6 +44,21 @@ CACHE_DIR_NAME = "airflow-ecr"
 _INDEX_VERSION = 1
 # Entries are a few hundred bytes; anything longer than this is not one of ours.
 _MAX_ENTRY_SIZE = 64 * 1024
+# A write takes milliseconds: a temp file older than this was left by a killed writer and still
+# holds a live token, so the next write removes it.
+_STALE_TEMP_AGE = 60.0
+_TEMP_PREFIX = ".tmp-"
+# Entries and locks are never opened through a symbolic link (only the owner can place one in the
+# private directory, but a link there could point anywhere, and O_CREAT would create its target).
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
+# How many times a waiter takes over, with a takeover lock of its own, from holders still busy
+# (ECR slow, botocore retrying) after lock_timeout, then 3, 7 times it; after 15 times
+# lock_timeout the waiters fetch without a lock.
+LOCK_TAKEOVERS = 3
+
+# How a wait for the lock ended: this process holds it; another process stored the result
+# meanwhile; another process holds it (and every takeover); or no lock can be used here.
+LockState = Literal["held", "ready", "busy", "unavailable"]
 
 
 class TokenStore(Protocol):
@@ -73,8 +88,10 @@ class TokenStore(Protocol):
         """Drop the record of ``locator``."""
         ...
 
-    def lock(self, name: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
-        """Hold the cross-process lock ``name`` for the block; yield whether it was obtained."""
+    def lock(
+        self, name: str, timeout: float, ready: Callable[[], bool] | None = None
+    ) -> contextlib.AbstractContextManager[LockState]:
+        """Hold the cross-process lock ``name`` for the block, or stop waiting when ``ready()``; yield how it ended."""
         ...
 
 
@@ -99,8 +116,10 @@ class NullStore:
     def forget_identity(self, locator: str) -> None:
         pass
 
-    def lock(self, name: str, timeout: float) -> contextlib.AbstractContextManager[bool]:
-        return contextlib.nullcontext(False)
+    def lock(
+        self, name: str, timeout: float, ready: Callable[[], bool] | None = None
+    ) -> contextlib.AbstractContextManager[LockState]:
+        return contextlib.nullcontext("unavailable")
 
 
 # Every MemoryStore of the process, so that all can be emptied at once (tests; a new task process).
@@ -201,6 +220,15 @@ def _private_problem(info: os.stat_result) -> Literal["foreign_owner", "open_mod
     return None
 
 
+def _foreign_link(link: os.stat_result) -> bool:
+    """
+    The rule for a cache directory that is a symbolic link (``lstat`` of it): the link must be this
+    user's, as its target must be (checked by :func:`_private_problem`). Whoever owns the link
+    chooses where tokens are written and read from.
+    """
+    return stat.S_ISLNK(link.st_mode) and link.st_uid != os.geteuid()
+
+
 class FileStore(NullStore):
     """
     The host cache: one JSON file per key, readable by its owner only.
@@ -230,10 +258,18 @@ class FileStore(NullStore):
         """None for a usable directory, else the warning (a format and its arguments)."""
         try:
             try:
-                info = os.stat(self.directory)
+                link = os.lstat(self.directory)
             except FileNotFoundError:
                 self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-                info = os.stat(self.directory)
+                link = os.lstat(self.directory)
+            if _foreign_link(link):
+                return (
+                    "ECR token cache disabled: %s is a symbolic link of another user; "
+                    "set [ecr] cache_dir to a directory of this user to enable the cache.",
+                    self.directory,
+                )
+            # One system call unless it is a link: this check runs on every use of the cache.
+            info = os.stat(self.directory) if stat.S_ISLNK(link.st_mode) else link
         except OSError as err:
             return ("ECR token cache disabled: cannot create %s (%s).", self.directory, err.strerror)
         problem = _private_problem(info)
@@ -252,6 +288,25 @@ class FileStore(NullStore):
         """Whether the cache can work here, with the rules :meth:`usable` applies, creating nothing."""
         directory = self.directory
         details: dict[str, Any] = {"enabled": True, "directory": str(directory)}
+        with contextlib.suppress(OSError):
+            link = os.lstat(directory)
+            if stat.S_ISLNK(link.st_mode):
+                details.update(symlink_to=os.path.realpath(directory), link_owner=_user(link.st_uid))
+                if _foreign_link(link):
+                    return CacheInspection(
+                        "warn",
+                        f"{directory} is a symbolic link of {_user(link.st_uid)}, not of this user "
+                        f"({_user(os.geteuid())}): the cache is off",
+                        fix=f"set {CACHE_DIR_SETTING} to a directory of this user, or remove the link",
+                        details=details,
+                    )
+                if not os.path.exists(directory):
+                    return CacheInspection(
+                        "warn",
+                        f"{directory} is a symbolic link to {details['symlink_to']}, which does not exist",
+                        fix=f"create the target (mkdir -m 700), remove the link, or set {CACHE_DIR_SETTING}",
+                        details=details,
+                    )
         try:
             info = directory.stat()
         except FileNotFoundError:
@@ -322,7 +377,7 @@ class FileStore(NullStore):
         """The JSON in ``path`` if the file is private to this user, else None."""
         # os.open/os.read, not open(): a task process reads these files once, and the buffered
         # text layer costs more there than the read itself.
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
         try:
             if _private_problem(os.fstat(fd)) is not None:
                 log.warning("Ignoring ECR token cache file %s: not private to this user.", path)
@@ -347,7 +402,7 @@ class FileStore(NullStore):
 
     def _write_json(self, path: Path, data: Any) -> None:
         try:
-            fd, temp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-", suffix=".json")
+            fd, temp = tempfile.mkstemp(dir=self.directory, prefix=_TEMP_PREFIX, suffix=".json")
         except OSError as err:
             log.warning("Cannot write the ECR token cache in %s (%s).", self.directory, err.strerror)
             return
@@ -355,10 +410,31 @@ class FileStore(NullStore):
             with os.fdopen(fd, "w", encoding="utf-8") as handle:  # mkstemp: mode 0600
                 json.dump(data, handle)
             os.replace(temp, path)
-        except OSError as err:
-            log.warning("Cannot write the ECR token cache in %s (%s).", self.directory, err.strerror)
+        except BaseException as err:
+            # Whatever stopped the write (an OSError, or SIGTERM raising in a task that timed
+            # out), the temp file holds a live token: it must not stay behind.
             with contextlib.suppress(OSError):
                 os.unlink(temp)
+            if not isinstance(err, OSError):
+                raise
+            log.warning("Cannot write the ECR token cache in %s (%s).", self.directory, err.strerror)
+            return
+        self._sweep_temps()
+
+    def _sweep_temps(self) -> None:
+        """Remove temp files that a killed writer (SIGKILL) left: they hold live tokens."""
+        cutoff = time.time() - _STALE_TEMP_AGE
+        try:
+            with os.scandir(self.directory) as entries:
+                for entry in entries:
+                    if not entry.name.startswith(_TEMP_PREFIX):
+                        continue
+                    with contextlib.suppress(OSError):
+                        info = entry.stat(follow_symlinks=False)
+                        if info.st_mtime < cutoff and info.st_uid == os.geteuid():
+                            os.unlink(entry.path)
+        except OSError:
+            pass  # the next write sweeps again
 
     def write(self, key: str, token: EcrToken) -> None:
         if self.usable():
@@ -393,43 +469,78 @@ class FileStore(NullStore):
             with contextlib.suppress(OSError):
                 os.unlink(self._path(locator, ".identity"))
 
-    @contextlib.contextmanager
-    def lock(self, name: str, timeout: float) -> Iterator[bool]:
-        """
-        Hold the cross-process lock ``name`` for the block; yield whether it was obtained.
-
-        The kernel drops a ``flock`` when its holder dies, so a killed process never blocks the
-        others; a live but stuck holder is waited for at most ``timeout`` seconds.
-        """
-        if not self.usable():
-            yield False
-            return
+    def _open_lock(self, name: str, generation: int) -> int | None:
+        """The lock file of ``name`` (a takeover's from generation 1), opened; None if it cannot be."""
+        suffix = ".lock" if generation == 0 else f".{generation}.lock"
         try:
-            fd = os.open(self._path(name, ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+            return os.open(self._path(name, suffix), os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
         except OSError as err:
             log.warning("Cannot open the ECR token cache lock (%s); fetching without it.", err.strerror)
-            yield False
+            return None
+
+    @contextlib.contextmanager
+    def lock(self, name: str, timeout: float, ready: Callable[[], bool] | None = None) -> Iterator[LockState]:
+        """
+        Hold the cross-process lock ``name`` for the block, or stop waiting once ``ready()`` (polled
+        while waiting: another process stored what the caller needs); yield how the wait ended.
+
+        A holder slower than ``timeout`` (ECR slow, botocore retrying for minutes) is not stampeded:
+        after ``timeout`` one waiter takes over with a takeover lock, the others keep waiting and
+        re-checking; further takeovers back off (3, 7 times ``timeout``; :data:`LOCK_TAKEOVERS`).
+        Only after 15 times ``timeout`` does a waiter go on without a lock (``busy``); ``timeout``
+        0 tries once. The kernel drops a ``flock`` when its holder dies, so a killed holder is
+        replaced at once.
+
+        :param name: the lock's name (a non-secret hash).
+        :param timeout: seconds to wait for a holder before taking over from it.
+        :param ready: polled while waiting; True ends the wait with ``ready``.
+        """
+        if not self.usable():
+            yield "unavailable"
             return
+        generation = 0
+        fd = self._open_lock(name, generation)
         try:
-            deadline = time.monotonic() + timeout
+            started = time.monotonic()
             delay = 0.002
-            while True:
+            state: LockState = "unavailable"
+            while fd is not None:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    state = "held"
                     break
                 except OSError as err:
                     if err.errno not in (errno.EAGAIN, errno.EACCES):
                         log.warning("ECR token cache lock failed (%s); fetching without it.", err.strerror)
-                        yield False
-                        return
-                if time.monotonic() >= deadline:
+                        break
+                if ready is not None and ready():
+                    state = "ready"
+                    break
+                waited = time.monotonic() - started
+                # Takeovers back off: after 1, 3, 7, 15 timeouts (each a fetch more for a slow ECR).
+                if waited >= timeout * (2 ** (generation + 1) - 1):
+                    if timeout <= 0 or generation >= LOCK_TAKEOVERS:
+                        if timeout > 0:
+                            log.warning(
+                                "Waited %.0f s for other processes fetching an ECR token; fetching without a lock.",
+                                waited,
+                            )
+                        state = "busy"
+                        break
+                    generation += 1
                     log.warning(
-                        "Waited %.0f s for another process fetching an ECR token; fetching without it.", timeout
+                        "Waited %.0f s for another process fetching an ECR token; moving to takeover lock %d of %d "
+                        "(one waiter fetches, the others keep waiting).",
+                        waited,
+                        generation,
+                        LOCK_TAKEOVERS,
                     )
-                    yield False
-                    return
+                    os.close(fd)
+                    fd = self._open_lock(name, generation)
+                    continue  # try the takeover lock at once
                 time.sleep(delay * (1 + random.random()))  # noqa: S311 - jitter, not crypto
                 delay = min(delay * 2, 0.05)
-            yield True
+            yield state
         finally:
-            os.close(fd)  # closing drops the lock
+            if fd is not None:
+                os.close(fd)  # closing drops the lock

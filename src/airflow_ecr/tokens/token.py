@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import contextvars
+import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from airflow_ecr.exceptions import EcrServiceError
 from airflow_ecr.registry import parse_registry_host
@@ -72,11 +76,70 @@ class EcrToken:
         return token
 
 
-def mask(secret: str) -> None:
-    """Register ``secret`` with Airflow's secret masker, so no task log line can show it."""
+def secret_forms(password: str, username: str = "AWS", authorization_token: str | None = None) -> list[str]:
+    """
+    Every form an ECR registry password travels in: the password, ECR's ``authorizationToken``
+    (``base64("<username>:<password>")``), and each of them URL-encoded (a query string, a form body).
+
+    :param password: the registry password.
+    :param username: the registry user (always ``AWS`` for ECR).
+    :param authorization_token: the token exactly as ECR sent it, should its base64 differ from ours.
+    """
+    forms = [password, base64.b64encode(f"{username}:{password}".encode()).decode()]
+    if authorization_token:
+        forms.append(authorization_token)
+    encoded = [quote(form, safe=safe) for form in forms for safe in ("", "/")]
+    return list(dict.fromkeys([*forms, *encoded]))
+
+
+def mask(password: str, username: str = "AWS", authorization_token: str | None = None) -> None:
+    """
+    Register every form of a registry password (:func:`secret_forms`) with Airflow's secret
+    masker, so no task log line can show any of them.
+
+    :param password: the registry password.
+    :param username: the registry user (always ``AWS`` for ECR).
+    :param authorization_token: the token exactly as ECR sent it.
+    """
     from airflow_ecr._compat import mask_secret
 
-    mask_secret(secret)
+    # One call for all forms (Airflow 2 and 3 take a list): on Airflow 3 each call is a message
+    # to the supervisor.
+    forms: Any = secret_forms(password, username, authorization_token)
+    mask_secret(forms)
+
+
+# botocore logs every response body at DEBUG (``botocore.parsers``), before any caller can mask what
+# is in it; for GetAuthorizationToken that body is the token. The filter drops the parser's records
+# only while this context variable is set, i.e. in the thread (or task) making the token call, so
+# every other botocore call keeps its debugging output.
+_IN_TOKEN_CALL: contextvars.ContextVar[bool] = contextvars.ContextVar("airflow_ecr_in_token_call", default=False)
+_BOTOCORE_BODY_LOGGER = "botocore.parsers"
+
+
+class _TokenResponseFilter(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not _IN_TOKEN_CALL.get()
+
+
+_TOKEN_RESPONSE_FILTER = _TokenResponseFilter()
+
+
+@contextlib.contextmanager
+def token_response_unlogged() -> Iterator[None]:
+    """
+    Around a ``GetAuthorizationToken`` call: botocore's parser logs nothing (headers, body, parse
+    errors) in this context, so the token in the response body never reaches a log at any level.
+    """
+    logger = logging.getLogger(_BOTOCORE_BODY_LOGGER)
+    if _TOKEN_RESPONSE_FILTER not in logger.filters:
+        # Checked on every call, as a logging configuration applied later may have replaced filters.
+        logger.addFilter(_TOKEN_RESPONSE_FILTER)
+    reset = _IN_TOKEN_CALL.set(True)
+    try:
+        yield
+    finally:
+        _IN_TOKEN_CALL.reset(reset)
 
 
 def decode_authorization_token(token: str) -> tuple[str, str]:
@@ -89,13 +152,13 @@ def decode_authorization_token(token: str) -> tuple[str, str]:
 
 def token_from(data: dict[str, Any], proxy_endpoint: str | None = None) -> EcrToken:
     """
-    One ``authorizationData`` entry as a token, its password masked at once.
+    One ``authorizationData`` entry as a token, every form of its password masked at once.
 
     :param data: the entry (``authorizationToken``, ``expiresAt``, ``proxyEndpoint``).
     :param proxy_endpoint: the endpoint to record when the entry has none (ECR Public).
     """
     username, password = decode_authorization_token(data["authorizationToken"])
-    mask(password)
+    mask(password, username, data["authorizationToken"])
     expires = data["expiresAt"]
     expires_at = expires.timestamp() if hasattr(expires, "timestamp") else float(expires)
     return EcrToken(
