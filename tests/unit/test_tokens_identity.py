@@ -149,7 +149,7 @@ def test_a_connection_web_identity_token_file_counts_by_its_subject(
 
 CREDENTIALS = """\
 [default]
-aws_access_key_id = AKIADEFAULT000000001
+aws_access_key_id = key-id-default-1
 aws_secret_access_key = {secret}
 
 [deploy]
@@ -163,15 +163,15 @@ def test_shared_credentials_files_count_by_their_profiles_access_keys(
 ) -> None:
     aws = home / ".aws"
     aws.mkdir()
-    (aws / "credentials").write_text(CREDENTIALS.format(secret="s1", deploy_key="AKIADEPLOY0000000001"))
+    (aws / "credentials").write_text(CREDENTIALS.format(secret="s1", deploy_key="key-id-deploy-1"))
     first = keys()
-    (aws / "credentials").write_text(CREDENTIALS.format(secret="s2", deploy_key="AKIADEPLOY0000000001"))
+    (aws / "credentials").write_text(CREDENTIALS.format(secret="s2", deploy_key="key-id-deploy-1"))
     assert keys() == first  # only a secret changed: never part of the key
-    (aws / "credentials").write_text(CREDENTIALS.format(secret="s1", deploy_key="AKIADEPLOY0000000002"))
+    (aws / "credentials").write_text(CREDENTIALS.format(secret="s1", deploy_key="key-id-deploy-2"))
     assert keys()[0] != first[0] and keys()[1] != first[1]  # any profile (a connection may name it)
 
     other = home / "other-credentials"
-    other.write_text(CREDENTIALS.format(secret="s1", deploy_key="AKIADEPLOY0000000003"))
+    other.write_text(CREDENTIALS.format(secret="s1", deploy_key="key-id-deploy-3"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(other))
     assert keys()[1] not in {first[1]}
     monkeypatch.delenv("AWS_SHARED_CREDENTIALS_FILE")
@@ -185,19 +185,19 @@ def test_shared_credentials_files_count_by_their_profiles_access_keys(
 
 
 def test_environment_access_keys_count_by_key_id_never_by_secret(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAENV0000000000001")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key-id-env-1")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-1")
     first = keys()
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "secret-2")
     assert keys() == first
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAENV0000000000002")
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "key-id-env-2")
     assert keys()[1] != first[1]
 
 
 def test_the_facts_never_hold_a_secret(home: Path) -> None:
     aws = home / ".aws"
     aws.mkdir()
-    (aws / "credentials").write_text(CREDENTIALS.format(secret="the-secret-key", deploy_key="AKIADEPLOY0000000001"))
+    (aws / "credentials").write_text(CREDENTIALS.format(secret="the-secret-key", deploy_key="key-id-deploy-1"))
     (aws / "config").write_text("[profile p]\ncredential_process = fetch-creds --password hunter2\n")
     token = "opaque-ecs-container-token"
     environ = {
@@ -210,7 +210,7 @@ def test_the_facts_never_hold_a_secret(home: Path) -> None:
     facts = repr(environment_facts(environ, read_small_file))
     for secret in ("the-secret-key", "hunter2", token, "env-secret", "env-session-token"):
         assert secret not in facts
-    assert "AKIADEPLOY0000000001" in facts and "/v2/credentials/task-1" in facts
+    assert "key-id-deploy-1" in facts and "/v2/credentials/task-1" in facts
     other_token = environment_facts({**environ, "AWS_CONTAINER_AUTHORIZATION_TOKEN": token + "-2"}, read_small_file)
     assert repr(other_token) != facts  # an opaque token counts by its hash
 
