@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import secrets
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from airflow_ecr.registry import resolve_host
 from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
 from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource
+from helpers.fake_http import QuietHandler, loopback_url, serving
 from helpers.isolation import aws_test_connection, isolate_from_host, keep_airflow_logging
 
 ACCT1, ACCT2 = "111111111111", "222222222222"
@@ -203,68 +203,51 @@ class FakeAirflowApi(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return loopback_url(self)
 
 
-class _ApiHandler(BaseHTTPRequestHandler):
+class _ApiHandler(QuietHandler):
     server: FakeAirflowApi
 
-    def _reply(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def _handle(self) -> None:
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"null")
+        body = json.loads(self.body() or b"null")
         path = self.path.split("?")[0]
         self.server.requests.append((self.command, path))
         if path == "/auth/token":
             if body == {"username": "admin", "password": API_PASSWORD}:
-                return self._reply(201, {"access_token": self.server.jwt})
-            return self._reply(401, {"detail": "Invalid credentials"})
+                return self.reply(201, {"access_token": self.server.jwt})
+            return self.reply(401, {"detail": "Invalid credentials"})
         if self.headers.get("Authorization") != f"Bearer {self.server.jwt}":
-            return self._reply(401, {"detail": "Not authenticated"})
+            return self.reply(401, {"detail": "Not authenticated"})
         if self.server.echo_body_with_422:
-            return self._reply(422, {"detail": f"bad input {body}"})
+            return self.reply(422, {"detail": f"bad input {body}"})
         conns = self.server.connections
         if self.command == "POST" and path == "/api/v2/connections":
             if body["connection_id"] in conns:
-                return self._reply(409, {"detail": "exists"})
+                return self.reply(409, {"detail": "exists"})
             conns[body["connection_id"]] = body
-            return self._reply(201, body)
+            return self.reply(201, body)
         if self.command == "GET" and path.startswith("/api/v2/connections/"):
             conn_id = path.rsplit("/", 1)[1]
             if conn_id not in conns:
-                return self._reply(404, {"detail": f"The Connection with connection_id: `{conn_id}` was not found"})
-            return self._reply(200, {k: v for k, v in conns[conn_id].items() if k != "password"})
+                return self.reply(404, {"detail": f"The Connection with connection_id: `{conn_id}` was not found"})
+            return self.reply(200, {k: v for k, v in conns[conn_id].items() if k != "password"})
         if self.command == "PATCH" and path.startswith("/api/v2/connections/"):
             conn_id = path.rsplit("/", 1)[1]
             if conn_id not in conns:
-                return self._reply(404, {"detail": f"The Connection with connection_id: `{conn_id}` was not found"})
+                return self.reply(404, {"detail": f"The Connection with connection_id: `{conn_id}` was not found"})
             conns[conn_id].update(body)
-            return self._reply(200, conns[conn_id])
-        return self._reply(404, {"detail": "Not Found"})
+            return self.reply(200, conns[conn_id])
+        return self.reply(404, {"detail": "Not Found"})
 
     do_GET = do_POST = do_PATCH = _handle
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture
 def api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeAirflowApi]:
-    server = FakeAirflowApi()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    set_api_connection(monkeypatch, server.url, API_PASSWORD)
-    try:
+    with serving(FakeAirflowApi()) as server:
+        set_api_connection(monkeypatch, server.url, API_PASSWORD)
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def set_api_connection(monkeypatch: pytest.MonkeyPatch, url: str, password: str) -> None:
@@ -341,23 +324,17 @@ class _Redirector(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}"
+        return loopback_url(self)
 
 
-class _RedirectHandler(BaseHTTPRequestHandler):
+class _RedirectHandler(QuietHandler):
     server: _Redirector
 
     def _handle(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.send_response(self.server.status)
-        self.send_header("Location", f"{self.server.target}{self.path}")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+        self.body()
+        self.reply(self.server.status, headers={"Location": f"{self.server.target}{self.path}"})
 
     do_GET = do_POST = do_PATCH = _handle
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
 
 @pytest.mark.parametrize("status", [307, 308])
@@ -366,9 +343,8 @@ def test_api_writer_refuses_redirects_and_sends_nothing_to_the_other_origin(
     api: FakeAirflowApi, monkeypatch: pytest.MonkeyPatch, status: int, auth: str
 ) -> None:
     """A 307/308 would re-send the API password or the ECR token to another origin: it is an error."""
-    redirector = _Redirector(status, api.url)  # `api`, on another port, stands for the other origin
-    threading.Thread(target=redirector.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    try:
+    # `api`, on another port, stands for the other origin
+    with serving(_Redirector(status, api.url)) as redirector:
         if auth == "token":
             monkeypatch.setenv(
                 "AIRFLOW_CONN_AIRFLOW_API",
@@ -378,9 +354,6 @@ def test_api_writer_refuses_redirects_and_sends_nothing_to_the_other_origin(
             set_api_connection(monkeypatch, redirector.url, API_PASSWORD)
         with pytest.raises(ConnectionWriteError) as info:
             RestApiConnectionWriter("airflow_api").upsert("docker_ecr", host=HOST1, login="AWS", password="pw-SECRET")
-    finally:
-        redirector.shutdown()
-        redirector.server_close()
     assert api.requests == []  # the other origin received nothing: no password, no body
     assert f"HTTP {status}" in str(info.value) and redirector.url in str(info.value)
     assert "pw-SECRET" not in str(info.value) and API_PASSWORD not in str(info.value)

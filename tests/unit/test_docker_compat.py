@@ -18,10 +18,9 @@ import base64
 import json
 import os
 import stat
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from airflow_ecr.hooks.docker import EcrAPIClient, EcrAuthenticator, EcrDockerHo
 from airflow_ecr.registry import EcrRegistry, parse_registry_host
 from airflow_ecr.tokens.cache import CacheSettings, TokenCache
 from airflow_ecr.tokens.token import EcrToken
+from helpers.fake_http import QuietHandler, loopback_url, serving
 from helpers.isolation import isolate_from_host
 
 H = "111111111111.dkr.ecr.eu-west-1.amazonaws.com"
@@ -86,42 +86,30 @@ class EngineAPI(ThreadingHTTPServer):
 
     @property
     def url(self) -> str:
-        return f"tcp://127.0.0.1:{self.server_address[1]}"
+        return loopback_url(self, "tcp")
 
     def auths(self, path: str) -> list[dict[str, Any] | None]:
         return [a for method, p, a in self.requests if p.split("?")[0].endswith(path)]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(QuietHandler):
     server: EngineAPI
-
-    def log_message(self, *args: Any) -> None:  # keep the test output clean
-        pass
-
-    def _answer(self, body: Any, content_type: str = "application/json") -> None:
-        data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
 
     def do_GET(self) -> None:
         self.server.requests.append(("GET", self.path, None))
-        self._answer("OK", "text/plain")  # /_ping
+        self.reply(200, "OK", "text/plain")  # /_ping
 
     def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+        body = self.body()
         if self.path.split("?")[0].endswith("/auth"):
             self.server.requests.append(("POST", self.path, json.loads(body)))
-            return self._answer({"Status": "Login Succeeded"})
+            return self.reply(200, {"Status": "Login Succeeded"})
         header = self.headers.get("X-Registry-Auth")
         auth = json.loads(base64.urlsafe_b64decode(header)) if header else None
         self.server.requests.append(("POST", self.path, auth))
         if "/services/create" in self.path:
-            return self._answer({"ID": "svc"})
-        return self._answer('{"status":"Downloaded"}\n')  # /images/create
+            return self.reply(200, {"ID": "svc"})
+        return self.reply(200, '{"status":"Downloaded"}\n')  # /images/create
 
 
 @pytest.fixture(autouse=True)
@@ -158,12 +146,8 @@ def docker_config(monkeypatch, tmp_path: Path, config: dict[str, Any]) -> None:
 
 @pytest.fixture
 def engine() -> Iterator[EngineAPI]:
-    server = EngineAPI()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with serving(EngineAPI(), poll_interval=0.01) as server:
+        yield server
 
 
 def ecr_client(engine: EngineAPI, source: FakeSource) -> EcrAPIClient:

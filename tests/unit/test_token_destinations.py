@@ -14,10 +14,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlparse
 
@@ -32,6 +31,7 @@ from airflow_ecr.testing import running_task
 from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource
 from airflow_ecr.tokens.token import EcrToken
+from helpers.fake_http import QuietHandler, loopback_url, serving
 from helpers.isolation import isolate_from_host
 
 A, B = "111111111111", "222222222222"
@@ -84,23 +84,15 @@ def assert_token_went_where_it_belongs(auth: dict[str, str], image_host: str) ->
         assert (registry.registry_id, registry.region) == expected, f"a token for {expected} went to {host!r}"
 
 
-class Daemon(BaseHTTPRequestHandler):
+class Daemon(QuietHandler):
     """Just enough of the Docker Engine API; every request with a registry login is recorded."""
 
     protocol_version = "HTTP/1.1"
     logins: ClassVar[list[tuple[str, dict[str, str]]]] = []
 
-    def _answer(self, status: int, body: Any) -> None:
-        data = body if isinstance(body, bytes) else json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
     def _handle(self) -> None:
         url = urlparse(self.path)
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self.body()
         header = self.headers.get("X-Registry-Auth")
         if url.path.endswith("/images/create"):
             image = parse_qs(url.query)["fromImage"][0]
@@ -113,28 +105,21 @@ class Daemon(BaseHTTPRequestHandler):
             if auth.get("password"):
                 Daemon.logins.append((image, auth))
         if url.path.endswith("/_ping"):
-            self._answer(200, b"OK")
+            self.reply(200, b"OK")
         elif url.path.endswith("/images/json"):
-            self._answer(200, [])
+            self.reply(200, [])
         elif url.path.endswith("/images/create"):
-            self._answer(200, {"status": "Downloaded"})
+            self.reply(200, {"status": "Downloaded"})
         else:  # the container or service: far enough, every login has been made
-            self._answer(500, {"message": "fake daemon stops here"})
+            self.reply(500, {"message": "fake daemon stops here"})
 
     do_GET = do_POST = do_DELETE = _handle
-
-    def log_message(self, *args: Any) -> None:
-        pass
 
 
 @pytest.fixture(scope="module")
 def daemon_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Daemon)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"tcp://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Daemon)) as server:
+        yield loopback_url(server, "tcp")
 
 
 def fake_fetch(self: Any, registries: Sequence[EcrRegistry]) -> dict[str, EcrToken]:

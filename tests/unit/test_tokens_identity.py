@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import time
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from airflow_ecr.tokens.cache import CacheSettings, TokenCache
 from airflow_ecr.tokens.credential_facts import environment_facts, read_small_file, token_facts
 from airflow_ecr.tokens.sources import EcrTokenSource
 from airflow_ecr.tokens.token import EcrToken
+from helpers.fake_http import QuietHandler, loopback_url, serving
 
 REG = parse_registry_host("111111111111.dkr.ecr.eu-west-1.amazonaws.com")
 POD_IDENTITY_URI = "http://169.254.170.23/v1/credentials"
@@ -222,7 +222,7 @@ def test_the_facts_never_hold_a_secret(home: Path) -> None:
 def pod_identity_agent() -> Iterator[str]:
     """A Pod Identity agent: the credentials it returns depend on the service account of the token sent."""
 
-    class Agent(BaseHTTPRequestHandler):
+    class Agent(QuietHandler):
         def do_GET(self) -> None:
             sub = token_facts(self.headers.get("Authorization", ""))[2]
             body = {
@@ -231,24 +231,10 @@ def pod_identity_agent() -> Iterator[str]:
                 "Token": "agent-session-token",
                 "Expiration": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() + 3600)),
             }
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.reply(200, body)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Agent)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1/credentials"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), Agent)) as server:
+        yield f"{loopback_url(server)}/v1/credentials"
 
 
 def test_boto3_resolves_two_identities_where_the_keys_differ(
