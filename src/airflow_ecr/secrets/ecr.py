@@ -243,14 +243,11 @@ def _declared_alias(host: str | None, overrides: Mapping[str, Any]) -> dict[str,
     if host is None or registry_id is None or region_name is None:
         return None
     try:
-        parse_registry_host(host)
-        return None  # an ECR host stands for itself; the overrides are only checked against it
-    except ValueError:
-        pass
-    try:
         return alias_table([declare_alias(host, str(registry_id), str(region_name))])
     except ValueError:
-        return None  # resolve_host says what is wrong with the entry
+        # An ECR host stands for itself (declare_alias refuses it) and a malformed entry is
+        # reported by resolve_host: neither declares an alias.
+        return None
 
 
 def _unknown_region(registry: EcrRegistry) -> str | None:

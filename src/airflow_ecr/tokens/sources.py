@@ -20,7 +20,13 @@ from typing import Any, Protocol
 from airflow_ecr.registry import ECR_PUBLIC_REGION, EcrRegistry
 from airflow_ecr.tokens.aws_errors import translate_aws_errors
 from airflow_ecr.tokens.credential_facts import environment_facts, read_small_file, settings_facts
-from airflow_ecr.tokens.token import ECR_PUBLIC_PROXY_ENDPOINT, EcrToken, token_from, tokens_by_registry_id
+from airflow_ecr.tokens.token import (
+    ECR_PUBLIC_PROXY_ENDPOINT,
+    EcrToken,
+    token_from,
+    token_response_unlogged,
+    tokens_by_registry_id,
+)
 
 _SECRET_WORDS = ("secret", "token", "password", "key")
 
@@ -302,8 +308,6 @@ class EcrTokenSource:
             return client
 
     def fetch(self, registries: Sequence[EcrRegistry]) -> dict[str, EcrToken]:
-        from airflow_ecr.tokens.token import token_response_unlogged
-
         first = registries[0]
         with translate_aws_errors(self.description, registries, configured_in=self.configured_in) as call:
             if first.public:
