@@ -1,9 +1,11 @@
-.PHONY: bench bench-quick bench-per-process
+.PHONY: bench bench-quick bench-per-process bench-fleet
 
-# The benchmark against the peers (about 9 minutes on 2 cores): installs what it needs, starts a lab,
-# writes benchmarks/results/latest.{json,md,png}, stops the lab.
+# The benchmark against the peers (about 9 minutes on 2 cores), then the cold fleet against ECR's
+# rate limit (about 3 minutes): installs what it needs, starts a lab, writes
+# benchmarks/results/latest.{json,md,png} and fleet.{json,md}, stops the lab.
 bench:
 	bash scripts/bench.sh
+	bash scripts/bench.sh --only fleet
 
 # The same in a few repetitions (about 1.5 minutes; results in a temp dir).
 bench-quick:
@@ -13,3 +15,8 @@ bench-quick:
 # profile of airflow-ecr's step in a new task process (well under a minute once installed; temp dir).
 bench-per-process:
 	bash scripts/bench.sh --only per-process --profile
+
+# Only the cold fleet: 50 hosts x 8 task processes against ECR's bucket (200, refilled at 20/s),
+# for airflow-ecr and the credential helper (benchmarks/results/fleet.{json,md}).
+bench-fleet:
+	bash scripts/bench.sh --only fleet

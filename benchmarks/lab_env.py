@@ -269,6 +269,8 @@ class BenchEnv:
         self.account = self.accounts[0]
         self.host = str(self.account["host"])
         self.image = f"{self.host}/lab/busybox:1"
+        # Three distinct images of the first account, for the pin task's figure.
+        self.pin_images = [f"{self.host}/{name}" for name in ("lab/busybox:1", "app/hello:1", "lab/python:3.11")]
         self.floor_image = str(lab["anonymous_registry"]["images"][0])
         self.registry_log = Path(lab["dir"]) / "registries" / self.account["account_id"] / "registry.log"
         self.floor_log = Path(lab["dir"]) / "registries" / "anonymous" / "registry.log"

@@ -30,6 +30,8 @@ from pathlib import Path
 from typing import Any
 
 from approaches import CLOCK, PEERS, Approach, build, get_connection, instrument
+from digests import digests_figures, digests_run, digests_spec
+from fleet import fleet_figures, fleet_run, fleet_spec
 from lab_env import (
     HERE,
     UNRELATED_CONN,
@@ -56,6 +58,10 @@ def make_plan(quick: bool, only: str | None = None) -> dict[str, Any]:
             "per_process_cli_rounds": 0,
             "per_process_approaches": ["ours", "helper"],
         }
+    if only == "digests":
+        return {"only": only, "digest_rounds": 2 if quick else 20}
+    if only == "fleet":
+        return {"only": only, "fleet_hosts": 6 if quick else 50, "fleet_processes": 3 if quick else 8}
     return {
         "credential_rounds": 3 if quick else 100,
         "per_process_rounds": 3 if quick else 100,
@@ -70,6 +76,7 @@ def make_plan(quick: bool, only: str | None = None) -> dict[str, Any]:
         "processes": 32,
         # Quick: fewer processes for the peers (their count is one call per process anyway).
         "peer_processes": 8 if quick else 32,
+        "digest_rounds": 2 if quick else 20,
     }
 
 
@@ -143,6 +150,10 @@ def zygote_main(config_path: str) -> int:
             with environment(spec.get("env", {})):  # inherited by the forked task processes
                 if spec["kind"] == "per_process":
                     out["runs"].append(per_process_run(env, approaches, spec))
+                elif spec["kind"] == "digests":
+                    out["runs"].append(digests_run(env, spec))
+                elif spec["kind"] == "fleet":
+                    out["runs"].append(fleet_run(env, spec))
                 else:
                     out["runs"].append(concurrent_run(env, approaches[spec["approach"]], spec))
     except BenchFailure as failure:
@@ -407,6 +418,16 @@ def collect(env: BenchEnv, plan: dict[str, Any], profile: bool = False) -> dict[
         (result,) = run_task_processes(env, [per_process_spec(plan, profile)])
         figures.update(per_process_figures(env, result, plan))
         return figures
+    if plan.get("only") == "digests":
+        say(f"what recording and pinning digests cost: {plan['digest_rounds']} rounds")
+        (result,) = run_task_processes(env, [digests_spec(env, plan)])
+        figures["image_record"] = digests_figures(result)
+        return figures
+    if plan.get("only") == "fleet":
+        say(f"a cold fleet: {plan['fleet_hosts']} hosts x {plan['fleet_processes']} task processes at once")
+        (result,) = run_task_processes(env, [fleet_spec(plan)])
+        figures["fleet"] = fleet_figures(env, result)
+        return figures
 
     # Warm-up: imports, first connections; leaves ours' and the helper's host caches warm.
     for name in ("floor", "ours", "helper", "naive"):
@@ -439,7 +460,10 @@ def collect(env: BenchEnv, plan: dict[str, Any], profile: bool = False) -> dict[
     # 3. New task processes forked from one parent: warm and cold steps, then N at once (cold host).
     say(f"per new task process: {plan['per_process_rounds']} rounds; then {plan['processes']} task processes at once")
     specs = concurrent_specs(env, plan)
-    per_process, *together = run_task_processes(env, [per_process_spec(plan, profile), *specs])
+    per_process, digests, *together = run_task_processes(
+        env, [per_process_spec(plan, profile), digests_spec(env, plan), *specs]
+    )
+    figures["image_record"] = digests_figures(digests)
     per = per_process_figures(env, per_process, plan)
     ratios.update(per.pop("ratios"))
     figures.update(per)

@@ -26,6 +26,14 @@ SHORT = {
 PEERS = ("helper", "naive", "cli")
 
 
+DIGEST_SCENARIOS = {
+    "local": "image local, recorded from the daemon",
+    "pull": "image pulled, recorded from the pull",
+    "local_resolved": "resolve_digest=True, image local",
+    "pin_3_images": "pin task, 3 distinct images",
+}
+
+
 def fmt(value: float | None) -> str:
     """A number with sensible precision (ms, ratios)."""
     if value is None:
@@ -125,12 +133,83 @@ def _per_process_lines(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _digest_lines(report: dict[str, Any]) -> list[str]:
+    """What recording and pinning digests cost (issue 14), per new task process."""
+    record = report["figures"].get("image_record")
+    if not record:
+        return []
+    lines = [
+        "What knowing which image ran costs, per new task process (ms: median (p10-p90, n); requests: the most "
+        "any task of the scenario made):",
+        "",
+        "| task | record step | resolve step | whole task | registry requests | of which by the task process |",
+        "|---|---|---|---|---|---|",
+    ]
+    for scenario, label in DIGEST_SCENARIOS.items():
+        got = record.get(scenario)
+        if got:
+            lines.append(
+                f"| {label} | {spread(got['record_ms'])} | {spread(got['resolve_ms'])} | {spread(got['task_ms'])} "
+                f"| {got['requests_min']}-{got['requests_max']} | {got['task_process_requests_max']} |"
+            )
+    return [*lines, ""]
+
+
+FLEET_LABELS = {
+    "ours": "airflow-ecr (retry policy: standard, 7 attempts)",
+    "ours_3_attempts": "airflow-ecr with botocore's default 3 attempts (the policy before)",
+    "helper": "amazon-ecr-credential-helper (a cache per host)",
+}
+FLEET_SCENARIOS = {
+    "full": "bucket full",
+    "drained": "bucket drained by another deployment",
+    "tenth": "a tenth of ECR's bucket",
+}
+
+
+def _fleet_lines(report: dict[str, Any]) -> list[str]:
+    """A cold fleet against ECR's rate limit (issue 15): one row per scenario and approach."""
+    fleet = report["figures"].get("fleet")
+    if not fleet:
+        return []
+    bucket = fleet["bucket"]
+    lines = [
+        f"A cold fleet: {fleet['hosts']} hosts x {fleet['processes_per_host']} task processes released at once "
+        f"({fleet['hosts'] * fleet['processes_per_host']} tasks), against the emulator's rate limit of "
+        f"{bucket['bucket_capacity']} calls at once, refilled at {fmt(bucket['bucket_refill'])} per second "
+        "(ECR's, per account and region):",
+        "",
+        "| bucket | calls at once, per second | approach | tasks failed | ECR calls | throttled "
+        "| last task's token (s) | first error |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for scenario, label in FLEET_SCENARIOS.items():
+        for approach, got in fleet["scenarios"].get(scenario, {}).items():
+            error = got["first_error"].replace("|", "/")
+            capacity, refill = got.get("bucket") or (bucket["bucket_capacity"], bucket["bucket_refill"])
+            lines.append(
+                f"| {label} | {capacity}, {fmt(refill)} | {FLEET_LABELS.get(approach, approach)} "
+                f"| {got['failed']} of {got['tasks']} "
+                f"| {got['ecr_calls']} | {got['throttled']} | {fmt(got['last_token_s'])} | {error[:160] or '—'} |"
+            )
+    return [*lines, ""]
+
+
 def markdown(report: dict[str, Any], image: str = "latest.png") -> str:
     """The report as Markdown: the main table, the ratios, the targets, and what each figure measures."""
     figures = report["figures"]
     names = report["approaches"]
     ratios = figures.get("ratios", {})
     lines = _header(report)
+    if report.get("only") in ("digests", "fleet"):
+        lines += _digest_lines(report) if report["only"] == "digests" else _fleet_lines(report)
+        lines += ["Targets:", "", "| target | measured | met |", "|---|---|---|"]
+        for target in report["targets"]:
+            lines.append(f"| {target['target']} | {target['measured']} | {'yes' if target['met'] else '**no**'} |")
+        notes = report["notes"]
+        if report["only"] == "fleet":  # what the fleet's figures measure, and how the helper is reached
+            notes = [note for note in notes if "fleet" in note or "TLS forwarder" in note]
+        return "\n".join([*lines, "", *(f"- {note}" for note in notes)]) + "\n"
     full = "end_to_end_ms" in figures
     columns = [c for c in CREDENTIAL_COLUMNS if c[0] in figures]
     lines += [
@@ -213,6 +292,7 @@ def markdown(report: dict[str, Any], image: str = "latest.png") -> str:
         "",
     ]
     lines += _per_process_lines(report)
+    lines += _digest_lines(report)
     if full:
         lines += _full_run_lines(report)
     lines += [
@@ -386,7 +466,10 @@ def write_outputs(report: dict[str, Any], out: Path) -> dict[str, Path]:
     paths = {"json": out, "md": out.with_suffix(".md"), "png": out.with_suffix(".png")}
     paths["json"].write_text(json.dumps(report, indent=2) + "\n")
     paths["md"].write_text(markdown(report, paths["png"].name))
-    chart(report, paths["png"])
+    if report.get("only") in ("digests", "fleet"):  # a table of its own, no chart
+        del paths["png"]
+    else:
+        chart(report, paths["png"])
     return paths
 
 

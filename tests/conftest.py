@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 
 from airflow_ecr.testing.emulator import EmulatorClient
+from airflow_ecr.tokens.cache import TokenCache
 
 # Airflow reads AIRFLOW_HOME when first imported: never let a test run touch ~/airflow.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-ecr-tests-home-"))
@@ -80,6 +82,35 @@ def emulator(lab: Lab) -> Iterator[EmulatorClient]:
         # Tokens minted under the test's policy must not leak into the next test.
         for account in lab.accounts:
             admin.revoke(account["account_id"])
+
+
+@pytest.fixture
+def aws(lab, emulator, monkeypatch, tmp_path):
+    """The AWS connection ``aws_lab`` to the emulator, a private host cache, an empty memory cache, and
+    the lab's proxy to the registries (for manifest requests): what in-process operator tests run with."""
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_AWS_LAB",
+        json.dumps(
+            {
+                "conn_type": "aws",
+                "login": "testing",
+                "password": "testing",
+                # One attempt per call, so the emulator's call count is the number of fetches.
+                "extra": {
+                    "region_name": "eu-west-1",
+                    "endpoint_url": lab.emulator_url,
+                    "config_kwargs": {"retries": {"total_max_attempts": 1}},
+                },
+            }
+        ),
+    )
+    monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path / "ecr-cache"))
+    # Manifest requests (swarm services resolve their tag) reach the registries through the lab's proxy.
+    monkeypatch.setenv("HTTPS_PROXY", lab.raw["https_proxy"])
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", lab.raw["ca_cert"])
+    TokenCache.clear_memory()
+    yield emulator
+    TokenCache.clear_memory()
 
 
 @pytest.fixture

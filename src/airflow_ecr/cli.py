@@ -10,8 +10,8 @@ API with ``--api-conn-id``. It prints one line.
 
 ``airflow-ecr doctor [--image REF] [--aws-conn-id ID] [--docker-url URL] [--json]`` checks, in
 order, the AWS identity, ECR permission, host token cache, Docker daemon, registry, image manifest
-and swarm mode (see :mod:`airflow_ecr.doctor`), prints a table (or JSON) and stops at the first
-hard failure.
+and swarm mode (see :mod:`airflow_ecr.doctor`), prints a table (or JSON); a failed check skips
+only the checks that need what it would have found (STS is a warning: tasks never call it).
 
 Both commands share the exit codes of :mod:`airflow_ecr.exit_codes` (the table is there). An
 airflow-ecr error names its own (``EcrError.exit_code``): :func:`main` ends with it and the error's
@@ -110,8 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     doctor = commands.add_parser(
         "doctor",
         help="check AWS identity, ECR permission, token cache, Docker daemon, registry and image",
-        description="Check, in order, everything a pull from ECR depends on; stop at the first hard failure "
-        "and say what to fix. Nothing is written (no ~/.docker, no connection); the token is never shown.",
+        description="Check, in order, everything a pull from ECR depends on, and say what to fix; a failed check "
+        "skips only the checks that need what it would have found (a failed STS call is a warning: tasks never call "
+        "STS). Nothing is written (no ~/.docker, no connection); the token is never shown.",
         epilog="exit codes: 0 no check failed, 1 unexpected error, 2 bad image or [ecr] configuration, "
         "3 AWS refused (credentials, ecr:GetAuthorizationToken, ecr:BatchGetImage), 4 AWS API unreachable or "
         "failing, 6 Docker daemon unreachable, 7 registry unreachable from the daemon, 8 image not found",
@@ -263,20 +264,6 @@ def refresh_connection(args: argparse.Namespace) -> tuple[int, str]:
 
 def doctor(args: argparse.Namespace) -> int:
     """Run ``doctor``: the checks, then the table (or JSON) on stdout; returns the exit code."""
-    try:
-        if args.image is not None:
-            from airflow_ecr.registry import resolve_registry
-
-            resolve_registry(args.image)
-    except ValueError as err:
-        message = " ".join(str(err).split())
-        if args.json:
-            print(
-                json.dumps({"ok": False, "exit_code": EXIT_USAGE, "image": args.image, "error": message, "checks": []})
-            )
-        else:
-            print(f"{PROG}: error: {message}", file=sys.stderr)
-        return EXIT_USAGE
     chatter = io.StringIO()
     with contextlib.ExitStack() as quiet:
         if not args.verbose:
@@ -285,8 +272,23 @@ def doctor(args: argparse.Namespace) -> int:
             quiet.enter_context(contextlib.redirect_stderr(chatter))
         from airflow_ecr import doctor as checks
 
-        state = checks.DoctorState(image=args.image, aws_conn_id=args.aws_conn_id or None, docker_url=args.docker_url)
-        results = checks.run_checks(state, reraise=args.verbose)
+        try:
+            # A bad image is told in doctor's words (the host to fix), before any AWS call.
+            state = checks.DoctorState(
+                image=args.image, aws_conn_id=args.aws_conn_id or None, docker_url=args.docker_url
+            )
+        except ValueError as err:
+            state, problem = None, " ".join(str(err).split())
+        if state is not None:
+            results = checks.run_checks(state, reraise=args.verbose)
+    if state is None:
+        if args.json:
+            print(
+                json.dumps({"ok": False, "exit_code": EXIT_USAGE, "image": args.image, "error": problem, "checks": []})
+            )
+        else:
+            print(f"{PROG}: error: {problem}", file=sys.stderr)
+        return EXIT_USAGE
     if args.json:
         print(json.dumps(checks.to_json(results, args.image), indent=2))
     else:

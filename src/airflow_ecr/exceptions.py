@@ -61,6 +61,19 @@ class EcrPullError(EcrError):
     exit_code = exit_codes.EXIT_IMAGE
 
 
+class EcrImageNotFoundError(EcrPullError):
+    """The registry has no such repository, tag or digest (deleted, expired by a lifecycle policy, or mistyped)."""
+
+    kind = "image_not_found"
+
+
+class EcrRegistryUnavailableError(EcrPullError):
+    """The registry could not be reached, answered 5xx, or answered in a way no registry should."""
+
+    kind = "registry_unavailable"
+    exit_code = exit_codes.EXIT_REGISTRY
+
+
 class DockerDaemonError(EcrError):
     """The Docker daemon could not be reached."""
 

@@ -12,6 +12,7 @@ ECR_CONNECTION_FIELDS = {
     "region_name": "Registry region (of the alias host)",
     "registry_id": "Registry id (of the alias host)",
     "registry_ids": "More registry ids (comma separated)",
+    "fallback_regions": "Fallback regions: replicas, in order (comma separated)",
 }
 # The host is shown: an ecr_docker connection with a host declares it an alias of the registry its
 # registry_id and region_name name (a value only the connection's editors control).
@@ -100,6 +101,41 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "float",
                         "example": None,
                         "default": f"{settings.DEFAULT_LOCK_TIMEOUT:g}",
+                    },
+                    "refresh_jitter": {
+                        "description": "Fraction of the refresh age by which a host may refresh a token "
+                        "early, drawn once per token, so that hosts whose tokens were fetched together do "
+                        f"not all refresh in the same second ({settings.DEFAULT_REFRESH_JITTER:g} with the "
+                        "default refresh_ratio: between "
+                        f"{settings.DEFAULT_REFRESH_RATIO * 12 * (1 - settings.DEFAULT_REFRESH_JITTER):g} and "
+                        f"{settings.DEFAULT_REFRESH_RATIO * 12:g} hours). 0 refreshes at refresh_ratio exactly.",
+                        "version_added": "0.2.0",
+                        "type": "float",
+                        "example": None,
+                        "default": f"{settings.DEFAULT_REFRESH_JITTER:g}",
+                    },
+                    "token_retry_mode": {
+                        "description": "botocore retry mode of the GetAuthorizationToken call: standard "
+                        "(exponential backoff with full jitter) or adaptive (the same, plus client-side rate "
+                        "limiting). An AWS connection whose extra has config_kwargs with retries uses those "
+                        "instead.",
+                        "version_added": "0.2.0",
+                        "type": "string",
+                        "example": "adaptive",
+                        "default": settings.DEFAULT_TOKEN_RETRY_MODE,
+                    },
+                    "token_max_attempts": {
+                        "description": "Attempts of a throttled or failing GetAuthorizationToken call, the "
+                        "first included (1 to 30). ECR allows 200 calls at once per account and region, "
+                        "then 20 per second; the waits between attempts are botocore's, up to 1, 2, 4, 8, "
+                        f"16, then 20 s each: {settings.DEFAULT_TOKEN_MAX_ATTEMPTS} attempts wait "
+                        f"{settings.token_retry_wait_bound(settings.DEFAULT_TOKEN_MAX_ATTEMPTS):g} s at most "
+                        "in all. Keep that below lock_timeout. An AWS connection whose extra has "
+                        "config_kwargs with retries uses those instead.",
+                        "version_added": "0.2.0",
+                        "type": "integer",
+                        "example": None,
+                        "default": str(settings.DEFAULT_TOKEN_MAX_ATTEMPTS),
                     },
                     "registry_aliases": {
                         "description": "Non-ECR registry hosts (DNS aliases, proxies in front of ECR) that "

@@ -390,8 +390,53 @@ def with_account(registry: EcrRegistry, account_id: str) -> EcrRegistry:
     :param account_id: the other registry's 12-digit id.
     """
     validate_account_id(account_id)
-    sep = "-" if registry.dualstack and not registry.dns_suffix.startswith("on.") else "."
-    fips = "-fips" if registry.fips else ""
-    suffix = registry.dns_suffix or "amazonaws.com"
-    host = f"{account_id}.dkr{sep}ecr{fips}.{registry.region}.{suffix}"
+    host = _host_like(registry, account_id, registry.region)
+    suffix = registry.dns_suffix or _region_suffix(registry.region)
     return replace(registry, account_id=account_id, host=host, public=False, dns_suffix=suffix)
+
+
+def _host_like(registry: EcrRegistry, account_id: str, region: str) -> str:
+    """The ECR host of ``account_id`` in ``region`` in the form of ``registry``'s (FIPS, dual-stack, suffix)."""
+    sep = "-" if ".dkr-ecr" in registry.host.lower() else "."  # dual-stack: <account>.dkr-ecr.<region>.on.aws
+    fips = "-fips" if registry.fips else ""
+    suffix = registry.dns_suffix or _region_suffix(region)
+    return f"{account_id}.dkr{sep}ecr{fips}.{region}.{suffix}"
+
+
+def in_region(registry: EcrRegistry, region: str) -> EcrRegistry:
+    """
+    The same account's registry in another region of its partition: where ECR replication puts a
+    replica of its repositories (same repository names, same digests).
+
+    :param registry: a private registry (an ECR host or a declared alias of one).
+    :param region: the other region.
+    :raises ValueError: a malformed region, the registry's own region, another partition, or ECR Public.
+    """
+    validate_region(region)
+    if registry.public:
+        raise ValueError("ECR Public has no regional replicas: drop fallback_regions for this image.")
+    if region == registry.region:
+        raise ValueError(f"fallback region {region} is the image's own region: list other regions only.")
+    if region_partition(region) != registry.partition:
+        raise ValueError(
+            f"fallback region {region} is in partition {region_partition(region)}, the image's registry in "
+            f"{registry.partition}: ECR replicates within a partition only."
+        )
+    return replace(registry, region=region, host=_host_like(registry, registry.account_id, region))
+
+
+def fallback_registries(registry: EcrRegistry, regions: object) -> list[EcrRegistry]:
+    """
+    The replicas to pull from, in order, when ``registry``'s region fails.
+
+    :param registry: the image's registry.
+    :param regions: the ``fallback_regions`` argument: a list of region names (or a comma-separated string).
+    :raises ValueError: with one sentence naming what to fix.
+    """
+    if regions is None:
+        return []
+    if isinstance(regions, str):
+        regions = [r.strip() for r in regions.split(",") if r.strip()]
+    if not isinstance(regions, (list, tuple)) or not all(isinstance(r, str) for r in regions):
+        raise ValueError(f"fallback_regions must be a list of AWS region names, got {regions!r}.")
+    return [in_region(registry, region) for region in dict.fromkeys(regions)]

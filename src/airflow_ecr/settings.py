@@ -6,8 +6,9 @@ and the token modules ask :func:`ecr_settings`. This module imports nothing at i
 Airflow: provider discovery loads ``provider_info`` (which reads the defaults here) while Airflow
 itself is still starting. A task process reads the section once: the result
 is kept until one of the environment variables that could change it does (``AIRFLOW__ECR__*``
-overrides, as tests and deployments set them), which costs a few dictionary lookups instead of five
-configuration lookups.
+overrides, as tests and deployments set them), which costs a few dictionary lookups instead of six
+configuration lookups. The retry options of the token call are read apart (:func:`token_retries`),
+when a process first makes a client: a task served from the cache never reads them.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow_ecr.registry import EcrRegistry
@@ -24,7 +25,29 @@ SECTION = "ecr"
 DEFAULT_CACHE_ENABLED = True
 DEFAULT_REFRESH_RATIO = 0.5
 DEFAULT_LOCK_TIMEOUT = 60.0
-_OPTIONS = ("cache_enabled", "cache_dir", "refresh_ratio", "lock_timeout", "registry_aliases")
+# Hosts refresh a token up to this fraction of its refresh age early (see tokens/policy.py).
+DEFAULT_REFRESH_JITTER = 0.1
+# The token call's retries: botocore's standard mode (full-jitter exponential backoff) with 7
+# attempts waits at most 51 s in all (token_retry_wait_bound), below the default lock_timeout, so
+# the other processes of a host wait for the one retrying instead of taking over from it.
+TOKEN_RETRY_MODES = ("standard", "adaptive")
+DEFAULT_TOKEN_RETRY_MODE = "standard"  # noqa: S105 - a botocore retry mode, no secret
+DEFAULT_TOKEN_MAX_ATTEMPTS = 7
+# 30 attempts already wait up to 8.5 minutes (token_retry_wait_bound): more would only hide an outage.
+MAX_TOKEN_ATTEMPTS = 30
+# botocore's standard backoff: before attempt n+1, a wait drawn from [0, min(2 ** (n - 1), 20)) s
+# for a throttling error (botocore.retries.standard.ExponentialBackoff).
+BOTOCORE_MAX_BACKOFF = 20.0
+_OPTIONS = (
+    "cache_enabled",
+    "cache_dir",
+    "refresh_ratio",
+    "refresh_jitter",
+    "lock_timeout",
+    "registry_aliases",
+    "token_retry_mode",
+    "token_max_attempts",
+)
 # The environment variables that can change what is read: the options' overrides and what decides
 # the default directory and the configuration file. Looked up by name: scanning the whole
 # environment costs more than the read. (None of the options is sensitive, so Airflow reads no
@@ -47,12 +70,54 @@ class EcrSettings:
     :param refresh_ratio: fraction of a token's life after which it is refreshed.
     :param lock_timeout: seconds to wait for another process's fetch before fetching anyway.
     :param registry_aliases: the declared alias hosts (lowercased) and the ECR registry each stands for.
+    :param refresh_jitter: fraction of the refresh age by which a token may be refreshed early.
     """
 
     cache_dir: Path | None
     refresh_ratio: float = DEFAULT_REFRESH_RATIO
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     registry_aliases: dict[str, EcrRegistry] = field(default_factory=dict)
+    refresh_jitter: float = DEFAULT_REFRESH_JITTER
+
+
+@dataclass(frozen=True)
+class TokenRetries:
+    """
+    The retry policy of the ``GetAuthorizationToken`` call (``[ecr] token_retry_mode``,
+    ``token_max_attempts``), as botocore ``Config(retries=...)`` takes it.
+
+    :param mode: botocore's retry mode, ``standard`` or ``adaptive``.
+    :param max_attempts: attempts in all, the first one included.
+    """
+
+    mode: str = DEFAULT_TOKEN_RETRY_MODE
+    max_attempts: int = DEFAULT_TOKEN_MAX_ATTEMPTS
+
+    def __post_init__(self) -> None:
+        check_token_retry_mode(self.mode)
+        check_token_max_attempts(self.max_attempts)
+
+    @property
+    def botocore_retries(self) -> dict[str, Any]:
+        """The ``retries`` of a botocore ``Config``."""
+        return {"mode": self.mode, "total_max_attempts": self.max_attempts}
+
+    @property
+    def wait_bound(self) -> float:
+        """The most seconds botocore waits between the attempts of one throttled call."""
+        return token_retry_wait_bound(self.max_attempts)
+
+
+def token_retry_wait_bound(max_attempts: int) -> float:
+    """
+    The longest total wait of botocore's standard retry mode over ``max_attempts`` throttled attempts:
+    each wait before attempt ``n + 1`` is drawn from ``[0, min(2 ** (n - 1), 20))`` seconds (full
+    jitter), so the sum of those caps bounds the whole (half of it on average). Adaptive mode waits as
+    long, plus its client-side rate limiter's pauses.
+
+    :param max_attempts: attempts in all, the first one included.
+    """
+    return sum(min(2.0**n, BOTOCORE_MAX_BACKOFF) for n in range(max(0, max_attempts - 1)))
 
 
 def check_refresh_ratio(ratio: float) -> float:
@@ -66,6 +131,65 @@ def check_refresh_ratio(ratio: float) -> float:
 
         raise EcrConfigurationError(f"[ecr] refresh_ratio must be in (0, 1], got {ratio}: set e.g. 0.5.")
     return ratio
+
+
+def check_refresh_jitter(jitter: float) -> float:
+    """
+    ``jitter`` if it is a usable refresh jitter: in [0, 1) (a fraction of the refresh age).
+
+    :raises EcrConfigurationError: with the sentence that says what to set.
+    """
+    if not 0 <= jitter < 1:
+        from airflow_ecr.exceptions import EcrConfigurationError
+
+        raise EcrConfigurationError(
+            f"[ecr] refresh_jitter must be in [0, 1), got {jitter}: set e.g. {DEFAULT_REFRESH_JITTER:g}, or 0 for none."
+        )
+    return jitter
+
+
+def check_token_retry_mode(mode: str) -> str:
+    """
+    ``mode`` if botocore's retries can bound its waits (``standard``, ``adaptive``).
+
+    :raises EcrConfigurationError: with the sentence that says what to set.
+    """
+    if mode not in TOKEN_RETRY_MODES:
+        from airflow_ecr.exceptions import EcrConfigurationError
+
+        raise EcrConfigurationError(
+            f"[ecr] token_retry_mode must be one of {', '.join(TOKEN_RETRY_MODES)}, got {mode!r}: "
+            f"set e.g. {DEFAULT_TOKEN_RETRY_MODE}."
+        )
+    return mode
+
+
+def check_token_max_attempts(attempts: object) -> int:
+    """
+    ``attempts`` as an int if it is a usable number of attempts (1 to 30).
+
+    :raises EcrConfigurationError: with the sentence that says what to set.
+    """
+    text = str(attempts).strip()
+    if isinstance(attempts, bool) or not text.isdigit() or not 1 <= int(text) <= MAX_TOKEN_ATTEMPTS:
+        from airflow_ecr.exceptions import EcrConfigurationError
+
+        raise EcrConfigurationError(
+            f"[ecr] token_max_attempts must be a whole number from 1 to {MAX_TOKEN_ATTEMPTS}, got {attempts!r}: "
+            f"set e.g. {DEFAULT_TOKEN_MAX_ATTEMPTS}."
+        )
+    return int(text)
+
+
+def _float_option(conf: Any, option: str, default: float) -> float:
+    """``[ecr] option`` as a float; one sentence when it is not a number."""
+    text = str(conf.get(SECTION, option, fallback=str(default))).strip()
+    try:
+        return float(text)
+    except ValueError:
+        from airflow_ecr.exceptions import EcrConfigurationError
+
+        raise EcrConfigurationError(f"[ecr] {option} must be a number, got {text!r}: set e.g. {default:g}.") from None
 
 
 def parse_registry_aliases(text: str) -> dict[str, EcrRegistry]:
@@ -99,10 +223,11 @@ _read: tuple[tuple[str | None, ...], EcrSettings] | None = None
 
 def ecr_settings() -> EcrSettings:
     """
-    Read ``[ecr] cache_enabled``, ``cache_dir``, ``refresh_ratio``, ``lock_timeout``,
-    ``registry_aliases`` (once per process).
+    Read ``[ecr] cache_enabled``, ``cache_dir``, ``refresh_ratio``, ``refresh_jitter``,
+    ``lock_timeout``, ``registry_aliases`` (once per process).
 
-    :raises EcrConfigurationError: for a refresh ratio outside (0, 1] or a malformed alias.
+    :raises EcrConfigurationError: for a refresh ratio outside (0, 1], a jitter outside [0, 1) or a
+        malformed alias.
     """
     global _read
     overrides = tuple(map(os.environ.get, _ENV_INPUTS))
@@ -118,6 +243,32 @@ def ecr_settings() -> EcrSettings:
         refresh_ratio=check_refresh_ratio(conf.getfloat(SECTION, "refresh_ratio", fallback=DEFAULT_REFRESH_RATIO)),
         lock_timeout=conf.getfloat(SECTION, "lock_timeout", fallback=DEFAULT_LOCK_TIMEOUT),
         registry_aliases=parse_registry_aliases(conf.get(SECTION, "registry_aliases", fallback="")),
+        refresh_jitter=check_refresh_jitter(_float_option(conf, "refresh_jitter", DEFAULT_REFRESH_JITTER)),
     )
     _read = (overrides, settings)
     return settings
+
+
+_retries_read: tuple[tuple[str | None, ...], TokenRetries] | None = None
+
+
+def token_retries() -> TokenRetries:
+    """
+    Read ``[ecr] token_retry_mode`` and ``token_max_attempts`` (once per process, as :func:`ecr_settings`).
+
+    A connection's ``config_kwargs`` with ``retries`` wins over them (see
+    :func:`airflow_ecr.tokens.sources.with_token_retries`).
+
+    :raises EcrConfigurationError: for an unknown mode or a number of attempts outside 1 to 30.
+    """
+    global _retries_read
+    overrides = tuple(map(os.environ.get, _ENV_INPUTS))
+    if _retries_read is not None and _retries_read[0] == overrides:
+        return _retries_read[1]
+    from airflow_ecr._compat import conf
+
+    mode = str(conf.get(SECTION, "token_retry_mode", fallback=DEFAULT_TOKEN_RETRY_MODE)).strip().lower()
+    attempts = conf.get(SECTION, "token_max_attempts", fallback=str(DEFAULT_TOKEN_MAX_ATTEMPTS))
+    retries = TokenRetries(check_token_retry_mode(mode), check_token_max_attempts(attempts))
+    _retries_read = (overrides, retries)
+    return retries

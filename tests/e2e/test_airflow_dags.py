@@ -52,6 +52,10 @@ def test_decorator_returns_through_xcom(
     assert result.rc == 0, result.describe()
     # 6 * 7 computed in the container, by the image's Python 3.11, inside Docker (/.dockerenv).
     assert airflow.xcom("ecr_decorator", "in_container") == "ecr-decorator-42-py311-True", result.describe()
+    # The decorator records what it ran too, beside its return value.
+    record = airflow.xcom("ecr_decorator", "in_container", "ecr_image")
+    assert record["image"] == f"{account['host']}/lab/python:3.11" and record["pulled"] is True, record
+    assert record["reference"] == f"{account['host']}/lab/python@{record['digest']}", record
     calls = ecr_admin.calls(access_key=result.access_key)
     assert [c["registry_ids"] for c in calls] == [[account["account_id"]]], calls
     assert_no_secret({"output": result.output, **result.logs}, {password})

@@ -171,3 +171,22 @@ def test_peer_benchmark_failing_peer_says_why_in_one_line(lab, emulator, tmp_pat
     assert "Traceback" not in done.stdout + done.stderr and "AssertionError" not in done.stdout + done.stderr
     assert not out.exists()
     assert (tmp_path / "latest.failure.log").exists()  # the task logs, named in the line
+
+
+@pytest.mark.lab
+def test_fleet_benchmark_quick_mode(lab, tmp_path):
+    """``bench.py --only fleet --quick``: a small cold fleet against the emulator's rate limit, every
+    scenario and approach measured, no airflow-ecr task failed, one ECR call per host at most per attempt."""
+    results = run_quick("bench.py", tmp_path / "fleet.json", "--lab", str(lab.dir), "--only", "fleet")
+    fleet = results["figures"]["fleet"]
+    tasks = fleet["hosts"] * fleet["processes_per_host"]
+    assert fleet["bucket"] == {"bucket_capacity": 200, "bucket_refill": 20.0}
+    for scenario in ("full", "drained"):
+        got = fleet["scenarios"][scenario]
+        assert set(got) == {"ours", "ours_3_attempts", "helper"}
+        assert got["ours"]["tasks"] == tasks and got["ours"]["failed"] == 0, got
+        # The host lock: one successful call per host, whatever the retries.
+        assert got["ours"]["ecr_calls"] - got["ours"]["throttled"] == fleet["hosts"], got
+        assert got["helper"]["ecr_calls"] >= fleet["hosts"], got
+    assert all(t["met"] for t in results["targets"]) and len(results["targets"]) == 3
+    assert "| bucket drained by another deployment |" in (tmp_path / "fleet.md").read_text()

@@ -3,8 +3,10 @@
 ``.venvs/af2``) against the lab: the lab's dockerd, its registries by their real ECR names, and the
 emulator answering STS and ECR on the AWS connection's ``endpoint_url``. One test per failure the
 doctor can report: ECR deny, invalid and missing AWS credentials, daemon down (no socket, and the
-lab's dockerd really stopped), registry down, missing tag, bad image reference; plus the all-green
-run in JSON and as a table. Every run checks that the token is in neither stdout nor stderr.
+lab's dockerd really stopped), registry down, missing tag, bad image reference, an endpoint that
+does not serve STS (a private VPC), a region typo, a registry name no DNS knows, a repository under
+a pull-through cache rule; plus the all-green run in JSON and as a table. Every run checks that
+the token is in neither stdout nor stderr.
 
 Run: ``AIRFLOW_ECR_LAB_DIR=/tmp/lab-x pytest tests/e2e/test_doctor_lab.py``.
 """
@@ -120,16 +122,26 @@ def assert_no_token(run: Run, emulator: EmulatorClient) -> None:
         assert secret not in run.stdout and secret not in run.stderr, "the ECR token was printed"
 
 
+# What each check needs (doctor skips a check when one of these did not pass), as docs/doctor.md says.
+NEEDS = {"registry": ("ecr_permission", "docker_daemon"), "image": ("registry",), "swarm": ("docker_daemon",)}
+
+
+def needing(name: str) -> set[str]:
+    """The checks that need ``name``, directly or through another."""
+    found = {c for c, needs in NEEDS.items() if name in needs}
+    return found.union(*(needing(c) for c in found))
+
+
 def assert_stopped_at(run: Run, name: str, code: int) -> dict[str, Any]:
-    """``name`` failed with ``code``, everything before it passed, everything after was skipped."""
+    """``name`` failed with ``code``, the checks that need it were skipped, every other one passed."""
     assert run.rc == code, run.describe()
     data = run.json()
     assert (data["ok"], data["exit_code"]) == (False, code)
     statuses = run.statuses()
-    position = CHECKS.index(name)
+    skipped = needing(name)
     assert statuses[name] == "fail", run.describe()
-    assert all(statuses[c] == "ok" for c in CHECKS[:position]), run.describe()
-    assert all(statuses[c] == "skip" for c in CHECKS[position + 1 :]), run.describe()
+    assert all(statuses[c] == "skip" for c in skipped), run.describe()
+    assert all(statuses[c] == "ok" for c in CHECKS if c != name and c not in skipped), run.describe()
     failed = run.check(name)
     assert failed["exit_code"] == code and failed["fix"], failed
     return failed
@@ -219,20 +231,99 @@ def test_ecr_deny(lab: Any, emulator: EmulatorClient, tmp_path: Path) -> None:
     assert HOST in failed["summary"] and "AccessDenied" not in failed["fix"]
 
 
+def assert_token_failed(run: Run, code: int) -> dict[str, Any]:
+    """STS warned, the token check failed with ``code``; what needs no token ran, the registry checks did not."""
+    assert run.rc == code and run.json()["exit_code"] == code, run.describe()
+    assert run.statuses() == {
+        "aws_identity": "warn",
+        "ecr_permission": "fail",
+        "host_cache": "ok",
+        "docker_daemon": "ok",
+        "registry": "skip",
+        "image": "skip",
+        "swarm": "ok",
+    }, run.describe()
+    assert run.check("image")["summary"] == "not checked: fix ECR permission first"
+    return run.check("ecr_permission")
+
+
 def test_invalid_aws_credentials(lab: Any, emulator: EmulatorClient, tmp_path: Path) -> None:
     key = new_access_key()
     emulator.faults(invalid_keys=[key])
     run = doctor(lab, tmp_path, "--image", IMAGE, "--json", access_key=key)
-    failed = assert_stopped_at(run, "aws_identity", 3)
-    assert "InvalidClientTokenId" in failed["summary"] and "renew them" in failed["fix"]
+    identity = run.check("aws_identity")
+    assert "InvalidClientTokenId" in identity["summary"] and "renew them" in identity["fix"]
+    failed = assert_token_failed(run, 3)
+    assert "renew them" in failed["fix"] and "see above" not in failed["fix"]
 
 
 def test_no_aws_credentials(lab: Any, emulator: EmulatorClient, tmp_path: Path) -> None:
     run = doctor(lab, tmp_path, "--image", IMAGE, "--json", credentials=False)
-    failed = assert_stopped_at(run, "aws_identity", 3)
-    assert failed["summary"].startswith("no AWS credentials found for aws_conn_id='aws_lab'"), failed
+    identity = run.check("aws_identity")
+    assert identity["summary"].startswith("no AWS credentials found for aws_conn_id='aws_lab'"), identity
+    failed = assert_token_failed(run, 3)
     assert "instance role" in failed["fix"]
     assert emulator.calls() == []  # boto3 gave up before any call
+
+
+# -- private networks and typos (issue 15) --------------------------------------------------------
+def test_an_endpoint_without_sts_warns_and_everything_else_runs(
+    lab: Any, emulator: EmulatorClient, tmp_path: Path
+) -> None:
+    """The emulator plays an ECR-only VPC endpoint: STS calls get ECR's JSON, which boto3 cannot parse."""
+    emulator.faults(sts_unserved=True)
+    run = doctor(lab, tmp_path, "--image", IMAGE, "--json")
+    assert run.rc == 0, run.describe()
+    assert run.statuses() == {**dict.fromkeys(CHECKS, "ok"), "aws_identity": "warn"}, run.describe()
+    identity = run.check("aws_identity")
+    assert identity["summary"].startswith(f"{lab.emulator_url} does not serve STS"), identity
+    assert identity["details"]["settings"]["access_key_id"] == run.access_key
+    assert identity["details"]["settings"]["endpoint"] == lab.emulator_url
+    assert "testing" not in run.stdout  # the secret access key
+    calls = emulator.calls(access_key=run.access_key)
+    assert [c["target"].rsplit(".", 1)[1] for c in calls] == ["GetAuthorizationToken"]
+    assert_no_token(run, emulator)
+
+
+def test_a_region_typo_is_told_as_one(lab: Any, emulator: EmulatorClient, tmp_path: Path) -> None:
+    typo = f"{ACCOUNT}.dkr.ecr.eu-west-3.amazonaws.com"
+    run = doctor(lab, tmp_path, "--image", f"{typo}/app/hello:1", "--json")
+    failed = assert_token_failed_after_sts(run)
+    assert failed["fix"].startswith(f"check the account id ({ACCOUNT}) and region (eu-west-3) in the image name")
+    assert "credentials" not in failed["fix"]
+
+
+def assert_token_failed_after_sts(run: Run) -> dict[str, Any]:
+    assert run.rc == 3, run.describe()
+    statuses = run.statuses()
+    assert (statuses["aws_identity"], statuses["ecr_permission"], statuses["docker_daemon"]) == ("ok", "fail", "ok")
+    return run.check("ecr_permission")
+
+
+def test_a_registry_name_the_daemon_cannot_resolve_points_at_the_image_name(lab: Any, emulator: EmulatorClient) -> None:
+    """A token that ECR gave, a host no DNS knows (the lab's daemon really looks it up)."""
+    from airflow_ecr import doctor as checks
+
+    typo = f"{ACCOUNT}.dkr.ecr.eu-west-3.amazonaws.com"
+    result = checks.check_registry(lab_state(lab, emulator, image=f"{typo}/app/hello:1"))
+    assert (result.status, result.exit_code) == ("fail", 7), result
+    assert f"lookup {typo}" in result.details["daemon_said"]
+    assert (result.fix or "").startswith(f"check the account id ({ACCOUNT}) and region (eu-west-3) in the image name")
+
+
+def test_a_pull_through_cache_repository_names_the_first_pull_permissions(
+    lab: Any, emulator: EmulatorClient, tmp_path: Path
+) -> None:
+    emulator.faults(pull_through_rules=["docker-hub"])
+    run = doctor(lab, tmp_path, "--image", f"{HOST}/docker-hub/library/busybox:1", "--json")
+    failed = assert_stopped_at(run, "image", 8)
+    assert failed["fix"].startswith(
+        "repository docker-hub/library/busybox is under the pull-through cache rule 'docker-hub'"
+    ), failed
+    assert "ecr:BatchImportUpstreamImage and ecr:CreateRepository" in failed["fix"]
+    calls = emulator.calls(access_key=run.access_key)
+    assert [c["target"].rsplit(".", 1)[1] for c in calls][-1] == "DescribePullThroughCacheRules"
+    assert_no_token(run, emulator)
 
 
 # -- the daemon ---------------------------------------------------------------------------------

@@ -48,6 +48,7 @@ def test_every_example_imports_and_every_mode_is_shown(version: str, tmp_path: P
         "_EcrDockerDecoratedOperator",  # @task.ecr_docker
         "EcrDockerSwarmOperator",
         "EcrCredentialRegisterOperator",
+        "EcrPinImagesOperator",
     ):
         assert mode in classes, f"no example uses {mode}: {tasks}"
     # The secrets backend mode: unmodified Docker provider tasks with an ecr:<host> conn id.
@@ -106,6 +107,7 @@ def test_quickstart_dag_runs_green(
         ("example_ecr_decorator", "sum of squares computed in the ECR image: 14"),
         ("example_ecr_swarm", "hello from a swarm service"),
         ("example_ecr_secrets_backend", "hello through a mapped connection id"),
+        ("example_ecr_pinned", "reported with a pinned image"),
     ],
 )
 def test_other_examples_run_green(
@@ -116,7 +118,7 @@ def test_other_examples_run_green(
     tmp_path_factory: pytest.TempPathFactory,
     tmp_path: Path,
 ) -> None:
-    """The decorator, swarm and secrets backend examples, configured as their docstrings say (Airflow 3)."""
+    """The decorator, swarm, secrets backend and pinned examples, configured as their docstrings say (Airflow 3)."""
     harness = shared_harness("3", e2e_lab, tmp_path_factory.getbasetemp())
     if harness is None:
         pytest.fail("no Airflow 3 virtualenv (scripts/venvs.sh 3)", pytrace=False)

@@ -35,31 +35,6 @@ pytestmark = pytest.mark.lab
 CONN = "aws_lab"
 
 
-@pytest.fixture
-def aws(lab, emulator, monkeypatch, tmp_path):
-    """An AWS connection to the emulator, a private host cache, and an empty memory cache."""
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{CONN.upper()}",
-        json.dumps(
-            {
-                "conn_type": "aws",
-                "login": "testing",
-                "password": "testing",
-                # One attempt per call, so the emulator's call count is the number of fetches.
-                "extra": {
-                    "region_name": "eu-west-1",
-                    "endpoint_url": lab.emulator_url,
-                    "config_kwargs": {"retries": {"total_max_attempts": 1}},
-                },
-            }
-        ),
-    )
-    monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path / "ecr-cache"))
-    TokenCache.clear_memory()
-    yield emulator
-    TokenCache.clear_memory()
-
-
 def image_of(lab, account_index: int = 0, name: str = "lab/busybox:1") -> str:
     return f"{lab.accounts[account_index]['host']}/{name}"
 
@@ -124,7 +99,9 @@ def test_second_task_process_is_served_by_the_host_cache(lab, aws):
     assert len(aws.calls()) == 1
 
 
-def test_tokens_rotating_every_few_seconds_one_call_per_lifetime(lab, aws):
+def test_tokens_rotating_every_few_seconds_one_call_per_lifetime(lab, aws, monkeypatch):
+    # The exact refresh point, without the fleet jitter that may bring it forward (refresh_jitter).
+    monkeypatch.setenv("AIRFLOW__ECR__REFRESH_JITTER", "0")
     ttl = 3.0
     aws.config(token_ttl=ttl)
     aws.revoke(lab.accounts[0]["account_id"])  # start from a token of the short lifetime

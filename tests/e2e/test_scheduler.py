@@ -10,6 +10,7 @@ every 50 ms: no ECR token may ever appear there.
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,9 @@ def test_second_task_process_uses_host_cache(
                 run_id,
             )
             service_pids = set(session.pids)
+            if airflow.major >= 3:  # what docs/reproducible-runs.md tells users to ask the REST API
+                path = f"/api/v2/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/first/xcomEntries/ecr_image"
+                xcom_status, xcom_entry = session._request("GET", path)
     finally:
         sampler.stop()  # one last sample and one last password collection
 
@@ -62,6 +66,14 @@ def test_second_task_process_uses_host_cache(
     assert len(calls) == 1, f"expected ONE GetAuthorizationToken call for the run, got {calls}"
     assert calls[0]["registry_ids"] == [account] and calls[0]["outcome"] == "ok", calls
     assert len(list(cache_dir.glob("*.json"))) == 1, sorted(p.name for p in cache_dir.iterdir())
+    # Each task process recorded the digest it ran; on Airflow 3 the REST API serves it.
+    records = [airflow.xcom(DAG_ID, task_id, "ecr_image") for task_id in ("first", "second")]
+    assert records[0]["digest"] and records[0]["digest"] == records[1]["digest"], records
+    if airflow.major >= 3:
+        assert xcom_status == 200, xcom_entry
+        value = xcom_entry["value"]
+        value = json.loads(value) if isinstance(value, str) else value
+        assert value["reference"] == records[0]["reference"], xcom_entry
 
     # No token in any process's command line or environment, in the task logs or the services' output.
     assert sampler.samples >= 40 and not sampler.errors, (sampler.samples, sampler.errors)

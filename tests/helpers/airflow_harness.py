@@ -266,6 +266,11 @@ class AirflowHarness:
                 "AWS_EC2_METADATA_DISABLED": "true",
                 "NO_PROXY": "127.0.0.1,localhost",
                 "no_proxy": "127.0.0.1,localhost",
+                # Manifest requests (pins, swarm services) reach the lab's registries as a worker
+                # behind a proxy does; the daemon pulls inside the lab's namespace.
+                "HTTPS_PROXY": self.lab["https_proxy"],
+                "https_proxy": self.lab["https_proxy"],
+                "REQUESTS_CA_BUNDLE": self.lab["ca_cert"],
             }
         )
         if self.major >= 3:

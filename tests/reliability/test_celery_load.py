@@ -125,6 +125,8 @@ def run_load(
 
     figures: dict[str, Any] = {"tasks": tasks, "hosts": list(HOSTS), "concurrency": CONCURRENCY}
     env = {"ECR_LOAD_TASKS": str(tasks), "ECR_LOAD_MAX_ACTIVE": str(2 * CONCURRENCY * len(HOSTS))}
+    # The call-count model refreshes at exactly refresh_ratio: no fleet jitter bringing it forward.
+    env["AIRFLOW__ECR__REFRESH_JITTER"] = "0"
     started = time.monotonic()
     with celery_cluster(lab.raw, tmp_path, [DAG_FILE], HOSTS, CONCURRENCY, env, host_env) as cluster:
         cluster.wait_workers()

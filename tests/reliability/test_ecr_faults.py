@@ -22,11 +22,13 @@ __all__ = ["lab_task"]  # the fixture, imported for pytest
 
 # -- throttling --------------------------------------------------------------------------------
 def test_throttled_beyond_the_retry_limit_fails_clearly_after_exactly_max_attempts(lab_task):
+    # [ecr] token_max_attempts = 3 keeps the test short (the default 7 waits up to 51 s).
+    lab_task.monkeypatch.setenv("AIRFLOW__ECR__TOKEN_MAX_ATTEMPTS", "3")
     lab_task.emulator.faults(throttle=50)
     with pytest.raises(EcrServiceError) as err:
         lab_task.run()
     calls = lab_task.calls()
-    # botocore's default ("standard") retry mode: 3 attempts in all, then it gives up: no hot loop.
+    # [ecr] token_max_attempts (botocore's standard mode): 3 attempts in all, then it gives up: no hot loop.
     assert [c["outcome"] for c in calls] == ["ThrottlingException"] * 3, calls
     assert_clean_error(
         err.value,

@@ -62,20 +62,35 @@ def fake(name: str, status: str = "ok", code: int = 0, calls: list[str] | None =
 
 
 # -- ordering and stopping ----------------------------------------------------------------------
-def test_checks_run_in_order_and_stop_at_the_first_failure() -> None:
+def test_a_failure_skips_only_the_checks_that_need_it() -> None:
     calls: list[str] = []
     checks = [
-        fake("one", calls=calls),
-        fake("two", "warn", calls=calls),
-        fake("three", "fail", exit_codes.EXIT_DOCKER, calls=calls),
-        fake("four", calls=calls),
-        fake("five", "fail", exit_codes.EXIT_IMAGE, calls=calls),
+        fake("one", "warn", calls=calls),
+        fake("two", "fail", exit_codes.EXIT_DOCKER, calls=calls),
+        Check("three", "Three", fake("three", calls=calls).run, needs=("two",)),
+        Check("four", "Four", fake("four", calls=calls).run, needs=("three",)),
+        Check("five", "Five", fake("five", "fail", exit_codes.EXIT_IMAGE, calls=calls).run, needs=("one",)),
+        fake("six", calls=calls),
     ]
     results = run_checks(DoctorState(image=IMAGE), checks)
-    assert calls == ["one", "two", "three"]  # nothing after the failure runs
-    assert [r.status for r in results] == ["ok", "warn", "fail", "skip", "skip"]
-    assert results[3].summary == "not checked: fix Three first"
+    assert calls == ["one", "two", "five", "six"]  # a warning is no reason to skip; a failure is
+    assert [r.status for r in results] == ["warn", "fail", "skip", "skip", "fail", "ok"]
+    # A check skipped behind a skipped one names the failure behind both.
+    assert results[2].summary == results[3].summary == "not checked: fix Two first"
     assert doctor.exit_code(results) == exit_codes.EXIT_DOCKER  # the first failure's code, not the last's
+
+
+def test_the_documented_needs() -> None:
+    needs = {c.name: c.needs for c in doctor.CHECKS}
+    assert needs == {
+        "aws_identity": (),
+        "ecr_permission": (),
+        "host_cache": (),
+        "docker_daemon": (),
+        "registry": ("ecr_permission", "docker_daemon"),
+        "image": ("registry",),
+        "swarm": ("docker_daemon",),
+    }
 
 
 def test_warnings_and_infos_do_not_fail() -> None:
@@ -111,7 +126,8 @@ def test_an_unexpected_error_fails_the_check_with_its_type_only() -> None:
     def boom(state: DoctorState) -> CheckResult:
         raise RuntimeError(secret)
 
-    results = run_checks(DoctorState(), [Check("boom", "Boom", boom), fake("after")])
+    after = Check("after", "After", fake("after").run, needs=("boom",))
+    results = run_checks(DoctorState(), [Check("boom", "Boom", boom), after])
     assert (results[0].status, results[0].exit_code) == ("fail", exit_codes.EXIT_UNEXPECTED)
     assert results[0].summary == "unexpected RuntimeError"
     assert secret not in json.dumps(doctor.to_json(results)) + doctor.render_table(results)
@@ -347,7 +363,7 @@ def test_ecr_deny_names_the_action_and_the_arn(emu: EcrEmulator) -> None:
     emu.set_faults(deny=[ACCT])
     state = DoctorState(image=IMAGE, aws_conn_id="aws_test")
     results = run_checks(state, doctor.CHECKS[:3])
-    assert [r.status for r in results] == ["ok", "fail", "skip"]
+    assert [r.status for r in results] == ["ok", "fail", "ok"]  # the cache check needs no token
     assert results[1].exit_code == exit_codes.EXIT_AWS_CREDENTIALS
     assert results[1].fix is not None
     assert results[1].fix.startswith(f"grant ecr:GetAuthorizationToken to arn:aws:iam::{ACCT}:user/{ACCESS_KEY}")
@@ -358,14 +374,17 @@ def test_ecr_deny_names_the_action_and_the_arn(emu: EcrEmulator) -> None:
 )
 def test_rejected_credentials(emu: EcrEmulator, fault: str, code: str) -> None:
     emu.set_faults(**{fault: [ACCESS_KEY]})
-    result = doctor.check_aws_identity(DoctorState(aws_conn_id="aws_test"))
-    assert (result.status, result.exit_code) == ("fail", exit_codes.EXIT_AWS_CREDENTIALS)
-    assert f"({code}: " in result.summary and "renew them" in (result.fix or "")
+    state = DoctorState(image=IMAGE, aws_conn_id="aws_test")
+    identity, permission = run_checks(state, doctor.CHECKS[:2])
+    assert identity.status == "warn" and f"({code}: " in identity.summary and "renew them" in (identity.fix or "")
+    # The token check fails on its own and says what to do itself: nothing "above" to point to.
+    assert (permission.status, permission.exit_code) == ("fail", exit_codes.EXIT_AWS_CREDENTIALS)
+    assert "renew them" in (permission.fix or "") and "see above" not in (permission.fix or "")
 
 
 def test_no_credentials_names_the_missing_connection() -> None:
     result = doctor.check_aws_identity(DoctorState(aws_conn_id="no_such_conn"))
-    assert (result.status, result.exit_code) == ("fail", exit_codes.EXIT_AWS_CREDENTIALS)
+    assert result.status == "warn"
     assert "no AWS credentials found for aws_conn_id='no_such_conn'" in result.summary
     assert "boto3's default credential chain (no connection 'no_such_conn')" in result.summary
 
@@ -387,8 +406,9 @@ def test_sts_unreachable(monkeypatch: pytest.MonkeyPatch) -> None:
         ),
     )
     result = doctor.check_aws_identity(DoctorState(aws_conn_id="aws_down"))
-    assert (result.status, result.exit_code) == ("fail", exit_codes.EXIT_ECR_SERVICE)
+    assert (result.status, result.exit_code) == ("warn", exit_codes.EXIT_OK)
     assert result.summary.startswith("cannot reach the STS API at http://127.0.0.1:9")
+    assert f"access_key_id {ACCESS_KEY}" in result.summary and "region eu-west-1" in result.summary
 
 
 # -- the command line, in process ---------------------------------------------------------------
@@ -456,3 +476,210 @@ def test_doctor_does_not_import_the_cli() -> None:
     script = "import sys, airflow_ecr.doctor\nprint('airflow_ecr.cli' in sys.modules)\n"
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+# -- private networks: an endpoint that serves ECR but not STS (issue 15) ---------------------------
+def test_an_ecr_only_endpoint_makes_sts_a_warning_and_the_rest_runs(
+    emu: EcrEmulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The emulator answers STS as an ECR-only VPC endpoint does: boto3 raises ResponseParserError."""
+    emu.set_faults(sts_unserved=True)
+    argv = ["doctor", "--aws-conn-id", "aws_test", "--image", IMAGE, "--docker-url", f"unix://{tmp_path}/no.sock"]
+    code = cli.main([*argv, "--json"])
+    data = json.loads(capsys.readouterr().out)
+    statuses = {c["name"]: c["status"] for c in data["checks"]}
+    assert statuses == {
+        "aws_identity": "warn",
+        "ecr_permission": "ok",  # the pull's own call works through the same endpoint
+        "host_cache": "ok",
+        "docker_daemon": "fail",
+        "registry": "skip",
+        "image": "skip",
+        "swarm": "skip",
+    }
+    assert code == data["exit_code"] == exit_codes.EXIT_DOCKER  # the first failure of what a pull needs
+    identity = data["checks"][0]
+    assert identity["summary"].startswith(f"{emu.url} does not serve STS"), identity
+    assert "unexpected" not in identity["summary"] and "service_config.sts.endpoint_url" in identity["fix"]
+    settings = identity["details"]["settings"]
+    assert settings == {
+        "connection": "aws_test",
+        "access_key_id": ACCESS_KEY,
+        "role_arn": None,
+        "profile": None,
+        "region": REGION,
+        "endpoint": emu.url,
+    }
+    assert "testing" not in json.dumps(data)  # the connection's secret access key
+    assert [c["target"].rsplit(".", 1)[1] for c in emu.calls()] == ["GetAuthorizationToken"]
+
+
+# -- right advice for a typo in the image name --------------------------------------------------
+def test_a_region_typo_advises_the_image_name_not_the_credentials(emu: EcrEmulator) -> None:
+    state = DoctorState(image=f"{ACCT}.dkr.ecr.eu-west-2.amazonaws.com/app/hello:1", aws_conn_id="aws_test")
+    identity, permission = run_checks(state, doctor.CHECKS[:2])
+    assert identity.status == "ok"
+    assert (permission.status, permission.exit_code) == ("fail", exit_codes.EXIT_AWS_CREDENTIALS)
+    fix = permission.fix or ""
+    assert "see above" not in fix and "credentials" not in fix, fix
+    assert fix.startswith(f"check the account id ({ACCT}) and region (eu-west-2) in the image name"), fix
+
+
+def test_an_account_typo_advises_the_image_name_not_the_credentials(emu: EcrEmulator) -> None:
+    other = "222222222222"
+    state = DoctorState(image=f"{other}.dkr.ecr.{REGION}.amazonaws.com/app/hello:1", aws_conn_id="aws_test")
+    permission = run_checks(state, doctor.CHECKS[:2])[1]
+    assert permission.status == "fail" and "see above" not in (permission.fix or "")
+    assert (permission.fix or "").startswith(f"check the account id ({other}) and region ({REGION}) in the image")
+
+
+def test_a_denial_by_another_accounts_registry_suggests_a_typo() -> None:
+    from botocore.exceptions import ClientError
+
+    from airflow_ecr.registry import parse_registry_host
+    from airflow_ecr.tokens.aws_errors import classify, token_error, token_fix
+
+    registry = parse_registry_host(f"222222222222.dkr.ecr.{REGION}.amazonaws.com")
+    error = ClientError({"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "GetAuthorizationToken")
+    denied = token_error(classify(error), "s", [registry])
+    action = "ecr:GetAuthorizationToken"
+    fix = token_fix(denied, action, "arn:x", REGION, registry=registry, caller_account=ACCT)
+    assert fix.startswith(f"the image's registry 222222222222 is not the account of arn:x ({ACCT})"), fix
+    assert "fix the account id in the image name" in fix and fix.endswith(f"grant {action} to arn:x")
+    assert token_fix(denied, action, "arn:x", REGION, registry=registry, caller_account="222222222222").startswith(
+        "grant "
+    )
+    # The registry refusing the manifest says the same when STS told the caller's account.
+    from docker.errors import APIError
+
+    state = daemon_state(APIError("401", explanation="unauthorized: authentication required"))
+    state.registry = registry
+    state.arn = f"arn:aws:iam::{ACCT}:user/doctor"
+    state.reference = DoctorState(image=f"{registry.host}/hello:1").reference  # no path: no pull-through rule
+    manifest = doctor.check_manifest(state)
+    assert (manifest.status, manifest.exit_code) == ("fail", exit_codes.EXIT_AWS_CREDENTIALS), manifest
+    assert (manifest.fix or "").startswith(f"the image's registry 222222222222 is not the account of {state.arn}")
+
+
+def test_an_unknown_registry_host_advises_the_image_name_first() -> None:
+    from docker.errors import APIError
+
+    typo = f"{ACCT}.dkr.ecr.eu-west-2.amazonaws.com"
+    said = f'Get "https://{typo}/v2/": dial tcp: lookup {typo} on 127.0.0.53:53: no such host'
+    state = daemon_state(APIError("500 Server Error", explanation=said))
+    registry = doctor.check_registry(state)
+    assert (registry.status, registry.exit_code) == ("fail", exit_codes.EXIT_REGISTRY)
+    assert (registry.fix or "").startswith(f"check the account id ({ACCT}) and region ({REGION}) in the image name")
+    assert "DNS" in (registry.fix or "")  # the network is still named, second
+    refused = daemon_state(APIError("500", explanation="dial tcp 10.0.0.1:443: connect: connection refused"))
+    assert not (doctor.check_registry(refused).fix or "").startswith("check the account id")
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        f"{ACCT}.dkr.ecrr.{REGION}.amazonaws.com/app:1",
+        f"{ACCT}.dkr.ecr.{REGION}.amazonaws.co/app:1",
+        "registry.example.com/app:1",
+    ],
+)
+def test_a_host_typo_names_the_host_not_options_doctor_lacks(image: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["doctor", "--image", image]) == exit_codes.EXIT_USAGE
+    out, err = capsys.readouterr()
+    assert out == "" and err.count("\n") == 1, err
+    assert "registry_id" not in err and "region_name" not in err and "DockerOperator" not in err, err
+    assert "Fix the registry host in the image name" in err
+
+
+def test_a_declared_alias_is_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AIRFLOW__ECR__REGISTRY_ALIASES", f"registry.example.com={ACCT}:{REGION}")
+    state = DoctorState(image="registry.example.com/app:1")
+    assert state.registry is not None and (state.registry.account_id, state.registry.host) == (
+        ACCT,
+        "registry.example.com",
+    )
+
+
+# -- pull-through cache rules -------------------------------------------------------------------
+PTC_IMAGE = f"{ACCT}.dkr.ecr.{REGION}.amazonaws.com/docker-hub/library/busybox:1"
+
+
+def ptc_manifest(said: str, image: str = PTC_IMAGE) -> CheckResult:
+    from docker.errors import APIError
+
+    state = daemon_state(APIError("404 Client Error", explanation=said))
+    fresh = DoctorState(image=image, aws_conn_id="aws_test")
+    state.registry, state.reference, state.aws_conn_id = fresh.registry, fresh.reference, "aws_test"
+    return doctor.check_manifest(state)
+
+
+@pytest.mark.parametrize("said", ["manifest unknown: manifest unknown", "unauthorized: authentication required"])
+def test_a_repository_under_a_pull_through_rule_names_the_first_pull_permissions(emu: EcrEmulator, said: str) -> None:
+    emu.set_faults(pull_through_rules=["ecr-public", "docker-hub"])
+    result = ptc_manifest(said)
+    assert result.status == "fail"
+    fix = result.fix or ""
+    assert fix.startswith("repository docker-hub/library/busybox is under the pull-through cache rule 'docker-hub'")
+    assert "ecr:BatchImportUpstreamImage and ecr:CreateRepository" in fix, fix
+    assert result.details["pull_through_cache"] == {
+        "rule": "docker-hub",
+        "upstream": "registry-1.docker.io",
+        "unknown": None,
+    }
+    assert [c["target"].rsplit(".", 1)[1] for c in emu.calls()] == ["DescribePullThroughCacheRules"]
+
+
+def test_a_pull_through_rule_doctor_may_not_list_is_a_hedged_sentence(emu: EcrEmulator) -> None:
+    emu.set_faults(pull_through_rules=["docker-hub"], deny_actions=["DescribePullThroughCacheRules"])
+    fix = ptc_manifest("manifest unknown: manifest unknown").fix or ""
+    assert fix.startswith("push it, or fix the tag; if 'docker-hub' is the prefix of a pull-through cache rule, the")
+    assert "AccessDeniedException" in fix and "ecr:DescribePullThroughCacheRules" in fix
+
+
+def test_no_pull_through_sentence_without_a_rule(emu: EcrEmulator) -> None:
+    emu.set_faults(pull_through_rules=["ecr-public"])
+    assert ptc_manifest("manifest unknown: manifest unknown").fix == "push it, or fix the tag"
+    assert ptc_manifest("manifest unknown: manifest unknown", image=IMAGE.replace("app/hello", "hello")).fix == (
+        "push it, or fix the tag"
+    )
+    # app/hello has a path, so ECR is asked; "hello" has none, so no rule can hold it and ECR is not asked.
+    assert [c["target"].rsplit(".", 1)[1] for c in emu.calls()] == ["DescribePullThroughCacheRules"]
+
+
+# -- the UI's Test button -----------------------------------------------------------------------
+def ecr_docker_connection(monkeypatch: pytest.MonkeyPatch, **extra: str) -> None:
+    payload = {"conn_type": "ecr_docker", "extra": {"aws_conn_id": "aws_test", **extra}}
+    monkeypatch.setenv("AIRFLOW_CONN_ECR_TEST", json.dumps(payload))
+
+
+def test_the_test_button_without_a_daemon_proves_the_token(
+    emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from airflow_ecr.hooks.docker import EcrDockerHook
+
+    ecr_docker_connection(monkeypatch, registry_id=ACCT, region_name=REGION)
+    hook = EcrDockerHook(docker_conn_id="ecr_test", base_url=f"unix://{tmp_path}/no.sock")
+    ok, line = hook.test_connection()
+    assert ok, line
+    assert line.startswith(f"ECR granted a token for {ACCT}.dkr.ecr.{REGION}.amazonaws.com to aws_conn_id='aws_test'")
+    assert "the registry login was not checked" in line and "\n" not in line
+    assert emu.password(ACCT)[0] not in line
+    assert not (tmp_path / "cache").exists()  # the Test button writes no token cache
+
+
+def test_the_test_button_says_what_failed_and_what_to_fix(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_ecr.hooks.docker import EcrDockerHook
+
+    ecr_docker_connection(monkeypatch, registry_id=ACCT, region_name=REGION)
+    emu.set_faults(deny=[ACCT])
+    ok, line = EcrDockerHook(docker_conn_id="ecr_test").test_connection()
+    assert not ok
+    assert line.startswith("ECR permission failed: The AWS identity of aws_conn_id='aws_test' is not allowed"), line
+    assert "Fix: grant ecr:GetAuthorizationToken to " in line and "\n" not in line
+    ecr_docker_connection(monkeypatch, region_name=REGION)
+    ok, line = EcrDockerHook(docker_conn_id="ecr_test").test_connection()
+    assert (ok, line) == (
+        False,
+        "The connection names no registry: give it the registry's registry_id and region_name "
+        "(and a host only for an alias of that registry).",
+    )

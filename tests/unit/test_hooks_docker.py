@@ -21,7 +21,7 @@ import pytest
 import requests
 from docker.errors import DockerException
 
-from airflow_ecr.exceptions import DockerDaemonError, EcrConfigurationError, EcrPullError
+from airflow_ecr.exceptions import DockerDaemonError, EcrConfigurationError, EcrPullError, EcrRegistryUnavailableError
 from airflow_ecr.hooks import _docker_compat
 from airflow_ecr.hooks.docker import EcrAPIClient, EcrAuthenticator, EcrDockerHook, classify_pull_error
 from airflow_ecr.registry import EcrRegistry, parse_registry_host
@@ -64,7 +64,8 @@ def _isolated(monkeypatch, tmp_path):
         # The image's own name must not decide: a tag or repository that reads like an auth error.
         (f"{H}/app:v401", f"manifest for {H}/app:v401 not found: manifest unknown", "not_found"),
         (f"{H}/unauthorized:1", f"manifest for {H}/unauthorized:1 not found: manifest unknown", "not_found"),
-        (f"{H}/app:1", "Get https://x/v2/: net/http: TLS handshake timeout", "other"),
+        (f"{H}/app:1", "Get https://x/v2/: net/http: TLS handshake timeout", "unavailable"),
+        (f"{H}/app:1", "toomanyrequests: too many requests", "other"),
     ],
 )
 def test_classify_pull_error(image, message, kind):
@@ -219,8 +220,15 @@ def test_not_found_raises_at_once_without_a_refetch(source, cache):
 
 
 def test_other_errors_are_not_retried(source, cache):
+    fake = client(source, cache, daemon_error(500, "toomanyrequests: too many requests"))
+    with pytest.raises(EcrPullError, match=f"Pulling {IMAGE} from {H} failed: toomanyrequests"):
+        fake.pull(IMAGE)
+    assert len(fake.requests) == 1 and cache.invalidated == []
+
+
+def test_an_unreachable_registry_is_an_outage_not_retried_with_a_new_token(source, cache):
     fake = client(source, cache, daemon_error(500, "Get https://x/v2/: net/http: TLS handshake timeout"))
-    with pytest.raises(EcrPullError, match=f"Pulling {IMAGE} from {H} failed: Get"):
+    with pytest.raises(EcrRegistryUnavailableError, match=f"Registry {H} could not serve {IMAGE}: Get"):
         fake.pull(IMAGE)
     assert len(fake.requests) == 1 and cache.invalidated == []
 

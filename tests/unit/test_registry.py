@@ -298,10 +298,17 @@ def test_regions_are_matched_whole():
         validate_region("eu-west-1\n")
 
 
-def test_with_account_keeps_region_and_form():
-    reg = parse_registry_host(f"{A}.dkr.ecr-fips.us-east-1.amazonaws.com")
-    other = with_account(reg, "210987654321")
-    assert other.host == "210987654321.dkr.ecr-fips.us-east-1.amazonaws.com"
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        (f"{A}.dkr.ecr-fips.us-east-1.amazonaws.com", "210987654321.dkr.ecr-fips.us-east-1.amazonaws.com"),
+        # Before, a dual-stack registry's cross-account registry came out as dkr.ecr...on.aws.
+        (f"{A}.dkr-ecr.us-west-2.on.aws", "210987654321.dkr-ecr.us-west-2.on.aws"),
+    ],
+)
+def test_with_account_keeps_region_and_form(host, expected):
+    other = with_account(parse_registry_host(host), "210987654321")
+    assert other.host == expected
     assert parse_registry_host(other.host) == other
 
 

@@ -4,9 +4,11 @@ token is only ever presented to the ECR registry it was issued for, or to an ali
 declared (``[ecr] registry_aliases``, an ``ecr_docker`` connection's host, the secrets backend's
 settings). Never to a host that a rendered template (DAG-run conf) chose.
 
-The destinations are captured at the real boundary: docker-py talks HTTP to a small fake daemon on
-127.0.0.1, which records the ``X-Registry-Auth`` header of every pull and service request. Only
-the ECR API is faked (``EcrTokenSource.fetch``): a token's password names its issuer.
+The destinations are captured at the real boundaries: docker-py talks HTTP to a small fake daemon on
+127.0.0.1, which records the ``X-Registry-Auth`` header of every pull and service request, and the
+manifest requests (swarm services resolve their tag) go over real TLS, through an HTTPS proxy, to a
+fake registry that records every ``Authorization`` header and the host it was sent to. Only the
+ECR API is faked (``EcrTokenSource.fetch``): a token's password names its issuer.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource
 from airflow_ecr.tokens.token import EcrToken
 from helpers.fake_http import QuietHandler, loopback_url, serving
+from helpers.fake_registry import FakeRegistry, fake_registry
 from helpers.isolation import isolate_from_host
 
 A, B = "111111111111", "222222222222"
@@ -41,26 +44,25 @@ CONN_ALIAS = ("proxy.example.org", A, "eu-west-1")
 BACKEND_ALIAS = ("mirror.example.net", A, "eu-west-1")
 DECLARED = {host: (account, region) for host, account, region in (CONFIG_ALIAS, CONN_ALIAS, BACKEND_ALIAS)}
 
-HOSTS = st.sampled_from(
-    [
-        f"{A}.dkr.ecr.eu-west-1.amazonaws.com",
-        f"{B}.dkr.ecr.us-east-1.amazonaws.com",
-        f"{A}.dkr.ecr-fips.us-gov-west-1.amazonaws.com",
-        f"{B}.dkr-ecr.eu-west-1.on.aws",
-        "public.ecr.aws",
-        "registry.example.com",
-        "Registry.Example.com",
-        "proxy.example.org",
-        "mirror.example.net",
-        "attacker.example.com",
-        "attacker.example.com:5000",
-        "ghcr.io",
-        "localhost:5000",
-        f"{A}.dkr.ecr.eu-west-1.amazonaws.com.attacker.example.com",
-        f"{A}.dkr.ecr.eu-west-1.amazonaws.com\n",
-        f"{A}.d\u212ar.ecr.eu-west-1.amazonaws.com",
-    ]
+HOST_NAMES = (
+    f"{A}.dkr.ecr.eu-west-1.amazonaws.com",
+    f"{B}.dkr.ecr.us-east-1.amazonaws.com",
+    f"{A}.dkr.ecr-fips.us-gov-west-1.amazonaws.com",
+    f"{B}.dkr-ecr.eu-west-1.on.aws",
+    "public.ecr.aws",
+    "registry.example.com",
+    "Registry.Example.com",
+    "proxy.example.org",
+    "mirror.example.net",
+    "attacker.example.com",
+    "attacker.example.com:5000",
+    "ghcr.io",
+    "localhost:5000",
+    f"{A}.dkr.ecr.eu-west-1.amazonaws.com.attacker.example.com",
+    f"{A}.dkr.ecr.eu-west-1.amazonaws.com\n",
+    f"{A}.d\u212ar.ecr.eu-west-1.amazonaws.com",
 )
+HOSTS = st.sampled_from(HOST_NAMES)
 ACCOUNTS = st.one_of(st.none(), st.sampled_from([A, B, "123456789012"]))
 REGIONS = st.one_of(st.none(), st.sampled_from(["eu-west-1", "us-east-1", "us-gov-west-1"]))
 CONNECTIONS = st.sampled_from([None, "ecr_alias", "ecr_no_host", "ecr_hostile_extra"])
@@ -130,8 +132,12 @@ def fake_fetch(self: Any, registries: Sequence[EcrRegistry]) -> dict[str, EcrTok
     }
 
 
+# Every host above that a certificate can name: the fake registry answers for all of them.
+REGISTRY_HOSTS = sorted({h.lower() for h in HOST_NAMES if h.isascii() and ":" not in h and "\n" not in h})
+
+
 @pytest.fixture
-def world(monkeypatch, tmp_path) -> None:
+def world(monkeypatch, tmp_path) -> Iterator[None]:
     isolate_from_host(monkeypatch, tmp_path, "AIRFLOW_CONN_", "DOCKER_", "AIRFLOW__ECR__")
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
     monkeypatch.setenv("AIRFLOW__ECR__CACHE_ENABLED", "False")
@@ -151,6 +157,17 @@ def world(monkeypatch, tmp_path) -> None:
     monkeypatch.setattr(EcrTokenSource, "fetch", fake_fetch)
     TokenCache.clear_memory()
     Daemon.logins.clear()
+    with fake_registry(tmp_path / "registry", REGISTRY_HOSTS) as registry:
+        for name, value in registry.environment().items():
+            monkeypatch.setenv(name, value)
+        yield
+
+
+def assert_manifest_requests_went_where_they_belong() -> None:
+    """Every token the manifest API was shown (``Authorization``) belongs to the host it went to."""
+    for seen in FakeRegistry.seen:
+        if seen.password:
+            assert_token_went_where_it_belongs({"serveraddress": seen.host, "password": seen.password}, seen.host)
 
 
 def run_task(operator: type, image: str, templated: bool, daemon_url: str, **kwargs: Any) -> None:
@@ -193,6 +210,7 @@ def test_no_operator_input_sends_a_token_to_a_host_it_was_not_issued_for(
     (the first explicit example: the daemon's pull of attacker.example.com carried it).
     """
     Daemon.logins.clear()
+    FakeRegistry.seen.clear()
     TokenCache.clear_memory()
     image = f"{host}/app/x:1"
     run_task(
@@ -202,6 +220,7 @@ def test_no_operator_input_sends_a_token_to_a_host_it_was_not_issued_for(
     for image_sent, auth in Daemon.logins:
         assert image_sent.startswith(f"{auth['serveraddress']}/")
         assert_token_went_where_it_belongs(auth, image_sent.split("/")[0])
+    assert_manifest_requests_went_where_they_belong()
 
 
 def test_declared_aliases_do_receive_their_registrys_token(world, daemon_url):
@@ -212,6 +231,10 @@ def test_declared_aliases_do_receive_their_registrys_token(world, daemon_url):
     assert sent == [
         ("registry.example.com", "registry.example.com", (B, "us-east-1")),
         ("proxy.example.org", "proxy.example.org", (A, "eu-west-1")),
+    ]
+    # The swarm service's tag was resolved first, with the same token, at the same host.
+    assert [(s.method, s.host, issuer(s.password)) for s in FakeRegistry.seen] == [
+        ("HEAD", "proxy.example.org", (A, "eu-west-1"))
     ]
 
 

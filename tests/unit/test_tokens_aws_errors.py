@@ -104,7 +104,9 @@ def test_doctor_advice_is_chosen_from_the_kind_not_the_text() -> None:
     down = token_error(classify(client_error("ServerException")), "s", [REG])
     action = "ecr:GetAuthorizationToken"
     assert token_fix(denied, action, "arn:x", "eu-west-1").startswith("grant ecr:GetAuthorizationToken")
-    assert token_fix(expired, action, "arn:x", "eu-west-1") == "fix the AWS credentials (see above)"
+    assert token_fix(expired, action, "arn:x", "eu-west-1") == (
+        "they are invalid or have expired: renew them, or fix the AWS connection's login/password or role"
+    )
     assert "network path" in token_fix(down, action, "arn:x", "eu-west-1")
 
 

@@ -1,11 +1,14 @@
 """
 ``airflow-ecr doctor``: check, in order, everything a pull from ECR depends on, and say what to fix.
 
-The checks, in the order they run (the first hard failure stops the run; later checks are
-reported as skipped):
+The checks, in the order they run. Every check runs when what it needs is there: a failure skips
+only the checks that need its findings (:attr:`Check.needs`), and the exit code is the first
+failure's:
 
 1. ``aws_identity``: STS ``GetCallerIdentity`` through the amazon provider's ``StsHook`` (so the
-   AWS connection's keys, role, profile and ``endpoint_url`` apply): account and ARN.
+   AWS connection's keys, role, profile and ``endpoint_url`` apply): account and ARN. Any failure
+   is a warning (tasks never call STS; a private VPC often has ECR endpoints and none for STS):
+   the identity is then shown from the connection's settings, never a secret.
 2. ``ecr_permission``: ``GetAuthorizationToken`` for the image's registry, through
    :class:`~airflow_ecr.tokens.sources.EcrTokenSource`. The host cache is bypassed on purpose: a
    cached token would not prove that AWS grants one now. The token is kept in memory only, for
@@ -13,11 +16,13 @@ reported as skipped):
 3. ``host_cache``: the ``[ecr]`` token cache directory: exists (or can be created), belongs to
    this user, mode 0700, writable. Problems are warnings: tasks then work without the cache.
 4. ``docker_daemon``: the Engine API answers; its version.
-5. ``registry``: the daemon logs in to the registry with the token (Engine API ``POST /auth``,
-   which makes the daemon call the registry's ``/v2/`` with the credentials).
-6. ``image``: the image's manifest exists (Engine API ``GET /distribution/{name}/json`` with the
-   token in ``X-Registry-Auth``: the daemon fetches the manifest descriptor only, no layer).
-7. ``swarm``: whether swarm mode is active (information: only swarm services need it).
+5. ``registry`` (needs 2 and 4): the daemon logs in to the registry with the token (Engine API
+   ``POST /auth``, which makes the daemon call the registry's ``/v2/`` with the credentials).
+6. ``image`` (needs 5): the image's manifest exists (Engine API ``GET /distribution/{name}/json``
+   with the token in ``X-Registry-Auth``: the daemon fetches the manifest descriptor only, no
+   layer). When it fails for a repository under a pull-through cache rule (:mod:`.pull_through`),
+   the fix names what the first pull needs.
+7. ``swarm`` (needs 4): whether swarm mode is active (information: only swarm services need it).
 
 Without an image, the checks that need one (2, 5, 6) are skipped.
 
@@ -35,9 +40,11 @@ The checks decide nothing about failures themselves, they render what the failur
   ``sts_advice`` / ``token_fix`` of :mod:`airflow_ecr.tokens.aws_errors`);
 - :mod:`.cache`: check 3 (:meth:`FileStore.inspect <airflow_ecr.tokens.store.FileStore.inspect>`);
 - :mod:`.docker`: checks 4 to 7 (pull failures classified by
-  :func:`~airflow_ecr.hooks.docker.classify_pull_error`);
+  :func:`~airflow_ecr.hooks.pull_errors.classify_pull_error`);
+- :mod:`.pull_through`: whether a repository is under a pull-through cache rule;
 - :mod:`.render`: :func:`render_table` and :func:`to_json`, which the command line
-  (:mod:`airflow_ecr.cli`) prints.
+  (:mod:`airflow_ecr.cli`) prints;
+- :mod:`.connection`: the same checks for the UI's Test button (``EcrDockerHook.test_connection``).
 
 Exit codes are those of :mod:`airflow_ecr.exit_codes`, taken from the failure or the error where
 there is one.
@@ -94,35 +101,47 @@ CHECKS: tuple[Check, ...] = (*aws.CHECKS, *cache.CHECKS, *docker.CHECKS)
 
 def run_checks(state: DoctorState, checks: Sequence[Check] = CHECKS, reraise: bool = False) -> list[CheckResult]:
     """
-    Run ``checks`` in order; after the first failure the others are reported as skipped.
+    Run ``checks`` in order; a check whose :attr:`~Check.needs` did not pass is reported as skipped.
+
+    Every check runs when what it needs is there: a failed STS call (a warning) stops nothing, a
+    failed token skips only the registry and manifest checks, a daemon that does not answer the
+    three that talk to it.
 
     :param state: what to check; checks store what later ones need in it.
     :param checks: the checks (default: all, in the documented order).
     :param reraise: let an unexpected exception propagate (``--verbose``) instead of reporting it.
     """
     results: list[CheckResult] = []
-    failed: CheckResult | None = None
+    # Per check that did not pass: the title of the failed check behind it (itself, or what it needed).
+    blocked: dict[str, str] = {}
     for check in checks:
-        if failed is not None:
-            result = CheckResult(check.name, check.title, "skip", f"not checked: fix {failed.title} first")
-        elif check.needs_image and state.image is None:
+        blocker = next((blocked[name] for name in check.needs if name in blocked), None)
+        if check.needs_image and state.image is None:
             result = CheckResult(check.name, check.title, "skip", "not checked: no --image given")
+        elif blocker is not None:
+            result = CheckResult(check.name, check.title, "skip", f"not checked: fix {blocker} first")
         else:
-            try:
-                result = check.run(state)
-            except Exception as err:
-                if reraise:
-                    raise
-                # The type only: an unexpected error's text could carry anything, including a secret.
-                result = CheckResult(
-                    check.name,
-                    check.title,
-                    "fail",
-                    f"unexpected {type(err).__name__}",
-                    fix="rerun with --verbose for the traceback",
-                    exit_code=exit_codes.EXIT_UNEXPECTED,
-                )
+            result = _run(check, state, reraise)
         results.append(result)
         if result.status == "fail":
-            failed = result
+            blocked[check.name] = check.title
+        elif result.status == "skip":
+            blocked[check.name] = blocker or check.title
     return results
+
+
+def _run(check: Check, state: DoctorState, reraise: bool) -> CheckResult:
+    try:
+        return check.run(state)
+    except Exception as err:
+        if reraise:
+            raise
+        # The type only: an unexpected error's text could carry anything, including a secret.
+        return CheckResult(
+            check.name,
+            check.title,
+            "fail",
+            f"unexpected {type(err).__name__}",
+            fix="rerun with --verbose for the traceback",
+            exit_code=exit_codes.EXIT_UNEXPECTED,
+        )

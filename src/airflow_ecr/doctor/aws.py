@@ -18,7 +18,13 @@ PERMISSION: CheckId = ("ecr_permission", "ECR permission")
 
 
 def check_aws_identity(state: DoctorState) -> CheckResult:
-    """STS ``GetCallerIdentity`` with the AWS connection: who tokens would be fetched as."""
+    """
+    STS ``GetCallerIdentity`` with the AWS connection: who tokens would be fetched as.
+
+    Any failure is a warning, not a stop: tasks never call STS, and in a private network whose VPC
+    endpoints serve ECR only, STS is out of reach while pulls work. The identity is then shown from
+    the connection's settings, and the other checks go on.
+    """
     from airflow.providers.amazon.aws.hooks.sts import StsHook
     from botocore.exceptions import ClientError
 
@@ -43,10 +49,39 @@ def check_aws_identity(state: DoctorState) -> CheckResult:
         if isinstance(err, ClientError):  # AWS answered: its error code is a fact worth keeping
             details["error_code"] = failure.code
         summary, fix = sts_advice(failure, f"aws_conn_id={state.aws_conn_id!r} ({source})")
-        return result(IDENTITY, "fail", summary, fix=fix, exit_code=failure.exit_code, details=details)
+        settings = connection_settings(config, region)
+        details["settings"] = settings
+        shown = ", ".join(f"{k} {v}" for k, v in settings.items() if v) or "none"
+        note = "the other checks go on (tasks do not call STS"
+        note += ", but a role_arn is assumed through STS)" if settings.get("role_arn") else ")"
+        return result(
+            IDENTITY,
+            "warn",
+            f"{summary}; the identity, from the settings of {source}: {shown}",
+            fix=f"{fix}; {note}",
+            details=details,
+        )
     state.arn = str(identity["Arn"])
     details.update(account=str(identity["Account"]), arn=state.arn, user_id=str(identity.get("UserId", "")))
     return result(IDENTITY, "ok", f"account {identity['Account']}, {state.arn} (from {source})", details=details)
+
+
+def connection_settings(config: Any, region: str | None) -> dict[str, str | None]:
+    """
+    What the AWS connection says about the identity, without asking AWS: never a secret (the
+    access key id names a key, it does not sign with it).
+
+    :param config: the amazon provider's ``AwsConnectionWrapper`` of the connection.
+    :param region: the region the checks use (the image's), where the connection sets none.
+    """
+    return {
+        "connection": (getattr(config, "conn_id", None) or None) if config else None,
+        "access_key_id": getattr(config, "aws_access_key_id", None),
+        "role_arn": getattr(config, "role_arn", None),
+        "profile": getattr(config, "profile_name", None),
+        "region": getattr(config, "region_name", None) or region,
+        "endpoint": config.get_service_endpoint_url("ecr"),
+    }
 
 
 def check_ecr_permission(state: DoctorState) -> CheckResult:
@@ -62,7 +97,15 @@ def check_ecr_permission(state: DoctorState) -> CheckResult:
     try:
         token = source.fetch([registry])[registry.registry_id]
     except (EcrCredentialsError, EcrServiceError) as err:
-        fix = token_fix(err, action, state.who, registry.region)
+        fix = token_fix(
+            err,
+            action,
+            state.who,
+            registry.region,
+            registry=registry,
+            caller_account=state.account,
+            named_in=state.named_in,
+        )
         return result(PERMISSION, "fail", str(err), fix=fix, exit_code=err.exit_code, details=details)
     state.token = token
     details["expires_at"] = token.expires_at

@@ -4,7 +4,7 @@ image's manifest, and whether it is in swarm mode.
 
 The registry is checked through the daemon, not from this process, because the daemon is what
 pulls (its DNS, proxy, CA certificates and network decide). What the daemon's refusals mean is
-:func:`~airflow_ecr.hooks.docker.classify_pull_error`'s, as for a task's pull; the registry and
+:func:`~airflow_ecr.hooks.pull_errors.classify_pull_error`'s, as for a task's pull; the registry and
 manifest checks share how they render it (:func:`_registry_failure`).
 """
 
@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import asdict
 from typing import Any
 
 from airflow_ecr import exit_codes
+from airflow_ecr.doctor.pull_through import find_rule, first_pull_advice
 from airflow_ecr.doctor.results import Check, CheckId, CheckResult, DoctorState, result
+from airflow_ecr.tokens.aws_errors import image_name_fix
 
 DAEMON: CheckId = ("docker_daemon", "Docker daemon")
 REGISTRY: CheckId = ("registry", "Registry")
@@ -115,7 +118,7 @@ def _registry_failure(
     A failed Engine API call that made the daemon talk to the registry, as a failed result.
 
     The daemon's message, without the token, goes into ``details["daemon_said"]`` and is classified
-    by :func:`~airflow_ecr.hooks.docker.classify_pull_error`; an error that is not the daemon's
+    by :func:`~airflow_ecr.hooks.pull_errors.classify_pull_error`; an error that is not the daemon's
     answer means the daemon went away.
 
     :param image: the reference in the message, kept out of the classification.
@@ -125,7 +128,7 @@ def _registry_failure(
     """
     from docker.errors import APIError
 
-    from airflow_ecr.hooks.docker import classify_pull_error
+    from airflow_ecr.hooks.pull_errors import classify_pull_error
 
     if not isinstance(err, APIError):
         return daemon_lost(check, state, err)
@@ -141,8 +144,29 @@ def _registry_failure(
     else:
         summary = unreachable(message)
         fix = _NETWORK_ADVICE.format(region=state.require_registry().region)
+        if _unknown_host(message):
+            # A typo in the image's account id or region that ECR still gave a token for is first seen
+            # here, as a registry name the daemon cannot resolve: the image name is the first suspect.
+            fix = f"{image_name_fix(state.require_registry(), state.named_in)}; if it is right, {fix}"
         code = exit_codes.EXIT_REGISTRY
     return result(check, "fail", summary, fix=fix, exit_code=code, details=details)
+
+
+def _unknown_host(message: str) -> bool:
+    """Whether the daemon could not resolve the registry's name (Go's resolver: "dial tcp: lookup <host> ...")."""
+    lowered = message.lower()
+    return any(marker in lowered for marker in ("no such host", "dial tcp: lookup ", "name resolution"))
+
+
+def _foreign_account(state: DoctorState) -> str:
+    """A hedge for a refusal by another account's registry (a typo in the image's account id?), or ''."""
+    registry = state.require_registry()
+    if state.account is None or registry.public or registry.account_id == state.account:
+        return ""
+    return (
+        f"the image's registry {registry.account_id} is not the account of {state.who} ({state.account}): if "
+        f"that is a typo, fix the account id in {state.named_in}; else "
+    )
 
 
 # -- the registry -------------------------------------------------------------------------------
@@ -188,12 +212,30 @@ def check_manifest(state: DoctorState) -> CheckResult:
 
     def missing(message: str) -> tuple[str, str]:
         if "name unknown" in message.lower() or "repository" in message.lower():
-            return (
-                f"repository {ref.repository} does not exist in registry {owner}",
-                "create the repository and push the image, or fix the repository name",
+            fix = (
+                "create the repository and push the image, or fix the repository name (or the account id and "
+                "region in the image name, if the image lives in another registry)"
             )
+            return f"repository {ref.repository} does not exist in registry {owner}", with_cache(fix)
         fix = "push it, or fix the tag" if not ref.digest else "push it, or fix the digest"
-        return f"{what} not found in repository {ref.repository} of {owner}", fix
+        return f"{what} not found in repository {ref.repository} of {owner}", with_cache(fix)
+
+    def with_cache(fix: str) -> str:
+        # A repository under a pull-through cache rule fails here when its first pull may not import.
+        found = find_rule(state, registry, ref.repository)
+        advice = first_pull_advice(found, ref.repository, state.who)
+        if found is None or advice is None:
+            return fix
+        details["pull_through_cache"] = asdict(found)
+        return f"{advice}; else {fix}" if found.rule else f"{fix}; {advice}"
+
+    def refused(message: str) -> tuple[str, str]:
+        fix = (
+            f"{_foreign_account(state)}grant ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on repository "
+            f"{ref.repository} to {state.who} (and allow it in the repository policy for a cross-account pull)"
+        )
+        summary = f"registry {registry.host} refused {state.who} access to repository {ref.repository}: {message}"
+        return summary, with_cache(fix)
 
     try:
         data = client.inspect_distribution(name, auth_config=token.docker_auth(registry.host))
@@ -204,11 +246,7 @@ def check_manifest(state: DoctorState) -> CheckResult:
             err,
             name,
             details,
-            refused=lambda message: (
-                f"registry {registry.host} refused {state.who} access to repository {ref.repository}: {message}",
-                f"grant ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on repository {ref.repository} to "
-                f"{state.who} (and allow it in the repository policy for a cross-account pull)",
-            ),
+            refused=refused,
             unreachable=lambda message: f"cannot read the manifest of {name} through the Docker daemon: {message}",
             missing=missing,
         )
@@ -261,10 +299,11 @@ def check_swarm(state: DoctorState) -> CheckResult:
     )
 
 
-# The checks of this module, in the order they run (doctor runs every module's CHECKS in turn).
+# The checks of this module, in the order they run (doctor runs every module's CHECKS in turn); the
+# registry checks need the token (ECR permission) and the daemon, the swarm check the daemon.
 CHECKS = (
     Check(*DAEMON, check_docker_daemon),
-    Check(*REGISTRY, check_registry, needs_image=True),
-    Check(*IMAGE, check_manifest, needs_image=True),
-    Check(*SWARM, check_swarm),
+    Check(*REGISTRY, check_registry, needs_image=True, needs=("ecr_permission", DAEMON[0])),
+    Check(*IMAGE, check_manifest, needs_image=True, needs=(REGISTRY[0],)),
+    Check(*SWARM, check_swarm, needs=(DAEMON[0],)),
 )

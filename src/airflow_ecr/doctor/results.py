@@ -6,12 +6,12 @@ each returns, and the :class:`Check` that names one.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from airflow_ecr import exit_codes
-from airflow_ecr.registry import EcrRegistry, ImageReference, parse_image, resolve_registry
+from airflow_ecr.registry import EcrRegistry, ImageReference, parse_image, parse_registry_host, resolve_registry
 from airflow_ecr.tokens.token import EcrToken
 
 Status = Literal["ok", "warn", "fail", "info", "skip"]
@@ -27,7 +27,7 @@ class CheckResult:
     :param name: the check's stable id, e.g. ``aws_identity`` (for ``--json``).
     :param title: how the table names the check.
     :param status: ``ok``, ``warn`` (works, but should be fixed), ``fail`` (a hard failure: the
-        run stops), ``info`` or ``skip``.
+        checks that need this one are skipped), ``info`` or ``skip``.
     :param summary: what was found, in one sentence.
     :param fix: what to do about a failure or warning.
     :param exit_code: the command's exit code when this check failed.
@@ -51,11 +51,14 @@ class DoctorState:
     :param image: the image to check, or None.
     :param aws_conn_id: the Airflow AWS connection (None: boto3's default chain).
     :param docker_url: the Docker daemon URL (None: ``$DOCKER_HOST`` or the local socket).
+    :param named_in: what names the registry, for advice about a typo (the image name, or the
+        fields of a connection).
     """
 
     image: str | None = None
     aws_conn_id: str | None = "aws_default"
     docker_url: str | None = None
+    named_in: str = "the image name"
     registry: EcrRegistry | None = None
     reference: ImageReference | None = None
     arn: str | None = None
@@ -66,8 +69,20 @@ class DoctorState:
     def __post_init__(self) -> None:
         if self.image is not None and self.registry is None:
             # Raises ValueError with one sentence saying what is wrong with the reference.
-            self.registry = resolve_registry(self.image)
+            try:
+                self.registry = image_registry(self.image)
+            except ValueError:
+                aliases = _configured_aliases()  # loads Airflow's configuration: only when needed
+                if not aliases:
+                    raise
+                self.registry = image_registry(self.image, aliases)
             self.reference = parse_image(self.image)
+
+    @property
+    def account(self) -> str | None:
+        """The identity's account, once STS told it (the fifth field of its ARN)."""
+        parts = (self.arn or "").split(":")
+        return parts[4] if len(parts) > 5 and parts[4] else None
 
     @property
     def who(self) -> str:
@@ -98,12 +113,48 @@ class Check:
     :param title: how the table names it.
     :param run: the function; it may store what later checks need in the state.
     :param needs_image: skipped without an image.
+    :param needs: the checks whose findings this one uses (a token, the daemon): it is skipped
+        when one of them failed or was skipped, and runs otherwise (after a warning too).
     """
 
     name: str
     title: str
     run: Callable[[DoctorState], CheckResult]
     needs_image: bool = False
+    needs: tuple[str, ...] = ()
+
+
+def _configured_aliases() -> Mapping[str, EcrRegistry]:
+    """The alias hosts declared in ``[ecr] registry_aliases``, as tasks see them."""
+    from airflow_ecr.settings import ecr_settings
+
+    return ecr_settings().registry_aliases
+
+
+def image_registry(image: str, aliases: Mapping[str, EcrRegistry] | None = None) -> EcrRegistry:
+    """
+    The registry of ``image``, or a ValueError saying what to fix in the image name.
+
+    The registry module's sentence for a host that is not ECR speaks to operators (declare an alias,
+    or give registry_id and region_name): doctor has no such options, so it says what is wrong with
+    the host itself.
+
+    :param image: the image reference given to doctor.
+    :param aliases: the declared alias hosts.
+    """
+    try:
+        return resolve_registry(image, aliases=aliases)
+    except ValueError:
+        host = parse_image(image).host  # a malformed reference raises its own sentence here
+        if host is not None:
+            try:
+                parse_registry_host(host)
+            except ValueError as err:
+                raise ValueError(
+                    f"Image {image!r}: {err} Fix the registry host in the image name "
+                    "(doctor checks images in Amazon ECR and in aliases declared in [ecr] registry_aliases)."
+                ) from None
+        raise
 
 
 def result(check: CheckId, status: Status, summary: str, **kwargs: Any) -> CheckResult:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DockerDecoratedOperator",
     "ExplicitFirstAuthConfig",
+    "KeepsLastServiceTask",
     "daemon_login",
     "explicit_first",
     "log_in_with_docker_connection",
@@ -36,6 +37,28 @@ def __getattr__(name: str) -> Any:
 
         return _DockerDecoratedOperator
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class KeepsLastServiceTask:
+    """
+    Keeps the service task that ``DockerSwarmOperator``'s status check read, in ``last_service_task``.
+
+    ``DockerSwarmOperator._service_status`` (a private of the docker provider, the same in 4.3.1-4.6.1)
+    is the only place that reads the service's task, and the provider's "Service did not complete"
+    never says why a task failed. The task is kept so that a task its node never started (it could
+    not pull) can be reported with the node's own words, even after ``auto_remove="force"`` removed
+    the service. The answer is the provider's: the first task's state.
+    """
+
+    service: Any
+    cli: Any
+    last_service_task: dict[str, Any] | None = None
+
+    def _service_status(self) -> str | None:
+        if not self.service:
+            raise RuntimeError("The 'service' should be initialized before!")
+        self.last_service_task = task = self.cli.tasks(filters={"service": self.service["ID"]})[0]
+        return str(task["Status"]["State"])
 
 
 def daemon_login(client: APIClient, auth_config: dict[str, Any]) -> dict[str, Any]:

@@ -2,27 +2,38 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
 from airflow.providers.docker.hooks.docker import DockerHook
-from docker import APIClient, auth
+from docker import APIClient
 from docker.constants import DEFAULT_TIMEOUT_SECONDS
 from docker.errors import APIError, DockerException
-from docker.utils import parse_repository_tag
 
 from airflow_ecr._compat import AirflowException
-from airflow_ecr.exceptions import DockerDaemonError, EcrConfigurationError, EcrPullError
+from airflow_ecr.exceptions import (
+    DockerDaemonError,
+    EcrConfigurationError,
+    EcrError,
+    EcrRegistryUnavailableError,
+    EcrServiceError,
+)
 from airflow_ecr.hooks._docker_compat import log_in_with_docker_connection, set_service_auth
+from airflow_ecr.hooks.pull_errors import classify_pull_error, pull_error
+from airflow_ecr.images.manifests import Manifest, RegistryRejected, fetch_manifest
+from airflow_ecr.images.reference import ImageName, digest_in_pull_status
 from airflow_ecr.provider_info import ECR_CONNECTION_FIELDS, ECR_CONNECTION_HIDDEN_FIELDS, ECR_CONNECTION_RELABELING
 from airflow_ecr.registry import (
     EcrRegistry,
     alias_table,
     declare_alias,
+    fallback_registries,
     resolve_host,
     resolve_registry,
     with_account,
@@ -32,31 +43,6 @@ from airflow_ecr.tokens.sources import EcrTokenSource, TokenSource
 from airflow_ecr.tokens.token import EcrToken
 
 log = logging.getLogger(__name__)
-
-# What the daemon says when a registry refuses the credentials it was given (or got none).
-_AUTH_ERRORS = (
-    "no basic auth credentials",
-    "authorization token has expired",
-    "unauthorized:",
-    "401 unauthorized",
-    "authentication required",
-)
-_NOT_FOUND_ERRORS = ("manifest unknown", "not found", "name unknown", "does not exist")
-
-
-def classify_pull_error(message: str, image: str) -> str:
-    """
-    ``"auth"``, ``"not_found"`` or ``"other"`` for a daemon's pull error message.
-
-    The image reference is taken out first: a tag ``v401`` or a repository called ``unauthorized``
-    must not read as a credentials problem.
-    """
-    text = message.lower().replace(image.lower(), "<image>")
-    if any(marker in text for marker in _AUTH_ERRORS):
-        return "auth"
-    if any(marker in text for marker in _NOT_FOUND_ERRORS):
-        return "not_found"
-    return "other"
 
 
 class EcrAuthenticator:
@@ -99,23 +85,35 @@ class EcrAPIClient(APIClient):
     no ``/auth`` round trip, nothing written to ``~/.docker/config.json``.
 
     :param ecr: the authenticator for the ECR registries this client pulls from.
+    :param on_run: called with (image, whether this daemon runs it) right before a container (True)
+        or a swarm service (False) is created from an image: the operators record what runs there.
     :param kwargs: the ``docker.APIClient`` arguments (``base_url``, ``version``, ``tls``, ``timeout``).
     """
 
-    def __init__(self, *, ecr: EcrAuthenticator, **kwargs: Any) -> None:
+    def __init__(
+        self, *, ecr: EcrAuthenticator, on_run: Callable[[str, bool], None] | None = None, **kwargs: Any
+    ) -> None:
         super().__init__(**kwargs)
         self.ecr = ecr
+        self.on_run = on_run
+        # The digest each pull of an ECR image reported (``Digest: sha256:...``), by image as asked.
+        self.pull_digests: dict[str, str | None] = {}
 
     def pull(self, repository: str, tag: str | None = None, **kwargs: Any) -> Any:
-        host, _ = auth.resolve_repository_name(parse_repository_tag(repository)[0])
+        host = ImageName.parse(repository).registry
         if kwargs.get("auth_config") is not None or not self.ecr.manages(host):
             return super().pull(repository, tag, **kwargs)
-        image = f"{repository}:{tag}" if tag else repository
+        image = (f"{repository}@{tag}" if tag.startswith("sha256:") else f"{repository}:{tag}") if tag else repository
+        self.pull_digests[image] = None
         if kwargs.get("stream"):
             return self._pull_stream(image, host, repository, tag, kwargs)
         for attempt in (1, 2):
             try:
-                return super().pull(repository, tag, auth_config=self.ecr.auth_for(host), **kwargs)
+                output = super().pull(repository, tag, auth_config=self.ecr.auth_for(host), **kwargs)
+                for line in str(output).splitlines():
+                    with contextlib.suppress(ValueError):
+                        self.pull_digests[image] = digest_in_pull_status(json.loads(line)) or self.pull_digests[image]
+                return output
             except APIError as err:
                 self._give_up_unless_retryable(image, host, str(err.explanation or err), attempt)
             self.ecr.reject(host)
@@ -132,6 +130,7 @@ class EcrAPIClient(APIClient):
                 for position, item in enumerate(stream):
                     message = _stream_error(item)
                     if message is None:
+                        self.pull_digests[image] = digest_in_pull_status(item) or self.pull_digests[image]
                         yield item
                         continue
                     # Past the first item layers were already fetched with this token: no retry.
@@ -152,9 +151,16 @@ class EcrAPIClient(APIClient):
         if kind != "auth" or attempt == 2 or not retryable:
             raise pull_error(image, host, message, kind, retried=attempt == 2) from None
 
+    def create_container(self, image: str, *args: Any, **kwargs: Any) -> Any:
+        if self.on_run is not None:
+            self.on_run(image, True)
+        return super().create_container(image, *args, **kwargs)
+
     def create_service(self, task_template: Any, *args: Any, **kwargs: Any) -> Any:
         image = task_template.get("ContainerSpec", {}).get("Image", "")
-        host, _ = auth.resolve_repository_name(parse_repository_tag(image)[0]) if image else ("", "")
+        if self.on_run is not None and image:
+            self.on_run(image, False)
+        host = ImageName.parse(image).registry if image else ""
         if self.ecr.manages(host):
             set_service_auth(self, host, self.ecr.auth_for(host))
         return super().create_service(task_template, *args, **kwargs)
@@ -173,23 +179,6 @@ def _stream_error(item: Any) -> str | None:
     return None
 
 
-def pull_error(image: str, host: str, message: str, kind: str, retried: bool = False) -> EcrPullError:
-    """A pull failure turned into an error that says what to check."""
-    if kind == "auth":
-        what = "rejected a freshly fetched token too" if retried else "rejected the credentials"
-        return EcrPullError(
-            f"Registry {host} {what} for {image}: check that the AWS identity may "
-            f"ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on this repository "
-            f"(its repository policy too, for cross-account pulls). Registry said: {message}"
-        )
-    if kind == "not_found":
-        return EcrPullError(
-            f"Image {image} was not found in {host}: check the repository name and tag "
-            f"(or digest). Registry said: {message}"
-        )
-    return EcrPullError(f"Pulling {image} from {host} failed: {message}")
-
-
 @dataclass(frozen=True)
 class EcrHookSettings:
     """
@@ -200,11 +189,13 @@ class EcrHookSettings:
     :param aws_conn_id: the AWS connection tokens are fetched with.
     :param login_connection: the ``docker`` connection the daemon logs in with (a non-ECR
         registry), or None: no ``docker_conn_id``, or an ``ecr_docker`` one.
+    :param fallbacks: the main registry's replicas to pull from, in order, when its region fails.
     """
 
     registries: tuple[EcrRegistry, ...]
     aws_conn_id: str | None
     login_connection: Any = field(default=None, repr=False, compare=False)
+    fallbacks: tuple[EcrRegistry, ...] = ()
 
     @classmethod
     def resolve(
@@ -213,6 +204,7 @@ class EcrHookSettings:
         aws_conn_id: str | None,
         connection: Any = None,
         registries: Sequence[EcrRegistry] | None = None,
+        fallback_regions: Any = None,
     ) -> EcrHookSettings:
         """
         The settings from the hook's arguments and its ``docker_conn_id`` connection, if any.
@@ -227,21 +219,26 @@ class EcrHookSettings:
         :param aws_conn_id: the hook's ``aws_conn_id``.
         :param connection: the ``docker_conn_id`` connection, or None.
         :param registries: ``ecr_registries(**target)`` if already computed.
+        :param fallback_regions: the hook's ``fallback_regions`` (the connection's are used when None).
         :raises EcrConfigurationError: an ``ecr_docker`` connection with unknown extra fields or a
-            malformed alias; an image on a host that is neither ECR nor a declared alias.
+            malformed alias; an image on a host that is neither ECR nor a declared alias; bad
+            fallback regions.
         """
         if connection is None or connection.conn_type != EcrDockerHook.conn_type:
             found = registries if registries is not None else ecr_registries(**target, aliases=configured_aliases())
-            return cls(tuple(found), aws_conn_id, login_connection=connection)
+            return cls(tuple(found), aws_conn_id, connection, replicas(found[0], fallback_regions))
         extra = {k: v for k, v in (connection.extra_dejson or {}).items() if v not in ("", None)}
         if isinstance(extra.get("registry_ids"), str):  # as the connection form stores it
             extra["registry_ids"] = [i.strip() for i in extra["registry_ids"].split(",") if i.strip()]
-        unknown = sorted(set(extra) - {"aws_conn_id", "region_name", "registry_id", "registry_ids"})
+        unknown = sorted(set(extra) - {"aws_conn_id", "region_name", "registry_id", "registry_ids", "fallback_regions"})
         if unknown:
             raise EcrConfigurationError(
                 f"Connection {connection.conn_id!r} (type ecr_docker) has unknown extra fields "
-                f"{unknown}: use aws_conn_id, region_name, registry_id, registry_ids."
+                f"{unknown}: use aws_conn_id, region_name, registry_id, registry_ids, fallback_regions."
             )
+        if fallback_regions is None:
+            fallback_regions = extra.pop("fallback_regions", None)
+        extra.pop("fallback_regions", None)
         if aws_conn_id == EcrDockerHook.default_aws_conn_id and "aws_conn_id" in extra:
             aws_conn_id = extra["aws_conn_id"]
         aliases = configured_aliases()
@@ -255,7 +252,8 @@ class EcrHookSettings:
                     f"registry; give it a registry host and the registry's registry_id and region_name: {err}"
                 ) from None
         merged = {k: v if v is not None else extra.get(k) for k, v in target.items()}
-        return cls(tuple(ecr_registries(**merged, aliases=aliases)), aws_conn_id)
+        found = ecr_registries(**merged, aliases=aliases)
+        return cls(tuple(found), aws_conn_id, fallbacks=replicas(found[0], fallback_regions))
 
 
 class EcrDockerHook(DockerHook):
@@ -279,6 +277,9 @@ class EcrDockerHook(DockerHook):
         connection for another, non-ECR registry (optional).
     :param base_url: the Docker daemon URL(s); default ``$DOCKER_HOST`` or the local socket.
     :param token_cache: the token cache (default: the process's, for the ``[ecr]`` settings).
+    :param fallback_regions: regions the main registry is replicated to, for the ECR operators'
+        fallback (:attr:`fallback_registries`, :meth:`in_registry`); default the ``ecr_docker``
+        connection's.
     :param kwargs: the other ``DockerHook`` arguments (``version``, ``tls``, ``timeout``).
     """
 
@@ -313,6 +314,7 @@ class EcrDockerHook(DockerHook):
         docker_conn_id: str | None = None,
         base_url: str | list[str] | None = None,
         token_cache: TokenCache | None = None,
+        fallback_regions: Sequence[str] | str | None = None,
         **kwargs: Any,
     ) -> None:
         base_url = base_url or os.environ.get("DOCKER_HOST") or "unix://var/run/docker.sock"
@@ -338,18 +340,51 @@ class EcrDockerHook(DockerHook):
         # Bad arguments fail here, before any I/O; an alias host may yet be declared by the
         # docker_conn_id connection, which is read at first use (settings), still before any token.
         self._registries = early_registries(self._target, docker_conn_id)
+        self._fallback_regions = fallback_regions
+        if self._registries is not None:
+            replicas(self._registries[0], fallback_regions)  # bad regions fail here, before any I/O
         self._token_cache = token_cache
+        self._kwargs = kwargs
+        # Called with (image, whether this daemon runs it) before a container or service is created.
+        self.on_run: Callable[[str, bool], None] | None = None
 
     @cached_property
     def settings(self) -> EcrHookSettings:
         """The resolved settings; the ``docker_conn_id`` connection is read here, once."""
         connection = self.get_connection(self.docker_conn_id) if self.docker_conn_id else None
-        return EcrHookSettings.resolve(self._target, self._aws_conn_id, connection, self._registries)
+        return EcrHookSettings.resolve(
+            self._target, self._aws_conn_id, connection, self._registries, self._fallback_regions
+        )
 
     @property
     def registries(self) -> list[EcrRegistry]:
         """The registries this hook authenticates, the main one first."""
         return list(self.settings.registries)
+
+    @property
+    def fallback_registries(self) -> list[EcrRegistry]:
+        """The main registry's replicas to pull from, in order, when its region fails."""
+        return list(self.settings.fallbacks)
+
+    def in_registry(self, registry: EcrRegistry) -> EcrDockerHook:
+        """
+        This hook for the same image in another registry (a replica): same daemon, AWS identity,
+        cross-account registries (in that region) and token cache.
+
+        :param registry: one of :attr:`fallback_registries`.
+        """
+        image = self._target["image"]
+        login = self.settings.login_connection
+        return EcrDockerHook(
+            image=ImageName.parse(image).on(registry.host) if image else None,
+            registry=None if image else registry.host,
+            aws_conn_id=self.settings.aws_conn_id,
+            registry_ids=[r.account_id for r in self.settings.registries[1:]] or None,
+            docker_conn_id=login.conn_id if login is not None else None,
+            base_url=self.base_url,
+            token_cache=self._token_cache,
+            **self._kwargs,
+        )
 
     @property
     def aws_conn_id(self) -> str | None:
@@ -373,7 +408,7 @@ class EcrDockerHook(DockerHook):
         # loop (connect, ping, log in, fail over to the next URL; the same in provider 4.3.1-4.6.1).
         for url in self._urls:
             try:
-                client = EcrAPIClient(ecr=self.authenticator, base_url=url, **self._client_options)
+                client = EcrAPIClient(ecr=self.authenticator, on_run=self._on_run, base_url=url, **self._client_options)
                 if not client.ping():
                     raise AirflowException(f"Failed to ping host {url}.")
                 if login is not None:
@@ -388,6 +423,10 @@ class EcrDockerHook(DockerHook):
             f"Cannot reach the Docker daemon at {self.base_url}: check that it runs and that this "
             "user may open its socket, or set docker_url."
         )
+
+    def _on_run(self, image: str, local: bool) -> None:
+        if self.on_run is not None:
+            self.on_run(image, local)
 
     @property
     def client_created(self) -> bool:
@@ -404,6 +443,66 @@ class EcrDockerHook(DockerHook):
         :param host: the registry host; default the main registry.
         """
         return self.authenticator.auth_for(host or self.settings.registries[0].host)
+
+    def resolve_manifest(self, image: str) -> Manifest:
+        """
+        What ``image``'s tag points to in its registry now, asked with the cached token (one
+        ``HEAD``, no layer download; see :mod:`airflow_ecr.images.manifests`).
+
+        :param image: an image in one of this hook's registries.
+        :raises EcrConfigurationError: the image is in none of them.
+        :raises EcrPullError: the registry refused, has no such image, or could not be reached.
+        """
+        name = ImageName.parse(image)
+        if not self.authenticator.manages(name.registry):
+            raise EcrConfigurationError(
+                f"Image {image} is not in this hook's registries ({', '.join(self.authenticator.registries)})."
+            )
+        import requests
+
+        with requests.Session() as session:
+            for attempt in (1, 2):
+                try:
+                    return fetch_manifest(session, name, self.registry_auth(name.registry))
+                except RegistryRejected:
+                    if attempt == 2:
+                        raise pull_error(image, name.registry, "HTTP 401 for the manifest", "auth", True) from None
+                    self.authenticator.reject(name.registry)
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI's Test button: doctor's token and registry-login checks, in one line (never the token)."""
+        from airflow_ecr.doctor.connection import check_connection
+
+        return check_connection(self)
+
+
+# What makes a region's replica worth trying: its ECR API failing (unreachable, 5xx, still throttled)
+# or its registry failing. Never a refusal (401/403) or a missing image (404).
+REGIONAL_OUTAGES = (EcrServiceError, EcrRegistryUnavailableError)
+
+
+def every_region_failed(image: str, failures: Sequence[tuple[str, EcrError]], last: EcrError) -> EcrError:
+    """One error naming every region tried and what each answered (of the last failure's kind).
+
+    :param image: the image as given.
+    :param failures: (region, error) of each region tried, in order.
+    :param last: the last error (its class is the result's).
+    """
+    tried = "; ".join(f"{region}: {err}" for region, err in failures)
+    return type(last)(f"Image {image} could not be pulled from any region tried ({tried}).")
+
+
+def replicas(registry: EcrRegistry, fallback_regions: Any) -> tuple[EcrRegistry, ...]:
+    """``fallback_registries`` as an :class:`EcrConfigurationError` (one sentence) on bad input.
+
+    :param registry: the image's registry.
+    :param fallback_regions: the ``fallback_regions`` argument or connection field.
+    """
+    try:
+        return tuple(fallback_registries(registry, fallback_regions))
+    except ValueError as err:
+        raise EcrConfigurationError(str(err)) from None
 
 
 def configured_aliases() -> dict[str, EcrRegistry]:

@@ -10,13 +10,18 @@ from airflow.providers.docker.hooks.docker import DockerHook
 from airflow.providers.docker.operators.docker import DockerOperator
 from airflow.providers.docker.operators.docker_swarm import DockerSwarmOperator
 
-from airflow_ecr._compat import BaseOperator
-from airflow_ecr.hooks.docker import EcrDockerHook, early_registries
+from airflow_ecr._compat import AirflowException, BaseOperator
+from airflow_ecr.exceptions import EcrError, EcrImageNotFoundError
+from airflow_ecr.hooks._docker_compat import KeepsLastServiceTask
+from airflow_ecr.hooks.docker import REGIONAL_OUTAGES, EcrDockerHook, early_registries, every_region_failed, replicas
+from airflow_ecr.images.pins import Pin, pin_for
+from airflow_ecr.images.record import XCOM_KEY, ImageRecord, build_record
+from airflow_ecr.images.reference import ImageName
 
 if TYPE_CHECKING:
     from airflow_ecr._compat import Context
 
-ECR_TEMPLATE_FIELDS = ("aws_conn_id", "region_name", "registry_id", "registry_ids")
+ECR_TEMPLATE_FIELDS = ("aws_conn_id", "region_name", "registry_id", "registry_ids", "pinned_images", "fallback_regions")
 
 
 class EcrRegistryAuthMixin(BaseOperator):
@@ -30,9 +35,19 @@ class EcrRegistryAuthMixin(BaseOperator):
     :param registry_id: the registry's account id; must agree with the image's host.
     :param registry_ids: more registries (account ids, same region) to authenticate, fetched in
         the same ``GetAuthorizationToken`` call.
+    :param pinned_images: the result of an :class:`~airflow_ecr.operators.images.EcrPinImagesOperator`
+        (``pin.output``): run the digest this DAG run pinned the image's tag to.
+    :param resolve_digest: resolve the tag to its digest first (one manifest ``HEAD``) and pull and
+        run that digest, so that the record is exactly what ran (default: on for swarm services,
+        which nodes pull themselves, off otherwise).
+    :param fallback_regions: regions the repository is replicated to (ECR replication), tried in
+        order when the image's region fails (its ECR API or registry unreachable, 5xx, or still
+        throttled): the same repository and tag (or pinned digest) is pulled from the replica.
+        Never on a refusal (401/403) or a missing image (404).
     """
 
     image: str
+    do_xcom_push: bool
     docker_conn_id: str | None
     docker_url: Any
     api_version: str | None
@@ -43,6 +58,7 @@ class EcrRegistryAuthMixin(BaseOperator):
     tls_verify: bool
     tls_hostname: str | bool | None
     tls_ssl_version: str | None
+    _resolve_by_default = False  # the swarm operator's nodes pull themselves: it resolves by default
 
     def __init__(
         self,
@@ -51,6 +67,9 @@ class EcrRegistryAuthMixin(BaseOperator):
         region_name: str | None = None,
         registry_id: str | None = None,
         registry_ids: Sequence[str] | None = None,
+        pinned_images: Any = None,
+        resolve_digest: bool | None = None,
+        fallback_regions: Sequence[str] | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -58,7 +77,14 @@ class EcrRegistryAuthMixin(BaseOperator):
         self.region_name = region_name
         self.registry_id = registry_id
         self.registry_ids = registry_ids
-        if not _is_templated(self.image, region_name, registry_id, registry_ids):
+        self.pinned_images = pinned_images
+        self.resolve_digest = self._resolve_by_default if resolve_digest is None else resolve_digest
+        self.fallback_regions = fallback_regions
+        self._ecr_image = ""  # the image as rendered, while self.image names what runs (a digest, a replica)
+        self._ecr_name: ImageName | None = None
+        self._ecr_pin: Pin | None = None
+        self._ecr_record: ImageRecord | None = None
+        if not _is_templated(self.image, region_name, registry_id, registry_ids, fallback_regions):
             # Fail at DAG parse time when nothing is left to render.
             self._registries()
 
@@ -67,7 +93,10 @@ class EcrRegistryAuthMixin(BaseOperator):
         # by the ecr_docker docker_conn_id connection (checked when the hook reads it).
         target = {"image": self.image, "registry": None, "region_name": self.region_name,
                   "registry_id": self.registry_id, "registry_ids": self.registry_ids}  # fmt: skip
-        return early_registries(target, self.docker_conn_id)
+        registries = early_registries(target, self.docker_conn_id)
+        if registries is not None:
+            replicas(registries[0], self.fallback_regions)
+        return registries
 
     @cached_property
     def hook(self) -> EcrDockerHook:
@@ -86,6 +115,7 @@ class EcrRegistryAuthMixin(BaseOperator):
             region_name=self.region_name,
             registry_id=self.registry_id,
             registry_ids=self.registry_ids,
+            fallback_regions=self.fallback_regions,
             docker_conn_id=self.docker_conn_id,
             base_url=self.docker_url,
             version=self.api_version,
@@ -95,7 +125,101 @@ class EcrRegistryAuthMixin(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         self._registries()  # the rendered arguments, checked before anything connects
-        return super().execute(context)
+        self._ecr_image = rendered = self.image
+        self._ecr_record = None
+        regions = [self.hook.registries[0], *self.hook.fallback_registries]
+        failures: list[tuple[str, EcrError]] = []
+        try:
+            for index, registry in enumerate(regions):
+                if index:
+                    self.__dict__["hook"] = self.hook.in_registry(registry)  # the replica's, from now on
+                image = ImageName.parse(rendered).on(registry.host) if index else rendered
+                try:
+                    return self._execute_from(context, image)
+                except REGIONAL_OUTAGES as err:
+                    failures.append((registry.region, err))
+                    if index + 1 == len(regions):
+                        if not index:
+                            raise
+                        raise every_region_failed(rendered, failures, err) from None
+                    self.log.warning(
+                        "ECR in %s failed for %s (%s); pulling it from its replica in %s.",
+                        registry.region, rendered, err, regions[index + 1].region,
+                    )  # fmt: skip
+                except EcrImageNotFoundError as err:
+                    if not index:
+                        raise
+                    failures.append((registry.region, err))
+                    raise every_region_failed(rendered, failures, err) from None
+            raise AssertionError("unreachable: the last region returns or raises")
+        finally:
+            self.image = rendered
+            ti = context.get("ti")  # None when a test calls execute({}) directly
+            if self._ecr_record is not None and self.do_xcom_push and ti is not None:
+                ti.xcom_push(key=XCOM_KEY, value=self._ecr_record.as_xcom())
+
+    def _execute_from(self, context: Context, image: str) -> Any:
+        """The Docker operator's execute, pulling ``image`` (the image in one region) or its pin."""
+        self._ecr_name = name = ImageName.parse(image)
+        self._ecr_pin = pin = self._pin(name)
+        self.hook.on_run = self._record_image
+        self.image = name.at(pin.digest) if pin is not None else image
+        try:
+            return super().execute(context)
+        except EcrImageNotFoundError:
+            if pin is None:
+                raise
+            raise EcrImageNotFoundError(
+                f"Image {self._ecr_image} was pinned to {pin.digest} (resolved at {pin.resolved_at}), which no "
+                f"longer exists in {name.registry}: it was deleted (or expired by a lifecycle policy) since; "
+                "re-run the DAG to pin the tag anew."
+            ) from None
+
+    def _pin(self, name: ImageName) -> Pin | None:
+        """The digest to pull and run ``name`` by: this run's pin, the tag resolved now, or none."""
+        if self.pinned_images is not None:
+            return pin_for(self.pinned_images, ImageName.parse(self._ecr_image), self._ecr_image)
+        if not self.resolve_digest or name.digest is not None:
+            return None
+        image = name.on(name.registry)
+        pin = Pin.of(self.hook.resolve_manifest(image))
+        self.log.info("Resolved %s to %s", image, name.at(pin.digest))
+        return pin
+
+    def _record_image(self, image: str, pulled_here: bool) -> None:
+        """Work out which digest is about to run, log it, and keep it for XCom and lineage.
+
+        :param image: the image the container or service is created from.
+        :param pulled_here: whether this process's daemon runs the image (not a swarm node).
+        """
+        if self._ecr_record is not None or image != self.image:  # a retried create; a sidecar image
+            return
+        client = self.hook.api_client
+        inspect = None
+        if pulled_here:
+            try:
+                inspect = client.inspect_image(self.image)
+            except Exception as err:  # the container start will say what is wrong
+                self.log.info("Could not inspect %s: %s", self.image, err)
+        record = build_record(
+            self._ecr_image,
+            self.hook.registries[0].region,
+            name=self._ecr_name,
+            pulled=(self.image in client.pull_digests) if pulled_here else None,
+            pull_digest=client.pull_digests.get(self.image),
+            inspect=inspect,
+            pin=self._ecr_pin,
+        )
+        if record.note:
+            self.log.info("%s", record.note)
+        self.log.info("%s", record.log_line)
+        self._ecr_record = record
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The image that ran, as an OpenLineage run facet (called by the OpenLineage provider only)."""
+        from airflow_ecr.lineage import image_lineage
+
+        return image_lineage(self._ecr_record)
 
 
 def _is_templated(*values: Any) -> bool:
@@ -131,7 +255,7 @@ class EcrDockerOperator(EcrRegistryAuthMixin, DockerOperator):
     template_fields: Sequence[str] = (*DockerOperator.template_fields, *ECR_TEMPLATE_FIELDS)
 
 
-class EcrDockerSwarmOperator(EcrRegistryAuthMixin, DockerSwarmOperator):
+class EcrDockerSwarmOperator(EcrRegistryAuthMixin, KeepsLastServiceTask, DockerSwarmOperator):
     """
     Run a Docker Swarm service from an Amazon ECR image; the service carries the registry login so
     that whichever node runs it can pull.
@@ -146,3 +270,47 @@ class EcrDockerSwarmOperator(EcrRegistryAuthMixin, DockerSwarmOperator):
     """
 
     template_fields: Sequence[str] = (*DockerSwarmOperator.template_fields, *ECR_TEMPLATE_FIELDS)
+    _resolve_by_default = True  # as `docker service create`: every node runs the digest recorded
+
+    def execute(self, context: Context) -> Any:
+        self.last_service_task = None
+        try:
+            return super().execute(context)
+        except EcrError:
+            raise
+        except AirflowException as err:
+            # DockerSwarmOperator's "Service did not complete" does not say why; a node that could
+            # not pull says so in its task's status, which the provider never shows.
+            failure = self._node_failure()
+            if failure is None:
+                raise
+            raise failure from err
+
+    def _node_failure(self) -> Exception | None:
+        """The error of a service task that never ran because its node could not pull the image, else None."""
+        from airflow_ecr.exceptions import EcrPullError
+
+        task = self.last_service_task
+        status = (task or {}).get("Status", {})
+        if status.get("State") not in ("rejected", "failed") or status.get("ContainerStatus", {}).get("ContainerID"):
+            return None  # it ran (and exited non-zero), or it is not over: the provider's error says enough
+        said = str(status.get("Err") or status.get("Message") or status.get("State"))
+        node = self._node_name(str(task.get("NodeID", ""))) if task else "?"
+        if "no such image" not in said.lower():
+            self.log.error("Swarm node %s did not start the service's task: %s", node, said)
+            return None
+        image = str(task.get("Spec", {}).get("ContainerSpec", {}).get("Image") or self.image) if task else self.image
+        host = ImageName.parse(image).registry
+        return EcrPullError(
+            f"Swarm node {node} could not pull {image}, so the service's task never started (the node said: "
+            f"{said}): check that the node reaches {host} on port 443 (DNS, routes, proxy, firewall) and that "
+            "the login the service carries had not expired when the task started; the registry's own answer "
+            "is in that node's Docker daemon log."
+        )
+
+    def _node_name(self, node_id: str) -> str:
+        try:
+            hostname = self.cli.inspect_node(node_id)["Description"]["Hostname"]
+        except Exception:  # the node may be gone: its id is still worth showing
+            return node_id or "?"
+        return f"{hostname} ({node_id})"

@@ -60,8 +60,22 @@ class EmulatorClient:
         return dict(self._call("faults", switches))
 
     def config(self, **settings: Any) -> dict[str, Any]:
-        """Set ``token_ttl`` / ``rotate_fraction`` if given; return the token policy."""
+        """Set ``token_ttl`` / ``rotate_fraction`` / ``bucket_capacity`` / ``bucket_refill`` if given;
+        return the token policy and the rate limit."""
         return dict(self._call("config", settings) if settings else self._call("config"))
+
+    def buckets(self, level: float | None = None, region: str | None = None) -> dict[str, dict[str, float]]:
+        """
+        The rate limit's buckets (``<caller account>/<region>``: calls available now, capacity, refill);
+        with ``level``, first leave that many calls in them (0: drained, as by another client of the account).
+
+        :param level: calls available now, in ``region`` or in every emulated region.
+        :param region: one region.
+        """
+        if level is None:
+            return dict(self._call("buckets"))
+        body: dict[str, Any] = {"level": level} if region is None else {"level": level, "region": region}
+        return dict(self._call("buckets", body))
 
     def revoke(self, account_id: str, region: str | None = None) -> None:
         """Replace the account's password now: the registry rejects the tokens handed out so far.

@@ -28,6 +28,7 @@ FailureKind = Literal[
     "throttled",
     "service_error",
     "client_error",
+    "unparseable",
     "unexpected",
 ]
 # Kinds that mean the identity (its credentials, region or permissions) must be fixed; the others
@@ -156,6 +157,12 @@ def classify(err: BaseException, endpoint: str | None = None) -> AwsFailure:
         return AwsFailure(kind, code, message, endpoint, attempts, int(status) if status is not None else None)
     if isinstance(err, BotoCoreError):
         return AwsFailure("client_error", name, str(err), endpoint=endpoint)
+    from botocore.parsers import ResponseParserError
+
+    if isinstance(err, ResponseParserError):
+        # The endpoint answered, but not in this API's protocol: another service's endpoint (an ECR-only
+        # VPC endpoint asked for STS) or a proxy's page. Its text quotes the whole body: not kept.
+        return AwsFailure("unparseable", name, "the answer is not in this API's format", endpoint=endpoint)
     # Its text could hold anything, a secret included: the type only.
     return AwsFailure("unexpected", name, endpoint=endpoint)
 
@@ -318,6 +325,12 @@ _STS_ADVICE: dict[str, tuple[str, str]] = {
         "the STS call for {source} failed: {message}",
         "check the AWS connection's settings and the network",
     ),
+    "unparseable": (
+        "{endpoint} does not serve STS: it answered GetCallerIdentity in another API's format "
+        "(an ECR-only VPC endpoint, or a proxy's page)",
+        "tasks do not need STS; for this check, point STS at an STS endpoint in the AWS connection's extra "
+        "(service_config.sts.endpoint_url, e.g. an STS VPC endpoint) instead of the connection-wide endpoint_url",
+    ),
     "unexpected": (
         "unexpected {code} while asking STS who {source} is",
         "rerun with --verbose for the traceback; check the AWS connection's extra",
@@ -341,7 +354,16 @@ def sts_advice(failure: AwsFailure, source: str) -> tuple[str, str]:
     return summary.format(**facts), fix
 
 
-def token_fix(error: EcrError, action: str, who: str, region: str) -> str:
+def token_fix(
+    error: EcrError,
+    action: str,
+    who: str,
+    region: str,
+    *,
+    registry: EcrRegistry | None = None,
+    caller_account: str | None = None,
+    named_in: str = "the image name",
+) -> str:
     """
     What doctor's ECR-permission check advises after a failed ``GetAuthorizationToken``.
 
@@ -349,12 +371,43 @@ def token_fix(error: EcrError, action: str, who: str, region: str) -> str:
     :param action: the IAM action (``ecr:GetAuthorizationToken`` or the ECR Public one).
     :param who: how doctor names the identity.
     :param region: the registry's region.
+    :param registry: the image's registry, for advice about the image name.
+    :param caller_account: the identity's account, when STS told it.
+    :param named_in: what names the registry (the image name, or a connection's fields).
     """
-    if error.failure is not None and error.failure.kind == "access_denied":
+    kind = error.failure.kind if error.failure is not None else None
+    foreign = registry is not None and caller_account is not None and registry.account_id != caller_account
+    if kind == "access_denied" and foreign and registry is not None:
+        # A denial for another account's registry is often a typo in the image's account id, not a
+        # missing permission: say both.
+        return (
+            f"the image's registry {registry.account_id} is not the account of {who} ({caller_account}): if that "
+            f"is a typo, fix the account id in {named_in}; else grant {action} to {who}"
+        )
+    if kind == "access_denied":
         return f"grant {action} to {who} (an IAM policy on the identity; the action takes resource '*')"
+    if kind == "invalid_parameter" and registry is not None:
+        # ECR refused the registry id or region itself: the image name is what names them.
+        return image_name_fix(registry, named_in)
     if isinstance(error, EcrServiceError):
         return (
             f"check the network path to the ECR API of {region} (an ecr.api VPC endpoint, "
             "proxy settings) or the connection's endpoint_url"
         )
-    return "fix the AWS credentials (see above)"
+    if kind in _STS_ADVICE:
+        # The same advice as for STS: the credentials' problem, said here (STS may have been skipped).
+        return _STS_ADVICE[kind][1]
+    return "fix the AWS connection's credentials (login/password, role_arn or profile in its extra)"
+
+
+def image_name_fix(registry: EcrRegistry, named_in: str = "the image name") -> str:
+    """
+    What doctor advises when the image's registry does not seem to exist: what names it is the suspect.
+
+    :param registry: the registry the image names.
+    :param named_in: what names the registry (the image name, or a connection's fields).
+    """
+    return (
+        f"check the account id ({registry.account_id}) and region ({registry.region}) in {named_in}: "
+        f"they must be those of the registry the image was pushed to (its host {registry.host})"
+    )

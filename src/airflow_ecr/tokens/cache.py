@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import ClassVar
 
 from airflow_ecr.registry import EcrRegistry
-from airflow_ecr.settings import DEFAULT_LOCK_TIMEOUT, DEFAULT_REFRESH_RATIO, ecr_settings
+from airflow_ecr.settings import DEFAULT_LOCK_TIMEOUT, DEFAULT_REFRESH_JITTER, DEFAULT_REFRESH_RATIO, ecr_settings
 from airflow_ecr.tokens.aws_errors import allows_stale_token, failure_of
 from airflow_ecr.tokens.policy import IDENTITY_RECHECK, RefreshPolicy
 from airflow_ecr.tokens.sources import TokenSource, fingerprint
@@ -42,17 +42,19 @@ class CacheSettings:
     :param refresh_ratio: fraction of a token's life after which it is refreshed.
     :param lock_timeout: seconds to wait for another process's fetch before one waiter takes over
         from it (see :meth:`FileStore.lock <airflow_ecr.tokens.store.FileStore.lock>`).
+    :param refresh_jitter: fraction of the refresh age by which a token may be refreshed early.
     """
 
     directory: Path | None
     refresh_ratio: float = DEFAULT_REFRESH_RATIO
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    refresh_jitter: float = DEFAULT_REFRESH_JITTER
 
     @classmethod
     def from_airflow_config(cls) -> CacheSettings:
         """The ``[ecr]`` settings (read once per process, see :func:`airflow_ecr.settings.ecr_settings`)."""
         settings = ecr_settings()
-        return cls(settings.cache_dir, settings.refresh_ratio, settings.lock_timeout)
+        return cls(settings.cache_dir, settings.refresh_ratio, settings.lock_timeout, settings.refresh_jitter)
 
 
 class TokenCache:
@@ -68,7 +70,7 @@ class TokenCache:
 
     def __init__(self, settings: CacheSettings | None = None) -> None:
         self.settings = settings or CacheSettings.from_airflow_config()
-        self.policy = RefreshPolicy(self.settings.refresh_ratio)
+        self.policy = RefreshPolicy(self.settings.refresh_ratio, self.settings.refresh_jitter)
         self.memory = MemoryStore()
         self.files: TokenStore = FileStore(self.settings.directory) if self.settings.directory else NullStore()
 

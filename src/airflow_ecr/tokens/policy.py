@@ -2,17 +2,23 @@
 The refresh policy: when a cached token is refreshed, handed out, or good enough to store.
 
 Every number about a token's life lives here, and every module asks :class:`RefreshPolicy`: the
-token cache (refresh and expiry margin), the stored-connection operator and its DAG factory
+token cache (refresh, its jitter, and the expiry margin), the stored-connection operator and its DAG factory
 (how long a written token must last, and how often to rewrite it), the secrets backend (how long
 a handed-out token must last under Airflow's secrets cache, and the advice when it cannot).
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from datetime import timedelta
 
-from airflow_ecr.settings import DEFAULT_REFRESH_RATIO, check_refresh_ratio
+from airflow_ecr.settings import (
+    DEFAULT_REFRESH_JITTER,
+    DEFAULT_REFRESH_RATIO,
+    check_refresh_jitter,
+    check_refresh_ratio,
+)
 from airflow_ecr.tokens.token import EcrToken
 
 # What ECR hands out: tokens that live 12 hours.
@@ -22,25 +28,63 @@ MAX_EXPIRY_MARGIN = 60.0
 EXPIRY_MARGIN_FRACTION = 0.1
 
 
+def jitter_draw(token: EcrToken) -> float:
+    """
+    A number in [0, 1) that is the same for everyone who holds ``token`` and independent between tokens.
+
+    Drawn from when the token arrived and when it expires: every process of a host (and every host
+    sharing one cache file) reads the same token and so agrees on when it is due, while hosts that
+    fetched together still differ (each received its token at its own microsecond, by its own
+    clock). No randomness, no state, nothing secret (the password is not used).
+
+    :param token: the cached token.
+    """
+    digest = hashlib.blake2b(f"{token.issued_at!r}|{token.expires_at!r}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2.0**64
+
+
 @dataclass(frozen=True)
 class RefreshPolicy:
     """
     Decisions about a token's life, for one refresh ratio.
 
+    A token is refreshed once ``refresh_ratio`` of its life has passed, or up to ``refresh_jitter``
+    of that age earlier (:meth:`refresh_at`): hosts whose tokens were fetched together (a fleet's
+    cold start) then refresh spread over that window instead of in the same second, against ECR's
+    per-account rate limit. Only earlier, never later: a token handed out still has at least
+    ``1 - refresh_ratio`` of its life left (what the secrets backend and the stored connections
+    rely on).
+
     :param refresh_ratio: fraction of a token's life after which it is refreshed (``[ecr] refresh_ratio``).
+    :param refresh_jitter: fraction of that age by which a token may be refreshed early
+        (``[ecr] refresh_jitter``; 0: exactly at ``refresh_ratio``).
     """
 
     refresh_ratio: float = DEFAULT_REFRESH_RATIO
+    refresh_jitter: float = DEFAULT_REFRESH_JITTER
 
     def __post_init__(self) -> None:
         check_refresh_ratio(self.refresh_ratio)
+        check_refresh_jitter(self.refresh_jitter)
 
     @classmethod
     def from_airflow_config(cls) -> RefreshPolicy:
-        """The policy of ``[ecr] refresh_ratio`` (read once per process)."""
+        """The policy of ``[ecr] refresh_ratio`` and ``refresh_jitter`` (read once per process)."""
         from airflow_ecr.settings import ecr_settings
 
-        return cls(ecr_settings().refresh_ratio)
+        settings = ecr_settings()
+        return cls(settings.refresh_ratio, settings.refresh_jitter)
+
+    def refresh_at(self, token: EcrToken) -> float:
+        """
+        When ``token`` is due for refresh (epoch seconds): after ``refresh_ratio`` of its life, less a
+        jitter drawn once per token (:func:`jitter_draw`), at most ``refresh_jitter`` of that age.
+        For ECR's 12 h tokens and the defaults: between 5 h 24 min and 6 h after it arrived.
+
+        :param token: the cached token.
+        """
+        early = self.refresh_jitter * jitter_draw(token) if self.refresh_jitter else 0.0
+        return token.issued_at + self.refresh_ratio * token.lifetime * (1 - early)
 
     @staticmethod
     def expiry_margin(token: EcrToken) -> float:
@@ -65,8 +109,7 @@ class RefreshPolicy:
         """
         if token is None:
             return True
-        refresh_at = token.issued_at + self.refresh_ratio * token.lifetime
-        return not (now < refresh_at and self.can_serve(token, now, min_life))
+        return not (now < self.refresh_at(token) and self.can_serve(token, now, min_life))
 
     def can_serve(self, token: EcrToken | None, now: float, min_life: float = 0.0) -> bool:
         """

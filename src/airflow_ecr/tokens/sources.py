@@ -7,6 +7,9 @@ connections since it is what resolves them). Either way the boto3 session comes 
 provider's ``AwsConnectionWrapper`` + ``SessionFactory``, as in ``AwsBaseHook`` and the provider's
 own secrets backends: role assumption, profiles, web identity, ``endpoint_url``, ``config_kwargs``
 and ``verify`` behave exactly as in every AWS hook.
+
+The token call retries as ``[ecr] token_retry_mode`` / ``token_max_attempts`` say, unless the
+connection's ``config_kwargs`` has ``retries`` (:func:`with_token_retries`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from airflow_ecr.registry import ECR_PUBLIC_REGION, EcrRegistry
+from airflow_ecr.settings import TokenRetries, token_retries
 from airflow_ecr.tokens.aws_errors import translate_aws_errors
 from airflow_ecr.tokens.credential_facts import environment_facts, read_small_file, settings_facts
 from airflow_ecr.tokens.token import (
@@ -29,6 +33,8 @@ from airflow_ecr.tokens.token import (
 )
 
 _SECRET_WORDS = ("secret", "token", "password", "key")
+# The services whose clients make the token call (and so get its retry policy).
+TOKEN_SERVICES = frozenset({"ecr", "ecr-public"})
 
 
 class TokenSource(Protocol):
@@ -103,6 +109,34 @@ def with_fips_endpoint(config: Any) -> Any:
     if isinstance(config, dict):
         config = Config(**config)
     return config.merge(fips) if config is not None else fips
+
+
+def with_token_retries(config: Any, retries: TokenRetries) -> Any:
+    """
+    A botocore ``Config`` that retries the token call as ``retries`` says, unless ``config``
+    (the connection's ``config_kwargs``, the backend's settings, or the caller's) sets ``retries``:
+    theirs wins whole, as in every AWS hook.
+
+    Why botocore's own modes and no loop of ours: ``standard`` (and ``adaptive``, which adds a
+    client-side rate limiter on top) already backs a throttled call off with full jitter, each wait
+    drawn from ``[0, min(2 ** n, 20))`` seconds, so ``total_max_attempts`` alone bounds the whole
+    wait (:func:`~airflow_ecr.settings.token_retry_wait_bound`: 51 s for the default 7 attempts, 25 s
+    on average) and the jitter spreads a fleet's retries over ECR's refill (20 calls per second).
+    A loop around the call would retry on top of botocore's own retries (attempts multiplied),
+    and would need botocore's retries off, losing its handling of 5xx, timeouts and its retry
+    quota. botocore's default of 3 attempts waits 3 s at most: too little for a cold fleet.
+
+    :param config: the botocore ``Config`` (or its kwargs) in effect, or None.
+    :param retries: the ``[ecr]`` retry policy.
+    """
+    from botocore.config import Config
+
+    botocore_retries: Any = retries.botocore_retries  # botocore's stubs want their own TypedDict
+    ours = Config(retries=botocore_retries)
+    if isinstance(config, dict):
+        config = Config(**config)
+    # merge(): the options the other Config was given win, those it was not given stay ours.
+    return ours.merge(config) if config is not None else ours
 
 
 _NOT_LOOKED_UP: Any = object()
@@ -281,7 +315,8 @@ class EcrTokenSource:
 
     def client(self, service: str, region: str, fips: bool = False) -> Any:
         """
-        A boto3 client per (service, region, FIPS), over one session per source.
+        A boto3 client per (service, region, FIPS), over one session per source; ECR's with the
+        token call's retry policy (:func:`with_token_retries`).
 
         :param service: ``ecr``, ``ecr-public`` or ``sts``.
         :param region: the client's region (the registry's).
@@ -297,11 +332,14 @@ class EcrTokenSource:
                 self._wrapper = self._connection_wrapper()
                 self._session = SessionFactory(conn=self._wrapper).create_session()
             wrapper = self._wrapper
+            config = wrapper.botocore_config
+            if service in TOKEN_SERVICES:
+                config = with_token_retries(config, token_retries())
             client = self._session.client(
                 service_name=service,
                 region_name=region,
                 endpoint_url=wrapper.get_service_endpoint_url(service),
-                config=with_fips_endpoint(wrapper.botocore_config) if fips else wrapper.botocore_config,
+                config=with_fips_endpoint(config) if fips else config,
                 verify=wrapper.verify,
             )
             self._clients[(service, region, fips)] = client

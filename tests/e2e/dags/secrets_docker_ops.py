@@ -12,6 +12,7 @@ from datetime import datetime
 
 from airflow.providers.docker.operators.docker import DockerOperator
 from airflow.providers.docker.operators.docker_swarm import DockerSwarmOperator
+from docker.types import Placement
 
 try:
     from airflow.sdk import DAG, chain, task
@@ -72,6 +73,9 @@ with DAG(
             command=f"echo secrets-swarm-{round_}",
             enable_logging=True,
             auto_remove="success",
+            # On the manager: this DAG is about 5 s tokens through the backend; a worker pulling with
+            # the service's login is tests/e2e/test_swarm_nodes.py's subject.
+            placement=Placement(constraints=["node.role == manager"]),
         )
         steps += [docker, in_container(round_), swarm]
     chain(*steps)

@@ -19,6 +19,16 @@ exactly like a revocation. When a token expires a timer replaces the password wi
 random one, so the registry rejects expired tokens. ``token_ttl`` (default 43200 s, as ECR) and
 ``rotate_fraction`` can be changed at run time.
 
+Rate limit
+----------
+As ECR, the emulator limits ``GetAuthorizationToken`` per caller account and region with a token
+bucket (:mod:`~airflow_ecr.testing.emulator.bucket`): 200 calls at once, refilled at 20 per second;
+a call that finds it empty is answered 400 ``ThrottlingException``. Every caller is the default
+account (as STS says), so the calls of all keys in a region share one bucket, as the hosts of one
+account do. ``bucket_capacity`` (0 turns the limit off) and ``bucket_refill`` are set like the token
+policy; a reset fills the buckets again, and ``POST /_emulator/buckets {"level": n}`` leaves n calls
+in them (0: drained, as by another deployment of the account).
+
 STS ``GetCallerIdentity`` (query protocol: a form-encoded POST) is answered on the same URL, so an
 Airflow AWS connection whose ``endpoint_url`` is the emulator works for both ``ecr`` and ``sts``: the
 caller is the default account, its ARN ``arn:aws:iam::<account>:user/<access key id>``.
@@ -31,12 +41,15 @@ through a loopback admin API, so tests in other processes can drive it::
     GET  /_emulator/health                 {"ok": true, "accounts": [...]}
     GET  /_emulator/calls                  [{"time", "end", "target", "region", "registry_ids",
                                              "access_key_id", "outcome"}, ...]
-    POST /_emulator/reset                  clear calls and faults
+    POST /_emulator/reset                  clear calls and faults, fill the buckets
     GET|POST /_emulator/faults             {"throttle": n, "server_error": n,
                                             "deny": true|false|["acct", ...], "delay": seconds,
                                             "invalid_keys": ["AKID", ...],
                                             "expired_keys": ["AKID", ...], "clock_skew": seconds}
-    GET|POST /_emulator/config             {"token_ttl": s, "rotate_fraction": f}
+    GET|POST /_emulator/config             {"token_ttl": s, "rotate_fraction": f,
+                                            "bucket_capacity": n, "bucket_refill": per_second}
+    GET|POST /_emulator/buckets            {"<account>/<region>": {"tokens", "capacity", "refill"}};
+                                           POST {"level": n, "region": "..."(optional)}
     POST /_emulator/revoke                 {"account_id": "...", "region": "..."(optional)}
     GET  /_emulator/password/<account>     {"password", "expires_at"} (mints if none is valid)
 
@@ -45,11 +58,13 @@ Command line (used by the lab)::
     python -m airflow_ecr.testing.emulator --config emulator.json --port-file port
 
 with ``{"accounts": [{"account_id": "...", "region": "...", "htpasswd": "/path"}],
-"default_account": "...", "token_ttl": 43200, "rotate_fraction": 0.5, "port": 0}``.
+"default_account": "...", "token_ttl": 43200, "rotate_fraction": 0.5, "bucket_capacity": 200,
+"bucket_refill": 20, "port": 0}``.
 
 Modules, one job each: :mod:`~airflow_ecr.testing.emulator.model` (the account, the error, the
 constants), :mod:`~airflow_ecr.testing.emulator.state` (registries, tokens, token policy, faults,
-calls), :mod:`~airflow_ecr.testing.emulator.htpasswd` (a registry's password file),
+calls), :mod:`~airflow_ecr.testing.emulator.bucket` (the rate limit),
+:mod:`~airflow_ecr.testing.emulator.htpasswd` (a registry's password file),
 :mod:`~airflow_ecr.testing.emulator.protocol` (the ECR and STS APIs),
 :mod:`~airflow_ecr.testing.emulator.admin_api` (the admin API),
 :mod:`~airflow_ecr.testing.emulator.server` (:class:`EcrEmulator`: HTTP on a loopback port) and

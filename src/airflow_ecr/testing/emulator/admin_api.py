@@ -46,17 +46,22 @@ class AdminApi(EmulatorState):
             return 200, {"ok": True}
         if name == "faults" and method in ("GET", "POST"):
             if method == "POST":
-                self._reject_unknown(
-                    request,
-                    {"throttle", "server_error", "deny", "delay", "invalid_keys", "expired_keys", "clock_skew"},
-                )
+                # Every switch the state has (set_faults takes each by its name in faults()).
+                self._reject_unknown(request, set(self.faults()))
                 self.set_faults(**request)
             return 200, self.faults()
         if name == "config" and method in ("GET", "POST"):
             if method == "POST":
-                self._reject_unknown(request, {"token_ttl", "rotate_fraction"})
+                self._reject_unknown(request, set(self.config()))
                 self.configure(**request)
             return 200, self.config()
+        if name == "buckets" and method in ("GET", "POST"):
+            if method == "POST":
+                self._reject_unknown(request, {"level", "region"})
+                if "level" not in request:
+                    raise ValueError("buckets needs {'level': calls available now, 'region': ...(optional)}")
+                self.set_bucket_level(request["level"], request.get("region"))
+            return 200, self.buckets()
         if (method, name) == ("POST", "revoke"):
             self._reject_unknown(request, {"account_id", "region"})
             if "account_id" not in request:

@@ -36,7 +36,7 @@ def load_config(path: str | os.PathLike[str]) -> tuple[list[EmulatedAccount], di
             raise ValueError(f"{path}: each account needs 'account_id' and 'region', got {item!r}")
         accounts.append(EmulatedAccount(str(item["account_id"]), str(item["region"]), item.get("htpasswd")))
     kwargs: dict[str, Any] = {}
-    for key in ("default_account", "token_ttl", "rotate_fraction", "host", "port"):
+    for key in ("default_account", "token_ttl", "rotate_fraction", "bucket_capacity", "bucket_refill", "host", "port"):
         if key in raw:
             kwargs[key] = raw[key]
     return accounts, kwargs

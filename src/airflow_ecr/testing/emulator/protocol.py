@@ -90,6 +90,14 @@ class AwsApi(EmulatorState):
 
         public = target == ECR_PUBLIC_TARGET_PREFIX + "GetAuthorizationToken"
         private = target == ECR_TARGET_PREFIX + "GetAuthorizationToken"
+        if target.startswith(ECR_TARGET_PREFIX) and target.removeprefix(ECR_TARGET_PREFIX) in self._faults.deny_actions:
+            raise EmulatorError(
+                "AccessDeniedException",
+                f"User: arn:aws:iam::{self._default_account}:user/x is not authorized to perform: "
+                f"ecr:{target.removeprefix(ECR_TARGET_PREFIX)} on resource: *",
+            )
+        if target == ECR_TARGET_PREFIX + "DescribePullThroughCacheRules":
+            return self._pull_through_cache_rules(request, region)
         if not (public or private):
             raise EmulatorError(
                 "UnknownOperationException",
@@ -105,11 +113,16 @@ class AwsApi(EmulatorState):
         accounts = registry_ids or [self._default_account]
         with self._lock:
             faults = self._faults  # read again: a reset may have happened during the delay
+            if region in faults.down_regions:
+                raise EmulatorError("ServiceUnavailableException", f"ECR in {region} is unavailable (emulated)", 503)
             if faults.server_error:
                 faults.server_error -= 1
                 raise EmulatorError("ServerException", "Internal service error (emulated)", status=500)
             if faults.throttle:
                 faults.throttle -= 1
+                raise EmulatorError("ThrottlingException", "Rate exceeded")
+            if private and self._rate_limited(region):
+                # ECR's own limit (state.py, bucket.py): 400 ThrottlingException, as ECR answers it.
                 raise EmulatorError("ThrottlingException", "Rate exceeded")
             deny = faults.deny
             denied_ids = accounts if deny is True else [a for a in accounts if deny and a in deny]
@@ -162,6 +175,22 @@ class AwsApi(EmulatorState):
                 )
         return ids
 
+    def _pull_through_cache_rules(self, request: dict[str, Any], region: str) -> dict[str, Any]:
+        """``DescribePullThroughCacheRules``: the ``pull_through_rules`` fault's prefixes, one page."""
+        account = str(request.get("registryId") or self._default_account)
+        with self._lock:
+            prefixes = list(self._faults.pull_through_rules)
+        rules = [
+            {
+                "ecrRepositoryPrefix": prefix,
+                "upstreamRegistryUrl": "registry-1.docker.io",
+                "registryId": account,
+                "upstreamRegistry": "docker-hub",
+            }
+            for prefix in prefixes
+        ]
+        return {"pullThroughCacheRules": rules}
+
     @staticmethod
     def _auth_data(token: _Token) -> dict[str, Any]:
         encoded = base64.b64encode(f"AWS:{token.password}".encode()).decode()
@@ -175,6 +204,12 @@ class AwsApi(EmulatorState):
         :param body: the raw form-encoded request body.
         """
         action = parse_qs(body.decode("utf-8", "replace")).get("Action", [""])[0]
+        with self._lock:
+            unserved = self._faults.sts_unserved
+        if unserved:
+            # An ECR-only endpoint asked for STS: ECR's JSON answer to a request that is not its own
+            # (not recorded: STS never saw the call).
+            return 404, json.dumps({"__type": "UnknownOperationException", "message": None}).encode()
         call: dict[str, Any] = {
             "time": time.time(),
             "target": STS_TARGET_PREFIX + action,

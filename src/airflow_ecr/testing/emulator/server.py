@@ -13,6 +13,7 @@ from types import TracebackType
 from typing import Any
 
 from airflow_ecr.testing.emulator.admin_api import AdminApi
+from airflow_ecr.testing.emulator.bucket import ECR_BUCKET_CAPACITY, ECR_BUCKET_REFILL
 from airflow_ecr.testing.emulator.model import (
     ADMIN_PREFIX,
     DEFAULT_ROTATE_FRACTION,
@@ -42,6 +43,9 @@ class EcrEmulator(AwsApi, AdminApi):
         defaults to the first account.
     :param token_ttl: token lifetime in seconds.
     :param rotate_fraction: fraction of a token's life after which a call mints a new one.
+    :param bucket_capacity: ECR's rate limit: calls per caller account and region answered at once
+        before ``ThrottlingException`` (ECR's 200 by default; 0 turns the limit off).
+    :param bucket_refill: calls per second added back to each bucket (ECR's 20 by default).
     :param host: the loopback address to listen on.
     :param port: the port; 0 picks a free one.
     """
@@ -53,12 +57,19 @@ class EcrEmulator(AwsApi, AdminApi):
         default_account: str | None = None,
         token_ttl: float = DEFAULT_TOKEN_TTL,
         rotate_fraction: float = DEFAULT_ROTATE_FRACTION,
+        bucket_capacity: int = ECR_BUCKET_CAPACITY,
+        bucket_refill: float = ECR_BUCKET_REFILL,
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         _check_loopback(host)
         super().__init__(
-            accounts, default_account=default_account, token_ttl=token_ttl, rotate_fraction=rotate_fraction
+            accounts,
+            default_account=default_account,
+            token_ttl=token_ttl,
+            rotate_fraction=rotate_fraction,
+            bucket_capacity=bucket_capacity,
+            bucket_refill=bucket_refill,
         )
         self._host = host
         self._port = port
@@ -115,6 +126,10 @@ class _Handler(BaseHTTPRequestHandler):
     # HTTP/1.1 keeps botocore's pooled connections alive; every answer has a Content-Length.
     protocol_version = "HTTP/1.1"
     server_version = "airflow-ecr-emulator"
+    # Headers and body go out as two writes: with Nagle on, the body waited for the client's
+    # delayed ACK, about 40 ms per answer (an artifact: the emulator would answer 10x slower than
+    # it works, and a throttled fleet would be paced by it rather than by the rate limit).
+    disable_nagle_algorithm = True
 
     @property
     def emulator(self) -> EcrEmulator:

@@ -20,7 +20,19 @@ Everything lives under DIR (default: ``$AIRFLOW_ECR_LAB_DIR`` or ``/tmp/airflow-
   what lets image names be real ECR names without a port
   (``111111111111.dkr.ecr.eu-west-1.amazonaws.com/lab/busybox:1``);
 - test images pushed to every registry (see :mod:`airflow_ecr.testing.images`);
-- ``lab.json``, which describes all of it to tests.
+- with ``--swarm``, a multi-node swarm (:mod:`~airflow_ecr.testing.lab.swarm`): the lab's dockerd
+  is the manager (on ``198.18.1.1:2377``, its namespace's loopback) and two worker engines,
+  ``worker-1`` and ``worker-2``, run in network, mount and UTS namespaces of their own, with fresh
+  data roots (neither the test images nor any login) and the same hosts file and CA bound over
+  ``/etc/hosts`` and ``/etc/docker``. A veth pair links each worker's namespace to the manager's
+  (``198.18.1.11``, ``.12``), with routes to the manager, to the registries and (through the
+  manager's namespace) to each other only; nothing is added to the host's namespace. Each node
+  carries the label ``airflow-ecr-lab.node=<name>`` (``node.labels.airflow-ecr-lab.node==worker-1``
+  places a service there), and
+  :func:`cut_registries` / :func:`restore_registries` take a worker's route to the registries away
+  and give it back;
+- ``lab.json``, which describes all of it to tests (``nodes``: each swarm node's name, role, node
+  id, ``docker_host``, address and daemon log).
 
 Why not 127.0.0.x in the host's namespace: dockerd always treats registries that resolve into
 127.0.0.0/8 as insecure, so it would skip certificate verification and fall back to plain HTTP
@@ -30,6 +42,7 @@ verification real, and let several labs run side by side.
 
 Every process is started detached and recorded in ``DIR/pids.json`` as soon as it starts, so that
 ``down`` stops exactly those pids (checking that each still runs a command naming DIR) even after a
+crash.
 
 Modules, one job each: :mod:`~airflow_ecr.testing.lab.spec` (accounts, addresses, host names,
 images), :mod:`~airflow_ecr.testing.lab.paths` (the directory, its layout, lock and JSON files),
@@ -37,7 +50,8 @@ images), :mod:`~airflow_ecr.testing.lab.paths` (the directory, its layout, lock 
 :mod:`~airflow_ecr.testing.lab.host` (root, tools, Debian packages, ``setup``),
 :mod:`~airflow_ecr.testing.lab.tls`, :mod:`~airflow_ecr.testing.lab.netns` (probes from inside the
 namespace), :mod:`~airflow_ecr.testing.lab.emulator_process`, :mod:`~airflow_ecr.testing.lab.dockerd`
-(the daemon and its swarm), :mod:`~airflow_ecr.testing.lab.registries`,
+(the daemon and its swarm), :mod:`~airflow_ecr.testing.lab.swarm` (the workers),
+:mod:`~airflow_ecr.testing.lab.registries`,
 :mod:`~airflow_ecr.testing.lab.seed` (the test images), :mod:`~airflow_ecr.testing.lab.health`
 (``status``, ``is_up``, ``load``), :mod:`~airflow_ecr.testing.lab.lifecycle` (``up``, ``down``),
 :mod:`~airflow_ecr.testing.lab.restarts` (fault injection) and :mod:`~airflow_ecr.testing.lab.cli`.
@@ -65,7 +79,13 @@ from airflow_ecr.testing.lab.messages import LabError
 from airflow_ecr.testing.lab.paths import DEFAULT_DIR, ENV_DIR, default_dir
 from airflow_ecr.testing.lab.paths import LabPaths as _Paths  # noqa: F401 (see below)
 from airflow_ecr.testing.lab.processes import STOP_TIMEOUT
-from airflow_ecr.testing.lab.restarts import restart_dockerd, start_registry, stop_registry
+from airflow_ecr.testing.lab.restarts import (
+    cut_registries,
+    restart_dockerd,
+    restore_registries,
+    start_registry,
+    stop_registry,
+)
 from airflow_ecr.testing.lab.spec import (
     ACCOUNT_IMAGES,
     ANONYMOUS_ADDRESS,
@@ -73,10 +93,13 @@ from airflow_ecr.testing.lab.spec import (
     BUSYBOX_IMAGE,
     LAB_ACCOUNTS,
     LAB_HOSTS,
+    LAB_WORKERS,
+    NODE_LABEL,
     PYTHON_ACCOUNT,
     PYTHON_IMAGE,
     SWARM_ADDRESS,
     LabAccount,
+    LabNode,
 )
 from airflow_ecr.testing.lab.tls import make_tls as _make_tls  # noqa: F401 (see below)
 
@@ -93,6 +116,8 @@ __all__ = [
     "HOST_TOOLS",
     "LAB_ACCOUNTS",
     "LAB_HOSTS",
+    "LAB_WORKERS",
+    "NODE_LABEL",
     "PYTHON_ACCOUNT",
     "PYTHON_IMAGE",
     "SETUP_COMMAND",
@@ -100,7 +125,9 @@ __all__ = [
     "SWARM_ADDRESS",
     "LabAccount",
     "LabError",
+    "LabNode",
     "apt_command",
+    "cut_registries",
     "default_dir",
     "down",
     "is_up",
@@ -108,6 +135,7 @@ __all__ = [
     "main",
     "missing_packages",
     "restart_dockerd",
+    "restore_registries",
     "setup",
     "start_registry",
     "status",

@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("command", choices=("up", "down", "status", "setup"))
     parser.add_argument("--dir", type=Path, default=None, help=f"lab directory (default: ${ENV_DIR} or {DEFAULT_DIR})")
-    parser.add_argument("--swarm", action="store_true", help="up: also init a single-node swarm")
+    parser.add_argument(
+        "--swarm", action="store_true", help="up: also a swarm: the lab's dockerd as manager, two worker engines"
+    )
     parser.add_argument("--purge", action="store_true", help="down: also delete the lab directory")
     parser.add_argument(
         "--install", action="store_true", help="setup: install the missing packages (as root) instead of printing"

@@ -9,7 +9,7 @@ from pathlib import Path
 import airflow_ecr
 from airflow_ecr.testing.lab.paths import LabPaths, write_json
 from airflow_ecr.testing.lab.processes import spawn, wait_until
-from airflow_ecr.testing.lab.spec import LAB_ACCOUNTS
+from airflow_ecr.testing.lab.spec import LAB_ACCOUNTS, LAB_REGISTRIES
 
 
 def start_emulator(paths: LabPaths) -> tuple[int, str]:
@@ -19,8 +19,8 @@ def start_emulator(paths: LabPaths) -> tuple[int, str]:
     """
     paths.emulator.mkdir(parents=True, exist_ok=True)
     accounts = []
-    for account in LAB_ACCOUNTS:
-        directory = paths.registry(account.account_id)
+    for account in LAB_REGISTRIES:
+        directory = paths.registry(account.name)
         directory.mkdir(parents=True, exist_ok=True)
         accounts.append(
             {

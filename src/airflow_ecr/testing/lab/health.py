@@ -12,6 +12,7 @@ from airflow_ecr.testing.lab.messages import LabError, say
 from airflow_ecr.testing.lab.netns import probe
 from airflow_ecr.testing.lab.paths import LabPaths, read_json
 from airflow_ecr.testing.lab.processes import alive
+from airflow_ecr.testing.lab.swarm import node_states
 
 
 def health(paths: LabPaths) -> Iterator[tuple[str, bool, str]]:
@@ -33,18 +34,29 @@ def health(paths: LabPaths) -> Iterator[tuple[str, bool, str]]:
     yield "emulator", ok and alive(pids.get("emulator", -1), marker), f"{url} (pid {pids.get('emulator')})"
     ca = paths.tls / "ca.crt"
     registries = [(a["account_id"], a["host"], a["address"], "401") for a in info.get("accounts", [])]
+    registries += [(r["name"], r["host"], r["address"], "401") for r in info.get("replicas", [])]
     anonymous = info.get("anonymous_registry", {})
     registries.append(("anonymous", anonymous.get("host", ""), anonymous.get("address", ""), "200"))
     for name, host, address, expected in registries:
         pid = pids.get(f"registry-{name}", -1)
         answer = probe(pid, address, host, ca) if alive(pid, marker) else "not running"
         yield "registry", answer == expected, f"{host} -> {address}:443 (pid {pid}): GET /v2/ {answer}"
+    pid = pids.get("proxy", -1)
+    yield "proxy", alive(pid, marker), f"{info.get('https_proxy')} (pid {pid})"
     pid = pids.get("dockerd", -1)
     ok = alive(pid, marker) and docker_ping(paths.socket)
     yield "dockerd", ok, f"{info.get('docker_host')} (pid {pid})"
     if ok and info.get("swarm"):
         state = swarm_state(paths)
         yield "swarm", state == "active", state
+    nodes = [n for n in info.get("nodes", []) if n.get("role") == "worker"]
+    states = node_states(paths) if nodes and ok else {}
+    for node in nodes:
+        pid = pids.get(f"node-{node['name']}", -1)
+        running = alive(pid, marker) and docker_ping(Path(node["docker_host"].removeprefix("unix://")))
+        seen = states.get(node["name"], "unknown") if running else "not running"
+        detail = f"{node['name']} {node['docker_host']} (pid {pid}, {node['address']}): {seen}"
+        yield "node", running and seen == "ready", detail
 
 
 def status(directory: Path | None = None) -> bool:

@@ -57,7 +57,14 @@ def alive(pid: int, marker: str) -> bool:
     return state not in ("Z", "X") and marker in cmdline
 
 
-def spawn(paths: LabPaths, name: str, argv: list[str], log: Path, env: dict[str, str] | None = None) -> int:
+def spawn(
+    paths: LabPaths,
+    name: str,
+    argv: list[str],
+    log: Path,
+    env: dict[str, str] | None = None,
+    pass_fds: tuple[int, ...] = (),
+) -> int:
     """Start ``argv`` detached (its own session), output appended to ``log``; returns its recorded pid.
 
     :param paths: the lab's layout.
@@ -65,6 +72,7 @@ def spawn(paths: LabPaths, name: str, argv: list[str], log: Path, env: dict[str,
     :param argv: the command.
     :param log: the file that receives its stdout and stderr.
     :param env: its environment (default: this process's).
+    :param pass_fds: file descriptors it inherits (a listening socket made in another namespace).
     """
     with log.open("ab") as out:
         # A new session: the lab outlives the shell (or pytest) that started it.
@@ -75,6 +83,7 @@ def spawn(paths: LabPaths, name: str, argv: list[str], log: Path, env: dict[str,
             stderr=subprocess.STDOUT,
             start_new_session=True,
             env=env,
+            pass_fds=pass_fds,
         )
     _CHILDREN[proc.pid] = proc
     record_pid(paths, name, proc.pid)

@@ -31,7 +31,8 @@ def spawn_registry(paths: LabPaths, netns_pid: int, name: str, host: str, addres
     (directory / "storage").mkdir(parents=True, exist_ok=True)
     config: dict[str, Any] = {
         "version": 0.1,
-        "log": {"level": "info", "accesslog": {"disabled": True}},
+        # The access log counts registry requests (tests, benchmarks): one line per request.
+        "log": {"level": "info", "accesslog": {"disabled": False}},
         "storage": {"filesystem": {"rootdirectory": str(directory / "storage")}, "delete": {"enabled": True}},
         "http": {
             "addr": f"{address}:443",
@@ -64,7 +65,7 @@ def registry_spec(info: dict[str, Any], name: str) -> tuple[str, str, bool]:
     """(host, address, auth) of the registry ``name``: an account id or ``anonymous``.
 
     :param info: the lab description (``lab.json``).
-    :param name: an account id of the lab, or ``anonymous``.
+    :param name: an account id of the lab, a replica's name (``<account>-<region>``) or ``anonymous``.
     """
     if name == "anonymous":
         anonymous = info["anonymous_registry"]
@@ -72,4 +73,7 @@ def registry_spec(info: dict[str, Any], name: str) -> tuple[str, str, bool]:
     for account in info.get("accounts", []):
         if account["account_id"] == name:
             return account["host"], account["address"], True
-    raise LabError(f"no registry {name!r} in this lab: use an account id or 'anonymous'")
+    for replica in info.get("replicas", []):
+        if replica["name"] == name:
+            return replica["host"], replica["address"], True
+    raise LabError(f"no registry {name!r} in this lab: use an account id, a replica's name or 'anonymous'")

@@ -13,7 +13,7 @@ from airflow_ecr.testing.lab.spec import (
     ACCOUNT_IMAGES,
     ANONYMOUS_HOST,
     BUSYBOX_IMAGE,
-    LAB_ACCOUNTS,
+    LAB_REGISTRIES,
     PYTHON_ACCOUNT,
     PYTHON_IMAGE,
 )
@@ -57,8 +57,8 @@ def load_images(paths: LabPaths, emulator_url: str) -> dict[str, list[str]]:
             raise LabError(f"{PYTHON_IMAGE} does not run python3: {output!r}")
 
         pushed: dict[str, list[str]] = {}
-        for account in LAB_ACCOUNTS:
-            password = emulator.password(account.account_id)
+        for account in LAB_REGISTRIES:
+            password = emulator.password(account.account_id, account.region)
             auth = {"username": "AWS", "password": password, "serveraddress": account.host}
             contents = list(ACCOUNT_IMAGES)
             if account.account_id == PYTHON_ACCOUNT:

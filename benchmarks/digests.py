@@ -1,0 +1,142 @@
+"""
+What knowing which image ran costs a task (issue 14): registry requests and time, per new task process.
+
+Each sample is one real ``EcrDockerOperator`` (or ``EcrPinImagesOperator``) task run through
+``execute()`` in a task process forked from the benchmark's task-process parent (see ``measure.py``).
+Inside it, the record step (``_record_image``: one daemon inspect, no registry call) and the resolve
+step (``_pin``: the manifest ``HEAD``) are timed; the registry requests each task made are counted
+from the registry's access log, split into the daemon's (its pull) and the task process's own (the
+manifest API, through the lab's proxy). Scenarios, interleaved round by round:
+
+- ``local``: the image is local, no resolving (recorded from the daemon's ``RepoDigests``);
+- ``pull``: the image tag removed before the task (recorded from the pull's own ``Digest:`` line);
+- ``local_resolved``: ``resolve_digest=True``, the image local (one ``HEAD``, then run by digest);
+- ``pin_3_images``: one pin task for three distinct images (one ``HEAD`` each).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from approaches import forget_process_memory, task_options
+from lab_env import BenchEnv, BenchFailure, expect
+from stats import summary
+
+SCENARIOS = ("local", "pull", "local_resolved", "pin_3_images")
+REQUESTS_AGENT = "python-requests"
+
+
+def digests_spec(env: BenchEnv, plan: dict[str, Any]) -> dict[str, Any]:
+    # Manifest requests reach the lab's registries through its proxy (only these task processes: the
+    # credential helper must keep talking to its own forwarder directly).
+    proxy = {"HTTPS_PROXY": str(env.lab["https_proxy"]), "REQUESTS_CA_BUNDLE": str(env.lab["ca_cert"])}
+    return {"kind": "digests", "rounds": plan["digest_rounds"], "env": proxy}
+
+
+class _TI:
+    """``context["ti"]``: keeps the ``ecr_image`` XCom."""
+
+    def __init__(self) -> None:
+        self.xcom: dict[str, Any] = {}
+
+    def xcom_push(self, key: str, value: Any) -> None:
+        self.xcom[key] = value
+
+
+def _timed_steps() -> dict[str, float]:
+    """Time the record and resolve steps of every ECR operator in this (task) process."""
+    from airflow_ecr.operators.docker import EcrRegistryAuthMixin
+
+    spent = {"record": 0.0, "resolve": 0.0}
+    for method, key in (("_record_image", "record"), ("_pin", "resolve")):
+        original = getattr(EcrRegistryAuthMixin, method)
+
+        def timed(self: Any, *args: Any, _original: Any = original, _key: str = key, **kwargs: Any) -> Any:
+            start = time.perf_counter()
+            try:
+                return _original(self, *args, **kwargs)
+            finally:
+                spent[_key] += time.perf_counter() - start
+
+        setattr(EcrRegistryAuthMixin, method, timed)
+    return spent
+
+
+def _task(env: BenchEnv, scenario: str) -> dict[str, Any]:
+    """One task in this (new) process: its times (ms) and its record."""
+    from airflow_ecr.operators.docker import EcrDockerOperator
+    from airflow_ecr.operators.images import EcrPinImagesOperator
+
+    forget_process_memory()
+    spent = _timed_steps()
+    ti = _TI()
+    start = time.perf_counter()
+    if scenario == "pin_3_images":
+        pins = EcrPinImagesOperator(task_id="pin", images=env.pin_images, aws_conn_id="aws_ours").execute({"ti": ti})
+        expect(len(pins) == 3, "ours", "pin task", f"pinned {sorted(pins)}")
+    else:
+        options = {**task_options("ours", env), "resolve_digest": scenario == "local_resolved"}
+        output = EcrDockerOperator(image=env.image, aws_conn_id="aws_ours", **options).execute({"ti": ti})
+        expect(output == "bench", "ours", f"{scenario} task", f"the task printed {output!r}")
+        expect(bool(ti.xcom.get("ecr_image", {}).get("digest")), "ours", f"{scenario} task", "no digest recorded")
+    return {
+        "task_ms": (time.perf_counter() - start) * 1000,
+        "record_ms": spent["record"] * 1000,
+        "resolve_ms": spent["resolve"] * 1000,
+    }
+
+
+def digests_run(env: BenchEnv, spec: dict[str, Any]) -> dict[str, Any]:
+    """Every scenario, one new task process per sample, interleaved; requests counted around each."""
+    from measure import in_new_process, remove_image, rotated
+
+    from airflow_ecr.testing.lab.repository import registry_requests
+
+    account = env.account["account_id"]
+    samples: dict[str, list[dict[str, Any]]] = {s: [] for s in SCENARIOS}
+
+    def sample(scenario: str) -> dict[str, Any]:
+        if scenario == "pull":
+            remove_image(env, env.image)
+        before = len(registry_requests(Path(env.lab["dir"]), account))
+        got = in_new_process(lambda: _task(env, scenario))
+        if got.get("failure"):
+            raise BenchFailure(*got["failure"])
+        time.sleep(0.2)  # the registry logs right after answering
+        made = registry_requests(Path(env.lab["dir"]), account)[before:]
+        own = [r for r in made if REQUESTS_AGENT in r.user_agent]
+        return {
+            **got,
+            "requests": len(made),
+            "task_process_requests": len(own),
+            "manifest_heads": sum(1 for r in own if r.method == "HEAD" and r.manifest),
+            "blobs_by_task_process": sum(1 for r in own if r.blob),
+        }
+
+    for scenario in SCENARIOS:  # warm-up: the host cache filled, the image local
+        sample(scenario)
+    for index in range(spec["rounds"]):
+        for scenario in rotated(list(SCENARIOS), index):
+            samples[scenario].append(sample(scenario))
+    return {"kind": "digests", "samples": samples}
+
+
+def digests_figures(result: dict[str, Any]) -> dict[str, Any]:
+    """Per scenario: the time of the record and resolve steps and of the whole task, and the requests."""
+    figures: dict[str, Any] = {}
+    for scenario, samples in result["samples"].items():
+        figures[scenario] = {
+            "rounds": len(samples),
+            "record_ms": summary([s["record_ms"] for s in samples]),
+            "resolve_ms": summary([s["resolve_ms"] for s in samples]),
+            "task_ms": summary([s["task_ms"] for s in samples]),
+            # The most any sample made: a target holds for every task, not for the median one.
+            "requests_max": max(s["requests"] for s in samples),
+            "requests_min": min(s["requests"] for s in samples),
+            "task_process_requests_max": max(s["task_process_requests"] for s in samples),
+            "manifest_heads_max": max(s["manifest_heads"] for s in samples),
+            "blobs_by_task_process": sum(s["blobs_by_task_process"] for s in samples),
+        }
+    return figures

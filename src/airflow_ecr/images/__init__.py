@@ -1,0 +1,6 @@
+"""
+Which image a task ran: image names and digests (:mod:`~airflow_ecr.images.reference`), the
+registry's manifest API (:mod:`~airflow_ecr.images.manifests`), the record every ECR task pushes
+to XCom (:mod:`~airflow_ecr.images.record`) and the pins a DAG run shares
+(:mod:`~airflow_ecr.images.pins`).
+"""

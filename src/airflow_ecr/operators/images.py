@@ -1,0 +1,102 @@
+"""EcrPinImagesOperator: resolve a DAG run's image tags to digests once, for every ECR task of the run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow_ecr._compat import BaseOperator
+from airflow_ecr.exceptions import EcrConfigurationError, EcrError
+from airflow_ecr.hooks.docker import REGIONAL_OUTAGES, EcrDockerHook, every_region_failed
+from airflow_ecr.images.manifests import Manifest
+from airflow_ecr.images.pins import Pin, pins_as_xcom
+from airflow_ecr.images.reference import ImageName
+
+if TYPE_CHECKING:
+    from airflow_ecr._compat import Context
+
+
+class EcrPinImagesOperator(BaseOperator):
+    """
+    Resolve each image's tag to the digest it points to now, and return the pins.
+
+    One manifest request per distinct image (a ``HEAD`` with the cached ECR token; no layer is
+    downloaded). ECR tasks given the result as ``pinned_images`` pull and run exactly that digest,
+    even if the tag is pushed again while the DAG run goes on:
+
+    .. code-block:: python
+
+        pin = EcrPinImagesOperator(task_id="pin_images", images=[TRAIN, SCORE])
+        train = EcrDockerOperator(task_id="train", image=TRAIN, pinned_images=pin.output)
+        score = EcrDockerOperator(task_id="score", image=SCORE, pinned_images=pin.output)
+
+    A tag that does not exist fails this task, before any container runs.
+
+    :param images: the images (by tag) the run's ECR tasks use.
+    :param aws_conn_id: the Airflow AWS connection tokens are fetched with (None: boto3's chain).
+    :param docker_conn_id: an ``ecr_docker`` connection (its settings and alias declaration), if any.
+    :param fallback_regions: replica regions asked, in order, when an image's region fails (as the
+        ECR operators' argument); a replica holds the same digests.
+    """
+
+    template_fields: Sequence[str] = ("images", "aws_conn_id", "docker_conn_id", "fallback_regions")
+    ui_color = "#ffe8cc"
+
+    def __init__(
+        self,
+        *,
+        images: Sequence[str] | str,
+        aws_conn_id: str | None = "aws_default",
+        docker_conn_id: str | None = None,
+        fallback_regions: Sequence[str] | str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.images = images
+        self.aws_conn_id = aws_conn_id
+        self.docker_conn_id = docker_conn_id
+        self.fallback_regions = fallback_regions
+
+    def execute(self, context: Context) -> dict[str, dict[str, Any]]:
+        images = [self.images] if isinstance(self.images, str) else list(self.images or ())
+        if not images or not all(isinstance(i, str) and i for i in images):
+            raise EcrConfigurationError(f"images must be a non-empty list of image names, got {self.images!r}.")
+        names: dict[ImageName, str] = {}
+        for image in images:
+            name = ImageName.parse(image)
+            if name.digest is not None:
+                raise EcrConfigurationError(f"Image {image} already names a digest: list it by tag, or not at all.")
+            names.setdefault(name, image)
+        hooks: dict[str, EcrDockerHook] = {}  # one per registry: its token is shared by its images
+        pins: dict[ImageName, Pin] = {}
+        for name, image in names.items():
+            if name.registry not in hooks:
+                hooks[name.registry] = EcrDockerHook(
+                    image=image,
+                    aws_conn_id=self.aws_conn_id,
+                    docker_conn_id=self.docker_conn_id,
+                    fallback_regions=self.fallback_regions,
+                )
+            pins[name] = Pin.of(self._resolve(hooks[name.registry], name))
+            self.log.info("Pinned %s to %s", image, name.at(pins[name].digest))
+        return pins_as_xcom(pins, names)
+
+    def _resolve(self, hook: EcrDockerHook, name: ImageName) -> Manifest:
+        """The manifest ``name`` points to, from a replica when its region fails (same digest there)."""
+        image = name.on(name.registry)
+        try:
+            return hook.resolve_manifest(image)
+        except REGIONAL_OUTAGES as err:
+            if not hook.fallback_registries:
+                raise
+            failures: list[tuple[str, EcrError]] = [(hook.registries[0].region, err)]
+        for replica in hook.fallback_registries:
+            self.log.warning(
+                "ECR in %s failed for %s (%s); resolving it in its replica in %s.",
+                failures[-1][0], image, failures[-1][1], replica.region,
+            )  # fmt: skip
+            try:
+                return hook.in_registry(replica).resolve_manifest(name.on(replica.host))
+            except REGIONAL_OUTAGES as err:
+                failures.append((replica.region, err))
+        raise every_region_failed(image, failures, failures[-1][1])
