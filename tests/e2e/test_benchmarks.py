@@ -145,7 +145,7 @@ def test_peer_benchmark_quick_mode(lab, tmp_path):
     assert together["ours"]["ecr_calls_per_registry"] == {a["account_id"]: 1 for a in lab.accounts}
     assert together["naive"]["ecr_calls"] == together["naive"]["processes"]
     met = {t["target"]: t["met"] for t in results["targets"]}
-    assert len(met) == 6
+    assert len(met) == 9  # 6 of the peers, 3 of the digest record (image_record)
     assert met["image already local: 0 ECR calls and 0 registry auth round trips"]
 
 
