@@ -23,22 +23,12 @@ from airflow_ecr.operators.docker import EcrDockerOperator, EcrDockerSwarmOperat
 from airflow_ecr.testing.lab.repository import push_index, push_marker_image, registry_requests
 from airflow_ecr.tokens.cache import TokenCache
 from helpers.airflow_harness import AirflowHarness
+from helpers.task_instance import RecordingTI
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(420)]
 
 CONN = "aws_lab"  # the `aws` fixture (tests/conftest.py)
 REQUESTS_UA = "python-requests"
-
-
-class RecordingTI:
-    """What ``context["ti"]`` offers an operator: ``xcom_push``, kept for the test."""
-
-    def __init__(self) -> None:
-        self.xcom: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        json.dumps(value)  # XCom values must be JSON-serialisable
-        self.xcom[key] = value
 
 
 @pytest.fixture

@@ -28,19 +28,12 @@ from airflow_ecr.operators.images import EcrPinImagesOperator
 from airflow_ecr.testing import lab as lab_module
 from airflow_ecr.testing.lab.repository import push_marker_image
 from airflow_ecr.tokens.cache import TokenCache
+from helpers.task_instance import RecordingTI
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 
 CONN = "aws_lab"  # the `aws` fixture (tests/conftest.py)
 REPLICA_REGION = "eu-central-1"
-
-
-class RecordingTI:
-    def __init__(self) -> None:
-        self.xcom: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
 
 
 def image(lab, name: str = "lab/busybox:1") -> str:
