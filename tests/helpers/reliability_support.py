@@ -21,6 +21,9 @@ import docker
 import pytest
 
 from airflow_ecr.operators.docker import EcrDockerOperator
+from airflow_ecr.testing.lab.paths import LabPaths
+from airflow_ecr.testing.lab.spec import LAB_WORKERS
+from airflow_ecr.testing.lab.swarm import node_dir
 from airflow_ecr.testing.leaks import Leak, ProcessSampler, ecr_secret_forms, scan_files, scan_sqlite, scan_texts
 from airflow_ecr.tokens.cache import TokenCache
 from helpers.airflow_harness import AirflowHarness, RunResult, find_venv, new_access_key
@@ -294,7 +297,10 @@ def run_scanned(
         result = harness.dags_test(dag_id, cache_dir=cache_dir, extra_env=env, access_key=access_key)
     secrets = ecr_secret_forms(sampler.secrets, hosts=[a["host"] for a in lab.accounts])
     lab_dir = Path(lab.dir)
-    skip = [lab_dir / "docker", *lab_dir.glob("registries/*/storage")]
+    # The engines' own state, root-only on a real host: a swarm keeps each service's registry login
+    # (--with-registry-auth) in its raft store and hands it to the node that runs the task, by design.
+    engines = [lab_dir / "docker", *(node_dir(LabPaths(lab_dir), node) / "data" for node in LAB_WORKERS)]
+    skip = [*engines, *lab_dir.glob("registries/*/storage")]
     texts, airflow_texts = split_airflow_leaks({"dags test output and task logs": result.output, **result.logs})
     leaks = [
         *sampler.leaks(secrets),

@@ -105,6 +105,7 @@ def test_ecr_unreachable_without_a_cached_token_names_the_endpoint(lab_task):
 
 
 def test_ecr_5xx_without_a_cached_token_names_the_endpoint_and_the_attempts(lab_task):
+    lab_task.monkeypatch.setenv("AIRFLOW__ECR__TOKEN_MAX_ATTEMPTS", "3")  # short, as above
     lab_task.emulator.faults(server_error=10)
     with pytest.raises(EcrServiceError) as err:
         lab_task.run()
