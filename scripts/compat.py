@@ -41,7 +41,10 @@ RESULTS = ROOT / "docs" / "compatibility.json"
 DOC = ROOT / "docs" / "compatibility.md"
 README = ROOT / "README.md"
 CELLS_ROOT = ROOT / ".venvs" / "compat"
-TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "hypothesis>=6.100", "requests>=2.31"]
+TEST_TOOLS = ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.5", "hypothesis>=6.100", "requests>=2.31"]
+# The unit tests are independent of each other and CPU-bound: one worker per core (2 here) makes
+# each cell's unit step about 1.6x faster, which keeps the whole test command within its budget.
+UNIT_WORKERS = ["-n", str(min(4, os.cpu_count() or 1))]
 # About the checkout, not the deployment: the docs build (mkdocs is locked in the test environment)
 # and the compatibility tables (which this very run is rewriting).
 UNIT_DESELECT = [
@@ -276,6 +279,7 @@ def run_cell(cell: Cell, wheel: Path, logs: Path, test_python: str) -> CellResul
                 "-p",
                 "no:cacheprovider",
                 "-q",
+                *UNIT_WORKERS,
                 "tests/unit",
                 *UNIT_DESELECT,
             ],

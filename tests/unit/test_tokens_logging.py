@@ -8,12 +8,16 @@ from __future__ import annotations
 import base64
 import importlib
 import logging
+import re
+import string
 import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from airflow_ecr import _compat
 from airflow_ecr.registry import parse_registry_host
@@ -91,6 +95,11 @@ def found(text: str, password: str) -> list[str]:
 
 def masker_redact(text: str) -> str:
     """``text`` as Airflow's secret masker (the one ``mask_secret`` feeds) writes it to a task log."""
+    return str(masker_in_use().redact(text))
+
+
+def masker_in_use() -> Any:
+    """The secret masker that ``mask_secret`` feeds on this Airflow (found by a canary)."""
     canary = "airflow-ecr-masker-canary-7d1c2a"
     _compat.mask_secret(canary)
     homes = (
@@ -106,7 +115,7 @@ def masker_redact(text: str) -> str:
         except (ImportError, AttributeError):
             continue
         if canary not in str(masker.redact(canary)):
-            return str(masker.redact(text))
+            return masker
     pytest.fail("cannot find the secret masker that mask_secret feeds on this Airflow", pytrace=False)
 
 
@@ -174,3 +183,66 @@ def test_the_quiet_parser_is_scoped_to_the_token_call_and_its_thread(everything:
     with token_response_unlogged():
         pass
     assert [type(f).__name__ for f in parser.filters].count("_TokenResponseFilter") == 1  # installed once
+
+
+# -- what masking costs: short patterns, whatever the password's length ---------------------------
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.text(alphabet=string.ascii_letters + string.digits + "+/=_-%", min_size=1, max_size=120),
+        st.binary(min_size=1, max_size=300).map(lambda raw: base64.b64encode(raw).decode()),
+        st.text(min_size=1, max_size=60),
+    )
+)
+def test_the_mask_patterns_cover_every_form_of_any_password(password: str) -> None:
+    from airflow_ecr.tokens.token import mask_patterns, secret_forms
+
+    patterns = mask_patterns(password)
+    replacer = re.compile("|".join(patterns))
+    for form in secret_forms(password):
+        assert any(re.fullmatch(pattern, form) for pattern in patterns), (form, patterns)
+        assert form not in replacer.sub("***", f"before {form}\n"), (form, patterns)
+
+
+def test_an_ecr_sized_password_costs_the_masker_a_few_short_patterns_once() -> None:
+    """ECR's passwords are ~3,000 characters, their forms ~20,000: the masker's regex (compiled per
+    new pattern, at a cost per character) grows by a few dozen characters, once per process."""
+    from airflow_ecr.testing.emulator.model import registry_password
+    from airflow_ecr.tokens.token import mask, mask_patterns
+
+    masker_redact("warm-up of the masker")
+    masker = masker_in_use()
+    first, second = registry_password(2e9), registry_password(2e9)
+    assert len(first) > 2500
+    before = len(masker.replacer.pattern)
+    mask(first)
+    grown, replacer = len(masker.replacer.pattern) - before, masker.replacer
+    mask(second)
+    # (0 if an earlier test of this process masked an ECR token: the patterns are ECR's, not the token's.)
+    assert grown < 120 and set(mask_patterns(first)) <= masker.patterns
+    assert masker.replacer is replacer  # the second ECR token compiles nothing
+    for password in (first, second):
+        line = " | ".join(f"{name}={form}" for name, form in forms_of(password).items())
+        assert found(masker_redact(line), password) == []
+
+
+def test_the_supervisor_of_an_airflow_3_task_gets_every_exact_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The supervisor masks an Airflow 3 task's logs and knows nothing of the task's masker."""
+    if not _compat.is_airflow_3():
+        pytest.skip("Airflow 2 tasks write their own logs: no supervisor")
+    from airflow.sdk.execution_time import task_runner
+
+    from airflow_ecr.tokens.token import mask, secret_forms
+
+    class Supervisor:
+        def __init__(self) -> None:
+            self.values: list[Any] = []
+
+        def send(self, message: Any) -> None:
+            self.values.append(getattr(message, "value", None))
+
+    supervisor = Supervisor()
+    monkeypatch.setattr(task_runner, "SUPERVISOR_COMMS", supervisor, raising=False)
+    password = "supervised+/=" + "y" * 40
+    mask(password)
+    assert supervisor.values == [secret_forms(password)]

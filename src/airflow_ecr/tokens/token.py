@@ -6,6 +6,8 @@ import base64
 import contextlib
 import contextvars
 import logging
+import re
+import string
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -15,6 +17,15 @@ from urllib.parse import quote
 from airflow_ecr.exceptions import EcrServiceError
 from airflow_ecr.registry import parse_registry_host
 
+# How the masker recognises a form of a password (:func:`mask_patterns`): its first characters, then
+# the rest of its run of base64, base64url and URL-encoded characters.
+MASK_PREFIX_LENGTH = 16
+_TOKEN_CHARACTERS = frozenset(string.ascii_letters + string.digits + "+/=_-%")
+_TOKEN_RUN = "[A-Za-z0-9+/=_%-]*"  # noqa: S105 (a character class)
+# What URL-encoding changes in base64 (``quote`` with safe="" and safe="/"), as str.translate tables:
+# quote() is pure Python, a few hundred microseconds per thousand characters.
+_BASE64 = frozenset(string.ascii_letters + string.digits + "+/=")
+_QUOTED = {"": str.maketrans({"+": "%2B", "/": "%2F", "=": "%3D"}), "/": str.maketrans({"+": "%2B", "=": "%3D"})}
 # The version of the JSON a token is stored as in the host cache; other versions read as a miss.
 CACHE_FORMAT_VERSION = 1
 ECR_PUBLIC_PROXY_ENDPOINT = "https://public.ecr.aws"
@@ -88,8 +99,39 @@ def secret_forms(password: str, username: str = "AWS", authorization_token: str 
     forms = [password, base64.b64encode(f"{username}:{password}".encode()).decode()]
     if authorization_token:
         forms.append(authorization_token)
-    encoded = [quote(form, safe=safe) for form in forms for safe in ("", "/")]
+    encoded = [_url_encoded(form, safe) for form in forms for safe in _QUOTED]
     return list(dict.fromkeys([*forms, *encoded]))
+
+
+def _url_encoded(form: str, safe: str) -> str:
+    """``quote(form, safe=safe)``, in C for base64 (every ECR form)."""
+    return form.translate(_QUOTED[safe]) if _BASE64.issuperset(form) else quote(form, safe=safe)
+
+
+def mask_patterns(password: str, username: str = "AWS", authorization_token: str | None = None) -> list[str]:
+    """
+    The masker's regexes for every form of a password (:func:`secret_forms`): each form's first 16
+    characters, then any run of base64, base64url and URL-encoded characters, which covers the
+    rest of the form (and any such characters glued to it).
+
+    Short, whatever the password's length, and computed without the forms themselves: a regex costs
+    compile time per character, and an ECR password's forms are thousands of characters each.
+    ECR's passwords (base64 of a JSON document) all begin alike, so these are the same few regexes
+    for every ECR token: a process compiles them once. A password with other characters gets its
+    forms' exact patterns.
+
+    :param password: the registry password.
+    :param username: the registry user (always ``AWS`` for ECR).
+    :param authorization_token: the token exactly as ECR sent it.
+    """
+    given = [password, *([authorization_token] if authorization_token else [])]
+    if len(password) < MASK_PREFIX_LENGTH or not all(_TOKEN_CHARACTERS.issuperset(form) for form in given):
+        return list(dict.fromkeys(re.escape(form) for form in secret_forms(password, username, authorization_token)))
+    # URL-encoding maps each character on its own and never shortens: a form's prefix is the encoded prefix's.
+    heads = [password, base64.b64encode(f"{username}:{password[:MASK_PREFIX_LENGTH]}".encode()).decode(), *given[1:]]
+    heads = [head[:MASK_PREFIX_LENGTH] for head in heads]
+    heads += [_url_encoded(head, safe)[:MASK_PREFIX_LENGTH] for head in heads for safe in _QUOTED]
+    return [re.escape(head) + _TOKEN_RUN for head in dict.fromkeys(heads)]
 
 
 def mask(password: str, username: str = "AWS", authorization_token: str | None = None) -> None:
@@ -101,12 +143,12 @@ def mask(password: str, username: str = "AWS", authorization_token: str | None =
     :param username: the registry user (always ``AWS`` for ECR).
     :param authorization_token: the token exactly as ECR sent it.
     """
-    from airflow_ecr._compat import mask_secret
+    from airflow_ecr._compat import add_mask_patterns
 
-    # One call for all forms (Airflow 2 and 3 take a list): on Airflow 3 each call is a message
-    # to the supervisor.
-    forms: Any = secret_forms(password, username, authorization_token)
-    mask_secret(forms)
+    add_mask_patterns(
+        mask_patterns(password, username, authorization_token),
+        lambda: secret_forms(password, username, authorization_token),
+    )
 
 
 # botocore logs every response body at DEBUG (``botocore.parsers``), before any caller can mask what

@@ -20,7 +20,10 @@ def bcrypt_line(password: str) -> bytes:
         import bcrypt
     except ImportError as exc:  # an optional dependency: say how to get it
         raise RuntimeError("the ECR emulator needs bcrypt: pip install 'airflow-ecr[testing]'") from exc
-    return b"AWS:" + bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=BCRYPT_ROUNDS)) + b"\n"
+    # bcrypt reads only a password's first 72 bytes (the registry's too); bcrypt 5 refuses more
+    # instead of ignoring them, and ECR's passwords are longer.
+    secret = password.encode()[:72]
+    return b"AWS:" + bcrypt.hashpw(secret, bcrypt.gensalt(rounds=BCRYPT_ROUNDS)) + b"\n"
 
 
 def write_htpasswd(path: Path, password: str, after_ns: int) -> int:

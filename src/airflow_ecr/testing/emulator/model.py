@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import re
 from dataclasses import dataclass
 
@@ -14,6 +17,27 @@ DEFAULT_TOKEN_TTL = 43200.0
 DEFAULT_ROTATE_FRACTION = 0.5
 # Cost 5 keeps minting at ~2 ms; the registry accepts any bcrypt cost.
 BCRYPT_ROUNDS = 5
+
+# ECR's registry passwords are base64 of a JSON document of KMS ciphertext, over 2,500 characters
+# long (aws/aws-cdk#32925): what a password costs (masking it, storing it) depends on its length.
+PAYLOAD_BYTES = 1400
+DATAKEY_BYTES = 180
+
+
+def registry_password(expires_at: float) -> str:
+    """A new registry password shaped and sized like ECR's (about 2,900 characters), random where ECR's is ciphertext.
+
+    :param expires_at: when the token expires (ECR writes it into the document too).
+    """
+    document = {
+        "payload": base64.b64encode(os.urandom(PAYLOAD_BYTES)).decode(),
+        "datakey": base64.b64encode(os.urandom(DATAKEY_BYTES)).decode(),
+        "version": "2",
+        "type": "DATA_KEY",
+        "expiration": int(expires_at),
+    }
+    return base64.b64encode(json.dumps(document, separators=(",", ":")).encode()).decode()
+
 
 ACCOUNT_RE = re.compile(r"^[0-9]{12}$")
 CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/(\d{8})/([^/,\s]+)/([^/,\s]+)/aws4_request")

@@ -22,6 +22,7 @@ from airflow_ecr.testing.emulator.model import (
     DEFAULT_ROTATE_FRACTION,
     DEFAULT_TOKEN_TTL,
     EmulatedAccount,
+    registry_password,
 )
 
 
@@ -397,7 +398,8 @@ class EmulatorState:
 
     def _mint(self, registry: _Registry) -> _Token:
         now = time.time()
-        token = _Token(secrets.token_urlsafe(48), now, now + self._config.token_ttl)
+        expires_at = now + self._config.token_ttl
+        token = _Token(registry_password(expires_at), now, expires_at)
         self._set_password(registry, token.password)
         registry.token = token
         # Make the registry reject the token the moment it expires, as real ECR does.
