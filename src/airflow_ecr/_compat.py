@@ -171,7 +171,7 @@ def add_mask_patterns(patterns: list[str], secrets: Callable[[], list[str]]) -> 
     :param secrets: the exact strings (computed only for a supervisor, or an unknown masker).
     """
     mask_secret = __getattr__("mask_secret")
-    # Beside mask_secret (2.11, 3.0, 3.2+), or imported inside it (3.1: from the task SDK's _shared).
+    # Beside mask_secret (2.11, 3.0, 3.3), or imported inside it (3.1, 3.2: from the task SDK's _shared).
     accessor = getattr(mask_secret, "__globals__", {}).get("_secrets_masker") or _find("_secrets_masker", _MASKER_HOMES)
     masker: Any = accessor() if callable(accessor) else None
     known = getattr(masker, "patterns", None)
