@@ -270,11 +270,22 @@ def run_cell(cell: Cell, wheel: Path, logs: Path, test_python: str) -> CellResul
         )
         test_env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN", "VIRTUAL"))}
         test_env["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix=f"compat-{cell.id}-")
-        unit = [str(venv / "bin" / "python"), "-m", "pytest", "-p", "no:cacheprovider", "-q", "tests/unit"]
-        unit += UNIT_DESELECT
-        runner.run("unit tests", [*unit, *UNIT_WORKERS, "-m", "not timing"], test_env, fatal=False)
-        # Tokens that live seconds: alone, so that another worker's load cannot age them.
-        runner.run("unit tests (timing)", [*unit, "-m", "timing"], test_env, fatal=False)
+        runner.run(
+            "unit tests",
+            [
+                str(venv / "bin" / "python"),
+                "-m",
+                "pytest",
+                "-p",
+                "no:cacheprovider",
+                "-q",
+                *UNIT_WORKERS,
+                "tests/unit",
+                *UNIT_DESELECT,
+            ],
+            test_env,
+            fatal=False,
+        )
         # From the test environment, driving the cell's `airflow`: the cell is named by its venv.
         tests = [test_python, "-m", "pytest", "-p", "no:cacheprovider", "-q"]
         cell_env = {**os.environ, "AIRFLOW_ECR_CELL_VENV": str(venv)}

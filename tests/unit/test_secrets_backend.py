@@ -425,7 +425,6 @@ def test_no_secret_in_logs_or_errors(emu, caplog):
 # -- Airflow's secrets cache ---------------------------------------------------------------------
 
 
-@pytest.mark.timing
 def test_tokens_shorter_than_airflows_cache_ttl_are_refused(emu, monkeypatch):
     monkeypatch.setenv("AIRFLOW__SECRETS__USE_CACHE", "True")
     monkeypatch.setenv("AIRFLOW__SECRETS__CACHE_TTL_SECONDS", "30")
@@ -436,14 +435,12 @@ def test_tokens_shorter_than_airflows_cache_ttl_are_refused(emu, monkeypatch):
     assert "keep [secrets] cache_ttl_seconds below 5 s, or turn [secrets] use_cache off" in str(err.value)
 
 
-@pytest.mark.timing
 def test_min_token_life_is_enforced_without_airflows_cache(emu):
     emu.configure(token_ttl=10)
     with pytest.raises(EcrConnectionLookupError, match="min_token_life=20\\): keep min_token_life below 5 s"):
         make(emu, min_token_life=20).get_connection(ID1)
 
 
-@pytest.mark.timing
 @pytest.mark.parametrize("use_cache", [True, False])
 def test_token_is_refreshed_when_a_cached_copy_could_outlive_it(emu, monkeypatch, use_cache):
     """Token life 5 s, Airflow cache TTL 2 s: a token with < 2.5 s left is replaced, if caching."""
@@ -463,7 +460,6 @@ def test_token_is_refreshed_when_a_cached_copy_could_outlive_it(emu, monkeypatch
         assert left >= 2.0
 
 
-@pytest.mark.timing
 def test_through_airflows_own_dispatcher_and_secrets_cache(emu, monkeypatch):
     """Airflow's Connection lookup with [secrets] backend set and the DAG processor's cache on."""
     from airflow.models.connection import Connection
