@@ -52,12 +52,12 @@ _HOMES: dict[str, tuple[str, ...]] = {
     # What the task runner (3.x) and TaskInstance (2.11) wrap a task's execution in.
     "set_current_context": ("airflow.sdk.execution_time.context", "airflow.models.taskinstance"),
 }
-# Where the masker that mask_secret feeds lives, when mask_secret imports it inside itself (3.1).
-_MASKER_HOMES = ("airflow.sdk._shared.secrets_masker", "airflow.sdk.execution_time.secrets_masker")
 # Symbols some supported versions lack; ``optional(name)`` answers None there.
 _OPTIONAL: dict[str, tuple[str, ...]] = {
     # Task SDK 1.2.2+: a backend's error that stops the lookup instead of falling through.
     "AirflowSecretsBackendAccessDenied": ("airflow.sdk.exceptions",),
+    # The masker mask_secret feeds, where 3.1 and 3.2 import it inside mask_secret (add_mask_patterns).
+    "_secrets_masker": ("airflow.sdk._shared.secrets_masker", "airflow.sdk.execution_time.secrets_masker"),
 }
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ def add_mask_patterns(patterns: list[str], secrets: Callable[[], list[str]]) -> 
     """
     mask_secret = __getattr__("mask_secret")
     # Beside mask_secret (2.11, 3.0, 3.3), or imported inside it (3.1, 3.2: from the task SDK's _shared).
-    accessor = getattr(mask_secret, "__globals__", {}).get("_secrets_masker") or _find("_secrets_masker", _MASKER_HOMES)
+    accessor = getattr(mask_secret, "__globals__", {}).get("_secrets_masker") or optional("_secrets_masker")
     masker: Any = accessor() if callable(accessor) else None
     known = getattr(masker, "patterns", None)
     if not isinstance(known, set) or not hasattr(masker, "replacer"):
