@@ -157,6 +157,9 @@ def test_rotation_replaces_the_password(lab: Any, api: docker.APIClient, emulato
     rotated, rotated_expiry = token_for(lab, account)
     assert rotated != first
     assert rotated_expiry > first_expiry
+    # The record of each call says which token it handed out: by when it was minted.
+    minted = [c["tokens_issued_at"] for c in emulator.calls()[-3:]]
+    assert minted[0] == minted[1] and minted[2][0] > minted[0][0], minted
     assert "unauthorized: authentication required" in pull_error(api, ref, first)
     pull(api, ref, rotated)
 

@@ -40,7 +40,7 @@ through a loopback admin API, so tests in other processes can drive it::
 
     GET  /_emulator/health                 {"ok": true, "accounts": [...]}
     GET  /_emulator/calls                  [{"time", "end", "target", "region", "registry_ids",
-                                             "access_key_id", "outcome"}, ...]
+                                             "access_key_id", "outcome", "tokens_issued_at"}, ...]
     POST /_emulator/reset                  clear calls and faults, fill the buckets
     GET|POST /_emulator/faults             {"throttle": n, "server_error": n,
                                             "deny": true|false|["acct", ...], "delay": seconds,
@@ -52,6 +52,10 @@ through a loopback admin API, so tests in other processes can drive it::
                                            POST {"level": n, "region": "..."(optional)}
     POST /_emulator/revoke                 {"account_id": "...", "region": "..."(optional)}
     GET  /_emulator/password/<account>     {"password", "expires_at"} (mints if none is valid)
+
+A call's ``tokens_issued_at`` lists when each token it handed out was minted (None for a failed
+call): calls that list the same time handed out the same password, and a later time means the
+earlier password was rotated out.
 
 Command line (used by the lab)::
 

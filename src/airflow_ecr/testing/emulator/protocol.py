@@ -46,6 +46,7 @@ class AwsApi(EmulatorState):
             "registry_ids": None,
             "access_key_id": None,
             "outcome": "ok",
+            "tokens_issued_at": None,
         }
         try:
             result = self._dispatch(target, headers, body, call)
@@ -136,6 +137,7 @@ class AwsApi(EmulatorState):
                 )
             if public:
                 token = self._token_for(self._public)
+                call["tokens_issued_at"] = [token.issued_at]
                 public_data = self._auth_data(token)
                 public_data["expiresAt"] -= faults.clock_skew
                 return {"authorizationData": public_data}
@@ -150,8 +152,11 @@ class AwsApi(EmulatorState):
                     )
                 registries.append(registry)
             data = []
+            call["tokens_issued_at"] = []
             for registry in registries:
-                entry = self._auth_data(self._token_for(registry))
+                token = self._token_for(registry)
+                call["tokens_issued_at"].append(token.issued_at)
+                entry = self._auth_data(token)
                 entry["expiresAt"] -= faults.clock_skew
                 entry["proxyEndpoint"] = f"https://{registry.account_id}.dkr.ecr.{registry.region}.amazonaws.com"
                 data.append(entry)
