@@ -32,6 +32,7 @@ from typing import Any
 from approaches import CLOCK, PEERS, Approach, build, get_connection, instrument
 from digests import digests_figures, digests_run, digests_spec
 from fleet import fleet_figures, fleet_run, fleet_spec
+from floor import FLOOR_STEPS, floor_figures, floor_inputs, time_floor_step
 from lab_env import (
     HERE,
     UNRELATED_CONN,
@@ -242,10 +243,18 @@ def per_process_run(env: BenchEnv, approaches: dict[str, Approach], spec: dict[s
         found.setdefault("airflow_ecr", got["airflow_ecr"])
         return float(got["ms"])
 
+    def floor_sample(step: str, inputs: dict[str, str]) -> float:
+        """One new task process doing one floor step alone; its time (ms)."""
+        got = in_new_process(lambda: {"ms": time_floor_step(step, inputs) * 1000})
+        if got.get("failure"):
+            raise BenchFailure(*got["failure"])
+        return float(got["ms"])
+
     for name in names:  # the first task process fills the host cache (and shows that the step works)
         if approaches[name].cached:
             approaches[name].make_cold()
             sample(approaches[name], "first (cold)")
+    floor: dict[str, list[float]] = {step: [] for step in FLOOR_STEPS}
     for index in range(spec["rounds"]):
         for name in rotated(names, index):
             approach = approaches[name]
@@ -262,11 +271,16 @@ def per_process_run(env: BenchEnv, approaches: dict[str, Approach], spec: dict[s
             if not approach.cached:  # no cache: every task is a cold one
                 samples["cold"][name].append(samples["warm"][name][-1])
                 intervals[name].append(("cold", *intervals[name][-1][1:]))
+        if "ours" in names:  # in the same rounds: the least any warm step costs here (floor.py)
+            inputs = floor_inputs(env)
+            for step in FLOOR_STEPS:
+                floor[step].append(floor_sample(step, inputs))
     result: dict[str, Any] = {
         "kind": "per_process",
         "samples": samples,
         "intervals": intervals,
         "airflow_ecr": found.get("airflow_ecr"),
+        "floor": floor,
     }
     if spec.get("profile"):
         result["profile"] = {
@@ -398,6 +412,8 @@ def per_process_figures(env: BenchEnv, result: dict[str, Any], plan: dict[str, A
             "ecr_calls": calls,
         },
     }
+    if result.get("floor", {}).get("config"):
+        figures["per_process"]["floor"] = floor_figures(result["floor"])
     if result.get("profile"):
         figures["per_process"]["profile"] = result["profile"]
     peers = [p for p in (*PEERS, "ours_secrets") if p in names and "ours" in names]

@@ -127,6 +127,19 @@ def _per_process_lines(report: dict[str, Any]) -> list[str]:
         + ".",
         "",
     ]
+    floor = per.get("floor")
+    if floor:
+        lines += [
+            "The floor of a warm step in a new task process (floor.py): what every warm step must do, each timed "
+            "alone in its own new task process (ms: median (p10-p90, n)):",
+            "",
+            "| step | time |",
+            "|---|---|",
+            *(f"| {floor['labels'][name]} | {spread(got)} |" for name, got in floor["steps_ms"].items()),
+            f"| **the least a warm step costs here** (the sum of the medians but the timer's) | "
+            f"**{floor['floor_ms']:.3g} ms** |",
+            "",
+        ]
     for state, text in (per.get("profile") or {}).items():
         lines += [f"Profile of airflow-ecr's {state} step in one new task process (cProfile, cumulative):", ""]
         lines += ["```text", *text.rstrip().splitlines(), "```", ""]

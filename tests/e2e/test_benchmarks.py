@@ -127,6 +127,11 @@ def test_peer_benchmark_quick_mode(lab, tmp_path):
     assert [per_process_calls["warm"][n] for n in ("ours", "ours_secrets", "helper")] == [0, 0, 0]
     assert [per_process_calls["cold"][n] for n in ("ours", "ours_secrets", "helper")] == [rounds] * 3
     assert figures["per_process"]["airflow_ecr"].endswith("airflow_ecr/__init__.py")
+    # The floor of any warm step (floor.py): each part timed alone in a new task process, every round.
+    floor = figures["per_process"]["floor"]
+    assert [floor["steps_ms"][s]["n"] for s in ("timer", "config", "token_file", "masker")] == [rounds] * 4
+    assert floor["floor_ms"] > floor["steps_ms"]["timer"]["median"] > 0
+    assert "the least a warm step costs here" in markdown
     # What holds in any run, timings aside. A warm host cache: one call for all the sequential tasks
     # (the cold first), none in a task, and none and no registry auth round trip when the image is local.
     calls = figures["ecr_calls"]
