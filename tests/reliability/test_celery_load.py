@@ -161,9 +161,7 @@ def run_load(
             "tasks": sum(1 for ti in instances if ti["hostname"] == name),
             "pulls_logged": len(needs[name]),
             "ecr_calls": len(host_calls[name]),
-            "tokens_minted_by_the_host": sum(
-                1 for c in host_calls[name] if min(c["tokens_issued_at"] or [0]) >= c["time"]
-            ),
+            "tokens_minted_by_the_host": sum(1 for c in host_calls[name] if minted_during(c)),
             "uncalled_for_call_offsets": [round(c["time"] - start, 2) for c in uncalled_for(host_calls[name], calls)],
             "pull_span_seconds": round(needs[name][-1] - start, 1) if needs[name] else 0.0,
             "call_offsets_seconds": [round(c["time"] - start, 2) for c in host_calls[name]],
