@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from approaches import forget_process_memory, task_options
-from lab_env import BenchEnv, BenchFailure, expect
+from lab_env import BenchEnv, expect
 from stats import summary
 
 SCENARIOS = ("local", "pull", "local_resolved", "pin_3_images")
@@ -102,8 +102,6 @@ def digests_run(env: BenchEnv, spec: dict[str, Any]) -> dict[str, Any]:
             remove_image(env, env.image)
         before = len(registry_requests(Path(env.lab["dir"]), account))
         got = in_new_process(lambda: _task(env, scenario))
-        if got.get("failure"):
-            raise BenchFailure(*got["failure"])
         time.sleep(0.2)  # the registry logs right after answering
         made = registry_requests(Path(env.lab["dir"]), account)[before:]
         own = [r for r in made if REQUESTS_AGENT in r.user_agent]

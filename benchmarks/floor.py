@@ -59,11 +59,12 @@ def time_floor_step(name: str, inputs: dict[str, str]) -> float:
     :param name: one of :data:`FLOOR_STEPS`.
     :param inputs: :func:`floor_inputs`.
     """
-    from airflow.configuration import conf
+    from airflow_ecr._compat import conf
+    from airflow_ecr.settings import SECTION
 
     start = time.perf_counter()
     if name == "config":
-        conf.get("ecr", "cache_dir", fallback="")
+        conf.get(SECTION, "cache_dir", fallback="")
     elif name == "token_file":
         fd = os.open(inputs["token_file"], os.O_RDONLY)
         try:

@@ -186,7 +186,10 @@ def prepare_task_parent() -> None:
 
 
 def in_new_process(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """Fork; the child runs ``fn`` and sends its result (or its failure) back over a pipe, then exits."""
+    """
+    Fork; the child runs ``fn`` and sends its result (or its failure) back over a pipe, then exits.
+    A failure in the child is raised here, as the :class:`BenchFailure` it was (or one naming it).
+    """
     read_fd, write_fd = os.pipe()
     sys.stdout.flush()
     sys.stderr.flush()
@@ -217,7 +220,10 @@ def in_new_process(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
     if not chunks:
         raise BenchFailure("bench", "task process", f"exited {status} without a result")
-    return dict(json.loads(b"".join(chunks)))
+    got = dict(json.loads(b"".join(chunks)))
+    if got.get("failure"):
+        raise BenchFailure(*got["failure"])
+    return got
 
 
 def per_process_run(env: BenchEnv, approaches: dict[str, Approach], spec: dict[str, Any]) -> dict[str, Any]:
@@ -238,23 +244,20 @@ def per_process_run(env: BenchEnv, approaches: dict[str, Approach], spec: dict[s
             return {"ms": elapsed * 1000, "airflow_ecr": airflow_ecr.__file__}
 
         got = in_new_process(child)
-        if got.get("failure"):
-            raise BenchFailure(*got["failure"])
         found.setdefault("airflow_ecr", got["airflow_ecr"])
         return float(got["ms"])
 
     def floor_sample(step: str, inputs: dict[str, str]) -> float:
         """One new task process doing one floor step alone; its time (ms)."""
-        got = in_new_process(lambda: {"ms": time_floor_step(step, inputs) * 1000})
-        if got.get("failure"):
-            raise BenchFailure(*got["failure"])
-        return float(got["ms"])
+        return float(in_new_process(lambda: {"ms": time_floor_step(step, inputs) * 1000})["ms"])
 
     for name in names:  # the first task process fills the host cache (and shows that the step works)
         if approaches[name].cached:
             approaches[name].make_cold()
             sample(approaches[name], "first (cold)")
     floor: dict[str, list[float]] = {step: [] for step in FLOOR_STEPS}
+    # The token file's path is the cache key's: every round's steps of ours write that same file.
+    inputs = floor_inputs(env) if "ours" in names else {}
     for index in range(spec["rounds"]):
         for name in rotated(names, index):
             approach = approaches[name]
@@ -271,8 +274,7 @@ def per_process_run(env: BenchEnv, approaches: dict[str, Approach], spec: dict[s
             if not approach.cached:  # no cache: every task is a cold one
                 samples["cold"][name].append(samples["warm"][name][-1])
                 intervals[name].append(("cold", *intervals[name][-1][1:]))
-        if "ours" in names:  # in the same rounds: the least any warm step costs here (floor.py)
-            inputs = floor_inputs(env)
+        if inputs:  # in the same rounds: the least any warm step costs here (floor.py)
             for step in FLOOR_STEPS:
                 floor[step].append(floor_sample(step, inputs))
     result: dict[str, Any] = {
@@ -309,10 +311,7 @@ def profile_in_new_process(approach: Approach, state: str, top: int = 30) -> str
 
     if state == "cold":
         approach.make_cold()
-    got = in_new_process(profiled)
-    if got.get("failure"):
-        raise BenchFailure(*got["failure"])
-    return str(got["text"])
+    return str(in_new_process(profiled)["text"])
 
 
 def concurrent_run(env: BenchEnv, approach: Approach, spec: dict[str, Any]) -> dict[str, Any]:
