@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from floor import FLOOR_PARTS, FLOOR_STEPS
+
 # The quick command for whoever optimises the hot path: printed in every report.
 PER_PROCESS_COMMAND = "python benchmarks/bench.py --lab DIR --only per-process [--profile]"
 
@@ -202,10 +204,10 @@ NOTES = [
     "stands for a fleet 10x larger, or starting 10x closer together. The bucket is set for each fleet right "
     "before its release (drained: 0 calls left), and restored after the run.",
     "The floor of a warm step per new task process (floor.py): in the same rounds, the same parent forks one "
-    "task process for each thing every warm step must do, timed alone: read one [ecr] option through Airflow's "
-    "configuration (conf.get); open, fstat and read one token file of the host cache and parse its JSON; "
-    "compile the two patterns that cover an ECR password's forms (one re.compile, the least a regex masker does "
-    "to learn a secret). The sum of their medians is the least a warm step can cost here, whatever its code.",
+    "task process for each thing every warm step must do, timed alone: "
+    + "; ".join(FLOOR_STEPS[part] for part in FLOOR_PARTS)
+    + ". The last is the least a regex masker does to learn a secret. The sum of their medians is the least a "
+    "warm step can cost here, whatever its code.",
     f"Per-new-process figures of airflow-ecr and the helper alone, in well under a minute: `{PER_PROCESS_COMMAND}` "
     "(--profile adds a cProfile of airflow-ecr's warm and cold step in a new task process).",
 ]
