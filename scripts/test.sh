@@ -7,6 +7,17 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 bash scripts/setup-debian.sh
+# The Kubernetes servers for tests/e2e/test_kubernetes.py: built once (about 4 minutes on 2 cores),
+# then cached outside the checkout; built beside the environments, lint and the release check.
+k8s_log=$(mktemp /tmp/airflow-ecr-k8s-binaries.XXXXXX.log)
+setsid bash scripts/k8s-binaries.sh >"$k8s_log" 2>&1 &
+k8s_pid=$!
+lab_started=""
+stop_started() {
+  kill -- -"$k8s_pid" 2>/dev/null || true  # the build and its children, by their group
+  [ -z "$lab_started" ] || "$root/.venvs/af3/bin/python" -m airflow_ecr.testing.lab down --dir "$lab_started" --purge
+}
+trap stop_started EXIT
 bash scripts/venvs.sh 3 2
 af3="$root/.venvs/af3/bin"
 
@@ -22,9 +33,17 @@ if [ -n "${AIRFLOW_ECR_LAB_DIR:-}" ] && [ -f "$AIRFLOW_ECR_LAB_DIR/lab.json" ]; 
   echo "== reusing the lab in $AIRFLOW_ECR_LAB_DIR"
 else
   export AIRFLOW_ECR_LAB_DIR=$(mktemp -d /tmp/airflow-ecr-lab.XXXXXX)
-  trap '"$af3/python" -m airflow_ecr.testing.lab down --dir "$AIRFLOW_ECR_LAB_DIR" --purge' EXIT
+  lab_started="$AIRFLOW_ECR_LAB_DIR"
   "$af3/python" -m airflow_ecr.testing.lab up --dir "$AIRFLOW_ECR_LAB_DIR" --swarm
 fi
+
+if ! wait "$k8s_pid"; then
+  cat "$k8s_log" >&2
+  echo "test.sh: the Kubernetes servers could not be built (log above)" >&2
+  exit 1
+fi
+echo "== Kubernetes servers: $(tail -n 1 "$k8s_log")"
+rm -f "$k8s_log"
 
 echo "== all tests on Airflow 3 (the Airflow process tests run both versions)"
 # tests/ui (the connection form in Chromium) runs in the matrix, on its Airflow 2.11 and 3 cells.

@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         "STS). Nothing is written (no ~/.docker, no connection); the token is never shown.",
         epilog="exit codes: 0 no check failed, 1 unexpected error, 2 bad image or [ecr] configuration, "
         "3 AWS refused (credentials, ecr:GetAuthorizationToken, ecr:BatchGetImage), 4 AWS API unreachable or "
-        "failing, 6 Docker daemon unreachable, 7 registry unreachable from the daemon, 8 image not found",
+        "failing, 6 Docker daemon unreachable, 7 registry unreachable from the daemon, 8 image not found, "
+        "9 Kubernetes refused (Role) or failed",
     )
     doctor.add_argument(
         "--image",
@@ -132,6 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument(
         "--docker-url", metavar="URL", help="the Docker daemon (default: $DOCKER_HOST or the local socket)"
+    )
+    doctor.add_argument(
+        "--namespace",
+        metavar="NS",
+        help="also check Kubernetes pods' pull secrets in this namespace: the Role's verbs and a Secret's round trip",
+    )
+    doctor.add_argument(
+        "--kubernetes-conn-id",
+        metavar="ID",
+        default="kubernetes_default",
+        help="with --namespace: the cncf.kubernetes connection, as KubernetesPodOperator's kubernetes_conn_id "
+        "(default: kubernetes_default)",
     )
     doctor.add_argument("--json", action="store_true", help="print the results as JSON (for machines)")
     doctor.add_argument("--verbose", action="store_true", help="show Airflow's and boto3's own output, and tracebacks")
@@ -275,12 +288,16 @@ def doctor(args: argparse.Namespace) -> int:
         try:
             # A bad image is told in doctor's words (the host to fix), before any AWS call.
             state = checks.DoctorState(
-                image=args.image, aws_conn_id=args.aws_conn_id or None, docker_url=args.docker_url
+                image=args.image,
+                aws_conn_id=args.aws_conn_id or None,
+                docker_url=args.docker_url,
+                namespace=args.namespace,
+                kubernetes_conn_id=args.kubernetes_conn_id,
             )
         except ValueError as err:
             state, problem = None, " ".join(str(err).split())
         if state is not None:
-            results = checks.run_checks(state, reraise=args.verbose)
+            results = checks.run_checks(state, checks.checks_for(state), reraise=args.verbose)
     if state is None:
         if args.json:
             print(

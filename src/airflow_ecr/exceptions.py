@@ -81,6 +81,13 @@ class DockerDaemonError(EcrError):
     exit_code = exit_codes.EXIT_DOCKER
 
 
+class KubernetesPullSecretError(EcrError):
+    """The Kubernetes API refused or failed a pull secret's create, patch or read (see the Role)."""
+
+    kind = "kubernetes"
+    exit_code = exit_codes.EXIT_KUBERNETES
+
+
 class ConnectionWriteError(EcrError):
     """The Airflow connection could not be written (database or REST API unreachable or refusing)."""
 

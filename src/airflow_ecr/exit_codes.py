@@ -15,6 +15,7 @@ Each error class in :mod:`airflow_ecr.exceptions` names the code it ends the com
 6     doctor: the Docker daemon could not be reached
 7     doctor: the registry could not be reached from the Docker daemon
 8     doctor: the image (repository, tag or digest) does not exist
+9     the Kubernetes API refused or failed a pull secret's create, patch or read
 ====  ===========================================================================
 """
 
@@ -29,3 +30,4 @@ EXIT_WRITE = 5
 EXIT_DOCKER = 6
 EXIT_REGISTRY = 7
 EXIT_IMAGE = 8
+EXIT_KUBERNETES = 9

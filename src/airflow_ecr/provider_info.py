@@ -62,7 +62,11 @@ def get_provider_info() -> dict[str, Any]:
                 },
             }
         ],
-        "task-decorators": [{"class-name": "airflow_ecr.decorators.docker.ecr_docker_task", "name": "ecr_docker"}],
+        "task-decorators": [
+            {"class-name": "airflow_ecr.decorators.docker.ecr_docker_task", "name": "ecr_docker"},
+            # Needs the cncf.kubernetes provider (the `kubernetes` extra); imported only when used.
+            {"class-name": "airflow_ecr.decorators.kubernetes.ecr_kubernetes_task", "name": "ecr_kubernetes"},
+        ],
         # Listed by `airflow providers secrets`; still enabled only through [secrets] backend.
         "secrets-backends": ["airflow_ecr.secrets.ecr.EcrDockerConnectionBackend"],
         "config": {
@@ -147,6 +151,15 @@ def get_provider_info() -> dict[str, Any]:
                         "type": "string",
                         "example": "registry.example.com=123456789012:us-east-1",
                         "default": "",
+                    },
+                    "aws_conn_id": {
+                        "description": "The AWS connection of the modes no DAG argument reaches: the "
+                        "Kubernetes pod mutation hook (airflow_ecr.kubernetes.pod_mutation_hook). Empty: "
+                        "boto3's default credential chain.",
+                        "version_added": "0.2.0",
+                        "type": "string",
+                        "example": None,
+                        "default": settings.DEFAULT_AWS_CONN_ID,
                     },
                 },
             }

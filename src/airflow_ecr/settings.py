@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from airflow_ecr.registry import EcrRegistry
 
 SECTION = "ecr"
+# The AWS connection of every mode that has no DAG argument naming one (the operators' default too).
+DEFAULT_AWS_CONN_ID = "aws_default"
 DEFAULT_CACHE_ENABLED = True
 DEFAULT_REFRESH_RATIO = 0.5
 DEFAULT_LOCK_TIMEOUT = 60.0
@@ -47,6 +49,7 @@ _OPTIONS = (
     "registry_aliases",
     "token_retry_mode",
     "token_max_attempts",
+    "aws_conn_id",
 )
 # The environment variables that can change what is read: the options' overrides and what decides
 # the default directory and the configuration file. Looked up by name: scanning the whole
@@ -272,3 +275,13 @@ def token_retries() -> TokenRetries:
     retries = TokenRetries(check_token_retry_mode(mode), check_token_max_attempts(attempts))
     _retries_read = (overrides, retries)
     return retries
+
+
+def default_aws_conn_id() -> str | None:
+    """
+    ``[ecr] aws_conn_id``: the AWS connection of the modes no DAG argument reaches (the Kubernetes
+    pod mutation hook); empty means boto3's default chain.
+    """
+    from airflow_ecr._compat import conf
+
+    return str(conf.get(SECTION, "aws_conn_id", fallback=DEFAULT_AWS_CONN_ID)).strip() or None

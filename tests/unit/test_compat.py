@@ -12,7 +12,12 @@ from airflow_ecr import _compat
 SRC = Path(_compat.__file__).resolve().parent
 # Airflow modules that any supported Airflow has at the same place: the providers we build on.
 # Providers keep their module paths across Airflow versions (OpenLineage: lineage.py, only where installed).
-_STABLE_PREFIXES = ("airflow.providers.docker", "airflow.providers.amazon", "airflow.providers.openlineage")
+_STABLE_PREFIXES = (
+    "airflow.providers.docker",
+    "airflow.providers.amazon",
+    "airflow.providers.openlineage",
+    "airflow.providers.cncf.kubernetes",  # through airflow_ecr/kubernetes/_provider.py only
+)
 
 
 @pytest.mark.parametrize("name", sorted(_compat._HOMES))

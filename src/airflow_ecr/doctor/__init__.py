@@ -23,8 +23,12 @@ failure's:
    layer). When it fails for a repository under a pull-through cache rule (:mod:`.pull_through`),
    the fix names what the first pull needs.
 7. ``swarm`` (needs 4): whether swarm mode is active (information: only swarm services need it).
+8. ``kubernetes_access`` (only with ``--namespace``): every verb of the documented Role, asked of the API
+   server (:mod:`.kubernetes`);
+9. ``kubernetes_secret`` (needs 2 and 8): a pull secret made from the token, read back and deleted;
+   the registry accepts the credentials read back.
 
-Without an image, the checks that need one (2, 5, 6) are skipped.
+Without an image, the checks that need one (2, 5, 6, 9) are skipped.
 
 Why the registry is checked through the daemon, not from this process: the daemon is what pulls,
 so its DNS, proxy settings (dockerd's own ``HTTPS_PROXY``), CA certificates (``/etc/docker/certs.d``)
@@ -55,7 +59,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from airflow_ecr import exit_codes
-from airflow_ecr.doctor import aws, cache, docker
+from airflow_ecr.doctor import aws, cache, docker, kubernetes
 from airflow_ecr.doctor.aws import check_aws_identity, check_ecr_permission
 from airflow_ecr.doctor.cache import check_host_cache, inspect_cache_dir
 from airflow_ecr.doctor.docker import (
@@ -86,6 +90,7 @@ __all__ = [
     "check_manifest",
     "check_registry",
     "check_swarm",
+    "checks_for",
     "daemon_failure",
     "docker_url",
     "exit_code",
@@ -97,6 +102,11 @@ __all__ = [
 
 # Every check, in the order they run: the AWS side first, then this host, then the Docker side.
 CHECKS: tuple[Check, ...] = (*aws.CHECKS, *cache.CHECKS, *docker.CHECKS)
+
+
+def checks_for(state: DoctorState) -> tuple[Check, ...]:
+    """The checks to run: :data:`CHECKS`, and the Kubernetes ones when a namespace is given."""
+    return (*CHECKS, *kubernetes.CHECKS) if state.namespace else CHECKS
 
 
 def run_checks(state: DoctorState, checks: Sequence[Check] = CHECKS, reraise: bool = False) -> list[CheckResult]:

@@ -53,6 +53,8 @@ class DoctorState:
     :param docker_url: the Docker daemon URL (None: ``$DOCKER_HOST`` or the local socket).
     :param named_in: what names the registry, for advice about a typo (the image name, or the
         fields of a connection).
+    :param namespace: the Kubernetes namespace pods run in (None: no Kubernetes checks).
+    :param kubernetes_conn_id: the cncf.kubernetes connection, as KubernetesPodOperator's.
     """
 
     image: str | None = None
@@ -65,6 +67,8 @@ class DoctorState:
     token: EcrToken | None = field(default=None, repr=False)
     client: Any = field(default=None, repr=False)
     daemon_platform: str | None = None
+    namespace: str | None = None
+    kubernetes_conn_id: str = "kubernetes_default"
 
     def __post_init__(self) -> None:
         if self.image is not None and self.registry is None:

@@ -105,3 +105,22 @@ def platform_of(inspect: dict[str, object]) -> str | None:
         return None
     variant = inspect.get("Variant")
     return "/".join(str(p) for p in (os_name, architecture, variant) if p)
+
+
+def digest_in_image_id(image_id: object, name: ImageName) -> str | None:
+    """
+    The manifest digest a kubelet reports a container's image by, when it names ``name``'s repository:
+    ``docker-pullable://host/repo@sha256:...`` (dockershim) or ``host/repo@sha256:...`` (containerd,
+    CRI-O). None for a bare image id (``sha256:...``: the config digest, not the registry's) or another
+    repository.
+
+    :param image_id: a container status's ``imageID``.
+    :param name: the image the container was given.
+    """
+    if not isinstance(image_id, str):
+        return None
+    reference = image_id.split("://", 1)[-1]
+    repository, at, digest = reference.rpartition("@")
+    if not at or not is_digest(digest):
+        return None
+    return digest if repository == name.repository_path else None

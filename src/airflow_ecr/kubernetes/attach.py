@@ -1,0 +1,184 @@
+"""
+A pod's ECR pull secret through the Kubernetes API: made from the host token cache just before the
+pod, owned by the pod as soon as it exists, and swept when left behind.
+
+Every Kubernetes call of airflow-ecr is here, on the ``CoreV1Api`` of the cncf.kubernetes provider's
+hook (the operator's own client, or the one :func:`airflow_ecr.kubernetes.pod_mutation_hook` makes).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from airflow_ecr.exceptions import KubernetesPullSecretError
+from airflow_ecr.hooks.docker import configured_aliases
+from airflow_ecr.kubernetes.pull_secrets import (
+    LABEL,
+    auth_for_host,
+    ecr_registries,
+    is_orphan,
+    owner_patch,
+    pod_images,
+    secret_body,
+    secret_name,
+)
+from airflow_ecr.tokens.cache import TokenCache
+from airflow_ecr.tokens.sources import EcrTokenSource
+
+log = logging.getLogger(__name__)
+
+_CONFLICT = 409
+
+
+def _refused(action: str, name: str, namespace: str, err: Any) -> KubernetesPullSecretError:
+    status = getattr(err, "status", None)
+    if status in (401, 403):
+        advice = (
+            "grant this task's Kubernetes identity create, get, list, patch and delete on secrets in that "
+            "namespace (the Role in docs/kubernetes.md)"
+        )
+    else:
+        advice = "check that the Kubernetes API server is reachable and the namespace exists"
+    reason = f"HTTP {status} {getattr(err, 'reason', '') or ''}".strip() if status else type(err).__name__
+    return KubernetesPullSecretError(
+        f"Could not {action} the ECR pull secret {name} in namespace {namespace} ({reason}): {advice}."
+    )
+
+
+class PullSecrets:
+    """
+    The ECR pull secrets of pods, through one Kubernetes client.
+
+    :param core_v1: a ``kubernetes.client.CoreV1Api``.
+    :param cache: the token cache (default: the process's shared one).
+    """
+
+    def __init__(self, core_v1: Any, cache: TokenCache | None = None) -> None:
+        self.api = core_v1
+        self.cache = cache
+
+    def attach(self, pod: Any, aws_conn_id: str | None) -> str | None:
+        """
+        Give ``pod`` (a ``V1Pod`` not created yet, its name and namespace set) a pull secret for its
+        ECR images: the Secret is created now and named in ``pod.spec.image_pull_secrets``. Images
+        elsewhere are left alone. Returns the Secret's name, or None when no image is on ECR.
+
+        :param pod: the pod request; changed in place.
+        :param aws_conn_id: the AWS connection tokens are fetched with (None: boto3's default chain).
+        """
+        from kubernetes.client import V1LocalObjectReference
+
+        registries = ecr_registries(pod_images(pod.spec), configured_aliases())
+        if not registries:
+            return None
+        namespace, name = pod.metadata.namespace, secret_name(pod.metadata.name)
+        references = list(pod.spec.image_pull_secrets or [])
+        if any(ref.name == name for ref in references):
+            return name  # done already (the operator and the mutation hook both ran)
+        cache = self.cache or TokenCache.shared()
+        tokens = cache.get(EcrTokenSource.from_connection(aws_conn_id), registries)
+        self.sweep(namespace)
+        self.create(namespace, secret_body(name, pod.metadata.name, tokens))
+        pod.spec.image_pull_secrets = [*references, V1LocalObjectReference(name=name)]
+        log.info(
+            "Pull secret %s in namespace %s for %s, valid until %s.",
+            name,
+            namespace,
+            ", ".join(sorted(tokens)),
+            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(min(t.expires_at for t in tokens.values()))),
+        )
+        return name
+
+    def own(self, namespace: str, name: str, pod_name: str, pod_uid: str) -> None:
+        """
+        Make the pod own its Secret, so that the garbage collector deletes the Secret with the pod.
+
+        :param namespace: the namespace of both.
+        :param name: the Secret's name.
+        :param pod_name: the pod's name.
+        :param pod_uid: the pod's uid.
+        """
+        try:
+            self.api.patch_namespaced_secret(name, namespace, owner_patch(pod_name, pod_uid))
+        except Exception as err:
+            raise _refused("hand over", name, namespace, err) from None
+
+    def own_when_created(self, namespace: str, name: str, pod_name: str, timeout: float = 120.0) -> None:
+        """
+        Wait (polling) until the pod named ``pod_name`` exists, then :meth:`own` its Secret. For the
+        mutation hook, which runs before the pod is created and is not called after.
+
+        :param timeout: seconds to wait for the pod; the Secret is left to :meth:`sweep` after that.
+        """
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while time.monotonic() < deadline:
+            try:
+                pod = self.api.read_namespaced_pod(pod_name, namespace)
+            except Exception as err:
+                if getattr(err, "status", None) not in (404, None):
+                    log.debug("Reading pod %s for its pull secret: %s", pod_name, err)
+            else:
+                self.own(namespace, name, pod_name, pod.metadata.uid)
+                return
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
+        log.warning(
+            "Pod %s did not appear within %.0f s: its pull secret %s is left for the sweep.", pod_name, timeout, name
+        )
+
+    def delete(self, namespace: str, name: str) -> None:
+        """Delete the Secret ``name`` (made for a pod that will not be created)."""
+        try:
+            self.api.delete_namespaced_secret(name, namespace)
+        except Exception as err:
+            raise _refused("delete", name, namespace, err) from None
+
+    def sweep(self, namespace: str, now: Callable[[], float] = time.time) -> int:
+        """
+        Delete the pull secrets of ``namespace`` that no pod owns and that are past their time
+        (:func:`~airflow_ecr.kubernetes.pull_secrets.is_orphan`). Returns how many were deleted.
+        """
+        try:
+            found = self.api.list_namespaced_secret(namespace, label_selector=f"{LABEL}=true")
+        except Exception as err:
+            raise _refused("list", f"{LABEL}=true", namespace, err) from None
+        deleted = 0
+        for secret in found.items:
+            if is_orphan(secret.metadata, now()):
+                try:
+                    self.api.delete_namespaced_secret(secret.metadata.name, namespace)
+                    deleted += 1
+                except Exception as err:
+                    log.debug("Sweeping pull secret %s: %s", secret.metadata.name, err)
+        if deleted:
+            log.info("Deleted %d ECR pull secret(s) left behind in namespace %s.", deleted, namespace)
+        return deleted
+
+    def read_auth(self, namespace: str, name: str, host: str) -> dict[str, str] | None:
+        """The docker auth config the Secret ``name`` holds for ``host``, as a kubelet would read it."""
+        try:
+            secret = self.api.read_namespaced_secret(name, namespace)
+        except Exception as err:
+            raise _refused("read", name, namespace, err) from None
+        return auth_for_host((secret.data or {}).get(".dockerconfigjson", ""), host)
+
+    def create(self, namespace: str, body: dict[str, Any]) -> None:
+        """Create the Secret ``body`` (:func:`~airflow_ecr.kubernetes.pull_secrets.secret_body`); one of the
+        same name (the same pod name again, its old pod gone) gets the new tokens."""
+        name = body["metadata"]["name"]
+        try:
+            self.api.create_namespaced_secret(namespace, body)
+        except Exception as err:
+            if getattr(err, "status", None) != _CONFLICT:
+                raise _refused("create", name, namespace, err) from None
+            # The same pod name again (a retry of a task with a fixed pod name, whose old pod is gone):
+            # new tokens in the same Secret, owned by no pod until the new one exists.
+            patch = {**body, "metadata": {**body["metadata"], "ownerReferences": None}}
+            try:
+                self.api.patch_namespaced_secret(name, namespace, patch)
+            except Exception as again:
+                raise _refused("update", name, namespace, again) from None

@@ -1,0 +1,73 @@
+"""
+The pod mutation hook's work: pods that ``KubernetesPodOperator`` (or ``@task.kubernetes``) is about
+to launch get an ECR pull secret, with no DAG edited.
+
+Airflow calls the hook at the end of ``build_pod_request_obj``, in the task process, before the pod
+exists and with no call after it: so the Secret is created here, and a short-lived thread hands it to
+the pod as soon as the pod exists. The Kubernetes client is the running operator's own (same
+connection, same identity as the pod's); the AWS connection is ``[ecr] aws_conn_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from airflow_ecr import _compat
+from airflow_ecr.exceptions import EcrError
+from airflow_ecr.kubernetes.attach import PullSecrets
+from airflow_ecr.settings import default_aws_conn_id
+
+log = logging.getLogger(__name__)
+
+# Labels KubernetesPodOperator puts on the pods it launches; the second one only outside a dry run
+# (it needs a live client), so neither `airflow tasks render` nor a dry run creates a Secret.
+KPO_LABEL = "kubernetes_pod_operator"
+LIVE_LABEL = "airflow_kpo_in_cluster"
+
+
+def launched_by_operator(pod: Any) -> bool:
+    """Whether ``pod`` is a live launch of ``KubernetesPodOperator`` (not an executor's worker pod)."""
+    labels = (pod.metadata.labels or {}) if pod.metadata else {}
+    return labels.get(KPO_LABEL) == "True" and LIVE_LABEL in labels
+
+
+def running_operator() -> Any:
+    """The operator this task process is executing, or None outside a task."""
+    try:
+        return _compat.get_current_context()["task"]
+    except Exception:
+        return None
+
+
+def add_pull_secret(pod: Any) -> None:
+    """
+    Give ``pod`` a pull secret for its ECR images when ``KubernetesPodOperator`` launches it from a
+    task; an ``EcrKubernetesPodOperator`` does that itself, with its own ``aws_conn_id``.
+
+    :param pod: the ``V1Pod`` to be created (changed in place).
+    """
+    if not launched_by_operator(pod):
+        return
+    operator = running_operator()
+    if operator is None or getattr(operator, "adds_ecr_pull_secrets", False) or not hasattr(operator, "client"):
+        return
+    secrets = PullSecrets(operator.client)
+    name = secrets.attach(pod, default_aws_conn_id())
+    if name is None:
+        return
+    # Not a daemon: a deferring task's process exits right after creating the pod, and must first
+    # hand the Secret over (the thread ends as soon as the pod exists).
+    threading.Thread(
+        target=_hand_over,
+        args=(secrets, pod.metadata.namespace, name, pod.metadata.name),
+        name=f"airflow-ecr-own-{name}",
+    ).start()
+
+
+def _hand_over(secrets: PullSecrets, namespace: str, name: str, pod_name: str) -> None:
+    try:
+        secrets.own_when_created(namespace, name, pod_name)
+    except EcrError as err:
+        log.error("%s", err)

@@ -1,0 +1,181 @@
+"""
+ECR images in Kubernetes pods, against a real Kubernetes API server (etcd, kube-apiserver with RBAC,
+kube-controller-manager: :mod:`helpers.kube`) and real Airflow (3.x and 2.11) running a DAG.
+
+Airflow talks to the API server as a ServiceAccount bound to exactly the documented Role, so the
+server refuses anything more. The node is a STAND-IN for the kubelet (:mod:`helpers.kubelet_standin`):
+it reads each pod's pull secrets through the API and pulls through the lab's real Docker engine from
+the lab's registries, which accept only a live token of their account.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from airflow_ecr.kubernetes.pull_secrets import LABEL, ROLE_RULES
+from airflow_ecr.testing import EmulatorClient
+from helpers.airflow_harness import AirflowHarness, find_venv
+from helpers.dag_checks import assert_no_secret
+from helpers.kube import Cluster, control_plane
+from helpers.kubelet_standin import kubelet_standin
+
+pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.kubernetes, pytest.mark.timeout(900)]
+
+LOCAL_SETTINGS = "from airflow_ecr.kubernetes import pod_mutation_hook  # noqa: F401\n"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    with control_plane(tmp_path_factory.mktemp("k8s")) as running:
+        yield running
+
+
+@pytest.fixture(scope="module", params=[pytest.param("3", id="af3"), pytest.param("2", id="af2")])
+def deployment(
+    request: pytest.FixtureRequest, cluster: Cluster, e2e_lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory
+) -> tuple[AirflowHarness, str, dict[str, str]]:
+    """An Airflow home with the pod mutation hook in airflow_local_settings.py, a namespace of its
+    own, and a ``kube_lab`` connection holding the least-privilege ServiceAccount's token."""
+    venv = find_venv(request.param)
+    if venv is None:
+        pytest.fail(f"no Airflow {request.param} virtualenv (scripts/venvs.sh {request.param})", pytrace=False)
+    home = tmp_path_factory.mktemp(f"airflow{request.param}-k8s")
+    harness = AirflowHarness(venv, home, e2e_lab, Path(e2e_lab["dir"]), dag_files=["ecr_kubernetes.py"])
+    (home / "config").mkdir()
+    (home / "config" / "airflow_local_settings.py").write_text(LOCAL_SETTINGS)
+    namespace = f"airflow{request.param}"
+    token = cluster.namespace_with_role(namespace)
+    kubeconfig = cluster.kubeconfig(f"airflow{request.param}", token, namespace)
+    env = {
+        "AIRFLOW_CONN_KUBE_LAB": json.dumps(
+            {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig), "namespace": namespace}}
+        ),
+        "AIRFLOW__ECR__AWS_CONN_ID": "aws_lab",
+        "AIRFLOW_ECR_K8S_NAMESPACE": namespace,
+    }
+    return harness, namespace, env
+
+
+def pull_secrets(cluster: Cluster, namespace: str) -> list[dict[str, Any]]:
+    return cluster.request("GET", f"/api/v1/namespaces/{namespace}/secrets?labelSelector={LABEL}%3Dtrue")["items"]
+
+
+def wait_until_gone(cluster: Cluster, namespace: str, timeout: float = 20.0) -> list[dict[str, Any]]:
+    """The pull secrets still there once the garbage collector had ``timeout`` s to delete them."""
+    deadline = time.monotonic() + timeout
+    while (left := pull_secrets(cluster, namespace)) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return left
+
+
+def test_the_role_allows_nothing_more(cluster: Cluster, deployment: tuple[AirflowHarness, str, dict[str, str]]) -> None:
+    """The ServiceAccount Airflow runs as is refused outside the Role: the API server enforces it."""
+    _, namespace, _ = deployment
+    token = cluster.namespace_with_role(f"{namespace}-probe")
+    refused = []
+    for method, path in [
+        ("GET", "/api/v1/secrets"),  # cluster-wide
+        ("GET", f"/api/v1/namespaces/{namespace}/secrets"),  # another namespace
+        ("GET", f"/api/v1/namespaces/{namespace}-probe/configmaps"),  # not in the Role
+        ("POST", "/api/v1/namespaces"),
+    ]:
+        with pytest.raises(requests.HTTPError) as err:
+            cluster.request(method, path, {"metadata": {"name": "x"}} if method == "POST" else None, token=token)
+        refused.append(err.value.response.status_code)
+    assert refused == [403, 403, 403, 403]
+    # And what the Role grants, it grants.
+    assert cluster.request("GET", f"/api/v1/namespaces/{namespace}-probe/secrets", token=token)["items"] == []
+    assert {tuple(r["resources"]) for r in ROLE_RULES} == {("pods",), ("pods/log",), ("events",), ("secrets",)}
+
+
+@pytest.mark.parametrize("deferrable", [pytest.param(False, id="sync"), pytest.param(True, id="deferrable")])
+def test_pods_pull_from_two_accounts_with_their_own_secrets(
+    cluster: Cluster,
+    deployment: tuple[AirflowHarness, str, dict[str, str]],
+    ecr_admin: EmulatorClient,
+    e2e_lab: dict[str, Any],
+    deferrable: bool,
+) -> None:
+    """EcrKubernetesPodOperator and an unmodified KubernetesPodOperator (through the mutation hook)
+    each pull from their own ECR account with their own pod's Secret; the Secrets go with the pods,
+    and the token is nowhere but in them."""
+    harness, namespace, env = deployment
+    accounts = e2e_lab["accounts"][:2]
+    with kubelet_standin(cluster, namespace, e2e_lab["docker_host"]) as kubelet:
+        result = harness.dags_test(
+            "ecr_kubernetes", timeout=420, extra_env={**env, "AIRFLOW_ECR_K8S_DEFERRABLE": "1" if deferrable else "0"}
+        )
+        events = cluster.request("GET", f"/api/v1/namespaces/{namespace}/events")["items"]
+    assert result.rc == 0, result.describe() + f"\nstand-in errors: {kubelet.errors}\npulls: {kubelet.pulls}"
+    assert not kubelet.errors, kubelet.errors
+    assert len(kubelet.pods) == 2, kubelet.pods
+
+    # Each pod pulled its image, from its account, with the Secret made for that very pod.
+    images = {f"{a['host']}/app/hello:1" for a in accounts}
+    assert {p.image for p in kubelet.pulls} == images, kubelet.pulls
+    for pull in kubelet.pulls:
+        assert pull.ok, pull
+        assert pull.secret == f"{pull.pod}-ecr-pull", pull
+
+    # One token call per account (the AWS connection of each mode), none failed.
+    calls = ecr_admin.calls(access_key=result.access_key)
+    assert sorted((c["region"], tuple(c["registry_ids"])) for c in calls) == sorted(
+        (a["region"], (a["account_id"],)) for a in accounts
+    ), calls
+
+    # The pods were deleted (on_finish_action) and their Secrets went with them (garbage collector).
+    assert cluster.request("GET", f"/api/v1/namespaces/{namespace}/pods")["items"] == []
+    assert wait_until_gone(cluster, namespace) == []
+
+    # The token is in no log, no pod spec, no event: only in the Secret, now gone.
+    passwords = ecr_admin.passwords([a["account_id"] for a in accounts])
+    objects = {"pods": json.dumps(kubelet.pods), "events": json.dumps(events)}
+    assert_no_secret({"output": result.output, **result.logs, **objects}, passwords)
+
+
+def doctor(harness: AirflowHarness, env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:
+    proc = subprocess.run(
+        [str(harness.venv / "bin" / "airflow-ecr"), "doctor", "--json", *args],
+        env=harness.env(extra=env),
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def test_doctor_checks_the_role_and_a_secret_round_trip(
+    cluster: Cluster, deployment: tuple[AirflowHarness, str, dict[str, str]], ecr_admin: EmulatorClient,
+    e2e_lab: dict[str, Any],
+) -> None:  # fmt: skip
+    """Doctor asks the API server for each verb of the Role, makes, reads back and deletes a pull
+    secret, and has the registry accept what it read back; in a namespace without the Role it says so."""
+    harness, namespace, env = deployment
+    image = f"{e2e_lab['accounts'][0]['host']}/app/hello:1"
+    common = ["--image", image, "--aws-conn-id", "aws_lab", "--kubernetes-conn-id", "kube_lab"]
+    code, report = doctor(harness, env, *common, "--namespace", namespace)
+    statuses = {c["name"]: c for c in report["checks"]}
+    assert statuses["kubernetes_access"]["status"] == "ok", report
+    assert statuses["kubernetes_secret"]["status"] == "ok", report
+    assert statuses["kubernetes_secret"]["details"]["digest"].startswith("sha256:"), report
+    assert pull_secrets(cluster, namespace) == [] and not [
+        s for s in cluster.request("GET", f"/api/v1/namespaces/{namespace}/secrets")["items"]
+        if s["metadata"]["name"].startswith("airflow-ecr-doctor-")
+    ]  # fmt: skip
+
+    cluster.request("POST", "/api/v1/namespaces", {"metadata": {"name": f"{namespace}-bare"}})
+    code, report = doctor(harness, env, *common, "--namespace", f"{namespace}-bare")
+    statuses = {c["name"]: c for c in report["checks"]}
+    assert code == 9, report
+    assert statuses["kubernetes_access"]["status"] == "fail"
+    assert "create secrets" in statuses["kubernetes_access"]["fix"]
+    assert statuses["kubernetes_secret"]["status"] == "skip"
+    assert_no_secret({"report": json.dumps(report)}, ecr_admin.passwords([e2e_lab["accounts"][0]["account_id"]]))

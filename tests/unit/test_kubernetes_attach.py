@@ -1,0 +1,152 @@
+"""
+PullSecrets against a FAKE CoreV1Api (recording calls, answering like the API server) with tokens
+from the in-process ECR emulator over real boto3. The real API server is in tests/e2e/test_kubernetes.py.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from kubernetes.client import V1Container, V1LocalObjectReference, V1ObjectMeta, V1Pod, V1PodSpec
+from kubernetes.client.exceptions import ApiException
+
+from airflow_ecr.exceptions import KubernetesPullSecretError
+from airflow_ecr.kubernetes import mutation
+from airflow_ecr.kubernetes.attach import PullSecrets
+from airflow_ecr.kubernetes.pull_secrets import LABEL, ORPHAN_AFTER
+from airflow_ecr.testing import EcrEmulator, EmulatedAccount
+from airflow_ecr.tokens.cache import TokenCache
+from helpers.isolation import aws_test_connection, isolate_from_host
+
+ACCT, REGION = "111111111111", "eu-west-1"
+HOST = f"{ACCT}.dkr.ecr.{REGION}.amazonaws.com"
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[EcrEmulator]:
+    with EcrEmulator([EmulatedAccount(ACCT, REGION)]) as emulator:
+        yield emulator
+
+
+@pytest.fixture(autouse=True)
+def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    isolate_from_host(monkeypatch, tmp_path, "AIRFLOW_CONN_")
+    aws_test_connection(monkeypatch, emu.url, "AKIAKUBEUNIT", REGION)
+    emu.reset()
+    TokenCache.clear_memory()
+    yield
+    TokenCache.clear_memory()
+
+
+class FakeCoreV1Api:
+    """A FAKE of kubernetes.client.CoreV1Api: the secret calls airflow-ecr makes, recorded."""
+
+    def __init__(self, refuse: int | None = None) -> None:
+        self.secrets: dict[str, dict[str, Any]] = {}
+        self.calls: list[str] = []
+        self.refuse = refuse
+
+    def _maybe_refuse(self, call: str) -> None:
+        self.calls.append(call)
+        if self.refuse:
+            raise ApiException(status=self.refuse, reason="Forbidden")
+
+    def create_namespaced_secret(self, namespace: str, body: dict[str, Any]) -> None:
+        self._maybe_refuse("create")
+        if body["metadata"]["name"] in self.secrets:
+            raise ApiException(status=409, reason="Conflict")
+        self.secrets[body["metadata"]["name"]] = body
+
+    def patch_namespaced_secret(self, name: str, namespace: str, body: dict[str, Any]) -> None:
+        self._maybe_refuse("patch")
+        self.secrets[name]["metadata"].update(body["metadata"])
+
+    def list_namespaced_secret(self, namespace: str, label_selector: str) -> Any:
+        self._maybe_refuse("list")
+        items = [
+            SimpleNamespace(metadata=V1ObjectMeta(name=n, labels=b["metadata"]["labels"],
+                                                  annotations=b["metadata"]["annotations"],
+                                                  creation_timestamp=b["metadata"].get("created"),
+                                                  owner_references=b["metadata"].get("ownerReferences")))
+            for n, b in self.secrets.items()
+        ]  # fmt: skip
+        return SimpleNamespace(items=items)
+
+    def delete_namespaced_secret(self, name: str, namespace: str) -> None:
+        self._maybe_refuse("delete")
+        del self.secrets[name]
+
+
+def pod(*images: str, pull_secrets: list[str] | None = None) -> V1Pod:
+    return V1Pod(
+        metadata=V1ObjectMeta(name="task-x1", namespace="jobs", labels={}),
+        spec=V1PodSpec(
+            containers=[V1Container(name=f"c{i}", image=image) for i, image in enumerate(images)],
+            image_pull_secrets=[V1LocalObjectReference(name=n) for n in pull_secrets or []],
+        ),
+    )
+
+
+def test_an_ecr_pod_gets_its_secret_and_keeps_the_others(emu: EcrEmulator) -> None:
+    api = FakeCoreV1Api()
+    request = pod(f"{HOST}/app:1", "busybox:1", pull_secrets=["mine"])
+    assert PullSecrets(api).attach(request, "aws_test") == "task-x1-ecr-pull"
+    assert [ref.name for ref in request.spec.image_pull_secrets] == ["mine", "task-x1-ecr-pull"]
+    config = json.loads(base64.b64decode(api.secrets["task-x1-ecr-pull"]["data"][".dockerconfigjson"]))
+    assert list(config["auths"]) == [HOST]  # busybox is Docker Hub's: left alone
+    assert config["auths"][HOST]["password"] == emu.password(ACCT)[0]
+    assert api.calls == ["list", "create"]
+    # Made already (the hook and the operator both ran): nothing more.
+    assert PullSecrets(api).attach(request, "aws_test") == "task-x1-ecr-pull"
+    assert api.calls == ["list", "create"]
+
+
+def test_a_pod_without_ecr_images_is_left_alone() -> None:
+    api = FakeCoreV1Api()
+    request = pod("busybox:1", "quay.io/org/app:2")
+    assert PullSecrets(api).attach(request, "aws_test") is None
+    assert api.calls == [] and request.spec.image_pull_secrets == []
+
+
+def test_a_refusal_is_one_sentence_naming_what_to_grant_and_no_token(emu: EcrEmulator) -> None:
+    with pytest.raises(KubernetesPullSecretError) as err:
+        PullSecrets(FakeCoreV1Api(refuse=403)).attach(pod(f"{HOST}/app:1"), "aws_test")
+    message = str(err.value)
+    assert message.startswith("Could not list the ECR pull secret") and "(HTTP 403 Forbidden)" in message
+    assert "create, get, list, patch and delete on secrets" in message and message.count(". ") == 0
+    assert emu.password(ACCT)[0] not in message
+
+
+def test_orphans_are_swept_and_owned_secrets_kept() -> None:
+    api = FakeCoreV1Api()
+    old = dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=ORPHAN_AFTER + 5)
+    meta = {"labels": {LABEL: "true"}, "annotations": {}, "created": old}
+    api.secrets = {
+        "orphan": {"metadata": dict(meta)},
+        "owned": {"metadata": {**meta, "ownerReferences": [{"kind": "Pod"}]}},
+        "fresh": {"metadata": {**meta, "created": dt.datetime.now(dt.timezone.utc)}},
+    }
+    assert PullSecrets(api).sweep("jobs") == 1
+    assert sorted(api.secrets) == ["fresh", "owned"]
+
+
+def test_the_hook_acts_only_on_live_operator_launches(monkeypatch: pytest.MonkeyPatch) -> None:
+    live = pod(f"{HOST}/app:1")
+    live.metadata.labels = {"kubernetes_pod_operator": "True", "airflow_kpo_in_cluster": "False"}
+    dry = pod(f"{HOST}/app:1")
+    dry.metadata.labels = {"kubernetes_pod_operator": "True"}
+    worker = pod(f"{HOST}/app:1")
+    worker.metadata.labels = {"airflow-worker": "1"}
+    assert mutation.launched_by_operator(live)
+    assert not mutation.launched_by_operator(dry) and not mutation.launched_by_operator(worker)
+    # Outside a task (the scheduler, the API server): nothing happens, not even a client.
+    monkeypatch.setattr(mutation, "running_operator", lambda: None)
+    mutation.add_pull_secret(live)
+    assert live.spec.image_pull_secrets == []
