@@ -61,7 +61,8 @@ class EmulatorClient:
 
     def config(self, **settings: Any) -> dict[str, Any]:
         """Set ``token_ttl`` / ``rotate_fraction`` / ``bucket_capacity`` / ``bucket_refill`` if given;
-        return the token policy and the rate limit."""
+        return the token policy and the rate limit. A new token policy applies to tokens minted from
+        then on (:meth:`revoke` makes the next call mint one)."""
         return dict(self._call("config", settings) if settings else self._call("config"))
 
     def buckets(self, level: float | None = None, region: str | None = None) -> dict[str, dict[str, float]]:
