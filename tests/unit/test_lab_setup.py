@@ -57,6 +57,9 @@ def test_the_checkout_setup_script_installs_what_the_lab_needs_and_the_demo_only
     assert {"postgresql", "redis-server", "chromium"} <= set(tests_only)
     demo_script = (REPO / "scripts" / "demo.sh").read_text()
     assert "bash scripts/setup-debian.sh demo\n" in demo_script
+    quickstart = (REPO / "docs" / "quickstart.md").read_text()
+    unnamed = [package for package in demo if f"`{package}`" not in quickstart]
+    assert not unnamed, f"docs/quickstart.md does not say the demo installs {unnamed}"
 
 
 @pytest.mark.parametrize("missing", [[], ["docker-registry"]], ids=["all-installed", "one-missing"])
