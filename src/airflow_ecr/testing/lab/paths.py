@@ -105,13 +105,13 @@ def open_lab_file(path: Path, flags: int, mode: int = 0o600) -> int:
     """
     try:
         return os.open(path, flags | _NO_FOLLOW, mode)
-    except OSError as err:
+    except OSError:
         if os.path.islink(path):
             raise LabError(
                 f"{path} is a symlink: the lab never writes through one; remove it, and check who "
                 "else can write to the lab directory."
             ) from None
-        raise err
+        raise
 
 
 def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
@@ -126,8 +126,8 @@ def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
     fd = open_lab_file(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)  # the umask may have taken bits away
             f.write(data)
-        os.chmod(tmp, mode, follow_symlinks=False)  # the umask may have taken bits away
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
