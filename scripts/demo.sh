@@ -55,13 +55,15 @@ grep -E "Pulling docker image|Pulling from|hello from an ECR image|DagRun Finish
   | sed -E 's/^[0-9T:.Z-]+ \[[a-z ]+\] +//; s/^::group:://; s/ +\[airflow[^]]*\].*//; s/(state=[a-z]+).*/\1/' || true
 echo
 echo "ECR API calls of this run (the emulator's admin API, $emulator_url/_emulator/calls):"
-"$py" - "$emulator_url" "$access_key" <<'PY'
+"$py" - "$lab/lab.json" "$access_key" <<'PY'
 import collections
+import json
 import sys
 
 from airflow_ecr.testing import EmulatorClient
 
-calls = EmulatorClient(sys.argv[1]).calls(access_key=sys.argv[2])
+with open(sys.argv[1]) as lab_json:
+    calls = EmulatorClient.of_lab(json.load(lab_json)).calls(access_key=sys.argv[2])
 counted = collections.Counter(
     (c["target"].rpartition(".")[2], c["region"], ",".join(c["registry_ids"] or ["(default)"]), c["outcome"]) for c in calls
 )

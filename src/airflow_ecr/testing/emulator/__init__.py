@@ -37,7 +37,10 @@ Fault switches (one list: the arguments of
 :meth:`~airflow_ecr.testing.emulator.state.EmulatorState.set_faults`, which the testing recipe's
 table is generated from), the list of calls received, revocation and the current password are
 available in process (:class:`EcrEmulator` methods) and through a loopback admin API, so tests in
-other processes can drive it::
+other processes can drive it. Loopback is shared by every user of the host, so each admin request
+must carry the emulator's admin token (``Authorization: Bearer <EcrEmulator.admin_token>``; 401
+without it): ``EmulatorClient(url, token=...)``, or ``EmulatorClient.of_lab(lab_json)`` for the lab's
+emulator, whose token the lab keeps 0600 in its directory::
 
     GET  /_emulator/health                 {"ok": true, "accounts": [...]}
     GET  /_emulator/calls                  [{"time", "end", "target", "region", "registry_ids",
@@ -61,7 +64,8 @@ Command line (used by the lab)::
 
 with ``{"accounts": [{"account_id": "...", "region": "...", "htpasswd": "/path"}],
 "default_account": "...", "token_ttl": 43200, "rotate_fraction": 0.5, "bucket_capacity": 200,
-"bucket_refill": 20, "port": 0}``.
+"bucket_refill": 20, "port": 0, "admin_token_file": "/path"}`` (the token in a file of the lab's,
+never in the config itself).
 
 Modules, one job each: :mod:`~airflow_ecr.testing.emulator.model` (the account, the error, the
 constants), :mod:`~airflow_ecr.testing.emulator.state` (registries, tokens, token policy, faults,
