@@ -108,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     from airflow_ecr.testing import lab as lab_module
 
-    lab_dir = Path(args.lab or os.environ.get(lab_module.ENV_DIR) or lab_module.DEFAULT_DIR)
+    lab_dir = Path(args.lab) if args.lab else lab_module.default_dir()
     if not lab_module.is_up(lab_dir):
         print(
             f"bench: no healthy lab at {lab_dir}: start one with `python -m airflow_ecr.testing.lab up --dir "
@@ -176,7 +176,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0].strip())
     parser.add_argument("--quick", action="store_true", help="a few repetitions (a smoke run, about a minute)")
-    parser.add_argument("--lab", help="the lab directory (default: $AIRFLOW_ECR_LAB_DIR or /tmp/airflow-ecr-lab)")
+    parser.add_argument(
+        "--lab", help="the lab directory (default: $AIRFLOW_ECR_LAB_DIR, else the lab's private default)"
+    )
     parser.add_argument(
         "--only",
         choices=["per-process", "digests", "fleet"],

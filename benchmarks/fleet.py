@@ -166,7 +166,7 @@ def fleet_run(env: BenchEnv, spec: dict[str, Any]) -> dict[str, Any]:
     """Every scenario and approach, one fleet each, the bucket set to the scenario before each."""
     from airflow_ecr.testing.emulator import EmulatorClient
 
-    admin = EmulatorClient(env.emulator_url)
+    admin = EmulatorClient.of_lab(env.lab)
     bucket = admin.config()
     if not bucket.get("bucket_capacity"):
         raise BenchFailure("bench", "fleet", "the emulator's rate limit is off (bucket_capacity 0)")
@@ -192,7 +192,7 @@ def fleet_figures(env: BenchEnv, result: dict[str, Any]) -> dict[str, Any]:
     from airflow_ecr.testing.emulator import EmulatorClient
 
     mark = host_key(result["nonce"], 0, 0).split("R")[0]
-    calls = [c for c in EmulatorClient(env.emulator_url).calls() if str(c.get("access_key_id", "")).startswith(mark)]
+    calls = [c for c in EmulatorClient.of_lab(env.lab).calls() if str(c.get("access_key_id", "")).startswith(mark)]
     figures: dict[str, Any] = {
         "hosts": result["hosts"],
         "processes_per_host": result["processes"],

@@ -427,14 +427,14 @@ class BenchEnv:
         """ECR API calls the emulator has counted for ``approach``'s access key so far."""
         from airflow_ecr.testing.emulator import EmulatorClient
 
-        return len(EmulatorClient(self.emulator_url).calls(access_key(approach)))
+        return len(EmulatorClient.of_lab(self.lab).calls(access_key(approach)))
 
     def calls_by_registry(self, approach: str, start: float, end: float) -> dict[str, int]:
         """``approach``'s calls received between ``start`` and ``end`` (epoch seconds), by registry id."""
         from airflow_ecr.testing.emulator import EmulatorClient
 
         per_registry: dict[str, int] = {}
-        for call in EmulatorClient(self.emulator_url).calls(access_key(approach)):
+        for call in EmulatorClient.of_lab(self.lab).calls(access_key(approach)):
             if start <= call["time"] <= end:
                 for registry_id in call.get("registry_ids") or ["(default)"]:
                     per_registry[registry_id] = per_registry.get(registry_id, 0) + 1

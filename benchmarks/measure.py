@@ -395,7 +395,7 @@ def per_process_figures(env: BenchEnv, result: dict[str, Any], plan: dict[str, A
 
     samples = result["samples"]
     names = list(samples["warm"])
-    emulator = EmulatorClient(env.emulator_url)
+    emulator = EmulatorClient.of_lab(env.lab)
     calls: dict[str, dict[str, int]] = {s: dict.fromkeys(names, 0) for s in STATES}
     for name in names:
         times = [c["time"] for c in emulator.calls(access_key(name))]

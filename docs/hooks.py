@@ -14,6 +14,8 @@ A page asks for generated content with a marker on a line of its own, ``<!-- gen
 - ``connection-types``: the connection types and their fields from ``provider_info.py``;
 - ``exceptions``: the exception classes of ``airflow_ecr.exceptions`` and their docstrings;
 - ``cli``: ``airflow-ecr --help`` and the ``--help`` of every subcommand;
+- ``emulator-faults``: the ECR emulator's fault switches: each ``set_faults`` argument, its
+  value when off (a fresh emulator's ``faults()``) and its ``:param:`` text;
 - ``benchmarks``: ``benchmarks/results/latest.md`` (its image copied into the site), if present.
 """
 
@@ -23,6 +25,7 @@ import argparse
 import atexit
 import importlib
 import inspect
+import json
 import logging
 import os
 import re
@@ -250,6 +253,25 @@ def gen_cli(page: Any) -> str:
     return "\n".join(out)
 
 
+# -- the ECR emulator ---------------------------------------------------------------------------
+def gen_emulator_faults(page: Any) -> str:
+    from airflow_ecr.testing.emulator import EmulatedAccount
+    from airflow_ecr.testing.emulator.state import EmulatorState
+
+    switches = [name for name in inspect.signature(EmulatorState.set_faults).parameters if name != "self"]
+    # A fresh emulator's switches are all off: their values are the "off" column.
+    off = EmulatorState([EmulatedAccount("123456789012", "eu-west-1")]).faults()
+    if set(switches) != set(off):
+        raise PluginError(f"set_faults takes {sorted(switches)} but faults() reports {sorted(off)}")
+    docs = params(EmulatorState.set_faults.__doc__)
+    lines = ["| switch | off | what it does when set |", "|---|---|---|"]
+    for name in switches:
+        if not docs.get(name):
+            raise PluginError(f"EmulatorState.set_faults: argument {name!r} has no :param: text")
+        lines.append(f"| `{name}` | `{json.dumps(off[name])}` | {cell(docs[name])} |")
+    return "\n".join(lines) + "\n"
+
+
 # -- benchmarks ---------------------------------------------------------------------------------
 def gen_benchmarks(page: Any) -> str:
     report = BENCHMARKS / "latest.md"
@@ -274,5 +296,6 @@ GENERATORS: dict[str, Any] = {
     "connection-types": gen_connection_types,
     "exceptions": gen_exceptions,
     "cli": gen_cli,
+    "emulator-faults": gen_emulator_faults,
     "benchmarks": gen_benchmarks,
 }

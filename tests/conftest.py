@@ -72,7 +72,7 @@ def lab() -> Iterator[Lab]:
 @pytest.fixture
 def emulator(lab: Lab) -> Iterator[EmulatorClient]:
     """The lab's emulator, with calls, faults and token policy reset around the test."""
-    admin = EmulatorClient(lab.emulator_url)
+    admin = EmulatorClient.of_lab(lab.raw)
     admin.reset()
     policy = admin.config()
     yield admin
@@ -154,6 +154,6 @@ def ecr_admin(emulator: Any, e2e_lab: dict[str, Any]) -> Iterator[EmulatorClient
     The emulator's admin API under ECR's 12 h token policy for the test (``emulator`` resets it
     after). Calls are told apart by each run's unique access key.
     """
-    admin = EmulatorClient(e2e_lab["emulator_url"])
+    admin = EmulatorClient.of_lab(e2e_lab)
     with admin.ecr_policy([a["account_id"] for a in e2e_lab["accounts"]]):
         yield admin

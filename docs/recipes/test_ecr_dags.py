@@ -122,5 +122,5 @@ def test_the_dag_pulls_its_ecr_image_and_runs(ecr_lab: dict[str, Any], airflow_e
     assert result.returncode == 0, output[-5000:]
     # The container's output (the lines with the command itself also contain it).
     assert any(OUTPUT in line and "echo" not in line for line in output.splitlines()), output[-5000:]
-    calls = EmulatorClient(ecr_lab["emulator_url"]).calls(access_key=access_key)
+    calls = EmulatorClient.of_lab(ecr_lab).calls(access_key=access_key)
     assert [call["outcome"] for call in calls if call["target"].endswith("GetAuthorizationToken")] == ["ok"]

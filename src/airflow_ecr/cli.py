@@ -194,6 +194,7 @@ def _where_generated(match: re.Match[str]) -> str:
             "config": "airflow config list --section ecr",
             "exceptions": "python -m pydoc airflow_ecr.exceptions",
             "benchmarks": "benchmarks/results/latest.md in the source repository",
+            "emulator-faults": "python -m pydoc airflow_ecr.testing.emulator.state.EmulatorState.set_faults",
         }.get(name, "python -m pydoc airflow_ecr.provider_info")
     return f"> *Generated from the code when the site is built; here: `{command}`.*"
 

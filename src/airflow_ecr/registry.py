@@ -24,18 +24,6 @@ ALIASES_OPTION = "[ecr] registry_aliases"
 _ACCOUNT_ID = re.compile(r"\d{12}", re.ASCII)
 _REGION = re.compile(r"[a-z]{2,4}(?:-[a-z]+)+-\d{1,2}", re.ASCII)
 
-_PRIVATE_HOST = re.compile(
-    r"(?P<account>\d{12})"
-    r"\.dkr(?P<sep>[.-])ecr"
-    r"(?P<fips>-fips)?"
-    r"\.(?P<region>[a-z0-9][a-z0-9-]*)"
-    r"\.(?P<suffix>amazonaws\.com(?:\.cn)?|amazonaws\.eu|on\.aws|on\.amazonwebservices\.com\.cn"
-    r"|sc2s\.sgov\.gov|c2s\.ic\.gov|cloud\.adc-e\.uk|csp\.hci\.ic\.gov)",
-    re.ASCII,
-)
-# Anything that starts like an ECR host, to tell "malformed ECR host" from "not ECR at all".
-_LOOKS_LIKE_ECR = re.compile(r"(^|\.)dkr[.-]ecr(-fips)?\.", re.IGNORECASE | re.ASCII)
-
 # DNS suffix -> AWS partition. us-gov regions share amazonaws.com with the commercial partition.
 _PARTITIONS = {
     "amazonaws.com": "aws",
@@ -49,6 +37,7 @@ _PARTITIONS = {
     "csp.hci.ic.gov": "aws-iso-f",
 }
 # Region prefix -> the registry DNS suffix of its partition, for building canonical hosts.
+# Every region with none of these prefixes is commercial (or us-gov), under amazonaws.com.
 _REGION_SUFFIXES = (
     ("cn-", "amazonaws.com.cn"),
     ("eusc-", "amazonaws.eu"),
@@ -57,6 +46,40 @@ _REGION_SUFFIXES = (
     ("eu-isoe-", "cloud.adc-e.uk"),
     ("us-iso-", "c2s.ic.gov"),
 )
+
+
+def _partition_host_pattern(partition: str) -> re.Pattern[str]:
+    """
+    The registry hosts of one partition family: its regions under its own DNS suffixes only. A
+    region of one partition under another's suffix would get its token from the region's partition
+    while Docker presents it to the suffix's hosts.
+    """
+    suffixes = [suffix for suffix, owner in _PARTITIONS.items() if owner == partition]
+    prefixes = [prefix for prefix, suffix in _REGION_SUFFIXES if _PARTITIONS[suffix] == partition]
+    if prefixes:
+        region = "(?:" + "|".join(map(re.escape, prefixes)) + ")"
+    else:  # the commercial family: any region no other partition claims
+        region = "(?!" + "|".join(re.escape(prefix) for prefix, _ in _REGION_SUFFIXES) + ")"
+    return re.compile(
+        r"(?P<account>\d{12})"
+        r"\.dkr(?P<sep>[.-])ecr"
+        r"(?P<fips>-fips)?"
+        rf"\.(?P<region>{region}[a-z0-9][a-z0-9-]*)"
+        r"\.(?P<suffix>" + "|".join(map(re.escape, suffixes)) + ")",
+        re.ASCII,
+    )
+
+
+# One pattern per partition family (commercial with us-gov, China, EU sovereign, each ISO).
+_PARTITION_HOSTS = tuple(_partition_host_pattern(partition) for partition in dict.fromkeys(_PARTITIONS.values()))
+# The shape of every partition's hosts at once, only to explain why a host matched none of them.
+_ANY_PARTITION_HOST = re.compile(
+    r"\d{12}\.dkr[.-]ecr(?:-fips)?\.(?P<region>[a-z0-9][a-z0-9-]*)"
+    r"\.(?P<suffix>" + "|".join(map(re.escape, _PARTITIONS)) + ")",
+    re.ASCII,
+)
+# Anything that starts like an ECR host, to tell "malformed ECR host" from "not ECR at all".
+_LOOKS_LIKE_ECR = re.compile(r"(^|\.)dkr[.-]ecr(-fips)?\.", re.IGNORECASE | re.ASCII)
 
 # The Docker reference grammar (distribution/reference), enough to split and validate a name.
 _HOST_COMPONENT = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
@@ -190,8 +213,15 @@ def parse_registry_host(host: str) -> EcrRegistry:
     lowered = name.lower() if name.isascii() else ""
     if lowered in ECR_PUBLIC_HOSTS:
         return EcrRegistry(account_id="", region=ECR_PUBLIC_REGION, host=name, dns_suffix="", public=True)
-    match = _PRIVATE_HOST.fullmatch(lowered)
+    match = next(filter(None, (pattern.fullmatch(lowered) for pattern in _PARTITION_HOSTS)), None)
     if match is None:
+        mixed = _ANY_PARTITION_HOST.fullmatch(lowered)
+        if mixed is not None and _REGION.fullmatch(mixed["region"]):
+            raise ValueError(
+                f"{host!r}: region {mixed['region']!r} is in partition {region_partition(mixed['region'])} "
+                f"but the host's suffix {mixed['suffix']!r} is partition {_PARTITIONS[mixed['suffix']]}'s: use "
+                f"{registry_host(lowered[:12], mixed['region'])!r} or a region of that partition."
+            )
         if _LOOKS_LIKE_ECR.search(name):
             raise ValueError(
                 f"{host!r} looks like an ECR registry but is malformed: expected "

@@ -1,10 +1,12 @@
 """
 Small fake HTTP services on 127.0.0.1 for unit tests (a Docker Engine API, Airflow's REST API, a
-redirector, an AWS credentials agent): the reply and the start/stop every one of them needs.
+redirector, an AWS credentials agent): the reply and the start/stop every one of them needs, and
+the Engine API (:class:`EngineAPI`) several test files log in and pull through.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import threading
@@ -76,3 +78,40 @@ def serving(server: Server, poll_interval: float = 0.05) -> Iterator[Server]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+class EngineAPI(ThreadingHTTPServer):
+    """A fake Docker Engine API: records the registry auth of each request, answers success."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _EngineHandler)
+        self.requests: list[tuple[str, str, dict[str, Any] | None]] = []  # (method, path, auth)
+
+    @property
+    def url(self) -> str:
+        return loopback_url(self, "tcp")
+
+    def auths(self, path: str) -> list[dict[str, Any] | None]:
+        return [a for method, p, a in self.requests if p.split("?")[0].endswith(path)]
+
+
+class _EngineHandler(QuietHandler):
+    server: EngineAPI
+
+    def do_GET(self) -> None:
+        self.server.requests.append(("GET", self.path, None))
+        if self.path.split("?")[0].endswith("/version"):  # docker-py's version="auto" asks first
+            return self.reply(200, {"Version": "27.0.0", "ApiVersion": "1.44", "Os": "linux", "Arch": "amd64"})
+        return self.reply(200, "OK", "text/plain")  # /_ping
+
+    def do_POST(self) -> None:
+        body = self.body()
+        if self.path.split("?")[0].endswith("/auth"):
+            self.server.requests.append(("POST", self.path, json.loads(body)))
+            return self.reply(200, {"Status": "Login Succeeded"})
+        header = self.headers.get("X-Registry-Auth")
+        auth = json.loads(base64.urlsafe_b64decode(header)) if header else None
+        self.server.requests.append(("POST", self.path, auth))
+        if "/services/create" in self.path:
+            return self.reply(200, {"ID": "svc"})
+        return self.reply(200, '{"status":"Downloaded"}\n')  # /images/create

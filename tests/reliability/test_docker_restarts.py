@@ -45,7 +45,7 @@ def private_lab() -> Iterator[Any]:
 
 @pytest.fixture
 def restart_task(private_lab: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[LabTask]:
-    emulator = EmulatorClient(private_lab.emulator_url)
+    emulator = EmulatorClient.of_lab(private_lab.raw)
     TokenCache.clear_memory()
     try:
         yield LabTask(private_lab, emulator, monkeypatch, tmp_path / "ecr-cache")

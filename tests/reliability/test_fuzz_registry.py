@@ -23,6 +23,7 @@ from airflow_ecr.registry import (
     declare_alias,
     parse_image,
     parse_registry_host,
+    region_partition,
     resolve_host,
     resolve_registry,
     with_account,
@@ -83,6 +84,8 @@ def assert_valid(registry: object) -> None:
     else:
         assert re.fullmatch(r"\d{12}", registry.account_id), registry
         assert REGION.match(registry.region), registry
+        # the token comes from the region's partition: the host must be that partition's too
+        assert region_partition(registry.region) == registry.partition, registry
         assert registry.registry_id == registry.account_id
 
 

@@ -14,13 +14,11 @@ ours: its test pins the behaviour ``docs/security.md`` documents, and the workar
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import stat
 import time
 from collections.abc import Iterator, Sequence
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +30,7 @@ from airflow_ecr.hooks.docker import EcrAPIClient, EcrAuthenticator, EcrDockerHo
 from airflow_ecr.registry import EcrRegistry, parse_registry_host
 from airflow_ecr.tokens.cache import CacheSettings, TokenCache
 from airflow_ecr.tokens.token import EcrToken
-from helpers.fake_http import QuietHandler, loopback_url, serving
+from helpers.fake_http import EngineAPI, serving
 from helpers.isolation import isolate_from_host
 
 H = "111111111111.dkr.ecr.eu-west-1.amazonaws.com"
@@ -75,41 +73,6 @@ class FakeSource:
             r.registry_id: EcrToken("AWS", f"ours-{self.calls}", f"https://{r.host}", now + 3600, now)
             for r in registries
         }
-
-
-class EngineAPI(ThreadingHTTPServer):
-    """A fake Docker Engine API: records the registry auth of each request, answers success."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.requests: list[tuple[str, str, dict[str, Any] | None]] = []  # (method, path, auth)
-
-    @property
-    def url(self) -> str:
-        return loopback_url(self, "tcp")
-
-    def auths(self, path: str) -> list[dict[str, Any] | None]:
-        return [a for method, p, a in self.requests if p.split("?")[0].endswith(path)]
-
-
-class _Handler(QuietHandler):
-    server: EngineAPI
-
-    def do_GET(self) -> None:
-        self.server.requests.append(("GET", self.path, None))
-        self.reply(200, "OK", "text/plain")  # /_ping
-
-    def do_POST(self) -> None:
-        body = self.body()
-        if self.path.split("?")[0].endswith("/auth"):
-            self.server.requests.append(("POST", self.path, json.loads(body)))
-            return self.reply(200, {"Status": "Login Succeeded"})
-        header = self.headers.get("X-Registry-Auth")
-        auth = json.loads(base64.urlsafe_b64decode(header)) if header else None
-        self.server.requests.append(("POST", self.path, auth))
-        if "/services/create" in self.path:
-            return self.reply(200, {"ID": "svc"})
-        return self.reply(200, '{"status":"Downloaded"}\n')  # /images/create
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import html
+import inspect
 import re
 import subprocess
 import sys
@@ -142,6 +143,13 @@ def test_site_builds_strict(tmp_path: Path) -> None:
     reference = pages["reference/configuration/index.html"]
     for generated in ("AIRFLOW__ECR__CACHE_DIR", "AIRFLOW__ECR__REFRESH_RATIO", "conn_id_prefix", "registry_ids"):
         assert generated in reference, f"{generated} is missing from the generated configuration reference"
+    # The testing recipe's fault table: one row per fault switch the emulator takes.
+    from airflow_ecr.testing.emulator.state import EmulatorState
+
+    recipe = pages["recipes/testing/index.html"]
+    switches = [name for name in inspect.signature(EmulatorState.set_faults).parameters if name != "self"]
+    missing = [name for name in switches if f"<td><code>{name}</code></td>" not in recipe]
+    assert not missing, f"the testing recipe's generated fault table lacks {missing}"
     cli = pages["reference/cli/index.html"]
     assert "refresh-connection" in cli and "doctor" in cli and "--conn-id" in cli, "the CLI reference is incomplete"
     # Highlighted code is split into spans: compare the text.

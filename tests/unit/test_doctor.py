@@ -683,3 +683,72 @@ def test_the_test_button_says_what_failed_and_what_to_fix(emu: EcrEmulator, monk
         "The connection names no registry: give it the registry's registry_id and region_name "
         "(and a host only for an alias of that registry).",
     )
+
+
+# Issue 22, defect 3: an unsaved form is the UI user's input, not the deployment's configuration.
+ALIAS_HOST = "collector.attacker.example"
+
+
+def test_the_test_button_never_sends_the_token_to_an_alias_host(
+    emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    Fails on the old code: the daemon logged in to the form's alias host with the token ECR just
+    issued (``/auth`` got ``serveraddress='collector.attacker.example'`` and the password).
+    """
+    from airflow_ecr.hooks.docker import EcrDockerHook
+    from helpers.fake_http import EngineAPI, serving
+
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_ECR_TEST",
+        json.dumps(
+            {
+                "conn_type": "ecr_docker",
+                "host": ALIAS_HOST,
+                "extra": {"aws_conn_id": "aws_test", "registry_id": ACCT, "region_name": REGION},
+            }
+        ),
+    )
+    with serving(EngineAPI(), poll_interval=0.01) as engine:
+        ok, line = EcrDockerHook(docker_conn_id="ecr_test", base_url=engine.url).test_connection()
+    logins = engine.auths("/auth")
+    assert [login["serveraddress"] for login in logins if login] == [f"{ACCT}.dkr.ecr.{REGION}.amazonaws.com"]
+    assert ALIAS_HOST not in json.dumps(engine.requests)
+    assert ok, line
+    assert line.startswith(f"ECR granted a token for {ACCT}.dkr.ecr.{REGION}.amazonaws.com to aws_conn_id='aws_test'")
+    assert f"the Docker daemon at {engine.url} logged in to it" in line
+    assert f"{ALIAS_HOST} is an alias: the Test button sends it no token" in line
+    assert emu.password(ACCT)[0] not in line
+
+
+@pytest.mark.parametrize(
+    ("aws_conn_id", "said"),
+    [
+        (None, "names no aws_conn_id"),
+        ("", "names no aws_conn_id"),
+        ("aws_missing", "aws_conn_id='aws_missing' does not exist"),
+    ],
+)
+def test_the_test_button_mints_no_token_without_an_explicit_existing_aws_conn_id(
+    emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, aws_conn_id: str | None, said: str
+) -> None:
+    """
+    Fails on the old code: with no aws_conn_id (or one that does not exist) the token was minted
+    with the API server's own default credentials (here: the environment's, pointed at the emulator).
+    """
+    from airflow_ecr.hooks.docker import EcrDockerHook
+
+    extra = {"registry_id": ACCT, "region_name": REGION}
+    if aws_conn_id is not None:
+        extra["aws_conn_id"] = aws_conn_id
+    monkeypatch.setenv("AIRFLOW_CONN_ECR_TEST", json.dumps({"conn_type": "ecr_docker", "extra": extra}))
+    # The API server's own identity: what boto3's default chain would find there.
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAAPISERVERSOWN")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", emu.url)
+    ok, line = EcrDockerHook(docker_conn_id="ecr_test").test_connection()
+    assert [c for c in emu.calls() if c["target"].endswith("GetAuthorizationToken")] == []
+    assert not ok
+    assert said in line, line
+    assert "set the connection's aws_conn_id to an existing AWS connection" in line, line

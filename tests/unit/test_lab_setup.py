@@ -39,12 +39,38 @@ def test_install_needs_root(monkeypatch: pytest.MonkeyPatch, capsys: pytest.Capt
     assert "needs root" in capsys.readouterr().err
 
 
-def test_the_checkout_setup_script_installs_what_the_lab_needs() -> None:
-    # scripts/setup-debian.sh (demo and test command) installs more; it must not install less.
+def _script_list(script: str, name: str) -> list[str]:
+    listed = re.search(rf"^{name}=\((.*?)\)", script, flags=re.DOTALL | re.MULTILINE)
+    assert listed, f"scripts/setup-debian.sh no longer has a {name}=(...) list"
+    return listed.group(1).split()
+
+
+def test_the_checkout_setup_script_installs_what_the_lab_needs_and_the_demo_only_that() -> None:
+    # scripts/setup-debian.sh: `demo` installs the lab's packages (and certificates), the test
+    # command those and the test suite's own; each name in one list only.
     script = (REPO / "scripts" / "setup-debian.sh").read_text()
-    listed = re.search(r"^packages=\((.*?)\)", script, flags=re.DOTALL | re.MULTILINE)
-    assert listed, "scripts/setup-debian.sh no longer has a packages=(...) list"
-    missing = set(lab.DEBIAN_PACKAGES) - set(listed.group(1).split())
-    assert not missing, (
-        f"scripts/setup-debian.sh does not install {sorted(missing)} (airflow_ecr.testing.lab needs them)"
-    )
+    demo, tests_only = _script_list(script, "demo_packages"), _script_list(script, "test_packages")
+    missing = set(lab.DEBIAN_PACKAGES) - set(demo)
+    assert not missing, f"scripts/setup-debian.sh demo does not install {sorted(missing)} (the lab needs them)"
+    assert set(demo) - set(lab.DEBIAN_PACKAGES) <= {"ca-certificates"}, "the demo installs more than the lab needs"
+    assert not set(demo) & set(tests_only), "a package is listed for both the demo and the tests"
+    assert {"postgresql", "redis-server", "chromium"} <= set(tests_only)
+    demo_script = (REPO / "scripts" / "demo.sh").read_text()
+    assert "bash scripts/setup-debian.sh demo\n" in demo_script
+    quickstart = (REPO / "docs" / "quickstart.md").read_text()
+    unnamed = [package for package in demo if f"`{package}`" not in quickstart]
+    assert not unnamed, f"docs/quickstart.md does not say the demo installs {unnamed}"
+
+
+@pytest.mark.parametrize("missing", [[], ["docker-registry"]], ids=["all-installed", "one-missing"])
+def test_setup_says_what_to_do_only_when_something_is_missing(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], missing: list[str]
+) -> None:
+    monkeypatch.setattr(lab.host, "missing_packages", lambda: missing)
+    assert lab.main(["setup"]) == 0
+    status = capsys.readouterr().err
+    if missing:
+        assert "missing docker-registry: run the line above as root, or add --install" in status
+    else:
+        assert "installed: nothing to do" in status
+        assert "run the line" not in status and "--install" not in status, status

@@ -287,6 +287,32 @@ def test_host_parser_is_strict_ascii_and_whole_string(host):
         parse_registry_host(host)
 
 
+# A region of one partition under another partition's DNS suffix: each parsed, and its token came
+# from the region's partition while Docker presented it to the suffix's (issue 22, defect 4).
+CROSS_PARTITION_HOSTS = [
+    f"{A}.dkr.ecr.us-east-1.amazonaws.eu",
+    f"{A}.dkr.ecr.us-east-1.amazonaws.com.cn",
+    f"{A}.dkr.ecr.cn-north-1.amazonaws.com",
+    f"{A}.dkr-ecr.cn-north-1.on.aws",
+    f"{A}.dkr-ecr.us-west-2.on.amazonwebservices.com.cn",
+    f"{A}.dkr.ecr.eusc-de-east-1.amazonaws.com",
+    f"{A}.dkr.ecr.us-gov-west-1.amazonaws.com.cn",
+    f"{A}.dkr.ecr.us-iso-east-1.amazonaws.com",
+    f"{A}.dkr.ecr.us-isob-east-1.c2s.ic.gov",
+    f"{A}.dkr.ecr.eu-west-1.cloud.adc-e.uk",
+    f"{A}.dkr.ecr-fips.us-isof-south-1.sc2s.sgov.gov",
+]
+
+
+@pytest.mark.parametrize("host", CROSS_PARTITION_HOSTS)
+def test_a_region_under_another_partitions_suffix_is_refused(host):
+    """Fails on the old code: each of these parsed, the token minted in the region's partition."""
+    with pytest.raises(ValueError, match=r"is in partition .* but the host's suffix .* is partition .*'s"):
+        parse_registry_host(host)
+    with pytest.raises(ValueError, match="partition"):
+        resolve_registry(f"{host}/app:1")
+
+
 @pytest.mark.parametrize("value", ["\u0661" * 12, A + "\n"])
 def test_account_ids_are_twelve_ascii_digits_and_nothing_else(value):
     with pytest.raises(ValueError, match="12-digit"):
@@ -368,6 +394,35 @@ def test_near_ecr_hosts_parse_to_valid_registries_or_raise(host):
         return
     assert len(reg.account_id) == 12 and reg.account_id.isdigit()
     assert registry_host(reg.account_id, reg.region)  # the region is well formed
+    assert region_partition(reg.region) == reg.partition  # and of the host's partition
+
+
+# Which registry DNS suffixes each partition's regions live under, written out here (not taken
+# from registry.py) so the property below checks the parser against an independent table.
+SUFFIXES_OF_PARTITION = {
+    "aws": {"amazonaws.com", "on.aws"},
+    "aws-us-gov": {"amazonaws.com", "on.aws"},
+    "aws-cn": {"amazonaws.com.cn", "on.amazonwebservices.com.cn"},
+    "aws-eusc": {"amazonaws.eu"},
+    "aws-iso": {"c2s.ic.gov"},
+    "aws-iso-b": {"sc2s.sgov.gov"},
+    "aws-iso-e": {"cloud.adc-e.uk"},
+    "aws-iso-f": {"csp.hci.ic.gov"},
+}
+
+
+@settings(max_examples=300)
+@given(accounts, regions, st.sampled_from(sorted(set().union(*SUFFIXES_OF_PARTITION.values()))), st.booleans())
+def test_a_host_parses_only_if_its_region_and_suffix_share_a_partition(account, region, suffix, dualstack):
+    host = f"{account}.dkr{'-' if dualstack else '.'}ecr.{region}.{suffix}"
+    partition = region_partition(region)
+    try:
+        reg = parse_registry_host(host)
+    except ValueError as err:
+        assert suffix not in SUFFIXES_OF_PARTITION[partition], err
+    else:
+        assert suffix in SUFFIXES_OF_PARTITION[partition]
+        assert reg.partition == partition
 
 
 def test_resolve_host_takes_hosts_as_people_write_them():

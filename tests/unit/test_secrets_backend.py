@@ -215,6 +215,18 @@ def test_allowed_registries_refuse_any_other_registry_before_any_call(emu, allow
     assert {tuple(c["registry_ids"]) for c in ecr_calls(emu) if c["registry_ids"]} == {(ACCT1,)}
 
 
+@pytest.mark.parametrize(
+    "host",
+    [f"{ACCT1}.dkr.ecr.eu-west-1.amazonaws.eu", f"{ACCT1}.dkr.ecr.eu-west-1.amazonaws.com.cn"],
+)
+def test_an_allowed_account_id_does_not_let_its_region_through_under_another_partitions_suffix(emu, host):
+    """Fails on the old code: the account id matched, and a commercial-partition token went to that host."""
+    backend = make(emu, allowed_registries=[ACCT1])
+    with pytest.raises(EcrConnectionLookupError, match="is not an Amazon ECR registry host"):
+        backend.get_connection(f"ecr:{host}")
+    assert ecr_calls(emu) == []
+
+
 def test_allowed_registries_mistakes_are_clear():
     for bad in (["https://x.example.com/path"], [""], [12], "a b"):
         with pytest.raises(ValueError, match="'allowed_registries' setting must be a 12-digit account id"):

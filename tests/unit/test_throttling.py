@@ -231,7 +231,7 @@ def outcome(client: Any) -> str:
 
 
 def test_by_default_the_emulator_has_ecrs_bucket(emu: EcrEmulator) -> None:
-    admin = EmulatorClient(emu.url)
+    admin = EmulatorClient(emu.url, token=emu.admin_token)
     config = admin.config()
     assert (config["bucket_capacity"], config["bucket_refill"]) == (200, 20.0)
     client = ecr(emu, "BUCKETDEFAULT")
@@ -245,7 +245,7 @@ def test_by_default_the_emulator_has_ecrs_bucket(emu: EcrEmulator) -> None:
 
 
 def test_a_shrunk_bucket_throttles_per_account_and_region_and_refills(emu: EcrEmulator) -> None:
-    admin = EmulatorClient(emu.url)
+    admin = EmulatorClient(emu.url, token=emu.admin_token)
     admin.config(bucket_capacity=3, bucket_refill=5)
     one, two, elsewhere = ecr(emu, "BUCKETKEYONE"), ecr(emu, "BUCKETKEYTWO"), ecr(emu, "BUCKETKEYONE", OTHER_REGION)
     # Two keys of one account share its bucket in a region; another region has its own.
@@ -264,7 +264,7 @@ def test_a_shrunk_bucket_throttles_per_account_and_region_and_refills(emu: EcrEm
 
 
 def test_capacity_zero_turns_the_limit_off_and_bad_values_are_refused(emu: EcrEmulator) -> None:
-    admin = EmulatorClient(emu.url)
+    admin = EmulatorClient(emu.url, token=emu.admin_token)
     admin.config(bucket_capacity=0)
     client = ecr(emu, "BUCKETOFF")
     assert {outcome(client) for _ in range(5)} == {"ok"}
@@ -275,14 +275,19 @@ def test_capacity_zero_turns_the_limit_off_and_bad_values_are_refused(emu: EcrEm
     with pytest.raises(urllib.error.HTTPError) as err:
         admin.buckets(level=1)  # the limit is off: nothing to drain
     assert err.value.code == 400 and "rate limit is off" in err.value.read().decode()
-    request = urllib.request.Request(f"{emu.url}/_emulator/buckets", data=b'{"lvl": 0}', method="POST")  # noqa: S310 - loopback
+    request = urllib.request.Request(  # noqa: S310 - loopback
+        f"{emu.url}/_emulator/buckets",
+        data=b'{"lvl": 0}',
+        headers={"Authorization": f"Bearer {emu.admin_token}"},
+        method="POST",
+    )
     with pytest.raises(urllib.error.HTTPError) as err:
         urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=5)
     assert err.value.code == 400
 
 
 def test_the_throttle_switch_still_counts_down_beside_the_bucket(emu: EcrEmulator) -> None:
-    EmulatorClient(emu.url).faults(throttle=2)
+    EmulatorClient(emu.url, token=emu.admin_token).faults(throttle=2)
     client = ecr(emu, "BUCKETSWITCH")
     assert [outcome(client) for _ in range(3)] == ["ThrottlingException 400"] * 2 + ["ok"]
 

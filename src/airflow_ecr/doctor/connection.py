@@ -7,6 +7,12 @@ delegates to :func:`check_connection`. It runs doctor's ECR-permission check (a 
 ``GetAuthorizationToken`` with the connection's ``aws_conn_id``), then, when this host has a
 Docker daemon, the registry login through it. STS is not asked: tasks never need it.
 
+The form may be unsaved, so what it holds is the UI user's input, not the deployment's
+configuration, and the check runs with the API server's rights. So it mints a token only with an
+``aws_conn_id`` the form names and that exists (never with the API server's own default
+credentials), and the daemon logs in only to the registry's real ECR host: an alias host the
+form declares is named in the answer but sent no token.
+
 The answer is ``(ok, one line)``: what failed and how to fix it, or what was proven. The token
 never appears in it: the checks keep it in memory and scrub the daemon's messages.
 """
@@ -60,6 +66,47 @@ def _registry_of(hook: Any) -> tuple[Any, Any]:
     return probe.registries[0], probe
 
 
+def _existing_aws_conn_id(hook: Any, probe: Any) -> str:
+    """
+    The AWS connection the form names, checked to exist, for the token the Test button mints.
+
+    An empty ``aws_conn_id`` would mint with boto3's default chain, i.e. the API server's own
+    identity, and the hook's default (``aws_default``) would fall back to that chain when it does
+    not exist: neither is something the form's author chose.
+
+    :param hook: the hook Airflow built for the form (``docker_conn_id`` only).
+    :param probe: the hook that authenticates the form's registry (:func:`_registry_of`).
+    :raises EcrConfigurationError: no explicit ``aws_conn_id``, or one that does not exist.
+    """
+    from airflow_ecr._compat import AirflowNotFoundException
+    from airflow_ecr.exceptions import EcrConfigurationError
+
+    aws_conn_id = probe.aws_conn_id
+    named = hook.get_connection(hook.docker_conn_id).extra_dejson.get("aws_conn_id") if hook.docker_conn_id else None
+    fix = "set the connection's aws_conn_id to an existing AWS connection"
+    if not aws_conn_id or (aws_conn_id == type(hook).default_aws_conn_id and not named):
+        raise EcrConfigurationError(
+            f"The connection names no aws_conn_id, and the Test button mints no token with the API server's "
+            f"own AWS identity: {fix}."
+        )
+    try:
+        hook.get_connection(aws_conn_id)
+    except AirflowNotFoundException:
+        raise EcrConfigurationError(f"The connection's aws_conn_id={aws_conn_id!r} does not exist: {fix}.") from None
+    return str(aws_conn_id)
+
+
+def _real_ecr_registry(registry: Any) -> Any:
+    """``registry`` as its ECR host names it: an alias (whatever the form declares) gets no token."""
+    from airflow_ecr.registry import parse_registry_host, registry_host
+
+    try:
+        parse_registry_host(registry.host)
+        return registry
+    except ValueError:
+        return parse_registry_host(registry_host(registry.account_id, registry.region))
+
+
 def check_connection(hook: Any) -> tuple[bool, str]:
     """
     Check an ``ecr_docker`` connection as doctor would: a token from ECR, then the registry login.
@@ -70,10 +117,16 @@ def check_connection(hook: Any) -> tuple[bool, str]:
     from airflow_ecr.exceptions import EcrError
 
     try:
-        registry, probe = _registry_of(hook)
-        aws_conn_id = probe.aws_conn_id
+        declared, probe = _registry_of(hook)
+        aws_conn_id = _existing_aws_conn_id(hook, probe)
     except EcrError as err:
         return False, _line(str(err))
+    registry = _real_ecr_registry(declared)
+    alias_note = (
+        f"{declared.host} is an alias: the Test button sends it no token (a task's pull does)"
+        if registry is not declared
+        else None
+    )
     base_url = hook.base_url if isinstance(hook.base_url, str) else hook.base_url[0]
     # Airflow tests a transient copy under a random conn id: the form's fields are what to name.
     named_in = "the connection's registry_id and region_name (or its host)"
@@ -88,9 +141,11 @@ def check_connection(hook: Any) -> tuple[bool, str]:
         # this host can prove; the login is the workers' to prove (airflow-ecr doctor there).
         return True, _line(
             f"{granted}; the registry login was not checked: {daemon.summary} "
-            "(run airflow-ecr doctor on a worker for the rest)."
+            "(run airflow-ecr doctor on a worker for the rest)" + (f"; {alias_note}." if alias_note else ".")
         )
     login = check_registry(state)
     if login.status == "fail":
         return False, _failed(login)
-    return True, _line(f"{granted}, and the Docker daemon at {base_url} logged in to it.")
+    return True, _line(
+        f"{granted}, and the Docker daemon at {base_url} logged in to it" + (f"; {alias_note}." if alias_note else ".")
+    )

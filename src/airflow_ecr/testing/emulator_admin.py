@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 import json
 import urllib.request
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
@@ -25,19 +26,35 @@ class EmulatorClient:
 
     :param url: the emulator's URL (``EcrEmulator.url``, or ``emulator_url`` in the lab's lab.json).
     :param timeout: seconds to wait for each answer.
+    :param token: the emulator's admin token (``EcrEmulator.admin_token``); for the lab's
+        emulator, :meth:`of_lab` reads it from the lab directory.
     """
 
-    def __init__(self, url: str, timeout: float = 10) -> None:
+    def __init__(self, url: str, timeout: float = 10, *, token: str) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
+        self._authorization = f"Bearer {token}"
         # Loopback only: never route the lab's traffic through an HTTP proxy from the environment.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    @classmethod
+    def of_lab(cls, lab: Mapping[str, Any], timeout: float = 10) -> EmulatorClient:
+        """
+        The lab's emulator: its URL from ``lab.json``, its token from the lab directory (0600, so
+        only the lab's owner, and the tasks that user runs, can drive it).
+
+        :param lab: the contents of ``lab.json`` (``dir`` and ``emulator_url``).
+        :param timeout: seconds to wait for each answer.
+        """
+        from airflow_ecr.testing.lab.paths import LabPaths, emulator_token
+
+        return cls(str(lab["emulator_url"]), timeout, token=emulator_token(LabPaths(Path(lab["dir"]))))
 
     def _call(self, path: str, body: Any = None) -> Any:
         request = urllib.request.Request(  # noqa: S310 - the emulator's own http://127.0.0.1 URL
             f"{self.url}/_emulator/{path}",
             data=None if body is None else json.dumps(body).encode(),
-            headers={"Content-Type": "application/json"},
+            headers={"Content-Type": "application/json", "Authorization": self._authorization},
             method="GET" if body is None else "POST",
         )
         with self._opener.open(request, timeout=self.timeout) as response:
@@ -61,7 +78,8 @@ class EmulatorClient:
 
     def config(self, **settings: Any) -> dict[str, Any]:
         """Set ``token_ttl`` / ``rotate_fraction`` / ``bucket_capacity`` / ``bucket_refill`` if given;
-        return the token policy and the rate limit."""
+        return the token policy and the rate limit. A new token policy applies to tokens minted from
+        then on (:meth:`revoke` makes the next call mint one)."""
         return dict(self._call("config", settings) if settings else self._call("config"))
 
     def buckets(self, level: float | None = None, region: str | None = None) -> dict[str, dict[str, float]]:

@@ -43,14 +43,14 @@ with DAG(
     def api_down() -> None:
         from airflow_ecr.testing import EmulatorClient
 
-        EmulatorClient(LAB["emulator_url"]).faults(down_regions=[ACCOUNT["region"]])
+        EmulatorClient.of_lab(LAB).faults(down_regions=[ACCOUNT["region"]])
 
     @task
     def registry_down() -> None:
         from airflow_ecr.testing import EmulatorClient
         from airflow_ecr.testing.lab import stop_registry
 
-        EmulatorClient(LAB["emulator_url"]).faults(down_regions=[])
+        EmulatorClient.of_lab(LAB).faults(down_regions=[])
         stop_registry(None, ACCOUNT["account_id"])
 
     @task(trigger_rule="all_done")

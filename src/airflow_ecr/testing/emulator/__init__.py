@@ -33,19 +33,20 @@ STS ``GetCallerIdentity`` (query protocol: a form-encoded POST) is answered on t
 Airflow AWS connection whose ``endpoint_url`` is the emulator works for both ``ecr`` and ``sts``: the
 caller is the default account, its ARN ``arn:aws:iam::<account>:user/<access key id>``.
 
-Fault switches (``throttle``, ``server_error``, ``deny``, ``delay``, ``invalid_keys``, ``expired_keys``,
-``clock_skew``), the list of calls received,
-revocation and the current password are available in process (:class:`EcrEmulator` methods) and
-through a loopback admin API, so tests in other processes can drive it::
+Fault switches (one list: the arguments of
+:meth:`~airflow_ecr.testing.emulator.state.EmulatorState.set_faults`, which the testing recipe's
+table is generated from), the list of calls received, revocation and the current password are
+available in process (:class:`EcrEmulator` methods) and through a loopback admin API, so tests in
+other processes can drive it. Loopback is shared by every user of the host, so each admin request
+must carry the emulator's admin token (``Authorization: Bearer <EcrEmulator.admin_token>``; 401
+without it): ``EmulatorClient(url, token=...)``, or ``EmulatorClient.of_lab(lab_json)`` for the lab's
+emulator, whose token the lab keeps 0600 in its directory::
 
     GET  /_emulator/health                 {"ok": true, "accounts": [...]}
     GET  /_emulator/calls                  [{"time", "end", "target", "region", "registry_ids",
                                              "access_key_id", "outcome", "tokens_issued_at"}, ...]
     POST /_emulator/reset                  clear calls and faults, fill the buckets
-    GET|POST /_emulator/faults             {"throttle": n, "server_error": n,
-                                            "deny": true|false|["acct", ...], "delay": seconds,
-                                            "invalid_keys": ["AKID", ...],
-                                            "expired_keys": ["AKID", ...], "clock_skew": seconds}
+    GET|POST /_emulator/faults             {"<switch>": value, ...}: set_faults's arguments by name
     GET|POST /_emulator/config             {"token_ttl": s, "rotate_fraction": f,
                                             "bucket_capacity": n, "bucket_refill": per_second}
     GET|POST /_emulator/buckets            {"<account>/<region>": {"tokens", "capacity", "refill"}};
@@ -63,7 +64,8 @@ Command line (used by the lab)::
 
 with ``{"accounts": [{"account_id": "...", "region": "...", "htpasswd": "/path"}],
 "default_account": "...", "token_ttl": 43200, "rotate_fraction": 0.5, "bucket_capacity": 200,
-"bucket_refill": 20, "port": 0}``.
+"bucket_refill": 20, "port": 0, "admin_token_file": "/path"}`` (the token in a file of the lab's,
+never in the config itself).
 
 Modules, one job each: :mod:`~airflow_ecr.testing.emulator.model` (the account, the error, the
 constants), :mod:`~airflow_ecr.testing.emulator.state` (registries, tokens, token policy, faults,

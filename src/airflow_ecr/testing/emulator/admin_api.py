@@ -6,6 +6,7 @@ in :mod:`airflow_ecr.testing.emulator`.
 
 from __future__ import annotations
 
+import hmac
 import json
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -17,13 +18,21 @@ from airflow_ecr.testing.emulator.state import EmulatorState
 class AdminApi(EmulatorState):
     """The emulator's state, answering its admin API (a base of ``EcrEmulator``)."""
 
-    def handle_admin(self, method: str, path: str, body: bytes) -> tuple[int, Any]:
+    admin_token: str
+
+    def handle_admin(self, method: str, path: str, body: bytes, authorization: str | None = None) -> tuple[int, Any]:
         """Answer one admin request under ``/_emulator/``; returns (status, JSON body).
 
         :param method: ``GET`` or ``POST``.
         :param path: the request path with its query.
         :param body: the raw request body.
+        :param authorization: the request's ``Authorization`` header: ``Bearer <admin token>``.
         """
+        if not hmac.compare_digest((authorization or "").encode(), f"Bearer {self.admin_token}".encode()):
+            return 401, {
+                "error": "the emulator's admin API needs its admin token (Authorization: Bearer <token>): "
+                "EmulatorClient(url, token=...) or EmulatorClient.of_lab(lab_json)"
+            }
         parts = urlsplit(path)
         name = parts.path[len(ADMIN_PREFIX) :].strip("/")
         try:

@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import os
+import secrets
 import signal
 import sys
 import threading
@@ -39,12 +40,20 @@ def load_config(path: str | os.PathLike[str]) -> tuple[list[EmulatedAccount], di
     for key in ("default_account", "token_ttl", "rotate_fraction", "bucket_capacity", "bucket_refill", "host", "port"):
         if key in raw:
             kwargs[key] = raw[key]
+    if "admin_token_file" in raw:  # a file, never the token itself in a config others might read
+        try:
+            kwargs["admin_token"] = Path(raw["admin_token_file"]).read_text().strip()
+        except OSError as exc:
+            raise ValueError(f"cannot read the emulator's admin token file: {exc}") from exc
     return accounts, kwargs
 
 
 def _write_atomically(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
+    # A new file under a random name, never through a symlink: the lab's directory is root's.
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
     os.replace(tmp, path)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
+import secrets
 import threading
 import uuid
 from collections.abc import Iterable
@@ -48,6 +49,8 @@ class EcrEmulator(AwsApi, AdminApi):
     :param bucket_refill: calls per second added back to each bucket (ECR's 20 by default).
     :param host: the loopback address to listen on.
     :param port: the port; 0 picks a free one.
+    :param admin_token: the token every admin API request must carry (``Authorization: Bearer
+        <token>``); None: a random one (:attr:`admin_token`), known to this process only.
     """
 
     def __init__(
@@ -61,8 +64,12 @@ class EcrEmulator(AwsApi, AdminApi):
         bucket_refill: float = ECR_BUCKET_REFILL,
         host: str = "127.0.0.1",
         port: int = 0,
+        admin_token: str | None = None,
     ) -> None:
         _check_loopback(host)
+        # Loopback is not a boundary between users: anyone on the host could read passwords and
+        # switch faults without it.
+        self.admin_token = admin_token or secrets.token_urlsafe(32)
         super().__init__(
             accounts,
             default_account=default_account,
@@ -150,7 +157,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.startswith(ADMIN_PREFIX):
-            status, payload = self.emulator.handle_admin("GET", self.path, b"")
+            status, payload = self.emulator.handle_admin("GET", self.path, b"", self.headers.get("Authorization"))
             self._send(status, payload, {"Content-Type": "application/json"})
         else:
             self._send(404, {"error": f"no such path {self.path}"}, {"Content-Type": "application/json"})
@@ -158,7 +165,7 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self._body()
         if self.path.startswith(ADMIN_PREFIX):
-            status, payload = self.emulator.handle_admin("POST", self.path, body)
+            status, payload = self.emulator.handle_admin("POST", self.path, body, self.headers.get("Authorization"))
             self._send(status, payload, {"Content-Type": "application/json"})
             return
         headers = {k.lower(): v for k, v in self.headers.items()}

@@ -4,7 +4,9 @@
 ``python -m airflow_ecr.testing.lab setup [--install]`` prints the ``apt-get`` line of the Debian
 packages the lab needs (:data:`DEBIAN_PACKAGES`), or runs it (as root) with ``--install``.
 
-Everything lives under DIR (default: ``$AIRFLOW_ECR_LAB_DIR`` or ``/tmp/airflow-ecr-lab``):
+Everything lives under DIR (default: ``$AIRFLOW_ECR_LAB_DIR``, else ``$XDG_RUNTIME_DIR/airflow-ecr-lab``,
+else ``/run/airflow-ecr-lab`` for root), which must be the running user's own and writable by no
+one else (:mod:`airflow_ecr.testing.lab.paths`; created 0700):
 
 - ``tls/``: a lab CA and one server certificate whose SANs cover every registry host name;
 - the ECR API emulator (:mod:`airflow_ecr.testing.emulator`) on ``127.0.0.1:<ephemeral>``;

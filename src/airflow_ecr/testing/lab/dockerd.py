@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from airflow_ecr.testing.lab.paths import LabPaths
+from airflow_ecr.testing.lab.paths import LabPaths, read_text, write_private
 from airflow_ecr.testing.lab.processes import spawn, wait_until
 from airflow_ecr.testing.lab.spec import LAB_HOSTS, SWARM_ADDRESS
 
@@ -24,11 +24,12 @@ def start_dockerd(paths: LabPaths) -> tuple[int, bool]:
 
     :param paths: the lab's layout (its TLS files must exist).
     """
-    paths.hosts.write_text(
+    hosts = (
         "127.0.0.1 localhost\n::1 localhost ip6-localhost ip6-loopback\n"
         "# airflow-ecr lab registries (seen by the lab's dockerd only)\n"
         + "".join(f"{address} {host}\n" for host, address in LAB_HOSTS.items())
     )
+    write_private(paths.hosts, hosts.encode(), 0o644)  # bound over the daemon's /etc/hosts: readable
     # Updated in place, never recreated: running swarm workers have this very directory bound over
     # their /etc/docker, and would not see a new one (restart_dockerd keeps them running).
     certs_root = paths.etc_docker / "certs.d"
@@ -39,7 +40,7 @@ def start_dockerd(paths: LabPaths) -> tuple[int, bool]:
     for host in LAB_HOSTS:
         certs = certs_root / host
         certs.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(paths.tls / "ca.crt", certs / "ca.crt")
+        write_private(certs / "ca.crt", read_text(paths.tls / "ca.crt").encode(), 0o644)
     # Binding needs a mount point; /etc/docker normally exists (docker-registry ships
     # /etc/docker/registry). Creating it is a global change, so it is recorded and undone by `down`.
     created_etc_docker = False

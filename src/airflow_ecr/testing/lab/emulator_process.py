@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 import airflow_ecr
-from airflow_ecr.testing.lab.paths import LabPaths, write_json
+from airflow_ecr.testing.lab.paths import LabPaths, new_emulator_token, read_text, write_json
 from airflow_ecr.testing.lab.processes import spawn, wait_until
 from airflow_ecr.testing.lab.spec import LAB_ACCOUNTS, LAB_REGISTRIES
 
@@ -35,7 +35,9 @@ def start_emulator(paths: LabPaths) -> tuple[int, str]:
         "token_ttl": 43200,
         "rotate_fraction": 0.5,
         "port": 0,
+        "admin_token_file": str(paths.emulator_token),
     }
+    new_emulator_token(paths)  # made before the emulator starts, which reads it
     config_file = paths.emulator / "config.json"
     write_json(config_file, config)
     port_file = paths.emulator / "port"
@@ -47,4 +49,4 @@ def start_emulator(paths: LabPaths) -> tuple[int, str]:
     argv = [sys.executable, "-m", "airflow_ecr.testing.emulator", "--config", str(config_file)]
     pid = spawn(paths, "emulator", [*argv, "--port-file", str(port_file)], log, env)
     wait_until("the ECR emulator", port_file.exists, pid, str(paths.root), log, 20)
-    return pid, f"http://127.0.0.1:{int(port_file.read_text())}"
+    return pid, f"http://127.0.0.1:{int(read_text(port_file))}"

@@ -10,7 +10,7 @@ from airflow_ecr.testing.emulator_admin import EmulatorClient
 from airflow_ecr.testing.lab.dockerd import docker_ping, swarm_state
 from airflow_ecr.testing.lab.messages import LabError, say
 from airflow_ecr.testing.lab.netns import probe
-from airflow_ecr.testing.lab.paths import LabPaths, read_json
+from airflow_ecr.testing.lab.paths import LabPaths, emulator_token, read_json
 from airflow_ecr.testing.lab.processes import alive
 from airflow_ecr.testing.lab.swarm import node_states
 
@@ -28,8 +28,8 @@ def health(paths: LabPaths) -> Iterator[tuple[str, bool, str]]:
     pids = info.get("pids", {})
     url = str(info.get("emulator_url", ""))
     try:
-        ok = bool(EmulatorClient(url, timeout=2).health().get("ok"))
-    except (OSError, ValueError, TypeError):
+        ok = bool(EmulatorClient(url, timeout=2, token=emulator_token(paths)).health().get("ok"))
+    except (OSError, ValueError, TypeError, LabError):
         ok = False
     yield "emulator", ok and alive(pids.get("emulator", -1), marker), f"{url} (pid {pids.get('emulator')})"
     ca = paths.tls / "ca.crt"

@@ -105,8 +105,11 @@ def setup(install: bool = False) -> None:
     if not install:
         print(apt_command())
         missing = missing_packages()
-        state = f"missing: {', '.join(missing)}" if missing else "all installed"
-        print(f"lab: setup     {state} (run the line above as root, or add --install)", file=sys.stderr)
+        if missing:
+            state = f"missing {', '.join(missing)}: run the line above as root, or add --install"
+        else:
+            state = f"all {len(DEBIAN_PACKAGES)} Debian packages installed: nothing to do"
+        print(f"lab: setup     {state}", file=sys.stderr)
         return
     if os.geteuid() != 0:
         raise LabError(f"installing Debian packages needs root: run `{SETUP_COMMAND} --install` with sudo or as root")

@@ -19,7 +19,7 @@ from airflow_ecr.testing.lab.emulator_process import start_emulator
 from airflow_ecr.testing.lab.health import is_up, load
 from airflow_ecr.testing.lab.host import preflight
 from airflow_ecr.testing.lab.messages import say
-from airflow_ecr.testing.lab.paths import LabPaths, locked, read_json, write_json
+from airflow_ecr.testing.lab.paths import LabPaths, locked, read_json, read_text, write_json
 from airflow_ecr.testing.lab.processes import alive, record_pid, stop_pid
 from airflow_ecr.testing.lab.proxy import start_proxy
 from airflow_ecr.testing.lab.registries import spawn_registry
@@ -201,7 +201,7 @@ def _down_locked(paths: LabPaths, purge: bool, quiet: bool) -> None:
     # Each dockerd's own containerd, in case dockerd had to be killed and left it running.
     for exec_dir in (paths.docker / "exec", *(exec_root(paths, n) for n in LAB_WORKERS if node_dir(paths, n).exists())):
         with contextlib.suppress(OSError, ValueError):
-            containerd_pid = int((exec_dir / "containerd" / "containerd.pid").read_text().strip())
+            containerd_pid = int(read_text(exec_dir / "containerd" / "containerd.pid").strip())
             if alive(containerd_pid, marker):
                 report("containerd", f"pid {containerd_pid}: {stop_pid(containerd_pid, marker)}")
     if info.get("created_etc_docker"):

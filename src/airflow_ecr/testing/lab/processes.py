@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from airflow_ecr.testing.lab.messages import LabError
-from airflow_ecr.testing.lab.paths import LabPaths, read_json, write_json
+from airflow_ecr.testing.lab.paths import LabPaths, open_lab_file, read_json, read_text, write_json
 
 STOP_TIMEOUT = 20.0
 
@@ -74,7 +74,7 @@ def spawn(
     :param env: its environment (default: this process's).
     :param pass_fds: file descriptors it inherits (a listening socket made in another namespace).
     """
-    with log.open("ab") as out:
+    with os.fdopen(open_lab_file(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT), "ab") as out:
         # A new session: the lab outlives the shell (or pytest) that started it.
         proc = subprocess.Popen(
             argv,
@@ -125,7 +125,7 @@ def _wait_gone(pid: int, marker: str, timeout: float) -> bool:
 
 def _log_tail(log: Path, lines: int = 15) -> str:
     try:
-        text = log.read_text(errors="replace").splitlines()[-lines:]
+        text = read_text(log).splitlines()[-lines:]
     except OSError:
         return "(no log)"
     return "\n    ".join(text)

@@ -7,13 +7,12 @@ certificate; an account's registry reads the htpasswd file that the emulator rew
 from __future__ import annotations
 
 import json
-import os
 import secrets
 from typing import Any
 
 from airflow_ecr.testing.lab.messages import LabError
 from airflow_ecr.testing.lab.netns import probe
-from airflow_ecr.testing.lab.paths import LabPaths
+from airflow_ecr.testing.lab.paths import LabPaths, write_private
 from airflow_ecr.testing.lab.processes import spawn, wait_until
 
 
@@ -45,9 +44,7 @@ def spawn_registry(paths: LabPaths, netns_pid: int, name: str, host: str, addres
         config["auth"] = {"htpasswd": {"realm": "basic-realm", "path": str(directory / "htpasswd")}}
     # YAML is a superset of JSON: no YAML writer needed.
     config_file = directory / "config.yml"
-    fd = os.open(config_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(config, f, indent=2)
+    write_private(config_file, json.dumps(config, indent=2).encode())
     log = directory / "registry.log"
     argv = ["nsenter", f"--net=/proc/{netns_pid}/ns/net", "--", "docker-registry", "serve", str(config_file)]
     pid = spawn(paths, f"registry-{name}", argv, log)

@@ -61,7 +61,7 @@ def _account(info: dict[str, Any], account_id: str) -> dict[str, Any]:
 
 def _auth(info: dict[str, Any], account_id: str) -> dict[str, str]:
     account = _account(info, account_id)
-    password = EmulatorClient(info["emulator_url"], timeout=5).password(account_id)
+    password = EmulatorClient.of_lab(info, timeout=5).password(account_id)
     return {"username": "AWS", "password": password, "serveraddress": account["host"]}
 
 

@@ -8,7 +8,7 @@ from airflow_ecr.testing import images
 from airflow_ecr.testing.emulator_admin import EmulatorClient
 from airflow_ecr.testing.lab.dockerd import docker_client
 from airflow_ecr.testing.lab.messages import LabError
-from airflow_ecr.testing.lab.paths import LabPaths
+from airflow_ecr.testing.lab.paths import LabPaths, emulator_token
 from airflow_ecr.testing.lab.spec import (
     ACCOUNT_IMAGES,
     ANONYMOUS_HOST,
@@ -35,7 +35,7 @@ def load_images(paths: LabPaths, emulator_url: str) -> dict[str, list[str]]:
     :param paths: the lab's layout.
     :param emulator_url: the lab's emulator, which gives each account registry's password.
     """
-    emulator = EmulatorClient(emulator_url, timeout=5)
+    emulator = EmulatorClient(emulator_url, timeout=5, token=emulator_token(paths))
     client = docker_client(paths.socket)
     try:
         for ref, build, command in (

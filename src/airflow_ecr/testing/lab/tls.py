@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import os
 from pathlib import Path
+
+from airflow_ecr.testing.lab.paths import write_private
 
 
 def make_tls(directory: Path, hosts: dict[str, str]) -> None:
@@ -61,9 +62,7 @@ def make_tls(directory: Path, hosts: dict[str, str]) -> None:
     )
 
     def write(name: str, data: bytes, mode: int) -> None:
-        fd = os.open(directory / name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        write_private(directory / name, data, mode)
 
     pem = serialization.Encoding.PEM
     write("ca.crt", ca_cert.public_bytes(pem), 0o644)
