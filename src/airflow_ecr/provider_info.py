@@ -6,6 +6,9 @@ from typing import Any
 
 from airflow_ecr import __version__, settings
 
+# The AWS connection every operator, hook, DAG factory and CLI command uses unless told otherwise
+# (as the amazon provider's hooks do); here, not in the hook, so the CLI's parser imports no Airflow.
+DEFAULT_AWS_CONN_ID = "aws_default"
 # Kept here rather than imported from the hook: provider discovery must not import docker-py.
 ECR_CONNECTION_FIELDS = {
     "aws_conn_id": "AWS connection id",

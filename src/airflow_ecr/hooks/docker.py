@@ -28,7 +28,12 @@ from airflow_ecr.hooks._docker_compat import log_in_with_docker_connection, set_
 from airflow_ecr.hooks.pull_errors import classify_pull_error, pull_error
 from airflow_ecr.images.manifests import Manifest, RegistryRejected, fetch_manifest
 from airflow_ecr.images.reference import ImageName, digest_in_pull_status
-from airflow_ecr.provider_info import ECR_CONNECTION_FIELDS, ECR_CONNECTION_HIDDEN_FIELDS, ECR_CONNECTION_RELABELING
+from airflow_ecr.provider_info import (
+    DEFAULT_AWS_CONN_ID,
+    ECR_CONNECTION_FIELDS,
+    ECR_CONNECTION_HIDDEN_FIELDS,
+    ECR_CONNECTION_RELABELING,
+)
 from airflow_ecr.registry import (
     EcrRegistry,
     alias_table,
@@ -287,7 +292,7 @@ class EcrDockerHook(DockerHook):
     default_conn_name = "ecr_docker_default"
     conn_type = "ecr_docker"
     hook_name = "Docker (Amazon ECR)"
-    default_aws_conn_id = "aws_default"
+    default_aws_conn_id = DEFAULT_AWS_CONN_ID
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
@@ -307,7 +312,7 @@ class EcrDockerHook(DockerHook):
         *,
         image: str | None = None,
         registry: str | None = None,
-        aws_conn_id: str | None = "aws_default",
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         region_name: str | None = None,
         registry_id: str | None = None,
         registry_ids: Sequence[str] | None = None,

@@ -41,6 +41,7 @@ from airflow_ecr.connections import (
     refresh_docker_connections,
 )
 from airflow_ecr.exceptions import EcrConfigurationError
+from airflow_ecr.provider_info import DEFAULT_AWS_CONN_ID
 from airflow_ecr.registry import EcrRegistry, registry_host, resolve_host
 from airflow_ecr.tokens.sources import EcrTokenSource
 
@@ -88,7 +89,7 @@ class EcrCredentialRegisterOperator(BaseOperator):
         register_ids: Sequence[str] | None = None,
         registry_ids: Sequence[str] | None = None,
         registry: str | None = None,
-        aws_conn_id: str | None = "aws_default",
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         api_conn_id: str | None = DEFAULT_API_CONN_ID,
         overwrite_other_types: bool = False,
         **kwargs: Any,
