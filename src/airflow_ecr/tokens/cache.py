@@ -33,7 +33,7 @@ FROM_MEMORY = "memory"
 FROM_HOST_CACHE = "the host cache"
 FROM_ECR = "ECR (fetched now)"
 # How many hex characters of the identity fingerprint the provenance line shows: enough to tell the
-# identities of one deployment apart, and to match a line with a cache file's key, never the whole key.
+# identities of one deployment apart in its task logs, without printing the whole fingerprint.
 IDENTITY_SHORT = 8
 
 
@@ -142,10 +142,10 @@ class TokenCache:
             groups.setdefault((registry.partition, registry.region, registry.public), []).append(registry)
         for group in groups.values():
             identity, served = self._get_group(source, group, min_life)
-            for registry in group:
-                token, origin = served[registry.host]
-                log_provenance(registry, token, origin, identity, requester)
-                result[registry.host] = token
+            by_host = {registry.host: registry for registry in group}
+            for host, (token, origin) in served.items():
+                log_provenance(by_host[host], token, origin, identity, requester)
+                result[host] = token
         return result
 
     def get_one(
