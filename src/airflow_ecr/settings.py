@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from airflow_ecr.registry import EcrRegistry
 
 SECTION = "ecr"
+# The AWS connection every operator, hook, DAG factory and CLI command uses unless told otherwise
+# (as the amazon provider's hooks do); here, not in the hook, so the CLI's parser imports no Airflow.
+DEFAULT_AWS_CONN_ID = "aws_default"
 DEFAULT_CACHE_ENABLED = True
 DEFAULT_REFRESH_RATIO = 0.5
 DEFAULT_LOCK_TIMEOUT = 60.0
