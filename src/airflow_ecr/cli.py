@@ -3,8 +3,9 @@ The ``airflow-ecr`` command: ``refresh-connection``, ``doctor`` and ``docs`` (an
 
 ``airflow-ecr refresh-connection --conn-id ID (--registry HOST | --registry-id ID) [--region R]``
 writes a fresh ECR token into an Airflow docker connection, for a cron job or systemd timer.
-AWS credentials come the standard boto3 way (environment, profile, web identity, instance role),
-or from an Airflow AWS connection with ``--aws-conn-id``. The connection is upserted through the
+AWS credentials come from an Airflow AWS connection, ``--aws-conn-id`` (the operators' default,
+``aws_default``, unless given), or the standard boto3 way (environment, profile, web identity,
+instance role) when that connection does not exist. The connection is upserted through the
 ORM (the metadata database of this host's Airflow configuration), or through the Airflow 3 REST
 API with ``--api-conn-id``. It prints one line.
 
@@ -50,6 +51,7 @@ from airflow_ecr.exit_codes import EXIT_REGISTRY as EXIT_REGISTRY
 from airflow_ecr.exit_codes import EXIT_UNEXPECTED as EXIT_UNEXPECTED
 from airflow_ecr.exit_codes import EXIT_USAGE as EXIT_USAGE
 from airflow_ecr.exit_codes import EXIT_WRITE as EXIT_WRITE
+from airflow_ecr.settings import DEFAULT_AWS_CONN_ID
 
 if TYPE_CHECKING:
     from airflow_ecr.exceptions import EcrError
@@ -90,8 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     refresh.add_argument("--region", help="the registry's region (default with --registry-id: $AWS_REGION)")
     refresh.add_argument(
         "--aws-conn-id",
-        default=None,
-        help="an Airflow AWS connection to fetch the token with (default: boto3's credential chain)",
+        metavar="ID",
+        default=DEFAULT_AWS_CONN_ID,
+        help="the Airflow AWS connection to fetch the token with, as the operators' aws_conn_id (default: "
+        "%(default)s; boto3's credential chain when it does not exist, or with an empty ID)",
     )
     refresh.add_argument(
         "--verbose", action="store_true", help="show Airflow's and boto3's own output (quiet by default)"
@@ -127,8 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     doctor.add_argument(
         "--aws-conn-id",
         metavar="ID",
-        default="aws_default",
-        help="the Airflow AWS connection, as the operators' aws_conn_id (default: aws_default; "
+        default=DEFAULT_AWS_CONN_ID,
+        help="the Airflow AWS connection, as the operators' aws_conn_id (default: %(default)s; "
         "boto3's credential chain when it does not exist)",
     )
     doctor.add_argument(
@@ -265,7 +269,7 @@ def refresh_connection(args: argparse.Namespace) -> tuple[int, str]:
     # An EcrError (configuration, AWS, connection write) goes to main(): the one error -> exit code mapping.
     (login,) = refresh_docker_connections(
         [(args.conn_id, registry)],
-        source=EcrTokenSource.from_connection(args.aws_conn_id),
+        source=EcrTokenSource.from_connection(args.aws_conn_id or None),
         writer=writer,
         overwrite_other_types=args.overwrite_other_types,
     )

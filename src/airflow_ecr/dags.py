@@ -24,6 +24,7 @@ from airflow_ecr.connections import DEFAULT_API_CONN_ID
 from airflow_ecr.exceptions import EcrConfigurationError
 from airflow_ecr.operators.credentials import EcrCredentialRegisterOperator
 from airflow_ecr.registry import resolve_host
+from airflow_ecr.settings import DEFAULT_AWS_CONN_ID
 from airflow_ecr.tokens.policy import RefreshPolicy
 
 
@@ -44,7 +45,7 @@ def ecr_refresh_dag(
     registry: str,
     schedule: Any = REFRESH_INTERVAL,
     dag_id: str | None = None,
-    aws_conn_id: str | None = "aws_default",
+    aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
     api_conn_id: str | None = DEFAULT_API_CONN_ID,
     start_date: datetime | None = None,
     retries: int = 3,

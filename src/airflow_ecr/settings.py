@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from airflow_ecr.registry import EcrRegistry
 
 SECTION = "ecr"
-# The AWS connection of every mode that has no DAG argument naming one (the operators' default too).
+# The AWS connection every operator, hook, DAG factory and CLI command uses unless told otherwise
+# (as the amazon provider's hooks do), and the pod mutation hook's default ([ecr] aws_conn_id); here, not
+# in the hook, so the CLI's parser imports no Airflow.
 DEFAULT_AWS_CONN_ID = "aws_default"
 DEFAULT_CACHE_ENABLED = True
 DEFAULT_REFRESH_RATIO = 0.5

@@ -29,6 +29,7 @@ from airflow_ecr.exceptions import (
 from airflow_ecr.operators.docker import EcrDockerOperator, EcrDockerSwarmOperator
 from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.store import FileStore
+from airflow_ecr.tokens.token import secret_forms
 
 pytestmark = pytest.mark.lab
 
@@ -94,9 +95,16 @@ def test_image_already_local_makes_no_aws_and_no_registry_call(lab, aws):
 
 def test_second_task_process_is_served_by_the_host_cache(lab, aws):
     image = image_of(lab)
-    task(lab, image)
-    task(lab, image)
+    with Recorder("airflow_ecr.tokens") as log:
+        task(lab, image)
+        task(lab, image)
     assert len(aws.calls()) == 1
+    # Each task says where its token came from (and never shows it).
+    host = lab.accounts[0]["host"]
+    lines = [m for m in log.messages if m.startswith(f"ECR login for {host}: token from ")]
+    assert [line.split("token from ")[1].split(",")[0] for line in lines] == ["ECR (fetched now)", "the host cache"]
+    password = aws.password(lab.accounts[0]["account_id"])
+    assert all(form not in m for form in secret_forms(password) for m in log.messages)
 
 
 def test_tokens_rotating_every_few_seconds_one_call_per_lifetime(lab, aws, monkeypatch):
@@ -230,9 +238,18 @@ def test_swarm_service_pulls_from_ecr_with_the_service_auth(lab, aws):
         enable_logging=True,
         auto_remove="success",
     )
-    op.execute({})
+    with Recorder("airflow_ecr.tokens") as log:
+        op.execute({})
     assert op.service is not None
     assert [c["registry_ids"] for c in aws.calls()] == [["222222222222"]]
+    host = lab.accounts[1]["host"]
+    assert (
+        [m for m in log.messages if m.startswith("ECR login for ")]
+        == [
+            m for m in log.messages if m.startswith(f"ECR login for {host}: token from ECR (fetched now), valid until ")
+        ]
+        != []
+    )
 
 
 # --- bad input: each an AirflowException subclass with one actionable sentence ---------------

@@ -98,6 +98,12 @@ def test_token_is_only_in_the_private_cache_file(harness, debug_run, lab):
     # It ran at DEBUG: botocore's debug lines of the token call are in the scanned output.
     assert "botocore.endpoint" in result.output and "GetAuthorizationToken" in result.output, result.describe()
     assert run.samples >= 20 and len(run.passwords) == 2  # two accounts
+    # Every task (the operators and @task.ecr_docker) logs where its token came from, at INFO: the
+    # first of each registry fetched now, the others from memory or the host cache (the scan covers the lines).
+    provenance = [line for line in result.all_text().splitlines() if "ECR login for " in line]
+    for host in (account["host"] for account in lab.accounts[:2]):
+        assert any(f"ECR login for {host}: token from ECR (fetched now)" in line for line in provenance), provenance
+    assert len(provenance) >= 4 and all(" valid until " in line and " identity " in line for line in provenance)
     # The token is in the two cache entries (one per registry), 0600, and nowhere else.
     in_cache = [leak for leak in run.leaks if is_private_cache_file(cache_dir)(leak)]
     assert len({leak.where for leak in in_cache}) == 2, run.leaks

@@ -8,7 +8,9 @@ tests/e2e/test_credentials_lab.py.
 
 from __future__ import annotations
 
+import inspect
 import json
+import os
 import secrets
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
@@ -27,7 +29,9 @@ from airflow_ecr.connections import (
     refresh_docker_connections,
 )
 from airflow_ecr.exceptions import ConnectionWriteError, EcrConfigurationError, EcrCredentialsError
+from airflow_ecr.hooks.docker import EcrDockerHook
 from airflow_ecr.operators.credentials import EcrCredentialRegisterOperator
+from airflow_ecr.operators.docker import EcrDockerOperator
 from airflow_ecr.provider_info import get_provider_info
 from airflow_ecr.registry import resolve_host
 from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
@@ -433,6 +437,23 @@ def test_cli_writes_through_the_api_with_one_line(
     assert out.startswith(f"airflow-ecr: wrote docker connection 'docker_ecr' for {HOST1}")
     assert api.connections["docker_ecr"]["password"] == emu.password(ACCT1)[0]
     assert emu.calls()[0]["access_key_id"] == "AKIACLITEST"
+
+
+def test_cli_uses_the_operators_default_aws_connection(
+    api: FakeAirflowApi, emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No --aws-conn-id and no AWS_* variables: the token comes with aws_default, as for an operator.
+    aws_test_connection(monkeypatch, emu.url, "AKIADEFAULTCONN", REGION)
+    monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", os.environ["AIRFLOW_CONN_AWS_TEST"])
+    code, out, err = run_cli(capsys, "--conn-id", "docker_ecr", "--registry", HOST1, "--api-conn-id", "airflow_api")
+    assert (code, err) == (cli.EXIT_OK, ""), err
+    assert out.startswith(f"airflow-ecr: wrote docker connection 'docker_ecr' for {HOST1}")
+    assert [c["access_key_id"] for c in emu.calls()] == ["AKIADEFAULTCONN"]
+    # One default, the operators' (and doctor's): not a second spelling of it.
+    parsed = cli.build_parser().parse_args(["refresh-connection", "--conn-id", "c", "--registry", HOST1])
+    operators = [EcrCredentialRegisterOperator, EcrDockerOperator, EcrDockerHook]
+    defaults = {inspect.signature(o.__init__).parameters["aws_conn_id"].default for o in operators}
+    assert defaults == {parsed.aws_conn_id} == {cli.build_parser().parse_args(["doctor"]).aws_conn_id}
 
 
 @pytest.mark.usefixtures("boto_env")

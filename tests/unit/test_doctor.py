@@ -21,7 +21,8 @@ import pytest
 from airflow_ecr import cli, doctor, exit_codes
 from airflow_ecr.doctor import Check, CheckResult, DoctorState, run_checks
 from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
-from airflow_ecr.tokens.cache import TokenCache
+from airflow_ecr.tokens.cache import CacheSettings, TokenCache
+from airflow_ecr.tokens.sources import EcrTokenSource
 from airflow_ecr.tokens.token import EcrToken
 from helpers.isolation import aws_test_connection, isolate_from_host, keep_airflow_logging
 
@@ -380,6 +381,28 @@ def test_rejected_credentials(emu: EcrEmulator, fault: str, code: str) -> None:
     # The token check fails on its own and says what to do itself: nothing "above" to point to.
     assert (permission.status, permission.exit_code) == ("fail", exit_codes.EXIT_AWS_CREDENTIALS)
     assert "renew them" in (permission.fix or "") and "see above" not in (permission.fix or "")
+
+
+def test_a_token_that_arrives_expired_is_a_warning_in_the_tasks_words(
+    emu: EcrEmulator, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The host clock runs a day ahead of AWS's (moto's 2015 expiry reads the same: tests/e2e/test_moto.py).
+    emu.set_faults(clock_skew=86400)
+    state = DoctorState(image=IMAGE, aws_conn_id="aws_test")
+    permission = doctor.check_ecr_permission(state)
+    assert (permission.status, permission.exit_code) == ("warn", exit_codes.EXIT_OK), permission
+    assert "token valid for" not in permission.summary
+    assert permission.summary.startswith("ecr:GetAuthorizationToken granted, but ECR returned a token that expires at ")
+    assert "already past by this host's clock" in permission.summary
+    assert "Check the host clock" in (permission.fix or "") and permission.details["expired_on_arrival"]
+    assert state.token is not None  # the later checks still try the token, as a task uses it once
+    # The task, on the same answer, warns with the same sentence (one rule: policy.expired_on_arrival).
+    cache = TokenCache(CacheSettings(directory=tmp_path / "cache"))
+    task_token = cache.get_one(EcrTokenSource.from_connection("aws_test"), state.require_registry())
+    assert task_token.expires_at == state.token.expires_at
+    said = permission.summary.split(", but ", 1)[1].split(" (by ")[0]
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert said in warning, (said, warning)
 
 
 def test_no_credentials_names_the_missing_connection() -> None:

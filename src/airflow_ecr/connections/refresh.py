@@ -15,7 +15,6 @@ several, ``conn_id_name`` may contain ``{registry_id}`` (and ``{region}``), e.g.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +24,7 @@ from airflow_ecr.exceptions import EcrConfigurationError
 from airflow_ecr.registry import EcrRegistry, validate_account_id
 from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import TokenSource
-from airflow_ecr.tokens.token import EcrToken
+from airflow_ecr.tokens.token import EcrToken, utc_time
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +48,7 @@ class DockerLogin:
         return {
             "conn_id": self.conn_id,
             "host": self.registry.host,
-            "expires_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.token.expires_at)),
+            "expires_at": utc_time(self.token.expires_at),
         }
 
 

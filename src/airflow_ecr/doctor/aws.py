@@ -88,6 +88,7 @@ def check_ecr_permission(state: DoctorState) -> CheckResult:
     """``GetAuthorizationToken`` for the image's registry, fetched now (not from the cache)."""
     from airflow_ecr.exceptions import EcrCredentialsError, EcrServiceError
     from airflow_ecr.tokens.aws_errors import token_action, token_fix
+    from airflow_ecr.tokens.policy import CLOCK_ADVICE, expired_on_arrival
     from airflow_ecr.tokens.sources import EcrTokenSource
 
     registry = state.require_registry()
@@ -109,8 +110,13 @@ def check_ecr_permission(state: DoctorState) -> CheckResult:
         return result(PERMISSION, "fail", str(err), fix=fix, exit_code=err.exit_code, details=details)
     state.token = token
     details["expires_at"] = token.expires_at
-    valid = max(0.0, token.expires_at - token.issued_at)
-    return result(PERMISSION, "ok", f"{action} granted (token valid for {_duration(valid)})", details=details)
+    expired = expired_on_arrival(token)
+    if expired is not None:
+        # The task's rule: such a token serves one pull, uncached, with a warning; doctor says the same.
+        details["expired_on_arrival"] = True
+        fix = f"{CLOCK_ADVICE} Tasks use such a token once, without caching it, and warn."
+        return result(PERMISSION, "warn", f"{action} granted, but {expired}", fix=fix, details=details)
+    return result(PERMISSION, "ok", f"{action} granted (token valid for {_duration(token.lifetime)})", details=details)
 
 
 def _duration(seconds: float) -> str:

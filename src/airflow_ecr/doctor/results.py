@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from airflow_ecr import exit_codes
 from airflow_ecr.registry import EcrRegistry, ImageReference, parse_image, parse_registry_host, resolve_registry
+from airflow_ecr.settings import DEFAULT_AWS_CONN_ID
 from airflow_ecr.tokens.token import EcrToken
 
 Status = Literal["ok", "warn", "fail", "info", "skip"]
@@ -58,7 +59,7 @@ class DoctorState:
     """
 
     image: str | None = None
-    aws_conn_id: str | None = "aws_default"
+    aws_conn_id: str | None = DEFAULT_AWS_CONN_ID
     docker_url: str | None = None
     named_in: str = "the image name"
     registry: EcrRegistry | None = None

@@ -38,6 +38,7 @@ from airflow_ecr.registry import (
     resolve_registry,
     with_account,
 )
+from airflow_ecr.settings import DEFAULT_AWS_CONN_ID
 from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource, TokenSource
 from airflow_ecr.tokens.token import EcrToken
@@ -287,7 +288,7 @@ class EcrDockerHook(DockerHook):
     default_conn_name = "ecr_docker_default"
     conn_type = "ecr_docker"
     hook_name = "Docker (Amazon ECR)"
-    default_aws_conn_id = "aws_default"
+    default_aws_conn_id = DEFAULT_AWS_CONN_ID
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
@@ -307,7 +308,7 @@ class EcrDockerHook(DockerHook):
         *,
         image: str | None = None,
         registry: str | None = None,
-        aws_conn_id: str | None = "aws_default",
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         region_name: str | None = None,
         registry_id: str | None = None,
         registry_ids: Sequence[str] | None = None,

@@ -42,6 +42,7 @@ from airflow_ecr.connections import (
 )
 from airflow_ecr.exceptions import EcrConfigurationError
 from airflow_ecr.registry import EcrRegistry, registry_host, resolve_host
+from airflow_ecr.settings import DEFAULT_AWS_CONN_ID
 from airflow_ecr.tokens.sources import EcrTokenSource
 
 if TYPE_CHECKING:
@@ -88,7 +89,7 @@ class EcrCredentialRegisterOperator(BaseOperator):
         register_ids: Sequence[str] | None = None,
         registry_ids: Sequence[str] | None = None,
         registry: str | None = None,
-        aws_conn_id: str | None = "aws_default",
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         api_conn_id: str | None = DEFAULT_API_CONN_ID,
         overwrite_other_types: bool = False,
         **kwargs: Any,

@@ -17,6 +17,7 @@ from airflow_ecr.hooks.docker import REGIONAL_OUTAGES, EcrDockerHook, early_regi
 from airflow_ecr.images.pins import Pin, pin_for
 from airflow_ecr.images.record import XCOM_KEY, ImageRecord, build_record
 from airflow_ecr.images.reference import ImageName
+from airflow_ecr.settings import DEFAULT_AWS_CONN_ID
 
 if TYPE_CHECKING:
     from airflow_ecr._compat import Context
@@ -63,7 +64,7 @@ class EcrRegistryAuthMixin(BaseOperator):
     def __init__(
         self,
         *,
-        aws_conn_id: str | None = "aws_default",
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         region_name: str | None = None,
         registry_id: str | None = None,
         registry_ids: Sequence[str] | None = None,

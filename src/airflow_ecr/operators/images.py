@@ -11,6 +11,7 @@ from airflow_ecr.hooks.docker import REGIONAL_OUTAGES, EcrDockerHook, every_regi
 from airflow_ecr.images.manifests import Manifest
 from airflow_ecr.images.pins import Pin, pins_as_xcom
 from airflow_ecr.images.reference import ImageName
+from airflow_ecr.settings import DEFAULT_AWS_CONN_ID
 
 if TYPE_CHECKING:
     from airflow_ecr._compat import Context
@@ -46,7 +47,7 @@ class EcrPinImagesOperator(BaseOperator):
         self,
         *,
         images: Sequence[str] | str,
-        aws_conn_id: str | None = "aws_default",
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         docker_conn_id: str | None = None,
         fallback_regions: Sequence[str] | str | None = None,
         **kwargs: Any,

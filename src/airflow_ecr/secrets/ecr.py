@@ -388,7 +388,7 @@ class EcrDockerConnectionBackend(DelegatingSecretsBackend):
         cache, source, required = self.token_cache, self.token_source, self.required_life
         try:
             # Valid for a pull now is not enough: a cached copy of the connection may be used later.
-            token = cache.get_one(source, registry, min_life=required)
+            token = cache.get_one(source, registry, min_life=required, requester=f"connection {conn_id!r}")
         except (EcrCredentialsError, EcrServiceError) as err:
             why = _unknown_region(registry)
             if why:
@@ -438,11 +438,6 @@ class EcrDockerConnectionBackend(DelegatingSecretsBackend):
                 "backend's 'allowed_registries': add that host or its account id to 'allowed_registries' in "
                 "the backend's backend_kwargs, or use a registry that is listed."
             )
+        # Where the token came from is logged as in every mode (TokenCache.get: the provenance line).
         token = self.token(conn_id, registry)
-        log.info(
-            "Connection %r: ECR login for %s, valid until %s (airflow-ecr secrets backend).",
-            conn_id,
-            registry.host,
-            time.strftime("%H:%M:%S", time.localtime(token.expires_at)),
-        )
         return {"conn_type": "docker", "host": registry.host, "login": token.username, "password": token.password}

@@ -21,16 +21,46 @@ from typing import ClassVar
 from airflow_ecr.registry import EcrRegistry
 from airflow_ecr.settings import DEFAULT_LOCK_TIMEOUT, DEFAULT_REFRESH_JITTER, DEFAULT_REFRESH_RATIO, ecr_settings
 from airflow_ecr.tokens.aws_errors import allows_stale_token, failure_of
-from airflow_ecr.tokens.policy import IDENTITY_RECHECK, RefreshPolicy
+from airflow_ecr.tokens.policy import CLOCK_ADVICE, IDENTITY_RECHECK, RefreshPolicy, expired_on_arrival
 from airflow_ecr.tokens.sources import TokenSource, fingerprint
 from airflow_ecr.tokens.store import FileStore, MemoryStore, NullStore, TokenStore
-from airflow_ecr.tokens.token import EcrToken, mask
+from airflow_ecr.tokens.token import EcrToken, mask, utc_time
 
 log = logging.getLogger(__name__)
+
+# Where a handed-out token came from, as the provenance line names it (:func:`log_provenance`).
+FROM_MEMORY = "memory"
+FROM_HOST_CACHE = "the host cache"
+FROM_ECR = "ECR (fetched now)"
+# How many hex characters of the identity fingerprint the provenance line shows: enough to tell the
+# identities of one deployment apart in its task logs, without printing the whole fingerprint.
+IDENTITY_SHORT = 8
 
 
 def _locator(source: TokenSource) -> str | None:
     return getattr(source, "locator", None)
+
+
+def log_provenance(registry: EcrRegistry, token: EcrToken, origin: str, identity: str, requester: str = "") -> None:
+    """
+    The one INFO line that says where a handed-out token came from, in every mode (operators, the
+    task decorator, swarm, the secrets backend, stored connections): the registry, the origin,
+    until when it is valid (UTC) and the short form of the identity it belongs to; never the token.
+
+    :param registry: the registry the token is for.
+    :param token: the token handed out.
+    :param origin: :data:`FROM_MEMORY`, :data:`FROM_HOST_CACHE` or :data:`FROM_ECR` (with a note).
+    :param identity: the AWS identity fingerprint the token is cached under.
+    :param requester: who asked, when it helps the reader (e.g. ``connection 'docker_ml'``).
+    """
+    log.info(
+        "ECR login for %s%s: token from %s, valid until %s, identity %s.",
+        registry.host,
+        f" ({requester})" if requester else "",
+        origin,
+        utc_time(token.expires_at),
+        identity[:IDENTITY_SHORT],
+    )
 
 
 @dataclass(frozen=True)
@@ -93,26 +123,36 @@ class TokenCache:
     def _lock_name(identity: str, registry: EcrRegistry) -> str:
         return "lock-" + fingerprint([identity, registry.partition, registry.region, registry.public])[:40]
 
-    def get(self, source: TokenSource, registries: Sequence[EcrRegistry], min_life: float = 0.0) -> dict[str, EcrToken]:
+    def get(
+        self, source: TokenSource, registries: Sequence[EcrRegistry], min_life: float = 0.0, requester: str = ""
+    ) -> dict[str, EcrToken]:
         """
-        Tokens for ``registries`` (keyed by registry host), fetching only what is missing or due.
+        Tokens for ``registries`` (keyed by registry host), fetching only what is missing or due;
+        each handed out with its provenance line (:func:`log_provenance`).
 
         :param source: where to fetch tokens from.
         :param registries: the registries; those of one region share one API call.
         :param min_life: seconds a cached token must still be usable to be reused (for tokens that
             are stored or cached elsewhere); a newly fetched token is returned whatever its life.
+        :param requester: who asks, named in the provenance line (e.g. ``connection 'docker_ml'``).
         """
         result: dict[str, EcrToken] = {}
         groups: dict[tuple[str, str, bool], list[EcrRegistry]] = {}
         for registry in registries:
             groups.setdefault((registry.partition, registry.region, registry.public), []).append(registry)
         for group in groups.values():
-            result.update(self._get_group(source, group, min_life))
+            identity, served = self._get_group(source, group, min_life)
+            by_host = {registry.host: registry for registry in group}
+            for host, (token, origin) in served.items():
+                log_provenance(by_host[host], token, origin, identity, requester)
+                result[host] = token
         return result
 
-    def get_one(self, source: TokenSource, registry: EcrRegistry, min_life: float = 0.0) -> EcrToken:
+    def get_one(
+        self, source: TokenSource, registry: EcrRegistry, min_life: float = 0.0, requester: str = ""
+    ) -> EcrToken:
         """The token for one registry (see :meth:`get`)."""
-        return self.get(source, [registry], min_life)[registry.host]
+        return self.get(source, [registry], min_life, requester)[registry.host]
 
     def _recorded_identity(self, source: TokenSource, now: float) -> str:
         """The source's identity, from the identity index when it has a fresh record (no connection lookup)."""
@@ -131,14 +171,21 @@ class TokenCache:
             self.files.write_identity(locator, identity, now + IDENTITY_RECHECK)
         return identity
 
-    def _lookup(self, key: str, now: float) -> EcrToken | None:
-        """The best cached token for ``key``: fresh if possible, else any still usable."""
+    def _lookup(self, key: str, now: float, origins: dict[str, str]) -> EcrToken | None:
+        """
+        The best cached token for ``key``: fresh if possible, else any still usable.
+
+        :param origins: where each found token came from, by key (:data:`FROM_MEMORY` or
+            :data:`FROM_HOST_CACHE`); updated here.
+        """
         token = self.memory.read(key)
+        origins[key] = FROM_MEMORY
         if token is not None and not self.policy.needs_refresh(token, now):
             return token
         stored = self.files.read(key)
         if stored is not None and (token is None or stored.issued_at > token.issued_at):
             token = stored
+            origins[key] = FROM_HOST_CACHE
             if self.policy.is_usable(token, now):
                 mask(token.password)
                 self.memory.write(key, token)
@@ -152,20 +199,26 @@ class TokenCache:
 
     def _get_group(
         self, source: TokenSource, registries: Sequence[EcrRegistry], min_life: float
-    ) -> dict[str, EcrToken]:
+    ) -> tuple[str, dict[str, tuple[EcrToken, str]]]:
+        """The identity, and each registry's token with where it came from (by registry host)."""
         now = time.time()
         identity = self._recorded_identity(source, now)
         keys = {r.host: self.key(identity, r) for r in registries}
-        found = {host: self._lookup(key, now) for host, key in keys.items()}
+        origins: dict[str, str] = {}
+
+        def served() -> tuple[str, dict[str, tuple[EcrToken, str]]]:
+            return identity, {h: (t, origins[keys[h]]) for h, t in found.items() if t is not None}
+
+        found = {host: self._lookup(key, now, origins) for host, key in keys.items()}
         due = self._due(found, registries, min_life)
         if not due:
-            return {h: t for h, t in found.items() if t is not None}
+            return served()
         locator = _locator(source)
         if locator is not None and source.identity != identity:
             # A fetch reads the connection: tokens are stored under the identity in effect now.
             identity = self._record_identity(source, locator, now)
             keys = {r.host: self.key(identity, r) for r in registries}
-            found = {host: self._lookup(key, now) for host, key in keys.items()}
+            found = {host: self._lookup(key, now, origins) for host, key in keys.items()}
             due = self._due(found, registries, min_life)
         # A process that may still hand out what it has (due for refresh, not expired) does not
         # wait for another process's refresh: it tries the lock once and serves its tokens if busy.
@@ -174,19 +227,19 @@ class TokenCache:
 
         def stored_meanwhile() -> bool:
             """Whether another process stored what is due while we wait (polled by the lock)."""
-            found.update({r.host: self._lookup(keys[r.host], time.time()) for r in waiting})
+            found.update({r.host: self._lookup(keys[r.host], time.time(), origins) for r in waiting})
             return not self._due(found, waiting, min_life)
 
         timeout = 0.0 if serving else self.settings.lock_timeout
         with self.files.lock(self._lock_name(identity, due[0]), timeout, ready=stored_meanwhile) as state:
             if state == "busy" and serving:
-                return {h: t for h, t in found.items() if t is not None}
+                return served()
             # Another process may have fetched while we waited for the lock.
             stored_meanwhile()
             due = self._due(found, due, min_life)
             if due:
-                found.update(self._fetch(source, due, keys, found))
-        return {h: t for h, t in found.items() if t is not None}
+                found.update(self._fetch(source, due, keys, found, origins))
+        return served()
 
     def _fetch(
         self,
@@ -194,7 +247,13 @@ class TokenCache:
         due: Sequence[EcrRegistry],
         keys: dict[str, str],
         cached: dict[str, EcrToken | None],
+        origins: dict[str, str],
     ) -> dict[str, EcrToken]:
+        """
+        Fetch what is ``due`` (or keep the cached tokens while ECR is failing).
+
+        :param origins: where each token came from, by key; a fetched token's is set to :data:`FROM_ECR`.
+        """
         try:
             fetched = source.fetch(due)
         except Exception as err:
@@ -203,10 +262,12 @@ class TokenCache:
                 if (failure := failure_of(err)) is not None and failure.denies_identity:
                     self._drop(fallback, keys)
                 raise
+            for host in fallback:
+                origins[keys[host]] += ", kept because refreshing failed"
             log.warning(
                 "Using cached ECR tokens for %s (valid until %s) because refreshing failed: %s",
                 ", ".join(fallback),
-                ", ".join(time.strftime("%H:%M:%S", time.localtime(t.expires_at)) for t in fallback.values()),
+                ", ".join(utc_time(t.expires_at) for t in fallback.values()),
                 err,
             )
             return fallback
@@ -215,16 +276,14 @@ class TokenCache:
         for registry in due:
             token = fetched[registry.registry_id]
             result[registry.host] = token
-            if not self.policy.is_usable(token, now):
+            key = keys[registry.host]
+            origins[key] = FROM_ECR
+            if (expired := expired_on_arrival(token, now)) is not None:
                 # A token born expired (clock skew, or moto's 2015 dates) serves this call only.
                 log.warning(
-                    "ECR returned a token for %s that expires at %s, already past by this host's clock; "
-                    "using it once without caching it. Check the host clock.",
-                    registry.host,
-                    time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(token.expires_at)),
+                    "ECR login for %s: %s; using it once without caching it. %s", registry.host, expired, CLOCK_ADVICE
                 )
                 continue
-            key = keys[registry.host]
             self.memory.write(key, token)
             self.files.write(key, token)
         return result

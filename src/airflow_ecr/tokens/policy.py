@@ -19,7 +19,7 @@ from airflow_ecr.settings import (
     check_refresh_jitter,
     check_refresh_ratio,
 )
-from airflow_ecr.tokens.token import EcrToken
+from airflow_ecr.tokens.token import EcrToken, utc_time
 
 # What ECR hands out: tokens that live 12 hours.
 ECR_TOKEN_LIFE = 12 * 3600.0
@@ -163,6 +163,34 @@ class RefreshPolicy:
             extra = " + min_token_life" if min_token_life else ""
             return f"keep [secrets] cache_ttl_seconds{extra} below {bound:.0f} s, or turn [secrets] use_cache off"
         return f"keep min_token_life below {bound:.0f} s"
+
+
+# What to do about a token that arrives expired (:func:`expired_on_arrival`), for the task's warning and doctor.
+CLOCK_ADVICE = (
+    "Check the host clock (run NTP: chrony, systemd-timesyncd); against an ECR emulation whose tokens carry a "
+    "past expiry (moto's are from 2015) there is nothing to fix."
+)
+
+
+def expired_on_arrival(token: EcrToken, now: float | None = None) -> str | None:
+    """
+    Why a token just received from ECR cannot be handed out (it is no longer usable, see
+    :meth:`RefreshPolicy.is_usable`), in the words the task's warning and doctor both use; None
+    for a token that can. Such a token means this host's clock runs ahead of AWS's (or an
+    emulation's tokens carry a past expiry): the task uses it once without caching it, and doctor
+    warns instead of reporting a valid token.
+
+    :param token: the token, as received.
+    :param now: the time of the check (default: when the token was received).
+    """
+    now = token.issued_at if now is None else now
+    if RefreshPolicy().is_usable(token, now):
+        return None
+    when = utc_time(token.expires_at)
+    if now < token.expires_at:
+        return f"ECR returned a token that expires at {when}, in {token.expires_at - now:.0f} s by this host's clock"
+    late = now - token.expires_at
+    return f"ECR returned a token that expires at {when}, already past by this host's clock (by {late:.0f} s)"
 
 
 # How long a recorded "connection id -> identity" is trusted before the connection is read again;

@@ -31,6 +31,16 @@ CACHE_FORMAT_VERSION = 1
 ECR_PUBLIC_PROXY_ENDPOINT = "https://public.ecr.aws"
 
 
+def utc_time(epoch: float) -> str:
+    """
+    An instant as every log line, message and summary shows a token's expiry: ISO 8601 in UTC, to
+    the second (``2026-12-07T17:44:02Z``), whatever the host's time zone.
+
+    :param epoch: epoch seconds.
+    """
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
 @dataclass(frozen=True)
 class EcrToken:
     """
