@@ -67,7 +67,9 @@ class Cluster:
             method, self.server + path, data=data, headers=headers, verify=str(self.ca_file), timeout=30
         )
         response.raise_for_status()
-        return response.json() if response.content else None
+        if not response.headers.get("Content-Type", "").startswith("application/json"):
+            return response.text  # /readyz answers "ok"
+        return response.json()
 
     def kubeconfig(self, name: str, token: str, namespace: str) -> Path:
         """A kubeconfig file (0600) for ``token``, as Airflow's kubernetes connection reads it."""

@@ -10,6 +10,7 @@ connection, same identity as the pod's); the AWS connection is ``[ecr] aws_conn_
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from typing import Any
@@ -25,6 +26,8 @@ log = logging.getLogger(__name__)
 # (it needs a live client), so neither `airflow tasks render` nor a dry run creates a Secret.
 KPO_LABEL = "kubernetes_pod_operator"
 LIVE_LABEL = "airflow_kpo_in_cluster"
+# Seconds a task process that is exiting still waits for its pod to appear and own its Secret.
+HAND_OVER_AT_EXIT = 10.0
 
 
 def launched_by_operator(pod: Any) -> bool:
@@ -57,13 +60,16 @@ def add_pull_secret(pod: Any) -> None:
     name = secrets.attach(pod, default_aws_conn_id())
     if name is None:
         return
-    # Not a daemon: a deferring task's process exits right after creating the pod, and must first
-    # hand the Secret over (the thread ends as soon as the pod exists).
-    threading.Thread(
+    thread = threading.Thread(
         target=_hand_over,
         args=(secrets, pod.metadata.namespace, name, pod.metadata.name),
         name=f"airflow-ecr-own-{name}",
-    ).start()
+        daemon=True,
+    )
+    thread.start()
+    # A deferring task's process exits right after creating the pod: it first waits (briefly) for the
+    # hand-over, which ends as soon as the pod exists; a pod that was refused holds no one up longer.
+    atexit.register(thread.join, HAND_OVER_AT_EXIT)
 
 
 def _hand_over(secrets: PullSecrets, namespace: str, name: str, pod_name: str) -> None:

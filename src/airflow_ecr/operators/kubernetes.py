@@ -10,7 +10,7 @@ from airflow_ecr.images.reference import ImageName, digest_in_image_id
 from airflow_ecr.kubernetes._provider import KubernetesPodOperator
 from airflow_ecr.kubernetes.attach import PullSecrets
 from airflow_ecr.kubernetes.pull_secrets import ecr_registries
-from airflow_ecr.settings import ecr_settings
+from airflow_ecr.settings import DEFAULT_AWS_CONN_ID, ecr_settings
 
 if TYPE_CHECKING:
     from airflow_ecr._compat import Context
@@ -39,7 +39,7 @@ class EcrKubernetesPodOperator(KubernetesPodOperator):
     # Tells airflow_ecr.kubernetes.pod_mutation_hook that this operator makes its own pull secret.
     adds_ecr_pull_secrets = True
 
-    def __init__(self, *, aws_conn_id: str | None = "aws_default", **kwargs: Any) -> None:
+    def __init__(self, *, aws_conn_id: str | None = DEFAULT_AWS_CONN_ID, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.aws_conn_id = aws_conn_id
         self._ecr_pull_secret: str | None = None
