@@ -26,7 +26,7 @@ from airflow_ecr.connections import (
     normalize_registry_ids,
     refresh_docker_connections,
 )
-from airflow_ecr.exceptions import ConnectionWriteError, EcrConfigurationError, EcrCredentialsError
+from airflow_ecr.exceptions import AirflowFernetError, ConnectionWriteError, EcrConfigurationError, EcrCredentialsError
 from airflow_ecr.operators.credentials import EcrCredentialRegisterOperator
 from airflow_ecr.provider_info import get_provider_info
 from airflow_ecr.registry import resolve_host
@@ -34,6 +34,7 @@ from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
 from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource
 from helpers.fake_http import QuietHandler, loopback_url, serving
+from helpers.fernet import break_fernet_like_cryptography_51
 from helpers.isolation import aws_test_connection, isolate_from_host, keep_airflow_logging
 
 ACCT1, ACCT2 = "111111111111", "222222222222"
@@ -643,6 +644,26 @@ def test_orm_writer_updates_docker_connections_and_keeps_their_type(metadata_db:
     OrmConnectionWriter().upsert("new_ecr", host=HOST1, login="AWS", password="pw-2")
     assert _row(metadata_db, "docker_ecr") == (conn_type, "AWS", "pw-1")
     assert _row(metadata_db, "new_ecr") == ("docker", "AWS", "pw-2")
+
+
+def test_orm_writer_names_cryptography_and_the_fix_when_airflows_fernet_breaks(
+    metadata_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cryptography 51 with a Fernet key on Airflow 2.11 to 3.1: one sentence, never Airflow's traceback."""
+    break_fernet_like_cryptography_51(monkeypatch)
+    from airflow_ecr._compat import ConnectionModel
+
+    with pytest.raises(AttributeError, match="'MultiFernet' object has no attribute 'is_encrypted'"):
+        ConnectionModel(conn_id="plain", password="pw")  # what Airflow itself now does
+    with pytest.raises(AirflowFernetError) as info:
+        OrmConnectionWriter().upsert("docker_ecr", host=HOST1, login="AWS", password="pw-SECRET")
+    message = str(info.value)
+    assert message.startswith("Cannot write connection 'docker_ecr' to the Airflow metadata database: Airflow ")
+    assert "cryptography " in message and "install Airflow with its constraints file" in message
+    assert "`pip install 'cryptography<51'`" in message
+    assert "pw-SECRET" not in message and message.count(". ") == 0 and info.value.__cause__ is None
+    assert (info.value.kind, info.value.exit_code) == ("airflow_fernet", 5)
+    assert isinstance(info.value, ConnectionWriteError)  # callers that handle write errors handle it too
 
 
 def test_register_operator_passes_overwrite_other_types(
