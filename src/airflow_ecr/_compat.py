@@ -226,13 +226,17 @@ def is_fernet_breakage(err: BaseException) -> bool:
     every connection password Airflow encrypts fails with ``AttributeError: '...MultiFernet' object
     has no attribute 'is_encrypted'`` (Airflow 3.3 wraps it and is fine): raised in ``get_fernet`` the
     first time, and where the password setter reads ``is_encrypted`` of the cached ``MultiFernet``
-    every time after. Told by the class and the attribute it names, so that no other AttributeError
-    is taken for it.
+    every time after, where Python cuts the class name to 50 characters (``'...fernet.MultiFer'
+    object``). Told by the class and the attribute it names, so that no other AttributeError is
+    taken for it.
 
     :param err: an exception raised while Airflow handled a connection.
     """
-    text = str(err)
-    return isinstance(err, AttributeError) and "MultiFernet' object" in text and "'is_encrypted'" in text
+    return isinstance(err, AttributeError) and _FERNET_BREAKAGE.fullmatch(str(err)) is not None
+
+
+# The class as Python names it in the message: in full, or cut to 50 characters.
+_FERNET_BREAKAGE = re.compile(r"'(?:[\w.]*\.)?MultiFer\w*' object has no attribute 'is_encrypted'")
 
 
 def _find(name: str, homes: tuple[str, ...]) -> Any:

@@ -23,7 +23,11 @@ _RealMultiFernet = cryptography_fernet.MultiFernet
 
 
 class MultiFernet:
-    """cryptography 51's ``MultiFernet`` as Airflow meets it: it encrypts, and takes no new attribute."""
+    """cryptography 51's ``MultiFernet`` as Airflow meets it: it encrypts, and takes no new attribute.
+
+    Named as the Rust class is, so that Python's messages are the real ones word for word (reading a
+    missing attribute cuts the name to 50 characters: ``'...fernet.MultiFer' object``).
+    """
 
     __slots__ = ("_real",)
 
@@ -35,6 +39,9 @@ class MultiFernet:
 
     def decrypt(self, msg: bytes | str, ttl: int | None = None) -> bytes:
         return self._real.decrypt(msg, ttl)
+
+
+MultiFernet.__name__ = "cryptography.hazmat.bindings._rust.fernet.MultiFernet"
 
 
 def get_fernet() -> Any:

@@ -95,6 +95,11 @@ def test_fernet_breakage_is_told_from_any_other_attribute_error(monkeypatch: pyt
     assert _compat.is_fernet_breakage(_raised(crypto.get_fernet))
     for _ in (1, 2):  # Airflow 2.11 fails in get_fernet once, then where it reads the cached instance
         assert _compat.is_fernet_breakage(_raised(lambda: ConnectionModel(conn_id="c", password="p")))
+    for real in (  # as cryptography 51.0.1 on Airflow 2.11.2 words them: setting, then reading
+        "'cryptography.hazmat.bindings._rust.fernet.MultiFernet' object has no attribute 'is_encrypted'",
+        "'cryptography.hazmat.bindings._rust.fernet.MultiFer' object has no attribute 'is_encrypted'",
+    ):
+        assert _compat.is_fernet_breakage(AttributeError(real))
 
     def another_object() -> None:
         raise AttributeError("'Connection' object has no attribute 'is_encrypted'")
