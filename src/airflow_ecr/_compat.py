@@ -72,6 +72,7 @@ if TYPE_CHECKING:
 __all__ = [
     *_HOMES,
     "add_mask_patterns",
+    "airflow_fernet_broken",
     "airflow_version",
     "check_airflow_version",
     "is_airflow_3",
@@ -233,6 +234,25 @@ def is_fernet_breakage(err: BaseException) -> bool:
     :param err: an exception raised while Airflow handled a connection.
     """
     return isinstance(err, AttributeError) and _FERNET_BREAKAGE.fullmatch(str(err)) is not None
+
+
+def airflow_fernet_broken() -> bool:
+    """Whether Airflow's own Fernet fails in this process as :func:`is_fernet_breakage` describes.
+
+    Airflow's secrets backends log that failure and go on, so a connection they cannot build reads
+    as one that does not exist: a caller told "not found" asks this before believing it.
+    """
+    try:
+        # Airflow 2.11 caches the MultiFernet before the failure: a second call returns it, and
+        # reading is_encrypted fails as every password access then does.
+        from airflow.models.crypto import get_fernet  # core's, on every version: the one that breaks
+
+        _ = get_fernet().is_encrypted
+    except AttributeError as err:
+        return is_fernet_breakage(err)
+    except Exception:  # e.g. a malformed key: Airflow's own message reaches the user elsewhere
+        return False
+    return False
 
 
 # The class as Python names it in the message: in full, or cut to 50 characters.

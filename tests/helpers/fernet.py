@@ -13,6 +13,7 @@ reproduces that in this process: a real key in ``AIRFLOW__CORE__FERNET_KEY``, cr
 
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Any
 
@@ -55,19 +56,34 @@ def get_fernet() -> Any:
     return fernet
 
 
+def use_a_fernet_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A real Fernet key in ``AIRFLOW__CORE__FERNET_KEY``, as every deployment has one, and Airflow's
+    cached Fernet forgotten (Airflow 2.11 keeps the first one it built, key or none, per process).
+
+    :param monkeypatch: the test's; everything is undone at its end.
+    """
+    monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", cryptography_fernet.Fernet.generate_key().decode())
+    crypto = importlib.import_module("airflow.models.crypto")
+    if hasattr(crypto.get_fernet, "cache_clear"):
+        # Airflow 3.3: a cache of the test's own; Airflow's, untouched, comes back after it.
+        fresh = functools.cache(crypto.get_fernet.__wrapped__)
+        for module in (crypto, importlib.import_module("airflow.models.connection")):
+            monkeypatch.setattr(module, "get_fernet", fresh)
+    else:
+        monkeypatch.setattr(crypto, "_fernet", None)
+
+
 def break_fernet_like_cryptography_51(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     Make Airflow's Fernet fail in this process as cryptography 51 makes it fail on Airflow 2.11 to 3.1.
 
     :param monkeypatch: the test's; everything is undone at its end.
     """
-    monkeypatch.setenv("AIRFLOW__CORE__FERNET_KEY", cryptography_fernet.Fernet.generate_key().decode())
+    use_a_fernet_key(monkeypatch)
     monkeypatch.setattr(cryptography_fernet, "MultiFernet", MultiFernet)
     crypto = importlib.import_module("airflow.models.crypto")
     if hasattr(crypto.get_fernet, "cache_clear"):
         # Airflow 3.3: a cached get_fernet that wraps the MultiFernet; stand in the older one.
         for module in (crypto, importlib.import_module("airflow.models.connection")):
             monkeypatch.setattr(module, "get_fernet", get_fernet)
-    else:
-        # Airflow 2.11's own get_fernet, with its cached instance forgotten.
-        monkeypatch.setattr(crypto, "_fernet", None)

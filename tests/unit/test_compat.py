@@ -90,9 +90,11 @@ def test_fernet_breakage_is_told_from_any_other_attribute_error(monkeypatch: pyt
     from airflow_ecr._compat import ConnectionModel
     from helpers.fernet import break_fernet_like_cryptography_51
 
+    assert not _compat.airflow_fernet_broken()
     break_fernet_like_cryptography_51(monkeypatch)
     crypto = __import__("airflow.models.crypto", fromlist=["get_fernet"])
     assert _compat.is_fernet_breakage(_raised(crypto.get_fernet))
+    assert _compat.airflow_fernet_broken() and _compat.airflow_fernet_broken()  # 2.11: from its cache now
     for _ in (1, 2):  # Airflow 2.11 fails in get_fernet once, then where it reads the cached instance
         assert _compat.is_fernet_breakage(_raised(lambda: ConnectionModel(conn_id="c", password="p")))
     for real in (  # as cryptography 51.0.1 on Airflow 2.11.2 words them: setting, then reading
