@@ -58,6 +58,8 @@ _OPTIONAL: dict[str, tuple[str, ...]] = {
     "AirflowSecretsBackendAccessDenied": ("airflow.sdk.exceptions",),
     # The masker mask_secret feeds, where 3.1 and 3.2 import it inside mask_secret (add_mask_patterns).
     "_secrets_masker": ("airflow.sdk._shared.secrets_masker", "airflow.sdk.execution_time.secrets_masker"),
+    # Airflow 3's task-side Connection: plain fields, no Fernet (every 3.x; Airflow 2 has none).
+    "TaskSdkConnection": ("airflow.sdk.definitions.connection:Connection",),
 }
 
 if TYPE_CHECKING:
@@ -70,9 +72,11 @@ if TYPE_CHECKING:
 __all__ = [
     *_HOMES,
     "add_mask_patterns",
+    "airflow_fernet_broken",
     "airflow_version",
     "check_airflow_version",
     "is_airflow_3",
+    "is_fernet_breakage",
     "optional",
     "push_xcom",
     "secrets_backend_connection_class",
@@ -194,16 +198,65 @@ def add_mask_patterns(patterns: list[str], secrets: Callable[[], list[str]]) -> 
 def secrets_backend_connection_class(backend: Any) -> type:
     """The Connection class a secrets backend builds the connections it returns with.
 
-    Airflow 3 sets one on every backend it loads (core's ``Connection`` in the scheduler and API
-    server, the task SDK's in task processes) and answers it from the private
-    ``BaseSecretsBackend._get_connection_class``; Airflow 2 has neither and uses the ORM model.
+    In an Airflow 3 task process: the task SDK's ``Connection``. It is what the task SDK builds
+    connections as itself (3.3 sets it on every backend it loads for a task; 3.0 and 3.1 read only
+    the answer's fields and ``get_uri()``), and it holds its password as plain text, where core's
+    ORM model, which 3.0 and 3.1 leave on a backend, encrypts it with Airflow's Fernet, which
+    cryptography 51 breaks there (:func:`is_fernet_breakage`).
+
+    Elsewhere: the class Airflow set on the backend (Airflow 3: core's ``Connection`` in the
+    scheduler and API server, answered by the private ``BaseSecretsBackend._get_connection_class``),
+    or the ORM model (Airflow 2, which has neither).
 
     :param backend: a ``BaseSecretsBackend`` instance.
     """
+    task_side = optional("TaskSdkConnection") if is_airflow_3() and task_is_running() else None
+    if task_side is not None:
+        return task_side
     getter = getattr(backend, "_get_connection_class", None)
     if getter is not None:
         return getter()
     return __getattr__("ConnectionModel")
+
+
+def is_fernet_breakage(err: BaseException) -> bool:
+    """Whether ``err`` is Airflow's own ``get_fernet()`` failing on a cryptography it does not support.
+
+    Airflow 2.11 to 3.1 build a ``MultiFernet`` and set ``is_encrypted`` on it; cryptography 51
+    made ``MultiFernet`` a Rust class that takes no new attributes, so with a Fernet key configured
+    every connection password Airflow encrypts fails with ``AttributeError: '...MultiFernet' object
+    has no attribute 'is_encrypted'`` (Airflow 3.3 wraps it and is fine): raised in ``get_fernet`` the
+    first time, and where the password setter reads ``is_encrypted`` of the cached ``MultiFernet``
+    every time after, where Python cuts the class name to 50 characters (``'...fernet.MultiFer'
+    object``). Told by the class and the attribute it names, so that no other AttributeError is
+    taken for it.
+
+    :param err: an exception raised while Airflow handled a connection.
+    """
+    return isinstance(err, AttributeError) and _FERNET_BREAKAGE.fullmatch(str(err)) is not None
+
+
+def airflow_fernet_broken() -> bool:
+    """Whether Airflow's own Fernet fails in this process as :func:`is_fernet_breakage` describes.
+
+    Airflow's secrets backends log that failure and go on, so a connection they cannot build reads
+    as one that does not exist: a caller told "not found" asks this before believing it.
+    """
+    try:
+        # Airflow 2.11 caches the MultiFernet before the failure: a second call returns it, and
+        # reading is_encrypted fails as every password access then does.
+        from airflow.models.crypto import get_fernet  # core's, on every version: the one that breaks
+
+        _ = get_fernet().is_encrypted
+    except AttributeError as err:
+        return is_fernet_breakage(err)
+    except Exception:  # e.g. a malformed key: Airflow's own message reaches the user elsewhere
+        return False
+    return False
+
+
+# The class as Python names it in the message: in full, or cut to 50 characters.
+_FERNET_BREAKAGE = re.compile(r"'(?:[\w.]*\.)?MultiFer\w*' object has no attribute 'is_encrypted'")
 
 
 def _find(name: str, homes: tuple[str, ...]) -> Any:

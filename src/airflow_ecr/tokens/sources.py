@@ -20,6 +20,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from airflow_ecr import _compat
+from airflow_ecr.exceptions import AirflowFernetError, EcrCredentialsError
 from airflow_ecr.registry import ECR_PUBLIC_REGION, EcrRegistry
 from airflow_ecr.settings import TokenRetries, token_retries
 from airflow_ecr.tokens.aws_errors import translate_aws_errors
@@ -280,8 +282,17 @@ class EcrTokenSource:
                 from airflow_ecr._compat import AirflowNotFoundException, BaseHook
 
                 try:
-                    self._connection = BaseHook.get_connection(self.aws_conn_id)
-                except AirflowNotFoundException:
+                    conn = BaseHook.get_connection(self.aws_conn_id)
+                    _ = conn.password  # an encrypted row (Airflow 2.11's metastore) is decrypted here
+                    self._connection = conn
+                except (AirflowNotFoundException, AttributeError) as err:
+                    # Airflow logs why it could not build a connection, then calls it missing.
+                    if _compat.airflow_fernet_broken():
+                        raise EcrCredentialsError(
+                            AirflowFernetError.sentence(f"Cannot read AWS connection {self.aws_conn_id!r}")
+                        ) from None
+                    if isinstance(err, AttributeError):
+                        raise
                     # As AwsBaseHook does: a missing connection means boto3's default chain.
                     self._connection_missing = True
         return self._connection
