@@ -163,9 +163,3 @@ class RefreshPolicy:
             extra = " + min_token_life" if min_token_life else ""
             return f"keep [secrets] cache_ttl_seconds{extra} below {bound:.0f} s, or turn [secrets] use_cache off"
         return f"keep min_token_life below {bound:.0f} s"
-
-
-# How long a recorded "connection id -> identity" is trusted before the connection is read again;
-# the default of Airflow's own connection cache ([secrets] cache_ttl_seconds). A fetch always reads
-# the connection and corrects the record, and a rejected token drops it.
-IDENTITY_RECHECK = 15 * 60.0
