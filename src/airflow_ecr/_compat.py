@@ -207,8 +207,13 @@ _DEPLOYMENT_OPTIONS = (
     ("workers", "secrets_backend"),
     ("workers", "secrets_backend_kwargs"),
 )
-# Where the configuration comes from, and which chain of backends the process asks (3.x: server or client).
-_DEPLOYMENT_VARIABLES = ("AIRFLOW_HOME", "AIRFLOW_CONFIG", "_AIRFLOW_PROCESS_CONTEXT")
+# Each option with its environment variable, spelled once here (not per call: new task processes pay for each step).
+_DEPLOYMENT_OPTION_VARIABLES = tuple(
+    (section, option, f"AIRFLOW__{section.upper()}__{option.upper()}") for section, option in _DEPLOYMENT_OPTIONS
+)
+# Where the configuration comes from, which chain of backends the process asks (3.x: server or
+# client), and the team of the running task.
+_DEPLOYMENT_VARIABLES = ("AIRFLOW_HOME", "AIRFLOW_CONFIG", "_AIRFLOW_PROCESS_CONTEXT", "AIRFLOW_CTX_TEAM_NAME")
 
 
 def _hashed(value: str) -> str:
@@ -249,22 +254,19 @@ def deployment_facts() -> list[tuple[str, ...]]:
     ``conf.get``, which costs tens of microseconds per option (its environment, command, secret and
     default chain); the options' environment forms are read here.
     """
-    environ = os.environ
-    facts: list[tuple[str, ...]] = [("env", name, environ[name]) for name in _DEPLOYMENT_VARIABLES if name in environ]
-    team = task_team()
-    if team:
-        facts.append(("team", team))
-    config = __getattr__("conf")
+    get = os.environ.get
+    facts: list[tuple[str, ...]] = [("env", name, value) for name in _DEPLOYMENT_VARIABLES if (value := get(name))]
     # The configuration file's values as the parser holds them (configparser's own attribute): the
     # public getter would run the whole lookup chain again for each option.
+    config = __getattr__("conf")
     parsed = getattr(config, "_sections", None)
-    for section, option in _DEPLOYMENT_OPTIONS:
-        variable = environ.get(f"AIRFLOW__{section.upper()}__{option.upper()}")
-        if isinstance(parsed, dict):
-            in_file = parsed.get(section, {}).get(option)
-        else:
-            in_file = config.get(section, option, fallback=None)
-        for where, value in (("env", variable), ("file", in_file)):
+    for section, option, variable in _DEPLOYMENT_OPTION_VARIABLES:
+        in_file = (
+            parsed.get(section, {}).get(option)
+            if isinstance(parsed, dict)
+            else config.get(section, option, fallback=None)
+        )
+        for where, value in (("env", get(variable)), ("file", in_file)):
             if value:
                 facts.append((section, option, where, _hashed(value) if option.endswith("kwargs") else value))
     settings = sys.modules.get("airflow.settings")

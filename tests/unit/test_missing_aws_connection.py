@@ -95,6 +95,18 @@ def test_require_aws_connection_makes_it_one_clear_error(
     assert emu.calls() == []  # refused before any AWS call
 
 
+def test_require_aws_connection_refuses_every_use_of_the_source(
+    emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller that catches the error and goes on with the same source still gets no default-chain token."""
+    monkeypatch.setenv("AIRFLOW__ECR__REQUIRE_AWS_CONNECTION", "True")
+    source = EcrTokenSource.from_connection("aws_nope")
+    for _ in range(2):
+        with pytest.raises(EcrMissingConnectionError):
+            source.fetch([REG])
+    assert emu.calls() == []
+
+
 def test_require_aws_connection_also_stops_a_warm_lookup(
     emu: EcrEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

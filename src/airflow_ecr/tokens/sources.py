@@ -53,9 +53,10 @@ class TokenSource(Protocol):
     Where tokens come from: one AWS identity, able to ask ECR for tokens.
 
     A source may also have a ``locator``: a non-secret string, cheap to compute, naming where its
-    identity is configured (the connection id and the environment's credential facts), so that the
-    cache can find the identity it resolved to last time without computing ``identity`` (a
-    connection lookup).
+    identity is configured (the connection id, the environment's credential facts, and the
+    deployment, team and secrets backends that resolve the id), so that the cache can find the
+    identity it resolved to last time without computing ``identity`` (a connection lookup), and an
+    ``identity_recalled(identity)`` method the cache calls when it did so.
     """
 
     @property
@@ -250,7 +251,9 @@ class EcrTokenSource:
         Where the identity is configured (see :class:`TokenSource`); None for direct settings.
 
         It holds the environment's credential facts too, so that a process with other credentials
-        (another pod's service account, another access key) never reads this one's identity record.
+        (another pod's service account, another access key) never reads this one's identity record,
+        and :meth:`_origin_facts`, so that another team, deployment or secrets backend, for which
+        the same id is another connection, never does either.
         """
         if self.aws_settings is not None:
             return None  # the identity itself is as cheap
@@ -353,11 +356,10 @@ class EcrTokenSource:
         """
         if self._missing_reported:
             return
-        self._missing_reported = True
         from airflow_ecr.settings import require_aws_connection
 
         used = default_chain_source(os.environ, read_small_file)
-        if require_aws_connection():
+        if require_aws_connection():  # every time: a caller that goes on must not get the default chain
             from airflow_ecr.exceptions import EcrMissingConnectionError
 
             raise EcrMissingConnectionError(
@@ -365,6 +367,7 @@ class EcrTokenSource:
                 f"is True: create the AWS connection {self.aws_conn_id!r} or fix aws_conn_id "
                 f"(boto3's default chain would have used {used})."
             )
+        self._missing_reported = True
         log.warning(
             "No Airflow connection with id %r (aws_conn_id): using boto3's default credential chain instead, "
             "which takes %s. Create the connection or fix aws_conn_id; aws_conn_id=None uses these credentials "
