@@ -55,8 +55,6 @@ _OPTIONS = (
     "registry_aliases",
     "token_retry_mode",
     "token_max_attempts",
-    "identity_recheck",
-    "require_aws_connection",
 )
 # The environment variables that can change what is read: the options' overrides and what decides
 # the default directory and the configuration file. Looked up by name: scanning the whole
@@ -304,22 +302,23 @@ def token_retries() -> TokenRetries:
 _lazy_reads: dict[str, tuple[tuple[str | None, ...], Any]] = {}
 
 
-def _read_once(name: str, read: Callable[[Any], Any]) -> Any:
+def _read_once(option: str, read: Callable[[Any], Any]) -> Any:
     """
-    ``read(conf)``, once per process (again only when an ``AIRFLOW__ECR__*`` variable changes), for
-    options read apart from :func:`ecr_settings` because a warm task never needs them.
+    ``read(conf)`` of one ``[ecr] option`` that a warm task never needs (so it is not in
+    :func:`ecr_settings`, nor in the variables that function compares on every call): once per
+    process, and again only when its ``AIRFLOW__ECR__*`` variable or the configuration file changes.
 
-    :param name: what is read (the memo's key).
-    :param read: reads and checks the options from Airflow's configuration.
+    :param option: the option's name.
+    :param read: reads and checks it from Airflow's configuration.
     """
-    overrides = tuple(map(os.environ.get, _ENV_INPUTS))
-    memo = _lazy_reads.get(name)
-    if memo is not None and memo[0] == overrides:
+    inputs = tuple(map(os.environ.get, (f"AIRFLOW__ECR__{option.upper()}", "AIRFLOW_HOME", "AIRFLOW_CONFIG")))
+    memo = _lazy_reads.get(option)
+    if memo is not None and memo[0] == inputs:
         return memo[1]
     from airflow_ecr._compat import conf
 
     value = read(conf)
-    _lazy_reads[name] = (overrides, value)
+    _lazy_reads[option] = (inputs, value)
     return value
 
 

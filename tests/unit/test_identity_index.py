@@ -144,14 +144,20 @@ def test_the_metadata_database_counts_as_airflow_resolved_it(
 def test_the_configuration_file_counts(host_cache: CacheSettings) -> None:
     """``[core] execution_api_server_url`` in airflow.cfg, not only in the environment."""
     conf = _compat.conf
-    had = conf.has_option("core", "execution_api_server_url")
+    had_section = conf.has_section("core")
+    had = had_section and conf.has_option("core", "execution_api_server_url")
+    if had:
+        pytest.skip("this test's airflow.cfg already sets [core] execution_api_server_url")
     before = EcrTokenSource.from_connection().locator
     try:
+        if not had_section:
+            conf.add_section("core")
         conf.set("core", "execution_api_server_url", "http://airflow-elsewhere:8080/execution/")
         assert EcrTokenSource.from_connection().locator != before
     finally:
-        if not had:
-            conf.remove_option("core", "execution_api_server_url")
+        conf.remove_option("core", "execution_api_server_url")
+        if not had_section:
+            conf.remove_section("core")
     assert EcrTokenSource.from_connection().locator == before
 
 
@@ -190,3 +196,21 @@ def test_identity_recheck_zero_reads_the_connection_every_time(
     assert task_process(host_cache, ROLE_A)[0] == f"TOKEN-MINTED-BY-{ROLE_A}"
     assert task_process(host_cache, ROLE_B) == (f"TOKEN-MINTED-BY-{ROLE_B}", [ROLE_B])
     assert host_cache.directory is not None and not list(host_cache.directory.glob("*.identity"))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("-5", "[ecr] identity_recheck must be between 0 and 86400 seconds, got -5: set e.g. 900."),
+        ("soon", "[ecr] identity_recheck must be a number, got 'soon': set e.g. 900."),
+    ],
+)
+def test_a_bad_identity_recheck_is_one_sentence(
+    host_cache: CacheSettings, monkeypatch: pytest.MonkeyPatch, value: str, message: str
+) -> None:
+    from airflow_ecr.exceptions import EcrConfigurationError
+
+    monkeypatch.setenv("AIRFLOW__ECR__IDENTITY_RECHECK", value)
+    with pytest.raises(EcrConfigurationError) as raised:
+        task_process(host_cache, ROLE_A)
+    assert str(raised.value) == message
