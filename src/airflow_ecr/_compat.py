@@ -18,7 +18,9 @@ Airflow, so provider discovery and ``import airflow_ecr`` stay cheap.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -75,12 +77,14 @@ __all__ = [
     "airflow_fernet_broken",
     "airflow_version",
     "check_airflow_version",
+    "deployment_facts",
     "is_airflow_3",
     "is_fernet_breakage",
     "optional",
     "push_xcom",
     "secrets_backend_connection_class",
     "task_is_running",
+    "task_team",
 ]
 
 _resolved: dict[str, Any] = {}
@@ -193,6 +197,87 @@ def add_mask_patterns(patterns: list[str], secrets: Callable[[], list[str]]) -> 
         exact = secrets()
         known.update(engine.escape(secret) for secret in exact)
         mask_secret(exact)
+
+
+# The options that decide which connection a conn id resolves to in a process, beside the process's
+# own AIRFLOW_CONN_* variables: the Execution API server of Airflow 3 tasks, and the secrets backends
+# asked first. (The metadata database of Airflow 2 tasks and of server processes counts as Airflow
+# resolved it, whatever form configured it: airflow.settings.SQL_ALCHEMY_CONN.)
+_DEPLOYMENT_OPTIONS = (
+    ("core", "execution_api_server_url"),
+    ("api", "base_url"),
+    ("secrets", "backend"),
+    ("secrets", "backend_kwargs"),
+    ("workers", "secrets_backend"),
+    ("workers", "secrets_backend_kwargs"),
+)
+# Each option with its environment variable, spelled once here (not per call: new task processes pay for each step).
+_DEPLOYMENT_OPTION_VARIABLES = tuple(
+    (section, option, f"AIRFLOW__{section.upper()}__{option.upper()}") for section, option in _DEPLOYMENT_OPTIONS
+)
+# Where the configuration comes from, which chain of backends the process asks (3.x: server or
+# client), and the team of the running task.
+_DEPLOYMENT_VARIABLES = ("AIRFLOW_HOME", "AIRFLOW_CONFIG", "_AIRFLOW_PROCESS_CONTEXT", "AIRFLOW_CTX_TEAM_NAME")
+
+
+def _hashed(value: str) -> str:
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+def _without_password(url: str) -> str:
+    """A database URL without its password (and query), as a deployment fact."""
+    scheme, separator, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    if not separator:
+        return _hashed(url)  # not a URL: nothing to tell a password from
+    user = userinfo.partition(":")[0] + at
+    return f"{scheme}://{user}{host}{slash}{path.partition('?')[0]}"
+
+
+def task_team() -> str | None:
+    """The team of the running task on Airflow versions with teams (3.3+ multi-team), else None.
+
+    The task runner exports it as ``AIRFLOW_CTX_TEAM_NAME`` before ``execute``, as every context
+    variable; an environment lookup, where the context itself would cost an import.
+    """
+    return os.environ.get("AIRFLOW_CTX_TEAM_NAME") or None
+
+
+def deployment_facts() -> list[tuple[str, ...]]:
+    """What tells this process's Airflow deployment, team and connection origins from another's.
+
+    Two deployments run by one OS user on one host, or two teams of one deployment, can resolve the
+    same conn id to different connections: the facts are the Execution API server, the metadata
+    database (``airflow.settings.SQL_ALCHEMY_CONN``, as Airflow resolved it from any of its forms),
+    the secrets backends and their arguments, the team, and where the configuration lives. Never a
+    secret: the database URL loses its password, backend arguments enter as hashes.
+
+    Cheap on purpose (a warm token lookup computes them in every new task process): a few
+    environment lookups and the configuration file's values as Airflow parsed them, without
+    ``conf.get``, which costs tens of microseconds per option (its environment, command, secret and
+    default chain); the options' environment forms are read here.
+    """
+    get = os.environ.get
+    facts: list[tuple[str, ...]] = [("env", name, value) for name in _DEPLOYMENT_VARIABLES if (value := get(name))]
+    # The configuration file's values as the parser holds them (configparser's own attribute): the
+    # public getter would run the whole lookup chain again for each option.
+    config = __getattr__("conf")
+    parsed = getattr(config, "_sections", None)
+    for section, option, variable in _DEPLOYMENT_OPTION_VARIABLES:
+        in_file = (
+            parsed.get(section, {}).get(option)
+            if isinstance(parsed, dict)
+            else config.get(section, option, fallback=None)
+        )
+        for where, value in (("env", get(variable)), ("file", in_file)):
+            if value:
+                facts.append((section, option, where, _hashed(value) if option.endswith("kwargs") else value))
+    settings = sys.modules.get("airflow.settings")
+    database = getattr(settings, "__dict__", {}).get("SQL_ALCHEMY_CONN")
+    if database:
+        facts.append(("database", _without_password(database)))
+    return facts
 
 
 def secrets_backend_connection_class(backend: Any) -> type:

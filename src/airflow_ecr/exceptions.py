@@ -40,6 +40,12 @@ class EcrConfigurationError(EcrError, ValueError):
     exit_code = exit_codes.EXIT_USAGE
 
 
+class EcrMissingConnectionError(EcrConfigurationError):
+    """``aws_conn_id`` names no Airflow connection, and ``[ecr] require_aws_connection`` refuses the default chain."""
+
+    kind = "missing_aws_connection"
+
+
 class EcrCredentialsError(EcrError):
     """AWS refused to hand out an ECR token: missing or invalid credentials, or missing permission."""
 
