@@ -18,7 +18,9 @@ Airflow, so provider discovery and ``import airflow_ecr`` stay cheap.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib
+import os
 import re
 import sys
 from collections.abc import Callable
@@ -58,6 +60,8 @@ _OPTIONAL: dict[str, tuple[str, ...]] = {
     "AirflowSecretsBackendAccessDenied": ("airflow.sdk.exceptions",),
     # The masker mask_secret feeds, where 3.1 and 3.2 import it inside mask_secret (add_mask_patterns).
     "_secrets_masker": ("airflow.sdk._shared.secrets_masker", "airflow.sdk.execution_time.secrets_masker"),
+    # Airflow 3's task-side Connection: plain fields, no Fernet (every 3.x; Airflow 2 has none).
+    "TaskSdkConnection": ("airflow.sdk.definitions.connection:Connection",),
 }
 
 if TYPE_CHECKING:
@@ -70,13 +74,17 @@ if TYPE_CHECKING:
 __all__ = [
     *_HOMES,
     "add_mask_patterns",
+    "airflow_fernet_broken",
     "airflow_version",
     "check_airflow_version",
+    "deployment_facts",
     "is_airflow_3",
+    "is_fernet_breakage",
     "optional",
     "push_xcom",
     "secrets_backend_connection_class",
     "task_is_running",
+    "task_team",
 ]
 
 _resolved: dict[str, Any] = {}
@@ -191,19 +199,149 @@ def add_mask_patterns(patterns: list[str], secrets: Callable[[], list[str]]) -> 
         mask_secret(exact)
 
 
+# The options that decide which connection a conn id resolves to in a process, beside the process's
+# own AIRFLOW_CONN_* variables: the Execution API server of Airflow 3 tasks, and the secrets backends
+# asked first. (The metadata database of Airflow 2 tasks and of server processes counts as Airflow
+# resolved it, whatever form configured it: airflow.settings.SQL_ALCHEMY_CONN.)
+_DEPLOYMENT_OPTIONS = (
+    ("core", "execution_api_server_url"),
+    ("api", "base_url"),
+    ("secrets", "backend"),
+    ("secrets", "backend_kwargs"),
+    ("workers", "secrets_backend"),
+    ("workers", "secrets_backend_kwargs"),
+)
+# Each option with its environment variable, spelled once here (not per call: new task processes pay for each step).
+_DEPLOYMENT_OPTION_VARIABLES = tuple(
+    (section, option, f"AIRFLOW__{section.upper()}__{option.upper()}") for section, option in _DEPLOYMENT_OPTIONS
+)
+# Where the configuration comes from, which chain of backends the process asks (3.x: server or
+# client), and the team of the running task.
+_DEPLOYMENT_VARIABLES = ("AIRFLOW_HOME", "AIRFLOW_CONFIG", "_AIRFLOW_PROCESS_CONTEXT", "AIRFLOW_CTX_TEAM_NAME")
+
+
+def _hashed(value: str) -> str:
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+def _without_password(url: str) -> str:
+    """A database URL without its password (and query), as a deployment fact."""
+    scheme, separator, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    userinfo, at, host = netloc.rpartition("@")
+    if not separator:
+        return _hashed(url)  # not a URL: nothing to tell a password from
+    user = userinfo.partition(":")[0] + at
+    return f"{scheme}://{user}{host}{slash}{path.partition('?')[0]}"
+
+
+def task_team() -> str | None:
+    """The team of the running task on Airflow versions with teams (3.3+ multi-team), else None.
+
+    The task runner exports it as ``AIRFLOW_CTX_TEAM_NAME`` before ``execute``, as every context
+    variable; an environment lookup, where the context itself would cost an import.
+    """
+    return os.environ.get("AIRFLOW_CTX_TEAM_NAME") or None
+
+
+def deployment_facts() -> list[tuple[str, ...]]:
+    """What tells this process's Airflow deployment, team and connection origins from another's.
+
+    Two deployments run by one OS user on one host, or two teams of one deployment, can resolve the
+    same conn id to different connections: the facts are the Execution API server, the metadata
+    database (``airflow.settings.SQL_ALCHEMY_CONN``, as Airflow resolved it from any of its forms),
+    the secrets backends and their arguments, the team, and where the configuration lives. Never a
+    secret: the database URL loses its password, backend arguments enter as hashes.
+
+    Cheap on purpose (a warm token lookup computes them in every new task process): a few
+    environment lookups and the configuration file's values as Airflow parsed them, without
+    ``conf.get``, which costs tens of microseconds per option (its environment, command, secret and
+    default chain); the options' environment forms are read here.
+    """
+    get = os.environ.get
+    facts: list[tuple[str, ...]] = [("env", name, value) for name in _DEPLOYMENT_VARIABLES if (value := get(name))]
+    # The configuration file's values as the parser holds them (configparser's own attribute): the
+    # public getter would run the whole lookup chain again for each option.
+    config = __getattr__("conf")
+    parsed = getattr(config, "_sections", None)
+    for section, option, variable in _DEPLOYMENT_OPTION_VARIABLES:
+        in_file = (
+            parsed.get(section, {}).get(option)
+            if isinstance(parsed, dict)
+            else config.get(section, option, fallback=None)
+        )
+        for where, value in (("env", get(variable)), ("file", in_file)):
+            if value:
+                facts.append((section, option, where, _hashed(value) if option.endswith("kwargs") else value))
+    settings = sys.modules.get("airflow.settings")
+    database = getattr(settings, "__dict__", {}).get("SQL_ALCHEMY_CONN")
+    if database:
+        facts.append(("database", _without_password(database)))
+    return facts
+
+
 def secrets_backend_connection_class(backend: Any) -> type:
     """The Connection class a secrets backend builds the connections it returns with.
 
-    Airflow 3 sets one on every backend it loads (core's ``Connection`` in the scheduler and API
-    server, the task SDK's in task processes) and answers it from the private
-    ``BaseSecretsBackend._get_connection_class``; Airflow 2 has neither and uses the ORM model.
+    In an Airflow 3 task process: the task SDK's ``Connection``. It is what the task SDK builds
+    connections as itself (3.3 sets it on every backend it loads for a task; 3.0 and 3.1 read only
+    the answer's fields and ``get_uri()``), and it holds its password as plain text, where core's
+    ORM model, which 3.0 and 3.1 leave on a backend, encrypts it with Airflow's Fernet, which
+    cryptography 51 breaks there (:func:`is_fernet_breakage`).
+
+    Elsewhere: the class Airflow set on the backend (Airflow 3: core's ``Connection`` in the
+    scheduler and API server, answered by the private ``BaseSecretsBackend._get_connection_class``),
+    or the ORM model (Airflow 2, which has neither).
 
     :param backend: a ``BaseSecretsBackend`` instance.
     """
+    task_side = optional("TaskSdkConnection") if is_airflow_3() and task_is_running() else None
+    if task_side is not None:
+        return task_side
     getter = getattr(backend, "_get_connection_class", None)
     if getter is not None:
         return getter()
     return __getattr__("ConnectionModel")
+
+
+def is_fernet_breakage(err: BaseException) -> bool:
+    """Whether ``err`` is Airflow's own ``get_fernet()`` failing on a cryptography it does not support.
+
+    Airflow 2.11 to 3.1 build a ``MultiFernet`` and set ``is_encrypted`` on it; cryptography 51
+    made ``MultiFernet`` a Rust class that takes no new attributes, so with a Fernet key configured
+    every connection password Airflow encrypts fails with ``AttributeError: '...MultiFernet' object
+    has no attribute 'is_encrypted'`` (Airflow 3.3 wraps it and is fine): raised in ``get_fernet`` the
+    first time, and where the password setter reads ``is_encrypted`` of the cached ``MultiFernet``
+    every time after, where Python cuts the class name to 50 characters (``'...fernet.MultiFer'
+    object``). Told by the class and the attribute it names, so that no other AttributeError is
+    taken for it.
+
+    :param err: an exception raised while Airflow handled a connection.
+    """
+    return isinstance(err, AttributeError) and _FERNET_BREAKAGE.fullmatch(str(err)) is not None
+
+
+def airflow_fernet_broken() -> bool:
+    """Whether Airflow's own Fernet fails in this process as :func:`is_fernet_breakage` describes.
+
+    Airflow's secrets backends log that failure and go on, so a connection they cannot build reads
+    as one that does not exist: a caller told "not found" asks this before believing it.
+    """
+    try:
+        # Airflow 2.11 caches the MultiFernet before the failure: a second call returns it, and
+        # reading is_encrypted fails as every password access then does.
+        from airflow.models.crypto import get_fernet  # core's, on every version: the one that breaks
+
+        _ = get_fernet().is_encrypted
+    except AttributeError as err:
+        return is_fernet_breakage(err)
+    except Exception:  # e.g. a malformed key: Airflow's own message reaches the user elsewhere
+        return False
+    return False
+
+
+# The class as Python names it in the message: in full, or cut to 50 characters.
+_FERNET_BREAKAGE = re.compile(r"'(?:[\w.]*\.)?MultiFer\w*' object has no attribute 'is_encrypted'")
 
 
 def _find(name: str, homes: tuple[str, ...]) -> Any:

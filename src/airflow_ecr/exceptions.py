@@ -40,6 +40,12 @@ class EcrConfigurationError(EcrError, ValueError):
     exit_code = exit_codes.EXIT_USAGE
 
 
+class EcrMissingConnectionError(EcrConfigurationError):
+    """``aws_conn_id`` names no Airflow connection, and ``[ecr] require_aws_connection`` refuses the default chain."""
+
+    kind = "missing_aws_connection"
+
+
 class EcrCredentialsError(EcrError):
     """AWS refused to hand out an ECR token: missing or invalid credentials, or missing permission."""
 
@@ -93,6 +99,35 @@ class ConnectionWriteError(EcrError):
 
     kind = "connection_write"
     exit_code = exit_codes.EXIT_WRITE
+
+
+class AirflowFernetError(ConnectionWriteError):
+    """
+    Airflow's own Fernet encryption fails with the installed cryptography, so Airflow cannot store a
+    connection password (:func:`airflow_ecr._compat.is_fernet_breakage`); the fix is the install's.
+    """
+
+    kind = "airflow_fernet"
+
+    @staticmethod
+    def sentence(what: str) -> str:
+        """
+        The one sentence for this failure, also used where it must be raised as another class.
+
+        :param what: what could not be done, e.g. ``Cannot write connection 'docker_ecr'``.
+        """
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            installed = f"cryptography {version('cryptography')}"
+        except PackageNotFoundError:
+            installed = "the installed cryptography"
+        airflow = ".".join(map(str, _compat.airflow_version()))
+        return (
+            f"{what}: Airflow {airflow}'s own Fernet encryption of connection passwords fails with {installed} "
+            "('MultiFernet' object has no attribute 'is_encrypted'), a release newer than this Airflow supports; "
+            "install Airflow with its constraints file, or `pip install 'cryptography<51'`."
+        )
 
 
 class _NotAuthoritative(Exception):

@@ -161,6 +161,29 @@ def get_provider_info() -> dict[str, Any]:
                         "example": None,
                         "default": settings.DEFAULT_AWS_CONN_ID,
                     },
+                    "identity_recheck": {
+                        "description": "Seconds a task process trusts the host cache's record of which AWS "
+                        "identity an aws_conn_id resolved to, instead of reading the connection (a warm "
+                        "lookup reads no connection). Records are kept apart per deployment, team, "
+                        "connection origin and environment credentials; within one of them, a connection "
+                        "repointed to another role may still be served the old role's token this long. "
+                        "A fetch always reads the connection. 0 reads the connection in every task process "
+                        "(at most a day). A new value applies to records written after it.",
+                        "version_added": "0.2.0",
+                        "type": "float",
+                        "example": "60",
+                        "default": f"{settings.DEFAULT_IDENTITY_RECHECK:g}",
+                    },
+                    "require_aws_connection": {
+                        "description": "Whether an aws_conn_id that names no Airflow connection fails the "
+                        "task. When False, as in the amazon provider, boto3's default credential chain "
+                        "(environment, profile, container or instance role) is used, with a warning "
+                        "naming the id and the credentials used instead.",
+                        "version_added": "0.2.0",
+                        "type": "boolean",
+                        "example": None,
+                        "default": str(settings.DEFAULT_REQUIRE_AWS_CONNECTION),
+                    },
                 },
             }
         },

@@ -14,6 +14,7 @@ when a process first makes a client: a task served from the cache never reads th
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -31,6 +32,13 @@ DEFAULT_REFRESH_RATIO = 0.5
 DEFAULT_LOCK_TIMEOUT = 60.0
 # Hosts refresh a token up to this fraction of its refresh age early (see tokens/policy.py).
 DEFAULT_REFRESH_JITTER = 0.1
+# How long a recorded "connection id -> identity" (the identity index of the token cache) is trusted
+# before the connection is read again; the default of Airflow's own connection cache ([secrets]
+# cache_ttl_seconds). 0: the connection is read in every task process.
+DEFAULT_IDENTITY_RECHECK = 15 * 60.0
+# A day: a record trusted longer would outlive most connection edits' urgency (a repointed role).
+MAX_IDENTITY_RECHECK = 24 * 3600.0
+DEFAULT_REQUIRE_AWS_CONNECTION = False
 # The token call's retries: botocore's standard mode (full-jitter exponential backoff) with 7
 # attempts waits at most 51 s in all (token_retry_wait_bound), below the default lock_timeout, so
 # the other processes of a host wait for the one retrying instead of taking over from it.
@@ -51,7 +59,6 @@ _OPTIONS = (
     "registry_aliases",
     "token_retry_mode",
     "token_max_attempts",
-    "aws_conn_id",
 )
 # The environment variables that can change what is read: the options' overrides and what decides
 # the default directory and the configuration file. Looked up by name: scanning the whole
@@ -186,6 +193,23 @@ def check_token_max_attempts(attempts: object) -> int:
     return int(text)
 
 
+def check_identity_recheck(seconds: float) -> float:
+    """
+    ``[ecr] identity_recheck``: 0 (read the connection in every task process) up to a day.
+
+    :param seconds: the option's value.
+    :raises EcrConfigurationError: outside that range.
+    """
+    if not 0 <= seconds <= MAX_IDENTITY_RECHECK:
+        from airflow_ecr.exceptions import EcrConfigurationError
+
+        raise EcrConfigurationError(
+            f"[ecr] identity_recheck must be between 0 and {MAX_IDENTITY_RECHECK:g} seconds, got {seconds:g}: "
+            f"set e.g. {DEFAULT_IDENTITY_RECHECK:g}."
+        )
+    return seconds
+
+
 def _float_option(conf: Any, option: str, default: float) -> float:
     """``[ecr] option`` as a float; one sentence when it is not a number."""
     text = str(conf.get(SECTION, option, fallback=str(default))).strip()
@@ -279,11 +303,67 @@ def token_retries() -> TokenRetries:
     return retries
 
 
+_lazy_reads: dict[str, tuple[tuple[str | None, ...], Any]] = {}
+
+
+def _read_once(option: str, read: Callable[[Any], Any]) -> Any:
+    """
+    ``read(conf)`` of one ``[ecr] option`` that a warm task never needs (so it is not in
+    :func:`ecr_settings`, nor in the variables that function compares on every call): once per
+    process, and again only when its ``AIRFLOW__ECR__*`` variable or the configuration file changes.
+
+    :param option: the option's name.
+    :param read: reads and checks it from Airflow's configuration.
+    """
+    inputs = tuple(map(os.environ.get, (f"AIRFLOW__ECR__{option.upper()}", "AIRFLOW_HOME", "AIRFLOW_CONFIG")))
+    memo = _lazy_reads.get(option)
+    if memo is not None and memo[0] == inputs:
+        return memo[1]
+    from airflow_ecr._compat import conf
+
+    value = read(conf)
+    _lazy_reads[option] = (inputs, value)
+    return value
+
+
+def identity_recheck() -> float:
+    """
+    ``[ecr] identity_recheck``: seconds a recorded "connection id -> identity" is trusted before the
+    connection is read again. Read when a record is written (not by a warm lookup, which only
+    compares the record's own ``valid_until`` with the clock): a new value applies to the records
+    written after it.
+
+    :raises EcrConfigurationError: for a value that is not a number from 0 to a day.
+    """
+    return float(
+        _read_once(
+            "identity_recheck",
+            lambda conf: check_identity_recheck(_float_option(conf, "identity_recheck", DEFAULT_IDENTITY_RECHECK)),
+        )
+    )
+
+
+def require_aws_connection() -> bool:
+    """
+    ``[ecr] require_aws_connection``: whether an ``aws_conn_id`` naming no connection is an error
+    instead of a warning (and boto3's default chain). Read only when a connection is missing.
+    """
+    return bool(
+        _read_once(
+            "require_aws_connection",
+            lambda conf: conf.getboolean(SECTION, "require_aws_connection", fallback=DEFAULT_REQUIRE_AWS_CONNECTION),
+        )
+    )
+
+
 def default_aws_conn_id() -> str | None:
     """
     ``[ecr] aws_conn_id``: the AWS connection of the modes no DAG argument reaches (the Kubernetes
     pod mutation hook); empty means boto3's default chain.
     """
-    from airflow_ecr._compat import conf
-
-    return str(conf.get(SECTION, "aws_conn_id", fallback=DEFAULT_AWS_CONN_ID)).strip() or None
+    return (
+        _read_once(
+            "aws_conn_id", lambda conf: str(conf.get(SECTION, "aws_conn_id", fallback=DEFAULT_AWS_CONN_ID)).strip()
+        )
+        or None
+    )

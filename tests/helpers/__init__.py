@@ -12,6 +12,8 @@ What the test suites share, importable as ``helpers`` (``pythonpath = ["tests"]`
 - :mod:`helpers.celery_harness`: Airflow 3 with the CeleryExecutor, workers standing for hosts;
 - :mod:`helpers.reliability_support`: the reliability suite's lab tasks, fault tools and token scans;
 - :mod:`helpers.isolation`: unit tests kept away from the machine's AWS identity and Airflow settings.
+- :mod:`helpers.fernet`: Airflow's own Fernet broken in this process as cryptography 51 breaks it on
+  Airflow 2.11 to 3.1.
 
 The DAG files under ``tests/**/dags`` run inside Airflow processes, where this package is not on the
 path: they read the lab through the installed ``airflow_ecr.testing.lab.load``.

@@ -26,9 +26,11 @@ def test_every_symbol_resolves_on_this_airflow(name: str) -> None:
 
 
 def test_optional_symbols_answer_none_or_the_symbol() -> None:
-    for name in _compat._OPTIONAL:
+    for name, homes in _compat._OPTIONAL.items():
         found = _compat.optional(name)
-        assert found is None or found.__name__ == name
+        # A "module:attribute" home names the symbol by its attribute (TaskSdkConnection: Connection).
+        assert found is None or found.__name__ in {name, *(home.partition(":")[2] for home in homes)}
+    assert (_compat.optional("TaskSdkConnection") is not None) is _compat.is_airflow_3()
 
 
 def test_unknown_name_is_an_attribute_error() -> None:
@@ -77,3 +79,40 @@ def test_task_is_running_only_inside_airflows_own_task_context() -> None:
     with set_current_context({"task_id": "t"}):  # type: ignore[arg-type]
         assert _compat.task_is_running()
     assert not _compat.task_is_running()
+
+
+def _raised(function: object) -> BaseException:
+    try:
+        function()  # type: ignore[operator]
+    except BaseException as err:
+        return err
+    raise AssertionError("nothing raised")
+
+
+def test_fernet_breakage_is_told_from_any_other_attribute_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow's Fernet on a MultiFernet taking no attribute (first get_fernet, then every password
+    set), and nothing else that looks like it."""
+    from airflow_ecr._compat import ConnectionModel
+    from helpers.fernet import break_fernet_like_cryptography_51
+
+    assert not _compat.airflow_fernet_broken()
+    break_fernet_like_cryptography_51(monkeypatch)
+    crypto = __import__("airflow.models.crypto", fromlist=["get_fernet"])
+    assert _compat.is_fernet_breakage(_raised(crypto.get_fernet))
+    assert _compat.airflow_fernet_broken() and _compat.airflow_fernet_broken()  # 2.11: from its cache now
+    for _ in (1, 2):  # Airflow 2.11 fails in get_fernet once, then where it reads the cached instance
+        assert _compat.is_fernet_breakage(_raised(lambda: ConnectionModel(conn_id="c", password="p")))
+    for real in (  # as cryptography 51.0.1 on Airflow 2.11.2 words them: setting, then reading
+        "'cryptography.hazmat.bindings._rust.fernet.MultiFernet' object has no attribute 'is_encrypted'",
+        "'cryptography.hazmat.bindings._rust.fernet.MultiFer' object has no attribute 'is_encrypted'",
+    ):
+        assert _compat.is_fernet_breakage(AttributeError(real))
+
+    def another_object() -> None:
+        raise AttributeError("'Connection' object has no attribute 'is_encrypted'")
+
+    def another_attribute() -> None:
+        raise AttributeError("'MultiFernet' object has no attribute 'rotate'")
+
+    for other in (another_object, another_attribute, lambda: {}["is_encrypted"]):
+        assert not _compat.is_fernet_breakage(_raised(other))

@@ -28,7 +28,13 @@ from airflow_ecr.connections import (
     normalize_registry_ids,
     refresh_docker_connections,
 )
-from airflow_ecr.exceptions import ConnectionWriteError, EcrConfigurationError, EcrCredentialsError
+from airflow_ecr.exceptions import (
+    AirflowFernetError,
+    ConnectionWriteError,
+    EcrConfigurationError,
+    EcrCredentialsError,
+    EcrError,
+)
 from airflow_ecr.hooks.docker import EcrDockerHook
 from airflow_ecr.operators.credentials import EcrCredentialRegisterOperator
 from airflow_ecr.operators.docker import EcrDockerOperator
@@ -38,6 +44,7 @@ from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
 from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource
 from helpers.fake_http import QuietHandler, loopback_url, serving
+from helpers.fernet import break_fernet_like_cryptography_51, use_a_fernet_key
 from helpers.isolation import aws_test_connection, isolate_from_host, keep_airflow_logging
 
 ACCT1, ACCT2 = "111111111111", "222222222222"
@@ -664,6 +671,63 @@ def test_orm_writer_updates_docker_connections_and_keeps_their_type(metadata_db:
     OrmConnectionWriter().upsert("new_ecr", host=HOST1, login="AWS", password="pw-2")
     assert _row(metadata_db, "docker_ecr") == (conn_type, "AWS", "pw-1")
     assert _row(metadata_db, "new_ecr") == ("docker", "AWS", "pw-2")
+
+
+def test_orm_writer_names_cryptography_and_the_fix_when_airflows_fernet_breaks(
+    metadata_db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """cryptography 51 with a Fernet key on Airflow 2.11 to 3.1: one sentence, never Airflow's traceback."""
+    break_fernet_like_cryptography_51(monkeypatch)
+    from airflow_ecr._compat import ConnectionModel
+
+    with pytest.raises(AttributeError, match=r"MultiFer\w*' object has no attribute 'is_encrypted'"):
+        ConnectionModel(conn_id="plain", password="pw")  # what Airflow itself now does
+    with pytest.raises(AirflowFernetError) as info:
+        OrmConnectionWriter().upsert("docker_ecr", host=HOST1, login="AWS", password="pw-SECRET")
+    message = str(info.value)
+    assert message.startswith("Cannot write connection 'docker_ecr' to the Airflow metadata database: Airflow ")
+    assert "cryptography " in message and "install Airflow with its constraints file" in message
+    assert "`pip install 'cryptography<51'`" in message
+    assert "pw-SECRET" not in message and message.count(". ") == 0 and info.value.__cause__ is None
+    assert (info.value.kind, info.value.exit_code) == ("airflow_fernet", 5)
+    assert isinstance(info.value, ConnectionWriteError)  # callers that handle write errors handle it too
+
+
+@pytest.mark.parametrize("aws_connection_in", ["environment", "metastore"])
+def test_register_operator_names_cryptography_when_airflows_fernet_breaks(
+    metadata_db: Any, monkeypatch: pytest.MonkeyPatch, aws_connection_in: str
+) -> None:
+    """
+    The seed's DAG with cryptography 51 and a Fernet key: Airflow 2.11 cannot even read the AWS
+    connection (from the environment it logs why and calls it missing; a row stored encrypted before
+    cryptography was upgraded fails when decrypted), Airflow 3.1 (as stood in for on 3.3) cannot
+    store the login; either way the task fails with one sentence naming cryptography, never as a
+    missing connection (which would fall back to the worker's own AWS identity).
+    """
+    if aws_connection_in == "metastore":
+        if _compat.is_airflow_3():
+            pytest.skip("Airflow 3 tasks read no metastore")
+        from airflow_ecr._compat import ConnectionModel
+
+        use_a_fernet_key(monkeypatch)
+        conn = ConnectionModel(conn_id="aws_test", conn_type="aws", login="AKIAUNITTEST", password="testing")
+        session = metadata_db()
+        session.add(conn)
+        session.commit()
+        assert conn.is_encrypted  # stored as a deployment stores it
+        monkeypatch.delenv("AIRFLOW_CONN_AWS_TEST")
+    break_fernet_like_cryptography_51(monkeypatch)
+    monkeypatch.setattr("airflow_ecr.operators.credentials.default_writer", lambda api_conn_id: OrmConnectionWriter())
+    kwargs: dict[str, Any] = {"conn_id_name": "docker_ecr", "registry": HOST1, "aws_conn_id": "aws_test"}
+    operator = EcrCredentialRegisterOperator(task_id="t", **kwargs)
+    with pytest.raises(EcrError) as info:
+        operator.execute({})  # type: ignore[arg-type]
+    message = str(info.value)
+    written = "Cannot write connection 'docker_ecr' to the Airflow metadata database"
+    what = written if _compat.is_airflow_3() else "Cannot read AWS connection 'aws_test'"
+    assert message.startswith(f"{what}: Airflow "), message
+    assert "`pip install 'cryptography<51'`" in message and message.count(". ") == 0
+    assert "no such Airflow connection" not in message and info.value.__cause__ is None
 
 
 def test_register_operator_passes_overwrite_other_types(

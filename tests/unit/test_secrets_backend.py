@@ -30,6 +30,7 @@ from airflow_ecr.testing import running_task
 from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
 from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource
+from helpers.fernet import break_fernet_like_cryptography_51
 from helpers.isolation import isolate_from_host
 
 AIRFLOW_3 = int(airflow.__version__.split(".")[0]) >= 3
@@ -506,20 +507,79 @@ def test_through_airflows_own_dispatcher_and_secrets_cache(emu, monkeypatch):
             SecretCache._SecretCache__manager = None
 
 
-def test_errors_reach_the_caller_through_airflows_dispatcher(emu, monkeypatch, caplog):
+def _fail_unexpectedly(*args: Any, **kwargs: Any) -> Any:
+    raise RuntimeError(f"unforeseen, quoting {SECRET_KEY}")
+
+
+def test_an_unexpected_failure_is_one_sentence_without_its_text(emu, monkeypatch):
+    monkeypatch.setattr(TokenCache, "get_one", _fail_unexpectedly)
+    with pytest.raises(EcrConnectionLookupError) as info:
+        make(emu).get_connection(ID1)
+    message = str(info.value)
+    assert message.startswith(f"Connection {ID1!r} could not be resolved: the airflow-ecr secrets backend failed ")
+    assert "with RuntimeError at test_secrets_backend.py:" in message and "run 'airflow-ecr doctor'" in message
+    assert SECRET_KEY not in message and message.count(". ") == 0 and info.value.__cause__ is None
+
+
+@pytest.mark.parametrize("failure", ["malformed id", "unexpected"])
+def test_errors_reach_the_caller_through_airflows_dispatcher(emu, monkeypatch, caplog, failure):
     from airflow.models.connection import Connection
 
     monkeypatch.setenv("AIRFLOW__SECRETS__BACKEND", BACKEND_PATH)
     monkeypatch.setenv("AIRFLOW__SECRETS__BACKEND_KWARGS", json.dumps({"endpoint_url": emu.url}))
+    if failure == "unexpected":
+        monkeypatch.setattr(TokenCache, "get_one", _fail_unexpectedly)
+    malformed = failure == "malformed id"
+    conn_id, sentence = ("ecr:foo", "'ecr:foo' starts with 'ecr:'") if malformed else (ID1, "failed with RuntimeError")
     if AUTHORITATIVE:
-        with pytest.raises(EcrConnectionLookupError, match="'ecr:foo' starts with 'ecr:'"):
-            Connection.get_connection_from_secrets("ecr:foo")
+        with pytest.raises(EcrConnectionLookupError, match=sentence):
+            Connection.get_connection_from_secrets(conn_id)
     else:
         # Airflow 2.11 logs the backend's error with its traceback, then tries the next backend; Airflow
         # 3.0 and 3.1 log it at debug level only, so the backend logs it itself there.
         with pytest.raises(AirflowNotFoundException):
-            Connection.get_connection_from_secrets("ecr:foo")
-        assert "'ecr:foo' starts with 'ecr:'" in caplog.text
+            Connection.get_connection_from_secrets(conn_id)
+        errors = [record for record in caplog.records if record.levelno >= logging.ERROR]
+        assert any(sentence in caplog.handler.format(record) for record in errors)
+    assert SECRET_KEY not in caplog.text
+
+
+def test_airflows_broken_fernet_never_hides_the_connection(emu, monkeypatch, caplog):
+    """
+    cryptography 51 with a Fernet key, on Airflow 2.11 to 3.1: Airflow 3 tasks get the login anyway
+    (built as the task SDK's Connection, which holds no ciphertext); Airflow 2.11, which has only its
+    encrypting ORM model, says why in one sentence at error level after the login line, before
+    Airflow's "isn't defined".
+    """
+    from airflow.models.connection import Connection
+
+    break_fernet_like_cryptography_51(monkeypatch)
+    key = new_key()
+    kwargs = {"endpoint_url": emu.url, "aws_access_key_id": key, "aws_secret_access_key": SECRET_KEY}
+    if AIRFLOW_3:
+        from airflow.sdk.definitions.connection import Connection as TaskConnection
+
+        conn = make(emu, key).get_connection(ID1)
+        assert isinstance(conn, TaskConnection)
+        assert (conn.host, conn.login, conn.password) == (HOST1, "AWS", emu.password(ACCT1)[0])
+        return
+    with pytest.raises(EcrConnectionLookupError) as info:
+        make(emu, key).get_connection(ID1)
+    message = str(info.value)
+    assert message.startswith(f"Connection {ID1!r} cannot be built: Airflow 2.11")
+    assert "cryptography " in message and "`pip install 'cryptography<51'`" in message
+    assert "install Airflow with its constraints file" in message and message.count(". ") == 0
+
+    monkeypatch.setenv("AIRFLOW__SECRETS__BACKEND", BACKEND_PATH)
+    monkeypatch.setenv("AIRFLOW__SECRETS__BACKEND_KWARGS", json.dumps(kwargs))
+    caplog.clear()
+    with caplog.at_level(logging.INFO), pytest.raises(AirflowNotFoundException):
+        Connection.get_connection_from_secrets(ID1)
+    lines = [(record.levelno, caplog.handler.format(record)) for record in caplog.records]
+    login = next(i for i, (_, text) in enumerate(lines) if "ECR login for" in text)
+    cause = next(i for i, (level, text) in enumerate(lines) if level >= logging.ERROR and "cryptography<51" in text)
+    assert login < cause
+    assert SECRET_KEY not in caplog.text and emu.password(ACCT1)[0] not in caplog.text
 
 
 def test_airflow_builds_it_from_secrets_and_workers_configuration(emu, monkeypatch):

@@ -37,7 +37,7 @@ import urllib.parse
 from typing import Any, Protocol
 
 from airflow_ecr import _compat
-from airflow_ecr.exceptions import ConnectionWriteError, EcrConfigurationError
+from airflow_ecr.exceptions import AirflowFernetError, ConnectionWriteError, EcrConfigurationError
 
 DEFAULT_API_CONN_ID = "airflow_api"
 DOCKER_CONN_TYPE = "docker"
@@ -176,8 +176,14 @@ class OrmConnectionWriter:
                     )
                     conn.host = host
                     conn.login = login
-                    conn.password = password
+                    conn.password = password  # Airflow encrypts it with its Fernet key, if one is set
                 return
+            except AttributeError as err:
+                if _compat.is_fernet_breakage(err):
+                    raise AirflowFernetError(
+                        AirflowFernetError.sentence(f"Cannot write connection {conn_id!r} to {self.description}")
+                    ) from None
+                raise
             except IntegrityError as err:
                 # Two writers creating the same new connection: the loser updates the winner's row.
                 if attempt == 2:

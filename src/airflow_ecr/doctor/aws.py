@@ -41,6 +41,9 @@ def check_aws_identity(state: DoctorState) -> CheckResult:
     )
     endpoint = config.get_service_endpoint_url("sts")
     details: dict[str, Any] = {"aws_conn_id": state.aws_conn_id, "credentials_from": source, "sts_endpoint": endpoint}
+    missing = missing_connection(state.aws_conn_id)
+    if missing is not None:
+        details["connection_missing"] = True
     try:
         client: Any = hook.conn
         identity = client.get_caller_identity()
@@ -49,6 +52,9 @@ def check_aws_identity(state: DoctorState) -> CheckResult:
         if isinstance(err, ClientError):  # AWS answered: its error code is a fact worth keeping
             details["error_code"] = failure.code
         summary, fix = sts_advice(failure, f"aws_conn_id={state.aws_conn_id!r} ({source})")
+        if missing is not None:  # advice about the connection's fields would be wrong: there is none
+            missing["summary"] += f"; {summary}"
+            return result(IDENTITY, details=details, **missing)
         settings = connection_settings(config, region)
         details["settings"] = settings
         shown = ", ".join(f"{k} {v}" for k, v in settings.items() if v) or "none"
@@ -63,7 +69,37 @@ def check_aws_identity(state: DoctorState) -> CheckResult:
         )
     state.arn = str(identity["Arn"])
     details.update(account=str(identity["Account"]), arn=state.arn, user_id=str(identity.get("UserId", "")))
+    if missing is not None:
+        missing["summary"] += f": account {identity['Account']}, {state.arn}"
+        return result(IDENTITY, details=details, **missing)
     return result(IDENTITY, "ok", f"account {identity['Account']}, {state.arn} (from {source})", details=details)
+
+
+def missing_connection(aws_conn_id: str | None) -> dict[str, Any] | None:
+    """
+    The identity check's ``status``, ``summary``, ``fix`` and ``exit_code`` when ``aws_conn_id``
+    names no Airflow connection, else None: a warning (tasks then use boto3's default chain, with a
+    warning), or a failure under ``[ecr] require_aws_connection`` (tasks then fail).
+
+    :param aws_conn_id: the AWS connection id doctor was given.
+    """
+    import os
+
+    from airflow_ecr.exceptions import EcrMissingConnectionError
+    from airflow_ecr.settings import require_aws_connection
+    from airflow_ecr.tokens.credential_facts import default_chain_source
+    from airflow_ecr.tokens.sources import EcrTokenSource
+
+    if not aws_conn_id or not EcrTokenSource.from_connection(aws_conn_id).connection_missing:
+        return None
+    used = default_chain_source(os.environ)
+    summary = f"no connection with id {aws_conn_id!r}; boto3's default credential chain takes {used}"
+    fix = f"create the AWS connection {aws_conn_id!r} or fix aws_conn_id"
+    fix += " (aws_conn_id=None uses the default chain on purpose)"
+    if require_aws_connection():
+        fix += "; tasks fail while [ecr] require_aws_connection is True"
+        return {"status": "fail", "summary": summary, "fix": fix, "exit_code": EcrMissingConnectionError.exit_code}
+    return {"status": "warn", "summary": summary, "fix": fix}
 
 
 def connection_settings(config: Any, region: str | None) -> dict[str, str | None]:
@@ -86,7 +122,7 @@ def connection_settings(config: Any, region: str | None) -> dict[str, str | None
 
 def check_ecr_permission(state: DoctorState) -> CheckResult:
     """``GetAuthorizationToken`` for the image's registry, fetched now (not from the cache)."""
-    from airflow_ecr.exceptions import EcrCredentialsError, EcrServiceError
+    from airflow_ecr.exceptions import EcrCredentialsError, EcrMissingConnectionError, EcrServiceError
     from airflow_ecr.tokens.aws_errors import token_action, token_fix
     from airflow_ecr.tokens.policy import CLOCK_ADVICE, expired_on_arrival
     from airflow_ecr.tokens.sources import EcrTokenSource
@@ -97,6 +133,8 @@ def check_ecr_permission(state: DoctorState) -> CheckResult:
     source = EcrTokenSource.from_connection(state.aws_conn_id)
     try:
         token = source.fetch([registry])[registry.registry_id]
+    except EcrMissingConnectionError as err:  # [ecr] require_aws_connection: the identity check says more
+        return result(PERMISSION, "fail", str(err), exit_code=err.exit_code, details=details)
     except (EcrCredentialsError, EcrServiceError) as err:
         fix = token_fix(
             err,

@@ -133,9 +133,34 @@ class DelegatingSecretsBackend(BaseSecretsBackend):
         """
         raise NotImplementedError
 
+    def lookup_failure(self, conn_id: str, err: Exception) -> Exception:
+        """
+        What the lookup of an owned ``conn_id`` raises when answering it failed with ``err``.
+
+        Airflow swallows a backend's exception on some versions and then says only that the id
+        "isn't defined": a subclass turns every failure into its own error that says what to do.
+
+        :param conn_id: an id for which :meth:`owns` is true.
+        :param err: what :meth:`connection_fields` or building the connection raised.
+        :returns: ``err`` itself (re-raised as it is), or the exception to raise instead.
+        """
+        return err
+
+    def _answer_owned(self, conn_id: str, build: Callable[[dict[str, Any]], Any]) -> Any:
+        """``build(fields)`` for an owned id, None where it is not answered; failures as :meth:`lookup_failure` says."""
+        try:
+            fields = self.connection_fields(conn_id)
+            return None if fields is None else build(fields)
+        except Exception as err:
+            failure = self.lookup_failure(conn_id, err)
+            if failure is err:
+                raise
+            raise failure from None
+
     # -- the BaseSecretsBackend interface (Airflow 2.11 and 3.x) ------------------------------
     def connection_class(self) -> type:
-        """The Connection class owned ids are built as (the one Airflow set on this backend)."""
+        """The Connection class owned ids are built as (in a task: the task SDK's on Airflow 3; see
+        :func:`airflow_ecr._compat.secrets_backend_connection_class`)."""
         return _compat.secrets_backend_connection_class(self)
 
     def _set_connection_class(self, conn_class: type) -> None:
@@ -157,8 +182,7 @@ class DelegatingSecretsBackend(BaseSecretsBackend):
         :param team_name: the task's team (Airflow 3.2+ multi-team); passed on to the delegate.
         """
         if self.owns(conn_id):
-            fields = self.connection_fields(conn_id)
-            return None if fields is None else json.dumps(fields)
+            return self._answer_owned(conn_id, json.dumps)
         if self.delegate is None:
             return None
         try:
@@ -176,8 +200,7 @@ class DelegatingSecretsBackend(BaseSecretsBackend):
         :param team_name: the task's team (Airflow 3.2+ multi-team); passed on to the delegate.
         """
         if self.owns(conn_id):
-            fields = self.connection_fields(conn_id)
-            return None if fields is None else self.connection_class()(conn_id=conn_id, **fields)
+            return self._answer_owned(conn_id, lambda fields: self.connection_class()(conn_id=conn_id, **fields))
         if self.delegate is None:
             return None
         return call_delegate(self.delegate.get_connection, team_name, conn_id=conn_id)

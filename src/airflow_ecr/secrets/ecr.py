@@ -121,20 +121,27 @@ conn id and what to fix, and never contains a secret. On Airflow 3 (task SDK 1.2
 ``AirflowSecretsBackendAccessDenied``, which Airflow re-raises instead of trying the next backend,
 so the task fails with that sentence. Airflow 2.11 logs it with the traceback and then raises
 "conn_id isn't defined". Older Airflow 3 task SDKs only log a backend's errors at debug level, so
-there the backend logs the sentence at error level itself.
+there the backend logs the sentence at error level itself. Any other failure of an owned id, foreseen
+or not (e.g. Airflow 2.11's Fernet on cryptography 51), becomes such an error too
+(:meth:`EcrDockerConnectionBackend.lookup_failure`), so that no owned id ever ends in a bare
+"isn't defined". On Airflow 3 the connection handed to a task is the task SDK's ``Connection``,
+which does not go through Airflow's Fernet.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections.abc import Iterable, Mapping
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from airflow_ecr import _compat
 from airflow_ecr.exceptions import (
     LOOKUP_ERRORS_ARE_AUTHORITATIVE,
+    AirflowFernetError,
     EcrConnectionLookupError,
     EcrCredentialsError,
     EcrServiceError,
@@ -160,7 +167,7 @@ DEFAULT_CONN_ID_PREFIX = "ecr:"
 BACKEND_NAME = "the airflow-ecr secrets backend"
 CONFIGURED_IN = "the backend's backend_kwargs"
 _MAPPING_KEYS = frozenset({"registry", "image", "registry_id", "region_name"})
-# Airflow 3 task SDKs before 1.2.2 swallow a backend's exception at debug level: log it ourselves.
+# Airflow 3 task SDKs before 1.2.2 swallow a backend's exception (3.1: at debug level): log it ourselves.
 _LOG_ERRORS = not LOOKUP_ERRORS_ARE_AUTHORITATIVE and _compat.is_airflow_3()
 
 
@@ -360,6 +367,27 @@ class EcrDockerConnectionBackend(DelegatingSecretsBackend):
                 f"Connection {conn_id!r} is mapped in the airflow-ecr secrets backend's 'connections' setting to "
                 f"something that names no ECR registry; fix that entry: {err}"
             ) from None
+
+    def lookup_failure(self, conn_id: str, err: Exception) -> Exception:
+        """
+        Every failure of an owned id as an :class:`EcrConnectionLookupError` saying what to do (logged
+        at error level where Airflow would swallow it), never a bare exception Airflow may hide.
+
+        :param conn_id: the owned id being resolved.
+        :param err: what resolving it raised.
+        """
+        if isinstance(err, EcrConnectionLookupError):
+            return err
+        if _compat.is_fernet_breakage(err):
+            return _lookup_error(AirflowFernetError.sentence(f"Connection {conn_id!r} cannot be built"))
+        # Only the type and the place: an unexpected exception's text may quote a secret.
+        frame = traceback.extract_tb(err.__traceback__)[-1:]
+        where = f" at {Path(frame[0].filename).name}:{frame[0].lineno}" if frame else ""
+        return _lookup_error(
+            f"Connection {conn_id!r} could not be resolved: the airflow-ecr secrets backend failed with "
+            f"{type(err).__name__}{where}; run 'airflow-ecr doctor' on this worker to check its "
+            "setup, and report this line to airflow-ecr if doctor passes."
+        )
 
     # -- tokens ------------------------------------------------------------------------------
     @cached_property

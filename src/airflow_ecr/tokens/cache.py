@@ -19,9 +19,15 @@ from pathlib import Path
 from typing import ClassVar
 
 from airflow_ecr.registry import EcrRegistry
-from airflow_ecr.settings import DEFAULT_LOCK_TIMEOUT, DEFAULT_REFRESH_JITTER, DEFAULT_REFRESH_RATIO, ecr_settings
+from airflow_ecr.settings import (
+    DEFAULT_LOCK_TIMEOUT,
+    DEFAULT_REFRESH_JITTER,
+    DEFAULT_REFRESH_RATIO,
+    ecr_settings,
+    identity_recheck,
+)
 from airflow_ecr.tokens.aws_errors import allows_stale_token, failure_of
-from airflow_ecr.tokens.policy import CLOCK_ADVICE, IDENTITY_RECHECK, RefreshPolicy, expired_on_arrival
+from airflow_ecr.tokens.policy import CLOCK_ADVICE, RefreshPolicy, expired_on_arrival
 from airflow_ecr.tokens.sources import TokenSource, fingerprint
 from airflow_ecr.tokens.store import FileStore, MemoryStore, NullStore, TokenStore
 from airflow_ecr.tokens.token import EcrToken, mask, utc_time
@@ -161,14 +167,19 @@ class TokenCache:
             return source.identity
         identity = self.memory.read_identity(locator, now) or self.files.read_identity(locator, now)
         if identity is None:
-            identity = self._record_identity(source, locator, now)
+            return self._record_identity(source, locator, now)
+        recalled = getattr(source, "identity_recalled", None)
+        if recalled is not None:
+            recalled(identity)  # e.g. a missing connection still warns, though it was not read
         return identity
 
     def _record_identity(self, source: TokenSource, locator: str, now: float) -> str:
+        """Record the source's identity for ``[ecr] identity_recheck`` seconds (0: never)."""
         identity = source.identity
-        if self.memory.read_identity(locator, now) != identity:
-            self.memory.write_identity(locator, identity, now + IDENTITY_RECHECK)
-            self.files.write_identity(locator, identity, now + IDENTITY_RECHECK)
+        recheck = identity_recheck()
+        if recheck > 0 and self.memory.read_identity(locator, now) != identity:
+            self.memory.write_identity(locator, identity, now + recheck)
+            self.files.write_identity(locator, identity, now + recheck)
         return identity
 
     def _lookup(self, key: str, now: float, origins: dict[str, str]) -> EcrToken | None:

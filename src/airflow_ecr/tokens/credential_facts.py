@@ -228,3 +228,33 @@ def settings_facts(settings: Mapping[str, object], read: FileReader = read_small
     """
     path = settings.get("assume_role_with_web_identity_token_file")
     return [("settings", *token_file_facts(path, read))] if isinstance(path, str) and path else []
+
+
+def default_chain_source(environ: Mapping[str, str], read: FileReader = read_small_file) -> str:
+    """
+    Where boto3's default credential chain finds credentials in this environment, in its order
+    (environment, profile, web identity, container, instance role), as a phrase for messages.
+
+    Never a secret: it names variables, files, profiles and role ARNs, never a key or a token. No
+    network: an instance role is named as what is left, not asked for.
+
+    :param environ: the environment (``os.environ``).
+    :param read: the file reader.
+    """
+    if environ.get("AWS_ACCESS_KEY_ID") and environ.get("AWS_SECRET_ACCESS_KEY"):
+        return "the environment variables AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+    credentials_path, config_path = shared_file_paths(environ)
+    named = environ.get("AWS_PROFILE") or environ.get("AWS_DEFAULT_PROFILE")
+    if named:
+        return f"the profile {named!r} of {credentials_path} or {config_path} (AWS_PROFILE)"
+    if environ.get("AWS_WEB_IDENTITY_TOKEN_FILE") and environ.get("AWS_ROLE_ARN"):
+        return f"web identity: the role {environ['AWS_ROLE_ARN']} with the token in AWS_WEB_IDENTITY_TOKEN_FILE"
+    for kind, path in (("credentials", credentials_path), ("config", config_path)):
+        if any(fact[1] == "default" for fact in profile_file_facts(kind, read(path))):
+            return f"the [default] profile of {path}"
+    for variable in ("AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"):
+        if environ.get(variable):
+            return f"the container credentials endpoint in {variable} (an ECS task role or EKS Pod Identity)"
+    if environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
+        return "nothing: no credentials in the environment or the shared AWS files, and instance metadata is disabled"
+    return "this host's instance role (EC2 instance metadata), if it has one: nothing else is configured"

@@ -191,9 +191,3 @@ def expired_on_arrival(token: EcrToken, now: float | None = None) -> str | None:
         return f"ECR returned a token that expires at {when}, in {token.expires_at - now:.0f} s by this host's clock"
     late = now - token.expires_at
     return f"ECR returned a token that expires at {when}, already past by this host's clock (by {late:.0f} s)"
-
-
-# How long a recorded "connection id -> identity" is trusted before the connection is read again;
-# the default of Airflow's own connection cache ([secrets] cache_ttl_seconds). A fetch always reads
-# the connection and corrects the record, and a rejected token drops it.
-IDENTITY_RECHECK = 15 * 60.0

@@ -15,15 +15,23 @@ connection's ``config_kwargs`` has ``retries`` (:func:`with_token_retries`).
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from airflow_ecr import _compat
+from airflow_ecr.exceptions import AirflowFernetError, EcrCredentialsError
 from airflow_ecr.registry import ECR_PUBLIC_REGION, EcrRegistry
 from airflow_ecr.settings import TokenRetries, token_retries
 from airflow_ecr.tokens.aws_errors import translate_aws_errors
-from airflow_ecr.tokens.credential_facts import environment_facts, read_small_file, settings_facts
+from airflow_ecr.tokens.credential_facts import (
+    default_chain_source,
+    environment_facts,
+    read_small_file,
+    settings_facts,
+)
 from airflow_ecr.tokens.token import (
     ECR_PUBLIC_PROXY_ENDPOINT,
     EcrToken,
@@ -32,7 +40,12 @@ from airflow_ecr.tokens.token import (
     tokens_by_registry_id,
 )
 
+log = logging.getLogger(__name__)
+
 _SECRET_WORDS = ("secret", "token", "password", "key")
+# The identity of a conn id that names no connection starts with this: when the identity index
+# hands it to a warm lookup (which reads no connection), the source still warns, or fails.
+NO_CONNECTION = "no-connection:"
 # The services whose clients make the token call (and so get its retry policy).
 TOKEN_SERVICES = frozenset({"ecr", "ecr-public"})
 
@@ -42,9 +55,10 @@ class TokenSource(Protocol):
     Where tokens come from: one AWS identity, able to ask ECR for tokens.
 
     A source may also have a ``locator``: a non-secret string, cheap to compute, naming where its
-    identity is configured (the connection id and the environment's credential facts), so that the
-    cache can find the identity it resolved to last time without computing ``identity`` (a
-    connection lookup).
+    identity is configured (the connection id, the environment's credential facts, and the
+    deployment, team and secrets backends that resolve the id), so that the cache can find the
+    identity it resolved to last time without computing ``identity`` (a connection lookup), and an
+    ``identity_recalled(identity)`` method the cache calls when it did so.
     """
 
     @property
@@ -176,7 +190,9 @@ class EcrTokenSource:
         self.configured_in = configured_in
         self._connection: Any = _NOT_LOOKED_UP
         self._connection_missing = False
+        self._missing_reported = False
         self._identity: str | None = None
+        self._locator: str | None = None
         self._environment: list[object] | None = None
         self._session: Any = None
         self._wrapper: Any = None
@@ -237,13 +253,34 @@ class EcrTokenSource:
         Where the identity is configured (see :class:`TokenSource`); None for direct settings.
 
         It holds the environment's credential facts too, so that a process with other credentials
-        (another pod's service account, another access key) never reads this one's identity record.
+        (another pod's service account, another access key) never reads this one's identity record,
+        and :meth:`_origin_facts`, so that another team, deployment or secrets backend, for which
+        the same id is another connection, never does either.
         """
         if self.aws_settings is not None:
             return None  # the identity itself is as cheap
-        # A connection kept in an environment variable is read for free: a change to it counts at once.
-        in_env = os.environ.get(f"AIRFLOW_CONN_{self.aws_conn_id.upper()}") if self.aws_conn_id else None
-        return fingerprint(["conn-locator", self.aws_conn_id, in_env, *self._environment_facts()])
+        if self._locator is None:
+            self._locator = fingerprint(
+                ["conn-locator", self.aws_conn_id, *self._origin_facts(), *self._environment_facts()]
+            )
+        return self._locator
+
+    def _origin_facts(self) -> list[Any]:
+        """
+        What can make this conn id another connection without a change to it: the deployment, the
+        team and the secrets backends (:func:`~airflow_ecr._compat.deployment_facts`), and the
+        connection itself where it is kept in an environment variable (read for free: a change to
+        it counts at once), the team's (``AIRFLOW_CONN__<TEAM>___<ID>``) as the plain one.
+        """
+        from airflow_ecr._compat import deployment_facts, task_team
+
+        if not self.aws_conn_id:
+            return deployment_facts()
+        conn_id = self.aws_conn_id.upper()
+        team = task_team()
+        in_env = os.environ.get(f"AIRFLOW_CONN_{conn_id}")
+        in_team_env = os.environ.get(f"AIRFLOW_CONN__{team.upper()}___{conn_id}") if team else None
+        return [in_env, in_team_env, *deployment_facts()]
 
     @property
     def identity(self) -> str:
@@ -254,8 +291,25 @@ class EcrTokenSource:
                 facts = [*self._environment_facts(), *settings_facts(settings, read_small_file)]
                 self._identity = fingerprint(["boto", public_settings(settings), *facts])
             else:
-                self._identity = fingerprint(["conn", self.aws_conn_id, *self._connection_identity()])
+                identity = fingerprint(["conn", self.aws_conn_id, *self._connection_identity()])
+                self._identity = NO_CONNECTION + identity if self._connection_missing else identity
         return self._identity
+
+    def identity_recalled(self, identity: str) -> None:
+        """
+        The token cache found this source's identity in its index, without reading the connection:
+        a conn id recorded as naming no connection warns (or fails) as the lookup itself would.
+
+        :param identity: the recorded identity.
+        """
+        if identity.startswith(NO_CONNECTION):
+            self._report_missing_connection()
+
+    @property
+    def connection_missing(self) -> bool:
+        """Whether ``aws_conn_id`` names no Airflow connection (looks it up; neither warns nor fails)."""
+        self._look_up()
+        return self._connection_missing
 
     @property
     def description(self) -> str:
@@ -273,18 +327,65 @@ class EcrTokenSource:
         return f"aws_conn_id={self.aws_conn_id!r}"
 
     def connection(self) -> Any:
-        """The AWS connection (looked up once), or None for no id or a missing one."""
+        """
+        The AWS connection (looked up once), or None for no id or a missing one (which warns, or
+        fails under ``[ecr] require_aws_connection``: :meth:`_report_missing_connection`).
+        """
+        self._look_up()
+        if self._connection_missing:
+            self._report_missing_connection()
+        return self._connection
+
+    def _look_up(self) -> None:
         if self._connection is _NOT_LOOKED_UP:
             self._connection = None
             if self.aws_conn_id:
                 from airflow_ecr._compat import AirflowNotFoundException, BaseHook
 
                 try:
-                    self._connection = BaseHook.get_connection(self.aws_conn_id)
-                except AirflowNotFoundException:
+                    conn = BaseHook.get_connection(self.aws_conn_id)
+                    _ = conn.password  # an encrypted row (Airflow 2.11's metastore) is decrypted here
+                    self._connection = conn
+                except (AirflowNotFoundException, AttributeError) as err:
+                    # Airflow logs why it could not build a connection, then calls it missing.
+                    if _compat.airflow_fernet_broken():
+                        raise EcrCredentialsError(
+                            AirflowFernetError.sentence(f"Cannot read AWS connection {self.aws_conn_id!r}")
+                        ) from None
+                    if isinstance(err, AttributeError):
+                        raise
                     # As AwsBaseHook does: a missing connection means boto3's default chain.
                     self._connection_missing = True
-        return self._connection
+
+    def _report_missing_connection(self) -> None:
+        """
+        Say, once per source, that ``aws_conn_id`` names no connection and which credentials boto3's
+        default chain takes instead (a mistyped id otherwise runs silently under the worker's own
+        identity); fail instead under ``[ecr] require_aws_connection``.
+
+        :raises EcrMissingConnectionError: when ``[ecr] require_aws_connection`` is True.
+        """
+        if self._missing_reported:
+            return
+        from airflow_ecr.settings import require_aws_connection
+
+        used = default_chain_source(os.environ, read_small_file)
+        if require_aws_connection():  # every time: a caller that goes on must not get the default chain
+            from airflow_ecr.exceptions import EcrMissingConnectionError
+
+            raise EcrMissingConnectionError(
+                f"aws_conn_id={self.aws_conn_id!r} names no Airflow connection and [ecr] require_aws_connection "
+                f"is True: create the AWS connection {self.aws_conn_id!r} or fix aws_conn_id "
+                f"(boto3's default chain would have used {used})."
+            )
+        self._missing_reported = True
+        log.warning(
+            "No Airflow connection with id %r (aws_conn_id): using boto3's default credential chain instead, "
+            "which takes %s. Create the connection or fix aws_conn_id; aws_conn_id=None uses these credentials "
+            "on purpose, and [ecr] require_aws_connection = True makes this an error.",
+            self.aws_conn_id,
+            used,
+        )
 
     def _connection_identity(self) -> list[object]:
         """Non-secret fields of the connection and the credential facts that select the identity."""
