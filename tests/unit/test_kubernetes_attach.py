@@ -71,7 +71,7 @@ class FakeCoreV1Api:
     def list_namespaced_secret(self, namespace: str, label_selector: str) -> Any:
         self._maybe_refuse("list")
         items = [
-            SimpleNamespace(metadata=V1ObjectMeta(name=n, labels=b["metadata"]["labels"],
+            SimpleNamespace(data=b.get("data"), metadata=V1ObjectMeta(name=n, labels=b["metadata"]["labels"],
                                                   annotations=b["metadata"]["annotations"],
                                                   creation_timestamp=b["metadata"].get("created"),
                                                   owner_references=b["metadata"].get("ownerReferences")))
@@ -133,7 +133,8 @@ def test_orphans_are_swept_and_owned_secrets_kept() -> None:
         "owned": {"metadata": {**meta, "ownerReferences": [{"kind": "Pod"}]}},
         "fresh": {"metadata": {**meta, "created": dt.datetime.now(dt.timezone.utc)}},
     }
-    assert PullSecrets(api).sweep("jobs") == 1
+    kept = PullSecrets(api).sweep("jobs")
+    assert sorted(s.metadata.name for s in kept) == ["fresh", "owned"]
     assert sorted(api.secrets) == ["fresh", "owned"]
 
 
@@ -150,3 +151,30 @@ def test_the_hook_acts_only_on_live_operator_launches(monkeypatch: pytest.Monkey
     monkeypatch.setattr(mutation, "running_operator", lambda: None)
     mutation.add_pull_secret(live)
     assert live.spec.image_pull_secrets == []
+
+
+def test_a_task_with_an_empty_cache_reuses_its_identitys_fresh_token_from_the_namespace(
+    emu: EcrEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KubernetesExecutor: each task is a new pod with an empty host cache; the namespace's pull
+    secrets stand in for the cluster-wide cache, for the same identity only."""
+    api = FakeCoreV1Api()
+    PullSecrets(api).attach(pod(f"{HOST}/app:1"), "aws_test")
+    assert len(emu.calls()) == 1
+    second = pod(f"{HOST}/app:1")
+    second.metadata.name = "task-x2"
+    monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path / "another-pods-cache"))
+    TokenCache.clear_memory()
+    PullSecrets(api).attach(second, "aws_test")
+    assert len(emu.calls()) == 1  # read back, not fetched
+    first, again = (json.loads(base64.b64decode(api.secrets[n]["data"][".dockerconfigjson"])) for n in
+                    ("task-x1-ecr-pull", "task-x2-ecr-pull"))  # fmt: skip
+    assert first == again
+    # Another identity (another access key) never takes it.
+    aws_test_connection(monkeypatch, emu.url, "AKIAKUBEOTHER", REGION)
+    monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path / "a-third-pods-cache"))
+    TokenCache.clear_memory()
+    third = pod(f"{HOST}/app:1")
+    third.metadata.name = "task-x3"
+    PullSecrets(api).attach(third, "aws_test")
+    assert len(emu.calls()) == 2

@@ -19,6 +19,7 @@ from airflow_ecr.kubernetes.pull_secrets import (
     pod_images,
     secret_body,
     secret_name,
+    tokens_in_secret,
 )
 from airflow_ecr.registry import declare_alias
 from airflow_ecr.tokens.token import EcrToken
@@ -60,11 +61,15 @@ def test_the_docker_config_holds_each_registry_and_nothing_else() -> None:
 
 
 def test_the_secret_is_typed_labelled_and_says_until_when() -> None:
-    body = secret_body("p-ecr-pull", "p", {A: token("pw", 1_000), B: token("pw", 2_000)})
+    body = secret_body("p-ecr-pull", "p", {A: token("pw", 1_000), B: token("pw", 2_000)}, {A: "ka", B: "kb"})
     assert body["type"] == "kubernetes.io/dockerconfigjson"
     assert body["metadata"]["labels"] == {LABEL: "true"}
     assert body["metadata"]["annotations"][EXPIRES_ANNOTATION] == "1000"  # the first to expire
     assert "pw" not in json.dumps(body["metadata"])
+    # What a task with an empty cache reads back: the same tokens, by cache key.
+    read = tokens_in_secret(body["data"], body["metadata"]["annotations"])
+    assert read == {"ka": token("pw", 1_000), "kb": token("pw", 2_000)}
+    assert tokens_in_secret(body["data"], {}) == {} and tokens_in_secret({}, body["metadata"]["annotations"]) == {}
 
 
 def meta(age: float, owned: bool = False, expires_in: float = 40_000, ours: bool = True) -> SimpleNamespace:

@@ -73,7 +73,7 @@ def check_kubernetes_secret(state: DoctorState) -> CheckResult:
     name = f"airflow-ecr-doctor-{secrets.token_hex(4)}"
     pull_secrets = PullSecrets(api)
     try:
-        pull_secrets.create(state.namespace, secret_body(name, "doctor", {registry.host: token}))
+        pull_secrets.create(state.namespace, secret_body(name, "doctor", {registry.host: token}, {registry.host: ""}))
         try:
             auth = pull_secrets.read_auth(state.namespace, name, registry.host)
         finally:

@@ -24,6 +24,7 @@ from airflow_ecr.kubernetes.pull_secrets import (
     pod_images,
     secret_body,
     secret_name,
+    tokens_in_secret,
 )
 from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource
@@ -79,9 +80,10 @@ class PullSecrets:
         if any(ref.name == name for ref in references):
             return name  # done already (the operator and the mutation hook both ran)
         cache = self.cache or TokenCache.shared()
-        tokens = cache.get(EcrTokenSource.from_connection(aws_conn_id), registries)
-        self.sweep(namespace)
-        self.create(namespace, secret_body(name, pod.metadata.name, tokens))
+        source = EcrTokenSource.from_connection(aws_conn_id)
+        self._adopt(cache, cache.keys(source, registries), self.sweep(namespace))
+        tokens = cache.get(source, registries)
+        self.create(namespace, secret_body(name, pod.metadata.name, tokens, cache.keys(source, registries)))
         pod.spec.image_pull_secrets = [*references, V1LocalObjectReference(name=name)]
         log.info(
             "Pull secret %s in namespace %s for %s, valid until %s.",
@@ -137,26 +139,37 @@ class PullSecrets:
         except Exception as err:
             raise _refused("delete", name, namespace, err) from None
 
-    def sweep(self, namespace: str, now: Callable[[], float] = time.time) -> int:
+    def sweep(self, namespace: str, now: Callable[[], float] = time.time) -> list[Any]:
         """
         Delete the pull secrets of ``namespace`` that no pod owns and that are past their time
-        (:func:`~airflow_ecr.kubernetes.pull_secrets.is_orphan`). Returns how many were deleted.
+        (:func:`~airflow_ecr.kubernetes.pull_secrets.is_orphan`). Returns the others (``V1Secret``).
         """
         try:
             found = self.api.list_namespaced_secret(namespace, label_selector=f"{LABEL}=true")
         except Exception as err:
             raise _refused("list", f"{LABEL}=true", namespace, err) from None
-        deleted = 0
+        kept, deleted = [], 0
         for secret in found.items:
-            if is_orphan(secret.metadata, now()):
-                try:
-                    self.api.delete_namespaced_secret(secret.metadata.name, namespace)
-                    deleted += 1
-                except Exception as err:
-                    log.debug("Sweeping pull secret %s: %s", secret.metadata.name, err)
+            if not is_orphan(secret.metadata, now()):
+                kept.append(secret)
+                continue
+            try:
+                self.api.delete_namespaced_secret(secret.metadata.name, namespace)
+                deleted += 1
+            except Exception as err:
+                log.debug("Sweeping pull secret %s: %s", secret.metadata.name, err)
         if deleted:
             log.info("Deleted %d ECR pull secret(s) left behind in namespace %s.", deleted, namespace)
-        return deleted
+        return kept
+
+    @staticmethod
+    def _adopt(cache: TokenCache, keys: dict[str, str], secrets: list[Any]) -> None:
+        """Offer the cache the fresh tokens of the same identity that the namespace's pull secrets hold."""
+        wanted = set(keys.values())
+        for secret in secrets:
+            for key, token in tokens_in_secret(secret.data, secret.metadata.annotations).items():
+                if key in wanted:
+                    cache.adopt(key, token, f"pull secret {secret.metadata.name} (same identity)")
 
     def read_auth(self, namespace: str, name: str, host: str) -> dict[str, str] | None:
         """The docker auth config the Secret ``name`` holds for ``host``, as a kubelet would read it."""

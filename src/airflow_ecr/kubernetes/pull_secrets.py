@@ -33,6 +33,10 @@ SECRET_TYPE = "kubernetes.io/dockerconfigjson"  # noqa: S105 - a Secret type, no
 LABEL = "airflow-ecr.io/pull-secret"
 POD_ANNOTATION = "airflow-ecr.io/pod"
 EXPIRES_ANNOTATION = "airflow-ecr.io/expires-at"
+# For each registry host: the token's cache key (a fingerprint of the identity and the registry,
+# never a secret) and its times, so that a task with an empty host cache (a KubernetesExecutor pod)
+# can reuse a fresh token of the same identity from its namespace instead of asking ECR.
+TOKENS_ANNOTATION = "airflow-ecr.io/tokens"
 _SUFFIX = "-ecr-pull"
 # A pod owns its Secret within seconds of the Secret's creation; one unowned for longer was left
 # behind by a worker that died in between (or whose pod was refused), and is swept.
@@ -103,15 +107,20 @@ def auth_for_host(encoded_config: str, host: str) -> dict[str, str] | None:
     return {"username": username, "password": password, "serveraddress": host} if colon else None
 
 
-def secret_body(name: str, pod_name: str, tokens: Mapping[str, EcrToken]) -> dict[str, Any]:
+def secret_body(name: str, pod_name: str, tokens: Mapping[str, EcrToken], keys: Mapping[str, str]) -> dict[str, Any]:
     """
     The Secret to create, as the API takes it (the data base64-encoded).
 
     :param name: the Secret's name (:func:`secret_name`).
     :param pod_name: the pod it is for.
     :param tokens: the token for each registry host the pod pulls from.
+    :param keys: each host's token cache key (:meth:`~airflow_ecr.tokens.cache.TokenCache.keys`).
     """
     expires_at = int(min(token.expires_at for token in tokens.values()))
+    described = {
+        host: {"key": keys[host], "issued_at": t.issued_at, "expires_at": t.expires_at, "endpoint": t.proxy_endpoint}
+        for host, t in tokens.items()
+    }
     data = base64.b64encode(docker_config_json(tokens).encode()).decode()
     return {
         "apiVersion": "v1",
@@ -120,10 +129,41 @@ def secret_body(name: str, pod_name: str, tokens: Mapping[str, EcrToken]) -> dic
         "metadata": {
             "name": name,
             "labels": {LABEL: "true"},
-            "annotations": {POD_ANNOTATION: pod_name, EXPIRES_ANNOTATION: str(expires_at)},
+            "annotations": {
+                POD_ANNOTATION: pod_name,
+                EXPIRES_ANNOTATION: str(expires_at),
+                TOKENS_ANNOTATION: json.dumps(described, sort_keys=True, separators=(",", ":")),
+            },
         },
         "data": {".dockerconfigjson": data},
     }
+
+
+def tokens_in_secret(data: Mapping[str, str] | None, annotations: Mapping[str, str] | None) -> dict[str, EcrToken]:
+    """
+    The tokens a pull secret holds, by cache key, as :func:`secret_body` wrote them; a Secret that is
+    not one of ours, or was edited into another shape, holds none.
+
+    :param data: the Secret's ``data`` (base64 values).
+    :param annotations: the Secret's annotations.
+    """
+    try:
+        described = json.loads((annotations or {})[TOKENS_ANNOTATION])
+        encoded = (data or {})[".dockerconfigjson"]
+    except (KeyError, ValueError):
+        return {}
+    found = {}
+    for host, facts in described.items() if isinstance(described, dict) else ():
+        auth = auth_for_host(encoded, host)
+        try:
+            token = EcrToken(auth["username"], auth["password"], str(facts["endpoint"]), float(facts["expires_at"]),
+                             float(facts["issued_at"])) if auth else None  # fmt: skip
+            key = str(facts["key"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        if token is not None:
+            found[key] = token
+    return found
 
 
 def owner_patch(pod_name: str, pod_uid: str) -> dict[str, Any]:

@@ -109,6 +109,8 @@ class TokenCache:
         self.policy = RefreshPolicy(self.settings.refresh_ratio, self.settings.refresh_jitter)
         self.memory = MemoryStore()
         self.files: TokenStore = FileStore(self.settings.directory) if self.settings.directory else NullStore()
+        # Where a token in memory came from when it did not come through this cache (see adopt).
+        self._adopted_from: dict[str, str] = {}
 
     @classmethod
     def shared(cls) -> TokenCache:
@@ -124,6 +126,28 @@ class TokenCache:
     def key(identity: str, registry: EcrRegistry) -> str:
         """The cache key: identity, partition, region and registry; never a secret."""
         return fingerprint([identity, registry.partition, registry.region, registry.registry_id, registry.public])[:40]
+
+    def keys(self, source: TokenSource, registries: Sequence[EcrRegistry]) -> dict[str, str]:
+        """The key each registry's token for ``source`` is cached under, by registry host."""
+        identity = self._recorded_identity(source, time.time())
+        return {r.host: self.key(identity, r) for r in registries}
+
+    def adopt(self, key: str, token: EcrToken, origin: str) -> bool:
+        """
+        Keep ``token`` in memory under ``key`` (see :meth:`keys`): a token another host obtained for the
+        same identity and registry, such as one read back from a Kubernetes pull secret, so that a
+        process with an empty cache asks ECR only when no such token is fresh. Kept only while not due
+        for refresh by this cache's policy and newer than what memory holds; returns whether it was.
+
+        :param origin: where it came from, for the provenance line.
+        """
+        held = self.memory.read(key)
+        if self.policy.needs_refresh(token, time.time()) or (held is not None and held.issued_at >= token.issued_at):
+            return False
+        mask(token.password)
+        self.memory.write(key, token)
+        self._adopted_from[key] = origin
+        return True
 
     @staticmethod
     def _lock_name(identity: str, registry: EcrRegistry) -> str:
@@ -190,7 +214,7 @@ class TokenCache:
             :data:`FROM_HOST_CACHE`); updated here.
         """
         token = self.memory.read(key)
-        origins[key] = FROM_MEMORY
+        origins[key] = self._adopted_from.get(key, FROM_MEMORY)
         if token is not None and not self.policy.needs_refresh(token, now):
             return token
         stored = self.files.read(key)
@@ -200,6 +224,7 @@ class TokenCache:
             if self.policy.is_usable(token, now):
                 mask(token.password)
                 self.memory.write(key, token)
+                self._adopted_from.pop(key, None)
         return token if token is not None and self.policy.is_usable(token, now) else None
 
     def _due(
@@ -296,6 +321,7 @@ class TokenCache:
                 )
                 continue
             self.memory.write(key, token)
+            self._adopted_from.pop(key, None)
             self.files.write(key, token)
         return result
 
