@@ -1,4 +1,4 @@
-.PHONY: bench bench-quick bench-per-process bench-fleet
+.PHONY: bench bench-quick bench-per-process bench-fleet bench-kubernetes
 
 # The benchmark against the peers (about 9 minutes on 2 cores), then the cold fleet against ECR's
 # rate limit (about 3 minutes): installs what it needs, starts a lab, writes
@@ -6,6 +6,7 @@
 bench:
 	bash scripts/bench.sh
 	bash scripts/bench.sh --only fleet
+	bash scripts/bench.sh --only kubernetes
 
 # The same in a few repetitions (about 1.5 minutes; results in a temp dir).
 bench-quick:
@@ -20,3 +21,10 @@ bench-per-process:
 # for airflow-ecr and the credential helper (benchmarks/results/fleet.{json,md}).
 bench-fleet:
 	bash scripts/bench.sh --only fleet
+
+# Only Kubernetes pods' pull secrets: ECR and Kubernetes API calls per task and Secrets left behind,
+# for 50 task processes on one worker and 50 that each start with an empty cache (KubernetesExecutor),
+# against the tests' real kube-apiserver (benchmarks/results/kubernetes.{json,md}; about a minute once
+# the Kubernetes servers are built).
+bench-kubernetes:
+	bash scripts/bench.sh --only kubernetes

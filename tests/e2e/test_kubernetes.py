@@ -180,3 +180,25 @@ def test_doctor_checks_the_role_and_a_secret_round_trip(
     assert "create secrets" in statuses["kubernetes_access"]["fix"]
     assert statuses["kubernetes_secret"]["status"] == "skip"
     assert_no_secret({"report": json.dumps(report)}, ecr_admin.passwords([e2e_lab["accounts"][0]["account_id"]]))
+
+
+def test_the_standin_pulls_an_ecr_image_only_with_a_secret(cluster: Cluster, e2e_lab: dict[str, Any]) -> None:
+    """The control: without a pull secret the stand-in's pull of an ECR image is refused by the
+    registry (ErrImagePull), as a kubelet's would be, so the tests above can only pass with the Secret."""
+    namespace = "control"
+    cluster.namespace_with_role(namespace)
+    image = f"{e2e_lab['accounts'][0]['host']}/app/hello:1"
+    pod = {"metadata": {"name": "no-secret"}, "spec": {"containers": [{"name": "base", "image": image}]}}
+    with kubelet_standin(cluster, namespace, e2e_lab["docker_host"]) as kubelet:
+        cluster.request("POST", f"/api/v1/namespaces/{namespace}/pods", pod)
+        deadline = time.monotonic() + 60
+        while (
+            "containerStatuses"
+            not in (status := cluster.request("GET", f"/api/v1/namespaces/{namespace}/pods/no-secret")["status"])
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.2)
+    cluster.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/no-secret")
+    assert [(p.image, p.secret, p.ok) for p in kubelet.pulls] == [(image, None, False)], kubelet.pulls
+    assert "no basic auth credentials" in kubelet.pulls[0].error, kubelet.pulls[0].error
+    assert status["containerStatuses"][0]["state"]["waiting"]["reason"] == "ErrImagePull", status

@@ -85,13 +85,8 @@ class PullSecrets:
         tokens = cache.get(source, registries)
         self.create(namespace, secret_body(name, pod.metadata.name, tokens, cache.keys(source, registries)))
         pod.spec.image_pull_secrets = [*references, V1LocalObjectReference(name=name)]
-        log.info(
-            "Pull secret %s in namespace %s for %s, valid until %s.",
-            name,
-            namespace,
-            ", ".join(sorted(tokens)),
-            time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(min(t.expires_at for t in tokens.values()))),
-        )
+        # The provenance line (tokens/cache.py) has said where each token came from and until when.
+        log.info("Pull secret %s in namespace %s for %s.", name, namespace, ", ".join(sorted(tokens)))
         return name
 
     def own(self, namespace: str, name: str, pod_name: str, pod_uid: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from airflow_ecr._compat import get_current_context, task_is_running
 from airflow_ecr.images.record import XCOM_KEY, build_record
 from airflow_ecr.images.reference import ImageName, digest_in_image_id
 from airflow_ecr.kubernetes._provider import KubernetesPodOperator
@@ -64,7 +65,11 @@ class EcrKubernetesPodOperator(KubernetesPodOperator):
         return pod
 
     def cleanup(self, pod: Any, remote_pod: Any, *args: Any, **kwargs: Any) -> Any:
-        context = kwargs.get("context") if "context" in kwargs else (args[1] if len(args) > 1 else None)
+        # The provider passes the context to cleanup only from 10.x on; the task's own context is
+        # the same object, on every version.
+        context = kwargs.get("context") or (args[1] if len(args) > 1 else None)
+        if context is None and task_is_running():
+            context = get_current_context()
         self._record_image(remote_pod, context)
         return super().cleanup(pod, remote_pod, *args, **kwargs)
 
