@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
 from airflow_ecr.testing.emulator import EmulatorClient
 from airflow_ecr.tokens.cache import TokenCache
@@ -21,6 +22,9 @@ from airflow_ecr.tokens.cache import TokenCache
 # Airflow reads AIRFLOW_HOME when first imported: never let a test run touch ~/airflow.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-ecr-tests-home-"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+# As every deployment has (Airflow writes one into a new airflow.cfg): without a key Airflow falls
+# back to NullFernet, and the encryption production runs would never run here.
+os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", Fernet.generate_key().decode())
 
 # The shared helpers (tests/helpers, on the path by pytest's `pythonpath` setting), after the above.
 from helpers.airflow_harness import AirflowHarness, shared_harness

@@ -2,7 +2,8 @@
 One compatibility-matrix cell, checked as a user would find it: a deployment built the way users
 build theirs, with airflow-ecr's wheel installed into it (``scripts/compat.py`` does both and sets
 ``AIRFLOW_ECR_CELL_VENV``). This module runs from the test environment and drives the cell's
-``airflow`` through the Airflow process harness:
+``airflow`` through the Airflow process harness, configured as deployments are (a Fernet key of its
+own, the AWS connection in the metadata database, written by Airflow's ``airflow connections add``):
 
 - Airflow lists the provider, its hook and its secrets backend;
 - every example DAG loads through a real ``DagBag`` with zero import errors;
@@ -34,14 +35,29 @@ DAG_FILE = Path(__file__).resolve().parent / "dags" / "compat_cell.py"
 BACKEND = "airflow_ecr.secrets.ecr.EcrDockerConnectionBackend"
 
 
+ACCESS_KEY = new_access_key()
+
+
 @pytest.fixture(scope="module")
 def cell(e2e_lab: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> AirflowHarness:
-    """The cell's Airflow, one migrated AIRFLOW_HOME with only the cell DAG in its DAGs folder."""
+    """The cell's Airflow, one migrated AIRFLOW_HOME with only the cell DAG in its DAGs folder and
+    ``aws_lab`` stored (encrypted with the cell's Fernet key) in its metadata database."""
     home = Path(tempfile.mkdtemp(prefix="compat-cell-", dir=tmp_path_factory.getbasetemp()))
-    harness = AirflowHarness(CELL_VENV, home, e2e_lab, Path(e2e_lab.get("dir") or ""), dag_files=[])
+    harness = AirflowHarness(
+        CELL_VENV, home, e2e_lab, Path(e2e_lab.get("dir") or ""), dag_files=[], connections_in_db=True
+    )
     shutil.copy2(DAG_FILE, harness.dags_folder / DAG_FILE.name)
     harness.migrate()
+    stored = harness.store_aws_connection(ACCESS_KEY)
+    # Airflow's own output, whole: scripts/compat.py reads known upstream symptoms from it.
+    assert stored.returncode == 0, f"airflow connections add failed:\n{stored.stdout[-6000:]}"
     return harness
+
+
+def test_the_connection_is_encrypted_with_the_cells_key(cell: AirflowHarness) -> None:
+    """As in production: the stored password is Fernet ciphertext, not the NullFernet's plain text."""
+    rows = cell.query("SELECT password, is_encrypted FROM connection WHERE conn_id = ?", "aws_lab")
+    assert [(r["password"] != "testing", bool(r["is_encrypted"])) for r in rows] == [(True, True)], rows
 
 
 def test_the_wheel_is_what_runs(cell: AirflowHarness) -> None:
@@ -84,7 +100,9 @@ def test_one_real_dag_run_of_every_mode(
             "AWS_ACCESS_KEY_ID": new_access_key(),
             "AWS_SECRET_ACCESS_KEY": "testing",
         }
-        result = cell.dags_test("compat_cell", extra_env=env, cache_dir=tmp_path / "cache", timeout=420)
+        result = cell.dags_test(
+            "compat_cell", extra_env=env, cache_dir=tmp_path / "cache", timeout=420, access_key=ACCESS_KEY
+        )
     passwords = ecr_admin.passwords(accounts)
     assert result.rc == 0, result.describe()
     text = result.all_text()

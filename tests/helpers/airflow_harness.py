@@ -13,8 +13,12 @@ because every Airflow CLI process costs seconds of start-up. It offers:
 
 Everything the DAGs need comes through the environment: the lab directory
 (``AIRFLOW_ECR_LAB_DIR``), the Docker daemon (``DOCKER_HOST``), the AWS connection ``aws_lab``
-(``AIRFLOW_CONN_AWS_LAB``, pointing boto3 at the ECR emulator) and the token cache directory
-(``AIRFLOW__ECR__CACHE_DIR``).
+(``AIRFLOW_CONN_AWS_LAB``, pointing boto3 at the ECR emulator, unless the harness keeps its
+connections in the metadata database) and the token cache directory (``AIRFLOW__ECR__CACHE_DIR``).
+
+Each harness is configured as deployments are: its own freshly generated Fernet key
+(``AIRFLOW__CORE__FERNET_KEY``), so that Airflow encrypts connections with ``MultiFernet`` as it does
+in production, never with the ``NullFernet`` it falls back to without a key.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from cryptography.fernet import Fernet
 
 from airflow_ecr.testing.lab import default_dir
 from helpers.processes import free_port
@@ -194,6 +200,9 @@ class AirflowHarness:
     :param lab: the lab description (``lab.json``).
     :param lab_directory: where ``lab.json`` lives (passed to the DAGs as ``AIRFLOW_ECR_LAB_DIR``).
     :param dag_files: file names in ``tests/e2e/dags`` to copy to the DAGs folder (default: all; ``[]``: none).
+    :param connections_in_db: keep ``aws_lab`` in the metadata database (written by Airflow's own
+        ``airflow connections add``, see :meth:`store_aws_connection`), as most deployments keep
+        their connections, instead of in ``AIRFLOW_CONN_AWS_LAB``.
     """
 
     def __init__(
@@ -203,6 +212,7 @@ class AirflowHarness:
         lab: Mapping[str, Any],
         lab_directory: Path,
         dag_files: list[str] | None = None,
+        connections_in_db: bool = False,
     ) -> None:
         self.venv = venv
         self.home = home
@@ -219,6 +229,9 @@ class AirflowHarness:
         self.proc_logs = home / "proc-logs"
         self.proc_logs.mkdir(exist_ok=True)
         self.jwt_secret = secrets.token_urlsafe(32)
+        # As Airflow generates the key into a new airflow.cfg: one per deployment, never shared.
+        self.fernet_key = Fernet.generate_key().decode()
+        self.connections_in_db = connections_in_db
         self.migrated = False
 
     # -- environment --------------------------------------------------------------------------
@@ -257,10 +270,9 @@ class AirflowHarness:
                 "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
                 "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
                 "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
-                "AIRFLOW__CORE__FERNET_KEY": "",
+                "AIRFLOW__CORE__FERNET_KEY": self.fernet_key,
                 "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(self.home / "logs"),
                 "AIRFLOW__ECR__CACHE_DIR": str(cache_dir or self.cache_dir),
-                "AIRFLOW_CONN_AWS_LAB": self.aws_connection(access_key),
                 "AIRFLOW_ECR_LAB_DIR": str(self.lab_directory),
                 "DOCKER_HOST": self.lab["docker_host"],
                 "AWS_EC2_METADATA_DISABLED": "true",
@@ -273,6 +285,8 @@ class AirflowHarness:
                 "REQUESTS_CA_BUNDLE": self.lab["ca_cert"],
             }
         )
+        if not self.connections_in_db:
+            env["AIRFLOW_CONN_AWS_LAB"] = self.aws_connection(access_key)
         if self.major >= 3:
             env["AIRFLOW__API_AUTH__JWT_SECRET"] = self.jwt_secret
             env["AIRFLOW__API__SECRET_KEY"] = self.jwt_secret
@@ -326,6 +340,16 @@ class AirflowHarness:
         if result.returncode != 0:
             raise RuntimeError(f"airflow db migrate failed ({self.version}):\n{result.stdout[-5000:]}")
         self.migrated = True
+
+    def store_aws_connection(self, access_key: str) -> subprocess.CompletedProcess[str]:
+        """
+        Write ``aws_lab`` (with ``access_key``) into the metadata database through Airflow's own
+        ``airflow connections add``: the password is encrypted with this deployment's Fernet key,
+        so any breakage of Airflow's encryption shows here, in Airflow's words. Once per harness
+        (Airflow refuses an existing id); the caller checks the result (its output is Airflow's).
+        """
+        self.migrate()
+        return self.run_cli("connections", "add", AWS_CONN_ID, "--conn-json", self.aws_connection(access_key))
 
     def dags_test(
         self,

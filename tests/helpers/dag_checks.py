@@ -14,6 +14,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from cryptography.fernet import Fernet
+
 
 def assert_no_secret(texts: Mapping[str, str], secrets: Iterable[str]) -> None:
     """No secret in any text; the failure names where, without printing the secret."""
@@ -66,7 +68,8 @@ def parse_examples(venv: Path, tmp_path: Path) -> dict[str, Any]:
     env.update(
         AIRFLOW_HOME=str(tmp_path / "home"),
         AIRFLOW__CORE__LOAD_EXAMPLES="False",
-        AIRFLOW__CORE__UNIT_TEST_MODE="True",
+        # As a deployment parses them: a Fernet key, and not Airflow's unit_test_mode.
+        AIRFLOW__CORE__FERNET_KEY=Fernet.generate_key().decode(),
         # Parsing must not reach out: any attempt at AWS or Docker would hit a dead end.
         AWS_ENDPOINT_URL="http://127.0.0.1:9",
         AWS_EC2_METADATA_DISABLED="true",
