@@ -91,7 +91,7 @@ def one_task(index: int, kubeconfig: str, namespace: str, image: str, start: flo
             pull_secrets.own_when_created(namespace, name, pod.metadata.name)
         results.put({"task": index, "ok": True, "k8s_calls": sum(api.calls.values()), "by_call": dict(api.calls),
                      "before_pod": sum(ours.values()), "seconds": time.perf_counter() - began})  # fmt: skip
-    except Exception as err:  # noqa: BLE001 - reported per task
+    except Exception as err:
         results.put({"task": index, "ok": False, "error": f"{type(err).__name__}: {err}"[:300]})
 
 

@@ -3,10 +3,10 @@ The compatibility matrix: airflow-ecr installed the way users install it, into t
 users have, on every Airflow line and Python it claims.
 
 For each cell it makes a fresh virtualenv with the cell's Python (CPython under pyenv, nothing
-downloaded), installs the deployment (``apache-airflow==X`` with the docker and amazon providers,
+downloaded), installs the deployment (``apache-airflow==X`` with the docker, amazon and cncf.kubernetes providers,
 resolved without our lock: bounded by ``--exclude-newer`` at the Airflow release's time for an "era"
 cell, unbounded for a "newest" one), then installs airflow-ecr's wheel into it as ``pip install
-airflow-ecr`` would (not editable, not our lock, upgrading only what it must). A "lowest" cell
+'airflow-ecr[kubernetes]'`` would (not editable, not our lock, upgrading only what it must). A "lowest" cell
 resolves our declared dependencies to their minimums instead (``--resolution lowest-direct``). Then:
 
 1. installing airflow-ecr did not change the Airflow version;
@@ -68,10 +68,14 @@ UNIT_DESELECT = [
     "--ignore",
     "tests/unit/test_compat_tables.py",
 ]
+# The providers a deployment has beside Airflow: the docker and amazon providers airflow-ecr needs,
+# and cncf.kubernetes for its `kubernetes` extra (EcrKubernetesPodOperator, the pod mutation hook).
+PROVIDERS = ("docker", "amazon", "cncf-kubernetes")
 PACKAGES = {
     "airflow": "apache-airflow",
     "docker": "apache-airflow-providers-docker",
     "amazon": "apache-airflow-providers-amazon",
+    "cncf-kubernetes": "apache-airflow-providers-cncf-kubernetes",
     "common-compat": "apache-airflow-providers-common-compat",
     "docker-py": "docker",
     "boto3": "boto3",
@@ -281,13 +285,22 @@ def interpreter(minor: str) -> str:
     return str(versions[-1] / "bin" / f"python{minor}")
 
 
-def declared_dependencies(wheel: Path) -> list[str]:
-    """The wheel's runtime requirements (``Requires-Dist`` without an ``extra`` marker), as published."""
+def declared_dependencies(wheel: Path, extra: str | None = None) -> list[str]:
+    """
+    The wheel's runtime requirements as published (``Requires-Dist`` without an ``extra`` marker),
+    and those of ``extra`` (its marker removed).
+    """
     with zipfile.ZipFile(wheel) as archive:
         name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         lines = archive.read(name).decode().splitlines()
     requirements = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Requires-Dist:")]
-    return [r for r in requirements if "extra ==" not in r]
+    chosen = [r for r in requirements if "extra ==" not in r]
+    marker = f"extra == '{extra}'", f'extra == "{extra}"'
+    return chosen + [r.split(";", 1)[0].strip() for r in requirements if extra and any(m in r for m in marker)]
+
+
+# Installed as users of the Kubernetes support install it: `pip install 'airflow-ecr[kubernetes]'`.
+EXTRA = "kubernetes"
 
 
 def build_wheel(out: Path) -> Path:
@@ -343,7 +356,7 @@ def run_once(cell: Cell, wheel: Path, log: Path, test_python: str, pins: list[st
     uv_env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "VIRTUAL_ENV": str(venv)}
     uv_env.pop("UV_EXCLUDE_NEWER", None)
     bound = ["--exclude-newer", cell.exclude_newer] if cell.exclude_newer else []
-    deployment = [f"apache-airflow=={cell.airflow}", PACKAGES["docker"], PACKAGES["amazon"], *(pins or [])]
+    deployment = [f"apache-airflow=={cell.airflow}", *(PACKAGES[p] for p in PROVIDERS), *(pins or [])]
     try:
         shutil.rmtree(venv, ignore_errors=True)
         runner.run("venv", ["uv", "venv", "--quiet", "--python", interpreter(cell.python), str(venv)], uv_env)
@@ -352,7 +365,11 @@ def run_once(cell: Cell, wheel: Path, log: Path, test_python: str, pins: list[st
             return runner.result
         if cell.kind == "lowest":
             # Our declared dependencies as direct requirements, each at its lowest allowed version.
-            requirements = [f"apache-airflow=={cell.airflow}", *declared_dependencies(wheel), str(wheel)]
+            requirements = [
+                f"apache-airflow=={cell.airflow}",
+                *declared_dependencies(wheel, EXTRA),
+                f"{wheel}[{EXTRA}]",
+            ]
             runner.run(
                 "install (lowest)",
                 ["uv", "pip", "install", "--quiet", "--resolution", "lowest-direct", *bound, *requirements],
@@ -363,7 +380,7 @@ def run_once(cell: Cell, wheel: Path, log: Path, test_python: str, pins: list[st
             runner.run("install deployment", ["uv", "pip", "install", "--quiet", *bound, *deployment], uv_env)
             before = installed_versions(venv)
             # As `pip install airflow-ecr` into that deployment: no date bound, nothing upgraded needlessly.
-            runner.run("install airflow-ecr", ["uv", "pip", "install", "--quiet", str(wheel)], uv_env)
+            runner.run("install airflow-ecr", ["uv", "pip", "install", "--quiet", f"{wheel}[{EXTRA}]"], uv_env)
         after = installed_versions(venv)
         runner.result.versions = after
         runner.check(
@@ -457,7 +474,8 @@ def save_results(results: dict[str, dict]) -> None:
 
 def table(results: dict[str, dict]) -> str:
     """The Markdown table of the README and docs/compatibility.md, from the saved results."""
-    columns = ["Airflow", "Python", "deployment", "docker provider", "amazon provider", "common-compat"]
+    columns = ["Airflow", "Python", "deployment", "docker provider", "amazon provider", "cncf.kubernetes provider"]
+    columns += ["common-compat"]
     columns += ["cryptography", "outcome", "minutes", "measured"]
     rows = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     breakages: dict[str, dict] = {}
@@ -488,6 +506,7 @@ def table(results: dict[str, dict]) -> str:
         # Earlier results have no wall time: their steps ran one after the other.
         seconds = result.get("wall") or sum(s["seconds"] for s in steps)
         values = [v.get("airflow", cell.airflow), cell.python, kind, v.get("docker", "?"), v.get("amazon", "?")]
+        values.append(v.get("cncf-kubernetes", "?"))
         values += [v.get("common-compat", "-"), v.get("cryptography", "?"), outcome, f"{seconds / 60:.1f}"]
         values.append(result["measured"])
         rows.append("| " + " | ".join(values) + " |")
