@@ -124,8 +124,9 @@ wheel_files=$(sed -n 's/^wheel: //p' "$log")
 venv="$work/venv"
 step uv venv --quiet --python "$python" "$venv" || fail "uv venv --python $python failed."
 # From the temporary directory: no project configuration or lock of the repository applies.
-(cd "$work" && step uv pip install --quiet --python "$venv/bin/python" "airflow-ecr[testing] @ file://$wheel") \
-  || fail "installing the wheel with its [testing] extra from PyPI failed."
+# With both extras, so that every module imports (the Kubernetes ones need the cncf.kubernetes provider).
+(cd "$work" && step uv pip install --quiet --python "$venv/bin/python" "airflow-ecr[testing,kubernetes] @ file://$wheel") \
+  || fail "installing the wheel with its [testing] and [kubernetes] extras from PyPI failed."
 
 # A bare environment: nothing of the developer's Airflow, AWS or Python path settings.
 run_clean() {
