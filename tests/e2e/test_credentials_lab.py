@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
 from airflow_ecr.testing import EmulatorClient
 from airflow_ecr.testing.leaks import ProcessSampler
@@ -40,9 +41,16 @@ API_CONN_ID = "airflow_api"
 
 # -- helpers ----------------------------------------------------------------------------------
 def stored(airflow: AirflowHarness, conn_id: str = CONN_ID) -> dict[str, Any] | None:
-    """The connection's row in the harness's metadata database (passwords unencrypted there)."""
-    rows = airflow.query("SELECT conn_type, host, login, password FROM connection WHERE conn_id = ?", conn_id)
-    return dict(rows[0]) if rows else None
+    """The connection's row in the harness's metadata database, its password decrypted with the
+    deployment's Fernet key (Airflow encrypts it there, as in every deployment)."""
+    query = "SELECT conn_type, host, login, password, is_encrypted FROM connection WHERE conn_id = ?"
+    rows = airflow.query(query, conn_id)
+    if not rows:
+        return None
+    row = dict(rows[0])
+    assert row.pop("is_encrypted"), f"connection {conn_id!r} is stored unencrypted"
+    row["password"] = Fernet(airflow.fernet_key.encode()).decrypt(row["password"].encode()).decode()
+    return row
 
 
 def assert_no_secret(texts: Mapping[str, str], secret: str) -> None:
