@@ -45,7 +45,7 @@ def private_lab() -> Iterator[Any]:
 
 @pytest.fixture
 def restart_task(private_lab: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[LabTask]:
-    emulator = EmulatorClient.of_lab(private_lab.raw)
+    emulator = EmulatorClient.of_lab(vars(private_lab))  # lab.json's fields, and its directory
     TokenCache.clear_memory()
     try:
         yield LabTask(private_lab, emulator, monkeypatch, tmp_path / "ecr-cache")
