@@ -346,8 +346,10 @@ class EcrTokenSource:
                     conn = BaseHook.get_connection(self.aws_conn_id)
                     _ = conn.password  # an encrypted row (Airflow 2.11's metastore) is decrypted here
                     self._connection = conn
-                except (AirflowNotFoundException, AttributeError) as err:
-                    # Airflow logs why it could not build a connection, then calls it missing.
+                except (AirflowNotFoundException, AttributeError, ImportError) as err:
+                    # Airflow logs why it could not build a connection, then calls it missing. Outside a
+                    # task, Airflow 3.1.0's task SDK cannot look one up at all (ImportError of
+                    # SUPERVISOR_COMMS): AwsBaseHook then takes boto3's default chain, and so do we.
                     if _compat.airflow_fernet_broken():
                         raise EcrCredentialsError(
                             AirflowFernetError.sentence(f"Cannot read AWS connection {self.aws_conn_id!r}")
