@@ -91,7 +91,7 @@ def _existing_aws_conn_id(hook: Any, probe: Any) -> str:
         )
     try:
         hook.get_connection(aws_conn_id)
-    except AirflowNotFoundException:
+    except (AirflowNotFoundException, ImportError):  # Airflow 3.1.0 outside a task: ImportError past the last backend
         raise EcrConfigurationError(f"The connection's aws_conn_id={aws_conn_id!r} does not exist: {fix}.") from None
     return str(aws_conn_id)
 
