@@ -313,8 +313,8 @@ def is_fernet_breakage(err: BaseException) -> bool:
     has no attribute 'is_encrypted'`` (Airflow 3.3 wraps it and is fine): raised in ``get_fernet`` the
     first time, and where the password setter reads ``is_encrypted`` of the cached ``MultiFernet``
     every time after, where Python cuts the class name to 50 characters (``'...fernet.MultiFer'
-    object``). Told by the class and the attribute it names, so that no other AttributeError is
-    taken for it.
+    object``); Python 3.13 adds ``and no __dict__ for setting new attributes`` to the first. Told
+    by the class and the attribute it names, so that no other AttributeError is taken for it.
 
     :param err: an exception raised while Airflow handled a connection.
     """
@@ -341,7 +341,10 @@ def airflow_fernet_broken() -> bool:
 
 
 # The class as Python names it in the message: in full, or cut to 50 characters.
-_FERNET_BREAKAGE = re.compile(r"'(?:[\w.]*\.)?MultiFer\w*' object has no attribute 'is_encrypted'")
+# Python 3.13 adds " and no __dict__ for setting new attributes" when the failure is a set.
+_FERNET_BREAKAGE = re.compile(
+    r"'(?:[\w.]*\.)?MultiFer\w*' object has no attribute 'is_encrypted'(?: and no __dict__ for setting new attributes)?"
+)
 
 
 def _find(name: str, homes: tuple[str, ...]) -> Any:
