@@ -24,7 +24,7 @@ from typing import Any, Protocol
 from airflow_ecr import _compat
 from airflow_ecr.exceptions import AirflowFernetError, EcrCredentialsError
 from airflow_ecr.registry import ECR_PUBLIC_REGION, EcrRegistry
-from airflow_ecr.settings import TokenRetries, token_retries
+from airflow_ecr.settings import DEFAULT_AWS_CONN_ID, TokenRetries, token_retries
 from airflow_ecr.tokens.aws_errors import translate_aws_errors
 from airflow_ecr.tokens.credential_facts import (
     default_chain_source,
@@ -202,7 +202,7 @@ class EcrTokenSource:
     @classmethod
     def from_connection(
         cls,
-        aws_conn_id: str | None = "aws_default",
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
         *,
         verify: bool | str | None = None,
         botocore_config: dict[str, Any] | None = None,
