@@ -10,17 +10,20 @@ the lab's registries, which accept only a live token of their account.
 
 from __future__ import annotations
 
+import base64
 import json
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 import requests
 
 from airflow_ecr.kubernetes.pull_secrets import LABEL, ROLE_RULES
+from airflow_ecr.operators.kubernetes import EcrKubernetesPodOperator
 from airflow_ecr.testing import EmulatorClient
 from helpers.airflow_harness import AirflowHarness, find_venv
 from helpers.dag_checks import assert_no_secret
@@ -29,6 +32,7 @@ from helpers.kubelet_standin import kubelet_standin
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.kubernetes, pytest.mark.timeout(900)]
 
+REPLICA_REGION = "eu-central-1"  # the lab replicates the first account's repositories there
 LOCAL_SETTINGS = "from airflow_ecr.kubernetes import pod_mutation_hook  # noqa: F401\n"
 
 
@@ -48,7 +52,9 @@ def deployment(
     if venv is None:
         pytest.fail(f"no Airflow {request.param} virtualenv (scripts/venvs.sh {request.param})", pytrace=False)
     home = tmp_path_factory.mktemp(f"airflow{request.param}-k8s")
-    harness = AirflowHarness(venv, home, e2e_lab, Path(e2e_lab["dir"]), dag_files=["ecr_kubernetes.py"])
+    harness = AirflowHarness(
+        venv, home, e2e_lab, Path(e2e_lab["dir"]), dag_files=["ecr_kubernetes.py", "ecr_kubernetes_digests.py"]
+    )
     (home / "config").mkdir()
     (home / "config" / "airflow_local_settings.py").write_text(LOCAL_SETTINGS)
     namespace = f"airflow{request.param}"
@@ -140,6 +146,84 @@ def test_pods_pull_from_two_accounts_with_their_own_secrets(
     passwords = ecr_admin.passwords([a["account_id"] for a in accounts])
     objects = {"pods": json.dumps(kubelet.pods), "events": json.dumps(events)}
     assert_no_secret({"output": result.output, **result.logs, **objects}, passwords)
+
+
+def test_pods_run_the_pinned_or_resolved_digest_and_every_on_finish_action_keeps_its_secret_with_its_pod(
+    cluster: Cluster,
+    deployment: tuple[AirflowHarness, str, dict[str, str]],
+    ecr_admin: EmulatorClient,
+    e2e_lab: dict[str, Any],
+) -> None:
+    """The pinned digest, and the tag resolved with one manifest HEAD, go into the pod spec (the node
+    pulls that digest) and into the ``ecr_image`` XCom; a kept pod keeps its Secret (owned by it), and
+    the Secret goes when the pod is deleted later."""
+    harness, namespace, env = deployment
+    with kubelet_standin(cluster, namespace, e2e_lab["docker_host"]) as kubelet:
+        result = harness.dags_test("ecr_kubernetes_digests", timeout=420, extra_env=env)
+    assert result.rc == 0, result.describe() + f"\nstand-in errors: {kubelet.errors}\npulls: {kubelet.pulls}"
+    digest = harness.xcom("ecr_kubernetes_digests", "pin")[f"{e2e_lab['accounts'][0]['host']}/app/hello:1"]["digest"]
+    repository = f"{e2e_lab['accounts'][0]['host']}/app/hello"
+    pulled = {p.pod.rsplit("-", 1)[0]: p.image for p in kubelet.pulls if p.ok}
+    assert sorted(pulled.values()) == sorted([f"{repository}@{digest}"] * 2 + [f"{repository}:1"]), kubelet.pulls
+    for task in ("pinned", "resolved"):
+        record = harness.xcom("ecr_kubernetes_digests", task, key="ecr_image")
+        assert (record["digest"], record["image"], record["pinned"]) == (digest, f"{repository}:1", True), record
+    assert harness.xcom("ecr_kubernetes_digests", "active", key="ecr_image")["digest"] == digest
+
+    # delete_succeeded_pod deleted its (succeeded) pod; keep_pod and delete_active_pod (the pod is
+    # over) kept theirs, each with its own Secret, owned by it.
+    pods = cluster.request("GET", f"/api/v1/namespaces/{namespace}/pods")["items"]
+    kept = {p["metadata"]["name"]: p["metadata"]["uid"] for p in pods}
+    assert sorted(n.split("-", 1)[0] for n in kept) == ["active", "pinned"], kept
+    owners = {
+        s["metadata"]["name"]: s["metadata"].get("ownerReferences") or [] for s in pull_secrets(cluster, namespace)
+    }
+    assert owners == {
+        f"{name}-ecr-pull": [{"apiVersion": "v1", "kind": "Pod", "name": name, "uid": uid}]
+        for name, uid in kept.items()
+    }, owners
+    for name in kept:
+        cluster.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}")
+    assert wait_until_gone(cluster, namespace) == []
+    assert_no_secret(
+        {"output": result.output, **result.logs, "pods": json.dumps(kubelet.pods)},
+        ecr_admin.passwords([e2e_lab["accounts"][0]["account_id"]]),
+    )
+
+
+def test_the_images_region_down_gives_the_pod_its_replicas_image_and_secret(
+    cluster: Cluster, aws: Any, e2e_lab: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With the image's ECR API down, the pod is made (in this process, against the real API server)
+    with the replica's image, resolved there, and a Secret for the replica's registry only."""
+    namespace = "replica"
+    kubeconfig = cluster.kubeconfig("replica", cluster.namespace_with_role(namespace), namespace)
+    connection = {"conn_type": "kubernetes", "extra": {"kube_config_path": str(kubeconfig), "namespace": namespace}}
+    monkeypatch.setenv("AIRFLOW_CONN_KUBE_LAB", json.dumps(connection))
+    for name in ("NO_PROXY", "no_proxy"):  # `aws` proxies the registries; the API server is on loopback
+        monkeypatch.setenv(name, "127.0.0.1")
+    account = e2e_lab["accounts"][0]
+    aws.faults(down_regions=[account["region"]])
+    operator = EcrKubernetesPodOperator(
+        task_id="replica",
+        image=f"{account['host']}/app/hello:1",
+        namespace=namespace,
+        kubernetes_conn_id="kube_lab",
+        aws_conn_id="aws_lab",
+        fallback_regions=[REPLICA_REGION],
+    )
+    ti = SimpleNamespace(dag_id="d", task_id="replica", run_id="r", map_index=-1, try_number=1)
+    pod = operator.build_pod_request_obj({"ti": ti, "run_id": "r", "dag": SimpleNamespace()})
+    replica = f"{account['account_id']}.dkr.ecr.{REPLICA_REGION}.amazonaws.com"
+    secret = f"{pod.metadata.name}-ecr-pull"
+    try:
+        assert pod.spec.containers[0].image == f"{replica}/app/hello:1"
+        assert [s.name for s in pod.spec.image_pull_secrets] == [secret]
+        data = cluster.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{secret}")["data"]
+        assert list(json.loads(base64.b64decode(data[".dockerconfigjson"]))["auths"]) == [replica]
+        assert [c["region"] for c in aws.calls()] == [account["region"], REPLICA_REGION]
+    finally:
+        cluster.request("DELETE", f"/api/v1/namespaces/{namespace}/secrets/{secret}")
 
 
 def doctor(harness: AirflowHarness, env: dict[str, str], *args: str) -> tuple[int, dict[str, Any]]:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_ecr._compat import task_decorator_factory
 from airflow_ecr.kubernetes._provider import _KubernetesDecoratedOperator
-from airflow_ecr.operators.kubernetes import EcrKubernetesPodOperator
+from airflow_ecr.operators.kubernetes import ECR_KUBERNETES_TEMPLATE_FIELDS, EcrKubernetesPodOperator
 
 if TYPE_CHECKING:
     from airflow_ecr._compat import TaskDecorator
@@ -17,7 +17,7 @@ class _EcrKubernetesDecoratedOperator(_KubernetesDecoratedOperator, EcrKubernete
     """Runs a Python callable in a pod from an ECR image (see ``@task.ecr_kubernetes``)."""
 
     custom_operator_name = "@task.ecr_kubernetes"
-    template_fields: Sequence[str] = (*_KubernetesDecoratedOperator.template_fields, "aws_conn_id")
+    template_fields: Sequence[str] = (*_KubernetesDecoratedOperator.template_fields, *ECR_KUBERNETES_TEMPLATE_FIELDS)
 
 
 def ecr_kubernetes_task(
@@ -28,7 +28,8 @@ def ecr_kubernetes_task(
     """
     Wrap a function into a task that runs it in a Kubernetes pod from an Amazon ECR image.
 
-    Takes every ``@task.kubernetes`` argument plus ``aws_conn_id`` (see
+    Takes every ``@task.kubernetes`` argument plus ``aws_conn_id``, ``pinned_images``,
+    ``resolve_digest`` and ``fallback_regions`` (see
     :class:`~airflow_ecr.operators.kubernetes.EcrKubernetesPodOperator`).
 
     :param python_callable: the function to run.

@@ -471,6 +471,35 @@ class EcrDockerHook(DockerHook):
                     self.authenticator.reject(name.registry)
         raise AssertionError("unreachable: the second attempt returns or raises")
 
+    def resolve_in_any_region(self, image: str) -> tuple[EcrRegistry, Manifest]:
+        """
+        What ``image`` points to, asked in its region and then, while a region fails (its ECR API
+        or registry unreachable, 5xx, still throttled), in each of :attr:`fallback_registries` in
+        order: a replica holds the same digests. Never on a refusal or a missing image.
+
+        :param image: an image in this hook's main registry (by tag or digest).
+        :returns: the registry that answered, and its answer.
+        :raises EcrError: the main region's error, or every region's in one (:func:`every_region_failed`).
+        """
+        name = ImageName.parse(image)
+        main = self.settings.registries[0]
+        try:
+            return main, self.resolve_manifest(image)
+        except REGIONAL_OUTAGES as err:
+            if not self.fallback_registries:
+                raise
+            failures: list[tuple[str, EcrError]] = [(main.region, err)]
+        for replica in self.fallback_registries:
+            log.warning(
+                "ECR in %s failed for %s (%s); resolving it in its replica in %s.",
+                failures[-1][0], image, failures[-1][1], replica.region,
+            )  # fmt: skip
+            try:
+                return replica, self.in_registry(replica).resolve_manifest(name.on(replica.host))
+            except REGIONAL_OUTAGES as err:
+                failures.append((replica.region, err))
+        raise every_region_failed(image, failures, failures[-1][1])
+
     def test_connection(self) -> tuple[bool, str]:
         """The UI's Test button: doctor's token and registry-login checks, in one line (never the token)."""
         from airflow_ecr.doctor.connection import check_connection

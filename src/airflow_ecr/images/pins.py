@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from airflow_ecr.exceptions import EcrConfigurationError
+from airflow_ecr.exceptions import EcrConfigurationError, EcrImageNotFoundError
 from airflow_ecr.images.manifests import INDEX_TYPES, Manifest
 from airflow_ecr.images.reference import ImageName, is_digest
 
@@ -99,3 +99,17 @@ def pin_for(pinned_images: Any, name: ImageName, image: str) -> Pin:
         raise EcrConfigurationError(f"The pin of {name.tagged} is malformed ({dict(entry)!r}): re-run the pin task.")
     platforms = {str(k): str(v) for k, v in (entry.get("platforms") or {}).items() if is_digest(v)}
     return Pin(str(digest), str(entry.get("media_type") or ""), resolved_at, platforms)
+
+
+def pinned_digest_gone(image: str, pin: Pin, registry: str) -> EcrImageNotFoundError:
+    """
+    The error of a task whose pinned digest its registry no longer has.
+
+    :param image: the task's image, as rendered.
+    :param pin: the pin it ran by.
+    :param registry: the registry host that said the digest is not there.
+    """
+    return EcrImageNotFoundError(
+        f"Image {image} was pinned to {pin.digest} (resolved at {pin.resolved_at}), which no longer exists in "
+        f"{registry}: it was deleted (or expired by a lifecycle policy) since; re-run the DAG to pin the tag anew."
+    )

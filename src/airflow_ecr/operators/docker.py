@@ -14,7 +14,7 @@ from airflow_ecr._compat import AirflowException, BaseOperator
 from airflow_ecr.exceptions import EcrError, EcrImageNotFoundError
 from airflow_ecr.hooks._docker_compat import KeepsLastServiceTask
 from airflow_ecr.hooks.docker import REGIONAL_OUTAGES, EcrDockerHook, early_registries, every_region_failed, replicas
-from airflow_ecr.images.pins import Pin, pin_for
+from airflow_ecr.images.pins import Pin, pin_for, pinned_digest_gone
 from airflow_ecr.images.record import XCOM_KEY, ImageRecord, build_record
 from airflow_ecr.images.reference import ImageName
 from airflow_ecr.settings import DEFAULT_AWS_CONN_ID
@@ -85,7 +85,7 @@ class EcrRegistryAuthMixin(BaseOperator):
         self._ecr_name: ImageName | None = None
         self._ecr_pin: Pin | None = None
         self._ecr_record: ImageRecord | None = None
-        if not _is_templated(self.image, region_name, registry_id, registry_ids, fallback_regions):
+        if not is_templated(self.image, region_name, registry_id, registry_ids, fallback_regions):
             # Fail at DAG parse time when nothing is left to render.
             self._registries()
 
@@ -170,11 +170,7 @@ class EcrRegistryAuthMixin(BaseOperator):
         except EcrImageNotFoundError:
             if pin is None:
                 raise
-            raise EcrImageNotFoundError(
-                f"Image {self._ecr_image} was pinned to {pin.digest} (resolved at {pin.resolved_at}), which no "
-                f"longer exists in {name.registry}: it was deleted (or expired by a lifecycle policy) since; "
-                "re-run the DAG to pin the tag anew."
-            ) from None
+            raise pinned_digest_gone(self._ecr_image, pin, name.registry) from None
 
     def _pin(self, name: ImageName) -> Pin | None:
         """The digest to pull and run ``name`` by: this run's pin, the tag resolved now, or none."""
@@ -223,7 +219,8 @@ class EcrRegistryAuthMixin(BaseOperator):
         return image_lineage(self._ecr_record)
 
 
-def _is_templated(*values: Any) -> bool:
+def is_templated(*values: Any) -> bool:
+    """Whether any of ``values`` is still a Jinja template (rendered only when the task runs)."""
     return any("{{" in str(v) or "{%" in str(v) for v in values if v is not None)
 
 

@@ -6,9 +6,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_ecr._compat import BaseOperator
-from airflow_ecr.exceptions import EcrConfigurationError, EcrError
-from airflow_ecr.hooks.docker import REGIONAL_OUTAGES, EcrDockerHook, every_region_failed
-from airflow_ecr.images.manifests import Manifest
+from airflow_ecr.exceptions import EcrConfigurationError
+from airflow_ecr.hooks.docker import EcrDockerHook
 from airflow_ecr.images.pins import Pin, pins_as_xcom
 from airflow_ecr.images.reference import ImageName
 from airflow_ecr.settings import DEFAULT_AWS_CONN_ID
@@ -78,26 +77,7 @@ class EcrPinImagesOperator(BaseOperator):
                     docker_conn_id=self.docker_conn_id,
                     fallback_regions=self.fallback_regions,
                 )
-            pins[name] = Pin.of(self._resolve(hooks[name.registry], name))
+            _, manifest = hooks[name.registry].resolve_in_any_region(name.on(name.registry))
+            pins[name] = Pin.of(manifest)
             self.log.info("Pinned %s to %s", image, name.at(pins[name].digest))
         return pins_as_xcom(pins, names)
-
-    def _resolve(self, hook: EcrDockerHook, name: ImageName) -> Manifest:
-        """The manifest ``name`` points to, from a replica when its region fails (same digest there)."""
-        image = name.on(name.registry)
-        try:
-            return hook.resolve_manifest(image)
-        except REGIONAL_OUTAGES as err:
-            if not hook.fallback_registries:
-                raise
-            failures: list[tuple[str, EcrError]] = [(hook.registries[0].region, err)]
-        for replica in hook.fallback_registries:
-            self.log.warning(
-                "ECR in %s failed for %s (%s); resolving it in its replica in %s.",
-                failures[-1][0], image, failures[-1][1], replica.region,
-            )  # fmt: skip
-            try:
-                return hook.in_registry(replica).resolve_manifest(name.on(replica.host))
-            except REGIONAL_OUTAGES as err:
-                failures.append((replica.region, err))
-        raise every_region_failed(image, failures, failures[-1][1])

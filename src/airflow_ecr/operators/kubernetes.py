@@ -6,15 +6,23 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_ecr._compat import get_current_context, task_is_running
+from airflow_ecr.exceptions import EcrImageNotFoundError
+from airflow_ecr.hooks.docker import EcrDockerHook, replicas
+from airflow_ecr.images.pins import Pin, pin_for, pinned_digest_gone
 from airflow_ecr.images.record import XCOM_KEY, build_record
 from airflow_ecr.images.reference import ImageName, digest_in_image_id
 from airflow_ecr.kubernetes._provider import KubernetesPodOperator
 from airflow_ecr.kubernetes.attach import PullSecrets
 from airflow_ecr.kubernetes.pull_secrets import ecr_registries
+from airflow_ecr.operators.docker import is_templated
+from airflow_ecr.registry import EcrRegistry
 from airflow_ecr.settings import DEFAULT_AWS_CONN_ID, ecr_settings
 
 if TYPE_CHECKING:
     from airflow_ecr._compat import Context
+
+# What the ECR Kubernetes operator and decorator render on top of the provider's fields.
+ECR_KUBERNETES_TEMPLATE_FIELDS = ("aws_conn_id", "pinned_images", "fallback_regions")
 
 
 class EcrKubernetesPodOperator(KubernetesPodOperator):
@@ -27,30 +35,96 @@ class EcrKubernetesPodOperator(KubernetesPodOperator):
     deletes it with the pod) and swept if a worker dies in between. Images elsewhere are left alone,
     and ``image_pull_secrets`` given to the operator are kept. The token is only in that Secret.
 
+    The base container's image (``image``) can be run by digest: the digest this DAG run pinned
+    (``pinned_images``) or its tag resolved now (``resolve_digest``, one manifest ``HEAD``) goes into
+    the pod spec, so that every node runs exactly that. With ``fallback_regions`` that ``HEAD`` is
+    made in any case, and when the image's region fails the pod is given the replica's image.
+
     The XCom ``ecr_image`` records the base container's image by the digest its node reported
-    pulling (its ``imageID``), as the Docker operators record theirs; like the operator's own
-    ``pod_name`` XCom, it is pushed whatever ``do_xcom_push`` (which adds a result sidecar) says.
+    pulling (its ``imageID``), or pinned, as the Docker operators record theirs; like the
+    operator's own ``pod_name`` XCom, it is pushed whatever ``do_xcom_push`` (which adds a result
+    sidecar) says.
 
     Takes every ``KubernetesPodOperator`` argument, plus:
 
     :param aws_conn_id: the Airflow AWS connection tokens are fetched with (None: boto3's chain).
+    :param pinned_images: the result of an :class:`~airflow_ecr.operators.images.EcrPinImagesOperator`
+        (``pin.output``): run the digest this DAG run pinned the image's tag to.
+    :param resolve_digest: resolve the tag to its digest when the pod is made (one manifest
+        ``HEAD``) and run that digest.
+    :param fallback_regions: regions the repository is replicated to (ECR replication), asked in
+        order when the image's region fails (its ECR API or registry unreachable, 5xx, still
+        throttled) before the pod is made; never on a refusal (401/403) or a missing image (404).
+        A region failing after that is the kubelet's to retry.
     """
 
-    template_fields: Sequence[str] = (*KubernetesPodOperator.template_fields, "aws_conn_id")
+    template_fields: Sequence[str] = (*KubernetesPodOperator.template_fields, *ECR_KUBERNETES_TEMPLATE_FIELDS)
     # Tells airflow_ecr.kubernetes.pod_mutation_hook that this operator makes its own pull secret.
     adds_ecr_pull_secrets = True
 
-    def __init__(self, *, aws_conn_id: str | None = DEFAULT_AWS_CONN_ID, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        aws_conn_id: str | None = DEFAULT_AWS_CONN_ID,
+        pinned_images: Any = None,
+        resolve_digest: bool = False,
+        fallback_regions: Sequence[str] | str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.aws_conn_id = aws_conn_id
+        self.pinned_images = pinned_images
+        self.resolve_digest = resolve_digest
+        self.fallback_regions = fallback_regions
         self._ecr_pull_secret: str | None = None
+        self._ecr_placed: tuple[EcrRegistry, ImageName, Pin | None] | None = None
+        if self.image and fallback_regions and not is_templated(self.image, fallback_regions):
+            # Bad regions fail at DAG parse time when nothing is left to render, as in the Docker operators.
+            registries = ecr_registries([self.image], ecr_settings().registry_aliases)
+            if registries:
+                replicas(registries[0], fallback_regions)
 
     def build_pod_request_obj(self, context: Context | None = None, **kwargs: Any) -> Any:
         pod = super().build_pod_request_obj(context, **kwargs)
         # A dry run (``dry_run=True``, or no context on providers before that flag) makes no Secret.
         if context is not None and not kwargs.get("dry_run"):
+            self._place_base_image(pod)
             self._ecr_pull_secret = PullSecrets(self.client).attach(pod, self.aws_conn_id)
         return pod
+
+    def _place_base_image(self, pod: Any) -> None:
+        """
+        Put the base container's image into the pod spec by the digest it runs (pinned, or resolved
+        now) and in the region that answers, when the operator was asked to; else leave it be.
+
+        :param pod: the pod request (changed in place).
+        """
+        self._ecr_placed = None
+        container = next((c for c in pod.spec.containers if c.name == self.base_container_name), None)
+        asked_for = self.pinned_images is not None or self.resolve_digest or self.fallback_regions
+        if container is None or not container.image or not asked_for:
+            return
+        image = container.image
+        registries = ecr_registries([image], ecr_settings().registry_aliases)
+        if not registries:
+            return  # not on ECR: nothing to resolve, pin or fail over
+        name = ImageName.parse(image)
+        pin = pin_for(self.pinned_images, name, image) if self.pinned_images is not None else None
+        hook = EcrDockerHook(image=image, aws_conn_id=self.aws_conn_id, fallback_regions=self.fallback_regions)
+        asked = name.at(pin.digest) if pin is not None else name.on(name.registry)
+        try:
+            registry, manifest = hook.resolve_in_any_region(asked)
+        except EcrImageNotFoundError:
+            if pin is None:
+                raise
+            raise pinned_digest_gone(image, pin, name.registry) from None
+        if pin is None and self.resolve_digest and name.digest is None:
+            pin = Pin.of(manifest)
+        ran = ImageName.parse(name.on(registry.host))
+        container.image = ran.at(pin.digest) if pin is not None else ran.on(registry.host)
+        if container.image != image:
+            self.log.info("Running %s as %s", image, container.image)
+        self._ecr_placed = (registry, ran, pin)
 
     def get_or_create_pod(self, pod_request_obj: Any, context: Context) -> Any:
         pod = super().get_or_create_pod(pod_request_obj, context)
@@ -79,10 +153,11 @@ class EcrKubernetesPodOperator(KubernetesPodOperator):
         registries = ecr_registries([image], ecr_settings().registry_aliases) if image else []
         if not registries or remote_pod is None or remote_pod.status is None:
             return
+        registry, name, pin = self._ecr_placed or (registries[0], ImageName.parse(image), None)
         statuses = remote_pod.status.container_statuses or []
         image_id = next((s.image_id for s in statuses if s.name == self.base_container_name), None)
-        digest = digest_in_image_id(image_id, ImageName.parse(image))
-        record = build_record(image, registries[0].region, pulled=None, pull_digest=digest, inspect=None, pin=None)
+        digest = digest_in_image_id(image_id, name)
+        record = build_record(image, registry.region, pulled=None, pull_digest=digest, inspect=None, pin=pin, name=name)
         self.log.info("%s", record.log_line)
         ti = context.get("ti") if context else None
         if ti is not None:
