@@ -81,8 +81,8 @@ def test_no_rule_rewrites_nothing() -> None:
 @pytest.mark.parametrize(
     ("value", "said"),
     [
-        ("docker.io", "entry 'docker.io' is not 'upstream=<ECR registry host>/<repository prefix>'"),
-        (f"docker.io={ECR}", f"entry 'docker.io={ECR}' is not 'upstream="),
+        ("docker.io", "entry 'docker.io' lacks the '=' or the repository prefix;"),
+        (f"docker.io={ECR}", f"entry 'docker.io={ECR}' lacks the '=' or the repository prefix;"),
         ("docker.io=registry.example.com/docker-hub", "does not name a private ECR registry host right of '='"),
         ("docker.io=public.ecr.aws/docker-hub", "names ECR Public, which has no pull-through cache rules"),
         (f"docker hub={HUB}", "names no upstream registry host left of '=' ('docker hub')"),
@@ -96,7 +96,9 @@ def test_a_value_that_does_not_parse_is_one_sentence_naming_the_option_and_the_e
     message = str(caught.value)
     assert message.startswith("[ecr] pull_through_cache: entry ")
     assert said in message
-    assert message.endswith(f"fix it, e.g. 'docker.io={HUB}'.")
+    assert message.endswith(
+        f"fix it, each entry being 'upstream=<ECR registry host>/<repository prefix>', e.g. 'docker.io={HUB}'."
+    )
     assert message.replace("e.g. ", "eg ").count(". ") == 0  # one sentence
 
 

@@ -100,7 +100,7 @@ def parse_pull_through_cache(text: str) -> tuple[PullThroughRule, ...]:
         host, slash, prefix = target.removeprefix("https://").strip("/").partition("/")
         problem = None
         if not equals or not slash:
-            problem = "is not 'upstream=<ECR registry host>/<repository prefix>'"
+            problem = "lacks the '=' or the repository prefix"
         elif not _UPSTREAM.fullmatch(upstream.lower()):
             problem = f"names no upstream registry host left of '=' ({upstream!r})"
         elif not _PREFIX.fullmatch(prefix):
@@ -118,7 +118,10 @@ def parse_pull_through_cache(text: str) -> tuple[PullThroughRule, ...]:
         if problem is not None:
             from airflow_ecr.exceptions import EcrConfigurationError
 
-            raise EcrConfigurationError(f"{OPTION}: entry {entry!r} {problem}; fix it, e.g. '{EXAMPLE}'.")
+            raise EcrConfigurationError(
+                f"{OPTION}: entry {entry!r} {problem}; fix it, each entry being "
+                f"'upstream=<ECR registry host>/<repository prefix>', e.g. '{EXAMPLE}'."
+            )
         rules[upstream_host(upstream)] = PullThroughRule(upstream_host(upstream), host.lower(), prefix)
     return tuple(rules.values())
 
