@@ -128,3 +128,60 @@ def test_a_refused_or_missing_first_pull_names_the_import_permissions() -> None:
     # An unreachable registry is an outage, not a permission: left as it was.
     outage = EcrRegistryUnavailableError("connection refused")
     assert first_pull_error(outage, rewrite) is outage
+
+
+# -- the operators -------------------------------------------------------------------------------
+def test_a_docker_hub_image_passes_the_parse_time_check_only_with_a_rule(monkeypatch) -> None:
+    from airflow_ecr.operators.docker import EcrDockerOperator
+
+    with pytest.raises(EcrConfigurationError, match=r"Docker Hub.*\[ecr\] pull_through_cache"):
+        EcrDockerOperator(task_id="t", image="busybox:1.36")
+    monkeypatch.setenv("AIRFLOW__ECR__PULL_THROUGH_CACHE", f"docker.io={HUB}")
+    op = EcrDockerOperator(task_id="t", image="busybox:1.36", fallback_regions=["eu-central-1"])
+    assert op.image == "busybox:1.36"  # the name the DAG gave, until the task runs
+    monkeypatch.setenv("AIRFLOW__ECR__PULL_THROUGH_CACHE", "docker.io")
+    with pytest.raises(EcrConfigurationError, match=r"^\[ecr\] pull_through_cache: entry 'docker.io'"):
+        EcrDockerOperator(task_id="t", image="busybox:1.36")
+
+
+def test_the_rendered_image_is_rewritten_before_anything_connects_and_its_replicas_follow(monkeypatch) -> None:
+    from airflow_ecr.operators.docker import EcrDockerOperator
+
+    monkeypatch.setenv("AIRFLOW__ECR__PULL_THROUGH_CACHE", f"docker.io={HUB}")
+    op = EcrDockerOperator(task_id="t", image="{{ params.image }}", fallback_regions=["eu-central-1"],
+                           docker_url="unix:///nonexistent.sock")  # fmt: skip
+    op.image = "busybox:1.36"  # what rendering produced
+    seen: dict[str, object] = {}
+
+    def execute_in_regions(context: object) -> str:
+        seen["image"], seen["hook"] = op.image, op.hook
+        return "ran"
+
+    monkeypatch.setattr(op, "_execute_in_regions", execute_in_regions)
+    assert op.execute({}) == "ran"
+    assert seen["image"] == f"{HUB}/library/busybox:1.36"
+    hook = seen["hook"]
+    assert [r.host for r in hook.registries] == [ECR]  # type: ignore[attr-defined]
+    replica = hook.in_registry(hook.fallback_registries[0])  # type: ignore[attr-defined]
+    assert replica._target["image"] == "123456789012.dkr.ecr.eu-central-1.amazonaws.com/docker-hub/library/busybox:1.36"
+    assert op.image == "busybox:1.36"  # rendered fields show what the DAG gave
+
+
+def test_a_failed_pull_of_a_rewritten_image_names_the_first_pull_permissions(monkeypatch) -> None:
+    from airflow_ecr.operators.docker import EcrDockerOperator
+
+    monkeypatch.setenv("AIRFLOW__ECR__PULL_THROUGH_CACHE", f"docker.io={HUB}")
+    op = EcrDockerOperator(task_id="t", image="busybox:1.37")
+
+    def refused(context: object) -> None:
+        raise EcrPullError(f"Registry {ECR} rejected the credentials for {op.image}: denied")
+
+    monkeypatch.setattr(op, "_execute_in_regions", refused)
+    with pytest.raises(EcrPullError, match="ecr:BatchImportUpstreamImage and ecr:CreateRepository"):
+        op.execute({})
+    # Without a rule the same error is left as it was.
+    plain = EcrDockerOperator(task_id="p", image=f"{ECR}/app:1")
+    monkeypatch.setattr(plain, "_execute_in_regions", refused)
+    with pytest.raises(EcrPullError) as caught:
+        plain.execute({})
+    assert "BatchImportUpstreamImage" not in str(caught.value)
