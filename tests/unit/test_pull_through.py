@@ -185,3 +185,14 @@ def test_a_failed_pull_of_a_rewritten_image_names_the_first_pull_permissions(mon
     with pytest.raises(EcrPullError) as caught:
         plain.execute({})
     assert "BatchImportUpstreamImage" not in str(caught.value)
+
+
+def test_doctor_checks_an_upstream_image_by_its_cache_name_as_tasks_pull_it(monkeypatch) -> None:
+    from airflow_ecr.doctor import DoctorState
+
+    with pytest.raises(ValueError, match="Docker Hub"):
+        DoctorState(image="busybox:1.36")
+    monkeypatch.setenv("AIRFLOW__ECR__PULL_THROUGH_CACHE", f"docker.io={HUB}")
+    state = DoctorState(image="busybox:1.36")
+    assert state.image == f"{HUB}/library/busybox:1.36"
+    assert state.registry is not None and state.registry.host == ECR
