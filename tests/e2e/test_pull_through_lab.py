@@ -20,7 +20,7 @@ import pytest
 from airflow_ecr.exceptions import EcrImageNotFoundError
 from airflow_ecr.hooks.pull_errors import FIRST_PULL_ACTIONS
 from airflow_ecr.images.record import XCOM_KEY
-from airflow_ecr.operators.docker import EcrDockerOperator
+from airflow_ecr.operators.docker import EcrDockerOperator, EcrDockerSwarmOperator
 from airflow_ecr.operators.images import EcrPinImagesOperator
 from airflow_ecr.tokens.cache import TokenCache
 from helpers.airflow_harness import AirflowHarness
@@ -111,6 +111,17 @@ def test_pins_and_resolved_digests_go_through_the_cache_too(lab, aws, cache, tas
     assert resolved[XCOM_KEY]["digest"] == pins[cached]["digest"]
     assert resolved[XCOM_KEY]["requested"] == "docker.io/busybox:1.36"
     assert task_log(f"Resolving library/busybox:1.36 through the ECR pull-through cache as {cached}") == 1
+
+
+def test_a_swarm_service_carries_the_cache_name_and_its_login(lab, aws, cache):
+    TokenCache.clear_memory()
+    ti = RecordingTI()
+    op = EcrDockerSwarmOperator(task_id=f"s{uuid.uuid4().hex[:6]}", image="busybox:1.36", aws_conn_id=CONN,
+                                docker_url=lab.docker_host, command=["true"], auto_remove="success")  # fmt: skip
+    op.execute({"ti": ti})
+    record = ti.xcom[XCOM_KEY]
+    assert (record["image"], record["requested"]) == (f"{cache['cache']}/library/busybox:1.36", "busybox:1.36")
+    assert record["pinned"] is True and record["reference"].endswith("@" + record["digest"])
 
 
 def test_a_first_pull_the_cache_cannot_import_names_the_permissions_it_needs(lab, aws, cache):
