@@ -132,6 +132,11 @@ def test_a_first_pull_the_cache_cannot_import_names_the_permissions_it_needs(lab
     assert text.startswith(f"Image {NEVER_IMPORTED} is pulled through the ECR pull-through cache as {cached} ")
     assert all(action in text for action in FIRST_PULL_ACTIONS), text
     assert "manifest unknown" in text  # what the registry said, kept
+    # The pin task resolves it through the cache too, and fails in the same words.
+    with pytest.raises(EcrImageNotFoundError) as pinning:
+        EcrPinImagesOperator(task_id="pin", images=[NEVER_IMPORTED], aws_conn_id=CONN).execute({})
+    assert str(pinning.value).startswith(f"Image {NEVER_IMPORTED} is pulled through the ECR pull-through cache as")
+    assert all(action in str(pinning.value) for action in FIRST_PULL_ACTIONS)
 
 
 def test_images_of_other_registries_are_left_alone(lab, aws, cache, task_log):
