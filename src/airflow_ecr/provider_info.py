@@ -152,6 +152,23 @@ def get_provider_info() -> dict[str, Any]:
                         "example": "registry.example.com=123456789012:us-east-1",
                         "default": "",
                     },
+                    "pull_through_cache": {
+                        "description": "Upstream registries served through ECR pull-through cache rules, as "
+                        "'upstream=<ECR registry host>/<rule prefix>' entries separated by commas or newlines. "
+                        "The ECR Docker operators, @task.ecr_docker and the pin operator "
+                        "pull an image of such an upstream by its cache name instead, tag and digest kept: "
+                        "with 'docker.io=123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub', busybox:1.36 "
+                        "is pulled as 123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub/library/busybox:1.36 "
+                        "(Docker Hub's official images gain their implicit library/). Images of other registries "
+                        "are left alone. The first pull of an image through a rule needs "
+                        "ecr:BatchImportUpstreamImage and ecr:CreateRepository besides the pull permissions. "
+                        "Set it where DAGs are parsed too: an image with no template is checked there.",
+                        "version_added": "0.2.0",
+                        "type": "string",
+                        "example": "docker.io=123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub, "
+                        "ghcr.io=123456789012.dkr.ecr.eu-west-1.amazonaws.com/ghcr",
+                        "default": "",
+                    },
                     "aws_conn_id": {
                         "description": "The AWS connection of the modes no DAG argument reaches: the "
                         "Kubernetes pod mutation hook (airflow_ecr.kubernetes.pod_mutation_hook). Empty: "

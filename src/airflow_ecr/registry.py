@@ -305,7 +305,8 @@ def resolve_registry(
         raise ValueError(
             f"Image {image!r} has no registry host, so Docker would pull it from Docker Hub. "
             "Use the full ECR name: '<account>.dkr.ecr.<region>.amazonaws.com/"
-            f"{ref.repository}'."
+            f"{ref.repository}', or pull Docker Hub's images through an ECR pull-through cache rule "
+            "declared in [ecr] pull_through_cache ('docker.io=<ECR registry host>/<rule prefix>')."
         )
     return resolve_host(
         ref.host, registry_id=registry_id, region_name=region_name, aliases=aliases, subject=f"Image {image!r}"

@@ -6,7 +6,7 @@ and the token modules ask :func:`ecr_settings`. This module imports nothing at i
 Airflow: provider discovery loads ``provider_info`` (which reads the defaults here) while Airflow
 itself is still starting. A task process reads the section once: the result
 is kept until one of the environment variables that could change it does (``AIRFLOW__ECR__*``
-overrides, as tests and deployments set them), which costs a few dictionary lookups instead of six
+overrides, as tests and deployments set them), which costs a few dictionary lookups instead of seven
 configuration lookups. The retry options of the token call are read apart (:func:`token_retries`),
 when a process first makes a client: a task served from the cache never reads them.
 """
@@ -16,10 +16,12 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from airflow_ecr.images.pull_through import PullThroughRule
     from airflow_ecr.registry import EcrRegistry
 
 SECTION = "ecr"
@@ -57,6 +59,7 @@ _OPTIONS = (
     "refresh_jitter",
     "lock_timeout",
     "registry_aliases",
+    "pull_through_cache",
     "token_retry_mode",
     "token_max_attempts",
 )
@@ -83,6 +86,7 @@ class EcrSettings:
     :param lock_timeout: seconds to wait for another process's fetch before fetching anyway.
     :param registry_aliases: the declared alias hosts (lowercased) and the ECR registry each stands for.
     :param refresh_jitter: fraction of the refresh age by which a token may be refreshed early.
+    :param pull_through_cache: ``[ecr] pull_through_cache`` as written; :attr:`pull_through_rules` parses it.
     """
 
     cache_dir: Path | None
@@ -90,6 +94,22 @@ class EcrSettings:
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     registry_aliases: dict[str, EcrRegistry] = field(default_factory=dict)
     refresh_jitter: float = DEFAULT_REFRESH_JITTER
+    pull_through_cache: str = ""
+
+    @cached_property
+    def pull_through_rules(self) -> tuple[PullThroughRule, ...]:
+        """
+        The upstream registries served through ECR pull-through cache rules (``[ecr] pull_through_cache``).
+
+        Parsed at first use, not by :func:`ecr_settings`: a malformed value fails the tasks whose
+        images it rewrites, with its one sentence, and leaves the token cache, the secrets backend and
+        doctor working.
+
+        :raises EcrConfigurationError: naming the option and the malformed entry.
+        """
+        from airflow_ecr.images.pull_through import parse_pull_through_cache
+
+        return parse_pull_through_cache(self.pull_through_cache)
 
 
 @dataclass(frozen=True)
@@ -253,7 +273,8 @@ _read: tuple[tuple[str | None, ...], EcrSettings] | None = None
 def ecr_settings() -> EcrSettings:
     """
     Read ``[ecr] cache_enabled``, ``cache_dir``, ``refresh_ratio``, ``refresh_jitter``,
-    ``lock_timeout``, ``registry_aliases`` (once per process).
+    ``lock_timeout``, ``registry_aliases``, ``pull_through_cache`` (once per process; the last is
+    parsed at first use, see :attr:`EcrSettings.pull_through_rules`).
 
     :raises EcrConfigurationError: for a refresh ratio outside (0, 1], a jitter outside [0, 1) or a
         malformed alias.
@@ -273,6 +294,7 @@ def ecr_settings() -> EcrSettings:
         lock_timeout=conf.getfloat(SECTION, "lock_timeout", fallback=DEFAULT_LOCK_TIMEOUT),
         registry_aliases=parse_registry_aliases(conf.get(SECTION, "registry_aliases", fallback="")),
         refresh_jitter=check_refresh_jitter(_float_option(conf, "refresh_jitter", DEFAULT_REFRESH_JITTER)),
+        pull_through_cache=str(conf.get(SECTION, "pull_through_cache", fallback="")),
     )
     _read = (overrides, settings)
     return settings

@@ -70,6 +70,7 @@ def doctor(
     docker_url: str | None = None,
     docker_host_env: bool = False,
     access_key: str | None = None,
+    extra_env: dict[str, str] | None = None,
 ) -> Run:
     """
     ``airflow-ecr doctor --aws-conn-id aws_lab ARGS`` in a fresh AIRFLOW_HOME, the AWS connection
@@ -101,6 +102,7 @@ def doctor(
             "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
             "NO_PROXY": "127.0.0.1,localhost",
             "no_proxy": "127.0.0.1,localhost",
+            **(extra_env or {}),
         }
     )
     url = docker_url or lab.docker_host
@@ -324,6 +326,19 @@ def test_a_pull_through_cache_repository_names_the_first_pull_permissions(
     calls = emulator.calls(access_key=run.access_key)
     assert [c["target"].rsplit(".", 1)[1] for c in calls][-1] == "DescribePullThroughCacheRules"
     assert_no_token(run, emulator)
+
+
+def test_a_docker_hub_image_is_checked_by_its_pull_through_cache_name(
+    lab: Any, emulator: EmulatorClient, tmp_path: Path
+) -> None:
+    """``[ecr] pull_through_cache`` set: doctor checks ``busybox:1.37`` as tasks pull it, from the lab's
+    stand-in cache, which never imported that tag (a first pull it may not import)."""
+    emulator.faults(pull_through_rules=["docker-hub"])
+    option = {"AIRFLOW__ECR__PULL_THROUGH_CACHE": lab.raw["pull_through_cache"]["option"]}
+    run = doctor(lab, tmp_path, "--image", "busybox:1.37", "--json", extra_env=option)
+    failed = assert_stopped_at(run, "image", 8)
+    assert f"{HOST}/docker-hub/library/busybox:1.37" in run.stdout, run.stdout
+    assert "ecr:BatchImportUpstreamImage and ecr:CreateRepository" in failed["fix"], failed
 
 
 # -- the daemon ---------------------------------------------------------------------------------

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_ecr.doctor.results import DoctorState
+from airflow_ecr.hooks.pull_errors import FIRST_PULL_ACTIONS
 from airflow_ecr.registry import EcrRegistry
 
-FIRST_PULL_ACTIONS = ("ecr:BatchImportUpstreamImage", "ecr:CreateRepository")
+__all__ = ["FIRST_PULL_ACTIONS", "PullThroughCache", "find_rule", "first_pull_advice", "matching_rule"]
 # Pages of DescribePullThroughCacheRules read at most (a registry has at most a few dozen rules).
 _MAX_PAGES = 5
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_ecr import exit_codes
 from airflow_ecr.registry import EcrRegistry, ImageReference, parse_image, parse_registry_host, resolve_registry
 from airflow_ecr.settings import DEFAULT_AWS_CONN_ID
 from airflow_ecr.tokens.token import EcrToken
+
+if TYPE_CHECKING:
+    from airflow_ecr.images.pull_through import Rewrite
 
 Status = Literal["ok", "warn", "fail", "info", "skip"]
 # A check's (stable id, title), e.g. ("aws_identity", "AWS identity").
@@ -49,7 +52,8 @@ class DoctorState:
     """
     What the checks are about, and what earlier checks hand on to later ones.
 
-    :param image: the image to check, or None.
+    :param image: the image to check, or None; an image of an upstream in ``[ecr] pull_through_cache``
+        becomes its name in the pull-through cache, as the tasks pull it.
     :param aws_conn_id: the Airflow AWS connection (None: boto3's default chain).
     :param docker_url: the Docker daemon URL (None: ``$DOCKER_HOST`` or the local socket).
     :param named_in: what names the registry, for advice about a typo (the image name, or the
@@ -77,10 +81,17 @@ class DoctorState:
             try:
                 self.registry = image_registry(self.image)
             except ValueError:
-                aliases = _configured_aliases()  # loads Airflow's configuration: only when needed
-                if not aliases:
-                    raise
-                self.registry = image_registry(self.image, aliases)
+                # Loads Airflow's configuration: only when needed. Doctor checks an image of a
+                # pull-through upstream (busybox:1.36) as the tasks pull it, by its cache name.
+                rewrite = _through_cache(self.image)
+                if rewrite is not None:
+                    self.image = rewrite.image
+                    self.registry = image_registry(self.image)
+                else:
+                    aliases = _configured_aliases()
+                    if not aliases:
+                        raise
+                    self.registry = image_registry(self.image, aliases)
             self.reference = parse_image(self.image)
 
     @property
@@ -134,6 +145,14 @@ def _configured_aliases() -> Mapping[str, EcrRegistry]:
     from airflow_ecr.settings import ecr_settings
 
     return ecr_settings().registry_aliases
+
+
+def _through_cache(image: str) -> Rewrite | None:
+    """``image`` rewritten by ``[ecr] pull_through_cache``, as tasks rewrite it, or None."""
+    from airflow_ecr.images.pull_through import through_cache
+    from airflow_ecr.settings import ecr_settings
+
+    return through_cache(image, ecr_settings().pull_through_rules)
 
 
 def image_registry(image: str, aliases: Mapping[str, EcrRegistry] | None = None) -> EcrRegistry:

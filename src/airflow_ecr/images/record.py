@@ -22,7 +22,7 @@ class ImageRecord:
     """
     What one ECR task ran.
 
-    :param image: the image as rendered.
+    :param image: the image as rendered (its pull-through cache name, when a rule rewrote it).
     :param name: ``image``, parsed.
     :param region: the registry's region.
     :param digest: the registry's manifest digest the tag pointed to (an index's for a multi-arch
@@ -34,6 +34,8 @@ class ImageRecord:
     :param image_id: the local image id (its config digest), if known.
     :param pin: the pin (or the task's own resolution) the task pulled by, if any.
     :param note: why ``digest`` is None, or other news for the task log.
+    :param requested: the image as the task named it, when ``[ecr] pull_through_cache`` rewrote it
+        to ``image`` (its name in the ECR pull-through cache).
     """
 
     image: str
@@ -46,6 +48,7 @@ class ImageRecord:
     image_id: str | None = None
     pin: Pin | None = None
     note: str | None = None
+    requested: str | None = None
 
     @property
     def reference(self) -> str | None:
@@ -68,6 +71,7 @@ class ImageRecord:
             "image_id": self.image_id,
             "pinned": self.pin is not None,
             "resolved_at": self.pin.resolved_at if self.pin else None,
+            "requested": self.requested or self.image,
         }
 
     @property
@@ -84,6 +88,7 @@ def build_record(
     inspect: dict[str, Any] | None,
     pin: Pin | None,
     name: ImageName | None = None,
+    requested: str | None = None,
 ) -> ImageRecord:
     """
     The record of a task that ran ``image``.
@@ -95,6 +100,7 @@ def build_record(
     :param inspect: the daemon's inspect answer for the image that ran (None: not local, swarm).
     :param pin: the pin the task pulled by, if any.
     :param name: the image as pulled, when not ``image`` itself (a replica in a fallback region).
+    :param requested: the image as the task named it, when a pull-through cache rule rewrote it to ``image``.
     """
     name = name or ImageName.parse(image)
     inspect = inspect or {}
@@ -125,4 +131,4 @@ def build_record(
         # Without the manifest (a pull by tag reports only the digest) an index cannot be told from
         # a single manifest; a digest that names the image itself can.
         platform_digest = None
-    return ImageRecord(image, name, region, digest, pulled, platform, platform_digest, image_id, pin, note)
+    return ImageRecord(image, name, region, digest, pulled, platform, platform_digest, image_id, pin, note, requested)

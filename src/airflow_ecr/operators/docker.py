@@ -11,13 +11,15 @@ from airflow.providers.docker.operators.docker import DockerOperator
 from airflow.providers.docker.operators.docker_swarm import DockerSwarmOperator
 
 from airflow_ecr._compat import AirflowException, BaseOperator
-from airflow_ecr.exceptions import EcrError, EcrImageNotFoundError
+from airflow_ecr.exceptions import EcrError, EcrImageNotFoundError, EcrPullError
 from airflow_ecr.hooks._docker_compat import KeepsLastServiceTask
 from airflow_ecr.hooks.docker import REGIONAL_OUTAGES, EcrDockerHook, early_registries, every_region_failed, replicas
+from airflow_ecr.hooks.pull_errors import first_pull_error
 from airflow_ecr.images.pins import Pin, pin_for, pinned_digest_gone
+from airflow_ecr.images.pull_through import Rewrite, through_cache
 from airflow_ecr.images.record import XCOM_KEY, ImageRecord, build_record
 from airflow_ecr.images.reference import ImageName
-from airflow_ecr.settings import DEFAULT_AWS_CONN_ID
+from airflow_ecr.settings import DEFAULT_AWS_CONN_ID, ecr_settings
 
 if TYPE_CHECKING:
     from airflow_ecr._compat import Context
@@ -45,6 +47,9 @@ class EcrRegistryAuthMixin(BaseOperator):
         order when the image's region fails (its ECR API or registry unreachable, 5xx, or still
         throttled): the same repository and tag (or pinned digest) is pulled from the replica.
         Never on a refusal (401/403) or a missing image (404).
+
+    An image of a registry named in ``[ecr] pull_through_cache`` (``busybox:1.36`` for
+    ``docker.io=...``) is pulled by its name in the ECR pull-through cache, with everything above.
     """
 
     image: str
@@ -85,6 +90,7 @@ class EcrRegistryAuthMixin(BaseOperator):
         self._ecr_name: ImageName | None = None
         self._ecr_pin: Pin | None = None
         self._ecr_record: ImageRecord | None = None
+        self._ecr_rewrite: Rewrite | None = None
         if not is_templated(self.image, region_name, registry_id, registry_ids, fallback_regions):
             # Fail at DAG parse time when nothing is left to render.
             self._registries()
@@ -92,7 +98,8 @@ class EcrRegistryAuthMixin(BaseOperator):
     def _registries(self) -> Any:
         # The same check as the hook's: an alias host must be declared in [ecr] registry_aliases or
         # by the ecr_docker docker_conn_id connection (checked when the hook reads it).
-        target = {"image": self.image, "registry": None, "region_name": self.region_name,
+        rewrite = through_cache(self.image, ecr_settings().pull_through_rules)
+        target = {"image": rewrite.image if rewrite else self.image, "registry": None, "region_name": self.region_name,
                   "registry_id": self.registry_id, "registry_ids": self.registry_ids}  # fmt: skip
         registries = early_registries(target, self.docker_conn_id)
         if registries is not None:
@@ -125,9 +132,30 @@ class EcrRegistryAuthMixin(BaseOperator):
         )
 
     def execute(self, context: Context) -> Any:
+        # The rendered image, rewritten before anything connects: the hook, the pins, the replicas
+        # and the record all work with the name in the pull-through cache from here on.
+        requested = self.image
+        self._ecr_rewrite = rewrite = through_cache(requested, ecr_settings().pull_through_rules)
+        self._ecr_record = None
+        if rewrite is not None:
+            self.log.info("%s", rewrite.log_line())
+            self.image = rewrite.image
+        try:
+            return self._execute_in_regions(context)
+        except EcrPullError as err:
+            if rewrite is None:
+                raise
+            raise first_pull_error(err, rewrite) from None
+        finally:
+            self.image = requested
+            ti = context.get("ti")  # None when a test calls execute({}) directly
+            if self._ecr_record is not None and self.do_xcom_push and ti is not None:
+                ti.xcom_push(key=XCOM_KEY, value=self._ecr_record.as_xcom())
+
+    def _execute_in_regions(self, context: Context) -> Any:
+        """Run the image from its region, or from its replicas in ``fallback_regions`` when that fails."""
         self._registries()  # the rendered arguments, checked before anything connects
         self._ecr_image = rendered = self.image
-        self._ecr_record = None
         regions = [self.hook.registries[0], *self.hook.fallback_registries]
         failures: list[tuple[str, EcrError]] = []
         try:
@@ -155,9 +183,6 @@ class EcrRegistryAuthMixin(BaseOperator):
             raise AssertionError("unreachable: the last region returns or raises")
         finally:
             self.image = rendered
-            ti = context.get("ti")  # None when a test calls execute({}) directly
-            if self._ecr_record is not None and self.do_xcom_push and ti is not None:
-                ti.xcom_push(key=XCOM_KEY, value=self._ecr_record.as_xcom())
 
     def _execute_from(self, context: Context, image: str) -> Any:
         """The Docker operator's execute, pulling ``image`` (the image in one region) or its pin."""
@@ -206,6 +231,7 @@ class EcrRegistryAuthMixin(BaseOperator):
             pull_digest=client.pull_digests.get(self.image),
             inspect=inspect,
             pin=self._ecr_pin,
+            requested=self._ecr_rewrite.requested if self._ecr_rewrite else None,
         )
         if record.note:
             self.log.info("%s", record.note)

@@ -6,11 +6,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_ecr._compat import BaseOperator
-from airflow_ecr.exceptions import EcrConfigurationError
+from airflow_ecr.exceptions import EcrConfigurationError, EcrPullError
 from airflow_ecr.hooks.docker import EcrDockerHook
+from airflow_ecr.hooks.pull_errors import first_pull_error
 from airflow_ecr.images.pins import Pin, pins_as_xcom
+from airflow_ecr.images.pull_through import Rewrite, through_cache
 from airflow_ecr.images.reference import ImageName
-from airflow_ecr.settings import DEFAULT_AWS_CONN_ID
+from airflow_ecr.settings import DEFAULT_AWS_CONN_ID, ecr_settings
 
 if TYPE_CHECKING:
     from airflow_ecr._compat import Context
@@ -30,7 +32,9 @@ class EcrPinImagesOperator(BaseOperator):
         train = EcrDockerOperator(task_id="train", image=TRAIN, pinned_images=pin.output)
         score = EcrDockerOperator(task_id="score", image=SCORE, pinned_images=pin.output)
 
-    A tag that does not exist fails this task, before any container runs.
+    A tag that does not exist fails this task, before any container runs. An image of a registry
+    named in ``[ecr] pull_through_cache`` is resolved (and pinned) by its name in the ECR
+    pull-through cache, the name the ECR tasks then pull it by.
 
     :param images: the images (by tag) the run's ECR tasks use.
     :param aws_conn_id: the Airflow AWS connection tokens are fetched with (None: boto3's chain).
@@ -62,22 +66,33 @@ class EcrPinImagesOperator(BaseOperator):
         if not images or not all(isinstance(i, str) and i for i in images):
             raise EcrConfigurationError(f"images must be a non-empty list of image names, got {self.images!r}.")
         names: dict[ImageName, str] = {}
+        rewrites: dict[ImageName, Rewrite] = {}
+        rules = ecr_settings().pull_through_rules
         for image in images:
-            name = ImageName.parse(image)
+            rewrite = through_cache(image, rules)
+            name = ImageName.parse(rewrite.image if rewrite else image)
             if name.digest is not None:
                 raise EcrConfigurationError(f"Image {image} already names a digest: list it by tag, or not at all.")
             names.setdefault(name, image)
+            if rewrite is not None and name not in rewrites:
+                rewrites[name] = rewrite
+                self.log.info("%s", rewrite.log_line("Resolving"))
         hooks: dict[str, EcrDockerHook] = {}  # one per registry: its token is shared by its images
         pins: dict[ImageName, Pin] = {}
         for name, image in names.items():
             if name.registry not in hooks:
                 hooks[name.registry] = EcrDockerHook(
-                    image=image,
+                    image=name.on(name.registry),
                     aws_conn_id=self.aws_conn_id,
                     docker_conn_id=self.docker_conn_id,
                     fallback_regions=self.fallback_regions,
                 )
-            _, manifest = hooks[name.registry].resolve_in_any_region(name.on(name.registry))
+            try:
+                _, manifest = hooks[name.registry].resolve_in_any_region(name.on(name.registry))
+            except EcrPullError as err:
+                if name not in rewrites:
+                    raise
+                raise first_pull_error(err, rewrites[name]) from None
             pins[name] = Pin.of(manifest)
             self.log.info("Pinned %s to %s", image, name.at(pins[name].digest))
         return pins_as_xcom(pins, names)

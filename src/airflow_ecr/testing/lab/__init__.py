@@ -21,7 +21,11 @@ one else (:mod:`airflow_ecr.testing.lab.paths`; created 0700):
   emulator), plus one anonymous registry ``registry.lab.test``. Port 443 on a dedicated address is
   what lets image names be real ECR names without a port
   (``111111111111.dkr.ecr.eu-west-1.amazonaws.com/lab/busybox:1``);
-- test images pushed to every registry (see :mod:`airflow_ecr.testing.images`);
+- test images pushed to every registry (see :mod:`airflow_ecr.testing.images`), and the first
+  account's registry holding Docker Hub official images as an ECR pull-through cache rule
+  (``docker-hub``) would after their first pull (stand-ins: the lab's own images, see
+  :data:`~airflow_ecr.testing.lab.spec.PULL_THROUGH_IMAGES`); ``lab.json``'s ``pull_through_cache``
+  gives the ``[ecr] pull_through_cache`` value that serves them;
 - with ``--swarm``, a multi-node swarm (:mod:`~airflow_ecr.testing.lab.swarm`): the lab's dockerd
   is the manager (on ``198.18.1.1:2377``, its namespace's loopback) and two worker engines,
   ``worker-1`` and ``worker-2``, run in network, mount and UTS namespaces of their own, with fresh
@@ -97,6 +101,7 @@ from airflow_ecr.testing.lab.spec import (
     LAB_HOSTS,
     LAB_WORKERS,
     NODE_LABEL,
+    PULL_THROUGH_IMAGES,
     PYTHON_ACCOUNT,
     PYTHON_IMAGE,
     SWARM_ADDRESS,
@@ -120,6 +125,7 @@ __all__ = [
     "LAB_HOSTS",
     "LAB_WORKERS",
     "NODE_LABEL",
+    "PULL_THROUGH_IMAGES",
     "PYTHON_ACCOUNT",
     "PYTHON_IMAGE",
     "SETUP_COMMAND",

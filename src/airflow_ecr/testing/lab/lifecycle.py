@@ -33,6 +33,10 @@ from airflow_ecr.testing.lab.spec import (
     LAB_REGISTRIES,
     LAB_REPLICAS,
     LAB_WORKERS,
+    PULL_THROUGH_ACCOUNT,
+    PULL_THROUGH_IMAGES,
+    PULL_THROUGH_PREFIX,
+    PULL_THROUGH_UPSTREAM,
     PYTHON_IMAGE,
     SWARM_ADDRESS,
     LabAccount,
@@ -132,6 +136,7 @@ def _up(paths: LabPaths, swarm: bool, started: float) -> dict[str, Any]:
             "images": pushed[ANONYMOUS_HOST],
         },
         "images": {"busybox": BUSYBOX_IMAGE, "python": PYTHON_IMAGE},
+        "pull_through_cache": _pull_through_entry(),
         "pids": pids,
         "swarm": swarm,
         "nodes": nodes,
@@ -141,6 +146,17 @@ def _up(paths: LabPaths, swarm: bool, started: float) -> dict[str, Any]:
     write_json(paths.lab_json, info)
     say("lab", f"up in {time.monotonic() - started:.1f} s; {paths.lab_json}")
     return info
+
+
+def _pull_through_entry() -> dict[str, Any]:
+    """The lab's emulated pull-through cache rule, as ``lab.json`` describes it to tests."""
+    cache = f"{next(a.host for a in LAB_ACCOUNTS if a.account_id == PULL_THROUGH_ACCOUNT)}/{PULL_THROUGH_PREFIX}"
+    return {
+        "upstream": PULL_THROUGH_UPSTREAM,
+        "cache": cache,
+        "option": f"{PULL_THROUGH_UPSTREAM}={cache}",  # [ecr] pull_through_cache
+        "images": [name for _, name in PULL_THROUGH_IMAGES],
+    }
 
 
 def _registry_entry(paths: LabPaths, registry: LabAccount, pushed: dict[str, list[str]]) -> dict[str, Any]:

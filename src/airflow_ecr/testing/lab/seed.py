@@ -14,6 +14,9 @@ from airflow_ecr.testing.lab.spec import (
     ANONYMOUS_HOST,
     BUSYBOX_IMAGE,
     LAB_REGISTRIES,
+    PULL_THROUGH_ACCOUNT,
+    PULL_THROUGH_IMAGES,
+    PULL_THROUGH_PREFIX,
     PYTHON_ACCOUNT,
     PYTHON_IMAGE,
 )
@@ -63,6 +66,9 @@ def load_images(paths: LabPaths, emulator_url: str) -> dict[str, list[str]]:
             contents = list(ACCOUNT_IMAGES)
             if account.account_id == PYTHON_ACCOUNT:
                 contents.append((PYTHON_IMAGE, PYTHON_IMAGE))
+            if account.account_id == PULL_THROUGH_ACCOUNT and not account.replica:
+                # The blobs are already in this registry: the push only mounts them (no upload).
+                contents += [(local, f"{PULL_THROUGH_PREFIX}/library/{name}") for local, name in PULL_THROUGH_IMAGES]
             for local, name in contents:
                 _push(client, local, f"{account.host}/{name}", auth)
             pushed[account.host] = [f"{account.host}/{name}" for _, name in contents]

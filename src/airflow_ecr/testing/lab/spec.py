@@ -18,6 +18,16 @@ PYTHON_IMAGE = "lab/python:3.11"
 # What each account registry holds: (local image, name in the registry).
 ACCOUNT_IMAGES = ((BUSYBOX_IMAGE, "lab/busybox:1"), (BUSYBOX_IMAGE, "app/hello:1"))
 PYTHON_ACCOUNT = "111111111111"
+# An ECR pull-through cache rule for Docker Hub in the first account's registry: its prefix, and the
+# official images the cache holds, as Docker Hub names them. Stand-ins: the lab cannot reach Docker
+# Hub, so the lab's own busybox (Debian's busybox-static) and python stand in for Docker Hub's, seeded
+# under the names ECR's first pull would import them as (``docker-hub/library/busybox:1.36``). An image
+# not listed here is one whose first pull the cache cannot import: ECR's answer when the identity may
+# not ecr:BatchImportUpstreamImage.
+PULL_THROUGH_ACCOUNT = "111111111111"
+PULL_THROUGH_PREFIX = "docker-hub"
+PULL_THROUGH_UPSTREAM = "docker.io"
+PULL_THROUGH_IMAGES = ((BUSYBOX_IMAGE, "busybox:1.36"), (PYTHON_IMAGE, "python:3.11"))
 
 
 @dataclass(frozen=True)
