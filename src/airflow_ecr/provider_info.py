@@ -155,7 +155,8 @@ def get_provider_info() -> dict[str, Any]:
                     "pull_through_cache": {
                         "description": "Upstream registries served through ECR pull-through cache rules, as "
                         "'upstream=<ECR registry host>/<rule prefix>' entries separated by commas or newlines. "
-                        "The ECR Docker operators, @task.ecr_docker and the pin operator "
+                        "The ECR Docker operators, @task.ecr_docker, the pin operator and Kubernetes pods "
+                        "(EcrKubernetesPodOperator, @task.ecr_kubernetes, the pod mutation hook) "
                         "pull an image of such an upstream by its cache name instead, tag and digest kept: "
                         "with 'docker.io=123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub', busybox:1.36 "
                         "is pulled as 123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub/library/busybox:1.36 "

@@ -156,15 +156,20 @@ def test_pods_run_the_pinned_or_resolved_digest_and_every_on_finish_action_keeps
 ) -> None:
     """The pinned digest, and the tag resolved with one manifest HEAD, go into the pod spec (the node
     pulls that digest) and into the ``ecr_image`` XCom; a kept pod keeps its Secret (owned by it), and
-    the Secret goes when the pod is deleted later."""
+    the Secret goes when the pod is deleted later. An unmodified operator's Docker Hub image is pulled
+    through the ECR pull-through cache with its pod's Secret (the mutation hook)."""
     harness, namespace, env = deployment
     with kubelet_standin(cluster, namespace, e2e_lab["docker_host"]) as kubelet:
-        result = harness.dags_test("ecr_kubernetes_digests", timeout=420, extra_env=env)
+        through_cache = {"AIRFLOW__ECR__PULL_THROUGH_CACHE": e2e_lab["pull_through_cache"]["option"]}
+        result = harness.dags_test("ecr_kubernetes_digests", timeout=420, extra_env={**env, **through_cache})
     assert result.rc == 0, result.describe() + f"\nstand-in errors: {kubelet.errors}\npulls: {kubelet.pulls}"
     digest = harness.xcom("ecr_kubernetes_digests", "pin")[f"{e2e_lab['accounts'][0]['host']}/app/hello:1"]["digest"]
     repository = f"{e2e_lab['accounts'][0]['host']}/app/hello"
     pulled = {p.pod.rsplit("-", 1)[0]: p.image for p in kubelet.pulls if p.ok}
-    assert sorted(pulled.values()) == sorted([f"{repository}@{digest}"] * 2 + [f"{repository}:1"]), kubelet.pulls
+    docker_hub = f"{e2e_lab['accounts'][0]['host']}/docker-hub/library/busybox:1.36"
+    assert sorted(pulled.values()) == sorted([f"{repository}@{digest}"] * 2 + [f"{repository}:1", docker_hub])
+    assert all(p.secret == f"{p.pod}-ecr-pull" for p in kubelet.pulls), kubelet.pulls
+    assert f"Pulling busybox:1.36 through the ECR pull-through cache as {docker_hub}" in result.all_text()
     for task in ("pinned", "resolved"):
         record = harness.xcom("ecr_kubernetes_digests", task, key="ecr_image")
         assert (record["digest"], record["image"], record["pinned"]) == (digest, f"{repository}:1", True), record

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 from kubernetes.client import V1Container, V1ObjectMeta, V1OwnerReference, V1PodSpec
 
+from airflow_ecr.images.pull_through import parse_pull_through_cache
 from airflow_ecr.kubernetes.pull_secrets import (
     EXPIRES_ANNOTATION,
     LABEL,
@@ -17,6 +18,7 @@ from airflow_ecr.kubernetes.pull_secrets import (
     ecr_registries,
     is_orphan,
     pod_images,
+    pull_through_pod,
     secret_body,
     secret_name,
     tokens_in_secret,
@@ -90,3 +92,25 @@ def test_an_unowned_secret_is_an_orphan_only_after_its_grace_or_expiry() -> None
     assert not is_orphan(meta(age=ORPHAN_AFTER + 1, owned=True), now)  # the pod's, the GC's to delete
     assert not is_orphan(meta(age=ORPHAN_AFTER + 1, ours=False), now)  # not ours
     assert not is_orphan(V1ObjectMeta(labels={LABEL: "true"}), now)  # no date, no expiry: leave it
+
+
+def test_every_container_whose_upstream_has_a_rule_is_pointed_at_the_cache_and_others_are_left_alone() -> None:
+    cache = "111111111111.dkr.ecr.eu-west-1.amazonaws.com"
+    rules = parse_pull_through_cache(f"docker.io={cache}/docker-hub")
+    spec = V1PodSpec(
+        init_containers=[V1Container(name="init", image="busybox:1.36")],
+        containers=[
+            V1Container(name="base", image="docker.io/library/busybox:1.36"),
+            V1Container(name="ecr", image=f"{cache}/app/hello:1"),
+            V1Container(name="ghcr", image="ghcr.io/org/tool:2"),
+        ],
+    )
+    rewrites = pull_through_pod(spec, rules)
+    images = [c.image for c in [*spec.init_containers, *spec.containers]]
+    through = f"{cache}/docker-hub/library/busybox:1.36"
+    assert images == [through, through, f"{cache}/app/hello:1", "ghcr.io/org/tool:2"]
+    assert [(r.requested, r.image) for r in rewrites] == [
+        ("busybox:1.36", through),
+        ("docker.io/library/busybox:1.36", through),
+    ]
+    assert pull_through_pod(spec, rules) == []  # a second pass (the operator, then the hook) finds nothing

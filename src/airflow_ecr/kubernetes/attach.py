@@ -22,10 +22,12 @@ from airflow_ecr.kubernetes.pull_secrets import (
     is_orphan,
     owner_patch,
     pod_images,
+    pull_through_pod,
     secret_body,
     secret_name,
     tokens_in_secret,
 )
+from airflow_ecr.settings import ecr_settings
 from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource
 
@@ -49,6 +51,17 @@ def _refused(action: str, name: str, namespace: str, err: Any) -> KubernetesPull
     )
 
 
+def use_pull_through_cache(pod: Any) -> None:
+    """
+    Point ``pod``'s images that an upstream of ``[ecr] pull_through_cache`` serves at their names in
+    the ECR pull-through cache, and log each rewrite once (a second call finds nothing to rewrite).
+
+    :param pod: a ``V1Pod`` not created yet (changed in place).
+    """
+    for rewrite in pull_through_pod(pod.spec, ecr_settings().pull_through_rules):
+        log.info("%s", rewrite.log_line())
+
+
 class PullSecrets:
     """
     The ECR pull secrets of pods, through one Kubernetes client.
@@ -64,14 +77,17 @@ class PullSecrets:
     def attach(self, pod: Any, aws_conn_id: str | None) -> str | None:
         """
         Give ``pod`` (a ``V1Pod`` not created yet, its name and namespace set) a pull secret for its
-        ECR images: the Secret is created now and named in ``pod.spec.image_pull_secrets``. Images
-        elsewhere are left alone. Returns the Secret's name, or None when no image is on ECR.
+        ECR images: the Secret is created now and named in ``pod.spec.image_pull_secrets``. Images an
+        upstream of ``[ecr] pull_through_cache`` serves are first pointed at the ECR cache
+        (:func:`use_pull_through_cache`); images elsewhere are left alone. Returns the Secret's name,
+        or None when no image is on ECR.
 
         :param pod: the pod request; changed in place.
         :param aws_conn_id: the AWS connection tokens are fetched with (None: boto3's default chain).
         """
         from kubernetes.client import V1LocalObjectReference
 
+        use_pull_through_cache(pod)
         registries = ecr_registries(pod_images(pod.spec), configured_aliases())
         if not registries:
             return None

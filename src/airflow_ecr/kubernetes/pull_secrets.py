@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from airflow_ecr.images.pull_through import PullThroughRule, Rewrite, through_cache
 from airflow_ecr.registry import EcrRegistry, resolve_registry
 from airflow_ecr.tokens.token import EcrToken
 
@@ -44,16 +45,37 @@ ORPHAN_AFTER = 600.0
 _NAME_MAX = 253  # a Secret's name is a DNS subdomain
 
 
+def _pod_containers(spec: Any) -> list[Any]:
+    """A pod spec's containers, init containers and ephemeral containers that name an image."""
+    groups = ("init_containers", "containers", "ephemeral_containers")
+    return [c for group in groups for c in getattr(spec, group, None) or () if getattr(c, "image", None)]
+
+
 def pod_images(spec: Any) -> list[str]:
     """
     Every image a pod spec runs: its containers', init containers' and ephemeral containers'.
 
     :param spec: a ``V1PodSpec`` (or anything with those attributes).
     """
-    images: list[str] = []
-    for group in ("init_containers", "containers", "ephemeral_containers"):
-        images.extend(c.image for c in getattr(spec, group, None) or () if getattr(c, "image", None))
-    return list(dict.fromkeys(images))
+    return list(dict.fromkeys(c.image for c in _pod_containers(spec)))
+
+
+def pull_through_pod(spec: Any, rules: Sequence[PullThroughRule]) -> list[Rewrite]:
+    """
+    Point every container whose image an upstream of ``[ecr] pull_through_cache`` serves (Docker Hub
+    and the like) at its name in the ECR pull-through cache; other images are left alone.
+
+    :param spec: a ``V1PodSpec`` (changed in place).
+    :param rules: the deployment's rules (``ecr_settings().pull_through_rules``).
+    :returns: the rewrites made, one per distinct image.
+    """
+    done: dict[str, Rewrite] = {}
+    for container in _pod_containers(spec):
+        rewrite = through_cache(container.image, rules)
+        if rewrite is not None:
+            container.image = rewrite.image
+            done.setdefault(rewrite.requested, rewrite)
+    return list(done.values())
 
 
 def ecr_registries(images: Iterable[str], aliases: Mapping[str, EcrRegistry]) -> list[EcrRegistry]:

@@ -9,10 +9,11 @@ from airflow_ecr._compat import get_current_context, task_is_running
 from airflow_ecr.exceptions import EcrImageNotFoundError
 from airflow_ecr.hooks.docker import EcrDockerHook, replicas
 from airflow_ecr.images.pins import Pin, pin_for, pinned_digest_gone
+from airflow_ecr.images.pull_through import through_cache
 from airflow_ecr.images.record import XCOM_KEY, build_record
 from airflow_ecr.images.reference import ImageName, digest_in_image_id
 from airflow_ecr.kubernetes._provider import KubernetesPodOperator
-from airflow_ecr.kubernetes.attach import PullSecrets
+from airflow_ecr.kubernetes.attach import PullSecrets, use_pull_through_cache
 from airflow_ecr.kubernetes.pull_secrets import ecr_registries
 from airflow_ecr.operators.docker import is_templated
 from airflow_ecr.registry import EcrRegistry
@@ -88,6 +89,7 @@ class EcrKubernetesPodOperator(KubernetesPodOperator):
         pod = super().build_pod_request_obj(context, **kwargs)
         # A dry run (``dry_run=True``, or no context on providers before that flag) makes no Secret.
         if context is not None and not kwargs.get("dry_run"):
+            use_pull_through_cache(pod)  # first: pins, replicas and the Secret are the cache name's
             self._place_base_image(pod)
             self._ecr_pull_secret = PullSecrets(self.client).attach(pod, self.aws_conn_id)
         return pod
@@ -149,15 +151,21 @@ class EcrKubernetesPodOperator(KubernetesPodOperator):
 
     def _record_image(self, remote_pod: Any, context: Any) -> None:
         """Log and push (XCom ``ecr_image``) what the base container ran, as its node reported it."""
-        image = self.image or ""  # None with a full pod spec or template that names the image
-        registries = ecr_registries([image], ecr_settings().registry_aliases) if image else []
+        requested = self.image or ""  # None with a full pod spec or template that names the image
+        settings = ecr_settings()
+        rewrite = through_cache(requested, settings.pull_through_rules) if requested else None
+        image = rewrite.image if rewrite is not None else requested
+        registries = ecr_registries([image], settings.registry_aliases) if image else []
         if not registries or remote_pod is None or remote_pod.status is None:
             return
         registry, name, pin = self._ecr_placed or (registries[0], ImageName.parse(image), None)
         statuses = remote_pod.status.container_statuses or []
         image_id = next((s.image_id for s in statuses if s.name == self.base_container_name), None)
         digest = digest_in_image_id(image_id, name)
-        record = build_record(image, registry.region, pulled=None, pull_digest=digest, inspect=None, pin=pin, name=name)
+        record = build_record(
+            image, registry.region, pulled=None, pull_digest=digest, inspect=None, pin=pin, name=name,
+            requested=requested if rewrite is not None else None,
+        )  # fmt: skip
         self.log.info("%s", record.log_line)
         ti = context.get("ti") if context else None
         if ti is not None:
