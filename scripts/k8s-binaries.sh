@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The Kubernetes servers the tests run (kube-apiserver, kube-controller-manager), built offline from
+# The Kubernetes servers the tests run (kube-apiserver, kube-controller-manager, and for the one real
+# node kube-scheduler and kubelet), built offline from
 # Debian bookworm's `kubernetes` source package (1.20.2, vendor/ complete) and cached outside the
 # checkout, so that a later run starts the cluster in seconds. Prints the directory of the binaries.
 #
@@ -11,7 +12,7 @@ set -euo pipefail
 version=1.20.2
 cache="${AIRFLOW_ECR_K8S_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/airflow-ecr/k8s}"
 bin="$cache/v$version/bin"
-targets=(kube-apiserver kube-controller-manager)
+targets=(kube-apiserver kube-controller-manager kube-scheduler kubelet)
 
 have_all() {
   for t in "${targets[@]}"; do [ -x "$bin/$t" ] || return 1; done

@@ -30,6 +30,7 @@ POD_ARGUMENTS = {
     "get_logs": False,
     "startup_timeout_seconds": 120,
     "on_finish_action": "delete_pod",
+    "image_pull_policy": "Always",  # a real node (test_kubernetes_node.py) asks the registry every time
     "deferrable": os.environ.get("AIRFLOW_ECR_K8S_DEFERRABLE") == "1",
 }
 
