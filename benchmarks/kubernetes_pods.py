@@ -18,7 +18,7 @@ Scenarios, ``--tasks N`` each (default 50):
 - ``executor_staggered``: N tasks that each start with an empty host cache (KubernetesExecutor: each
   task its own pod), one after another as pods start over time;
 - ``executor_at_once``: the same N released together: nothing is in the namespace yet when they
-  look, so the read-back cannot help the first wave.
+  look; one takes the namespace's fetch lease and asks ECR, the others wait for its pull secret.
 
 Usage: ``python benchmarks/kubernetes_pods.py --lab DIR [--tasks N] [--out FILE.json]`` (as root, a lab up;
 ``make bench-kubernetes`` starts one). Writes ``benchmarks/results/kubernetes.{json,md}`` by default.

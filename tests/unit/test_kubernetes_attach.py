@@ -8,7 +8,8 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -20,7 +21,14 @@ from kubernetes.client.exceptions import ApiException
 from airflow_ecr.exceptions import KubernetesPullSecretError
 from airflow_ecr.kubernetes import mutation
 from airflow_ecr.kubernetes.attach import PullSecrets
-from airflow_ecr.kubernetes.pull_secrets import LABEL, ORPHAN_AFTER
+from airflow_ecr.kubernetes.pull_secrets import (
+    LABEL,
+    LEASE_SECONDS,
+    ORPHAN_AFTER,
+    TOKENS_ANNOTATION,
+    lease_body,
+    lease_name,
+)
 from airflow_ecr.testing import EcrEmulator, EmulatedAccount
 from airflow_ecr.tokens.cache import TokenCache
 from helpers.isolation import aws_test_connection, isolate_from_host
@@ -52,6 +60,7 @@ class FakeCoreV1Api:
         self.secrets: dict[str, dict[str, Any]] = {}
         self.calls: list[str] = []
         self.refuse = refuse
+        self.before_next_list: Callable[[], None] | None = None  # what another task does meanwhile
 
     def _maybe_refuse(self, call: str) -> None:
         self.calls.append(call)
@@ -68,8 +77,19 @@ class FakeCoreV1Api:
         self._maybe_refuse("patch")
         self.secrets[name]["metadata"].update(body["metadata"])
 
+    def read_namespaced_secret(self, name: str, namespace: str) -> Any:
+        self._maybe_refuse("read")
+        if name not in self.secrets:
+            raise ApiException(status=404, reason="Not Found")
+        return SimpleNamespace(
+            metadata=V1ObjectMeta(name=name, annotations=self.secrets[name]["metadata"]["annotations"])
+        )
+
     def list_namespaced_secret(self, namespace: str, label_selector: str) -> Any:
         self._maybe_refuse("list")
+        if self.before_next_list is not None:
+            self.before_next_list()
+            self.before_next_list = None
         items = [
             SimpleNamespace(data=b.get("data"), metadata=V1ObjectMeta(name=n, labels=b["metadata"]["labels"],
                                                   annotations=b["metadata"]["annotations"],
@@ -102,10 +122,13 @@ def test_an_ecr_pod_gets_its_secret_and_keeps_the_others(emu: EcrEmulator) -> No
     config = json.loads(base64.b64decode(api.secrets["task-x1-ecr-pull"]["data"][".dockerconfigjson"]))
     assert list(config["auths"]) == [HOST]  # busybox is Docker Hub's: left alone
     assert config["auths"][HOST]["password"] == emu.password(ACCT)[0]
-    assert api.calls == ["list", "create"]
+    # The sweep's list, the fetch lease taken, the Secret, the lease released (nothing else of the
+    # namespace asked ECR for these tokens meanwhile).
+    assert api.calls == ["list", "create", "create", "delete"]
+    assert list(api.secrets) == ["task-x1-ecr-pull"]
     # Made already (the hook and the operator both ran): nothing more.
     assert PullSecrets(api).attach(request, "aws_test") == "task-x1-ecr-pull"
-    assert api.calls == ["list", "create"]
+    assert api.calls == ["list", "create", "create", "delete"]
 
 
 def test_a_pod_without_ecr_images_is_left_alone() -> None:
@@ -178,3 +201,49 @@ def test_a_task_with_an_empty_cache_reuses_its_identitys_fresh_token_from_the_na
     third.metadata.name = "task-x3"
     PullSecrets(api).attach(third, "aws_test")
     assert len(emu.calls()) == 2
+
+
+def test_a_task_that_finds_the_fetch_lease_held_waits_for_the_holders_secret_instead_of_asking_ecr(
+    emu: EcrEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """KubernetesExecutor pods released at the same instant: one takes the namespace's fetch lease and
+    asks ECR; another, finding it held, waits for the holder's pull secret and adopts its token."""
+    api = FakeCoreV1Api()
+    PullSecrets(api).attach(pod(f"{HOST}/app:1"), "aws_test")  # the holder's work, done beforehand
+    holders = api.secrets.pop("task-x1-ecr-pull")
+    key = json.loads(holders["metadata"]["annotations"][TOKENS_ANNOTATION])[HOST]["key"]
+    lease = lease_name([key])
+    api.secrets[lease] = lease_body(lease, "task-x1", time.time())  # ... while it still holds the lease
+
+    def holder_finishes() -> None:
+        api.secrets["task-x1-ecr-pull"] = holders
+        del api.secrets[lease]
+
+    monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path / "another-pods-cache"))
+    TokenCache.clear_memory()
+    second = pod(f"{HOST}/app:1")
+    second.metadata.name = "task-x2"
+    api.calls.clear()
+    original_read = api.read_namespaced_secret
+
+    def read_then_let_the_holder_finish(name: str, namespace: str) -> Any:
+        answer = original_read(name, namespace)
+        api.before_next_list = holder_finishes
+        return answer
+
+    monkeypatch.setattr(api, "read_namespaced_secret", read_then_let_the_holder_finish)
+    PullSecrets(api).attach(second, "aws_test")
+    assert len(emu.calls()) == 1  # the holder's call only
+    # The sweep, the lease found held and read, the holder's Secret found (adopted), ours made.
+    assert api.calls == ["list", "create", "read", "list", "create"]
+    assert api.secrets["task-x2-ecr-pull"]["data"] == holders["data"]
+
+
+def test_a_fetch_lease_left_behind_by_a_dead_task_is_swept_once_expired(emu: EcrEmulator) -> None:
+    api = FakeCoreV1Api()
+    request = pod(f"{HOST}/app:1")
+    stale = lease_name(["whatever"])
+    api.secrets[stale] = lease_body(stale, "task-gone", time.time() - LEASE_SECONDS - 1)
+    PullSecrets(api).attach(request, "aws_test")
+    assert list(api.secrets) == ["task-x1-ecr-pull"]
+    assert api.calls[:2] == ["list", "delete"]

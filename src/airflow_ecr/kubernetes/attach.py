@@ -17,9 +17,13 @@ from airflow_ecr.exceptions import KubernetesPullSecretError
 from airflow_ecr.hooks.docker import configured_aliases
 from airflow_ecr.kubernetes.pull_secrets import (
     LABEL,
+    LEASE_SECONDS,
     auth_for_host,
     ecr_registries,
     is_orphan,
+    lease_body,
+    lease_expired,
+    lease_name,
     owner_patch,
     pod_images,
     pull_through_pod,
@@ -97,13 +101,69 @@ class PullSecrets:
             return name  # done already (the operator and the mutation hook both ran)
         cache = self.cache or TokenCache.shared()
         source = EcrTokenSource.from_connection(aws_conn_id)
-        self._adopt(cache, cache.keys(source, registries), self.sweep(namespace))
-        tokens = cache.get(source, registries)
-        self.create(namespace, secret_body(name, pod.metadata.name, tokens, cache.keys(source, registries)))
+        keys = cache.keys(source, registries)
+        self._adopt(cache, keys, self.sweep(namespace))
+        lease = None if cache.serves(keys.values()) else self._lease_or_wait(namespace, keys, cache, pod.metadata.name)
+        try:
+            tokens = cache.get(source, registries)
+            self.create(namespace, secret_body(name, pod.metadata.name, tokens, cache.keys(source, registries)))
+        finally:
+            if lease is not None:
+                self._release(namespace, lease)
         pod.spec.image_pull_secrets = [*references, V1LocalObjectReference(name=name)]
         # The provenance line (tokens/cache.py) has said where each token came from and until when.
         log.info("Pull secret %s in namespace %s for %s.", name, namespace, ", ".join(sorted(tokens)))
         return name
+
+    def _lease_or_wait(self, namespace: str, keys: dict[str, str], cache: TokenCache, pod_name: str) -> str | None:
+        """
+        Single flight across the namespace's pods for tokens no cache here serves: take the fetch
+        lease (then this task asks ECR, and its pull secret shares the tokens), or, while another
+        task holds it, wait for that task's pull secret and adopt its tokens. Returns the lease's name
+        when this task holds it, None when the tokens were adopted or the holder took too long.
+
+        :param keys: each registry host's token cache key.
+        :param pod_name: the pod this task makes (named in the lease).
+        """
+        name = lease_name(keys.values())
+        deadline = time.monotonic() + LEASE_SECONDS
+        delay = 0.1
+        while True:
+            try:
+                self.api.create_namespaced_secret(namespace, lease_body(name, pod_name, time.time()))
+                return name
+            except Exception as err:
+                if getattr(err, "status", None) != _CONFLICT:
+                    raise _refused("create", name, namespace, err) from None
+            try:
+                held = self.api.read_namespaced_secret(name, namespace)
+            except Exception as err:
+                if getattr(err, "status", None) == 404:
+                    continue  # released meanwhile: its tokens are in the namespace now, or take it
+                raise _refused("read", name, namespace, err) from None
+            if lease_expired(held.metadata, time.time()):
+                self._release(namespace, name)  # its holder died or is stuck: take it over
+                continue
+            while time.monotonic() < deadline:
+                time.sleep(delay)
+                delay = min(delay * 2, 0.5)
+                listed = self._listed(namespace)
+                self._adopt(cache, keys, listed)
+                if cache.serves(keys.values()):
+                    return None
+                if not any(secret.metadata.name == name for secret in listed):
+                    break  # released without tokens for us (its fetch failed): try to take it
+            else:
+                log.info("The ECR fetch lease %s in namespace %s was held too long: asking ECR.", name, namespace)
+                return None
+
+    def _release(self, namespace: str, name: str) -> None:
+        """Delete the fetch lease ``name`` (already gone: nothing to do)."""
+        try:
+            self.api.delete_namespaced_secret(name, namespace)
+        except Exception as err:
+            if getattr(err, "status", None) != 404:
+                log.warning("Could not release the ECR fetch lease %s in namespace %s: %s", name, namespace, err)
 
     def own(self, namespace: str, name: str, pod_name: str, pod_uid: str) -> None:
         """
@@ -155,12 +215,8 @@ class PullSecrets:
         Delete the pull secrets of ``namespace`` that no pod owns and that are past their time
         (:func:`~airflow_ecr.kubernetes.pull_secrets.is_orphan`). Returns the others (``V1Secret``).
         """
-        try:
-            found = self.api.list_namespaced_secret(namespace, label_selector=f"{LABEL}=true")
-        except Exception as err:
-            raise _refused("list", f"{LABEL}=true", namespace, err) from None
         kept, deleted = [], 0
-        for secret in found.items:
+        for secret in self._listed(namespace):
             if not is_orphan(secret.metadata, now()):
                 kept.append(secret)
                 continue
@@ -172,6 +228,14 @@ class PullSecrets:
         if deleted:
             log.info("Deleted %d ECR pull secret(s) left behind in namespace %s.", deleted, namespace)
         return kept
+
+    def _listed(self, namespace: str) -> list[Any]:
+        """The namespace's pull secrets and fetch leases (``V1Secret``), by their label."""
+        try:
+            found = self.api.list_namespaced_secret(namespace, label_selector=f"{LABEL}=true")
+        except Exception as err:
+            raise _refused("list", f"{LABEL}=true", namespace, err) from None
+        return list(found.items)
 
     @staticmethod
     def _adopt(cache: TokenCache, keys: dict[str, str], secrets: list[Any]) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from airflow_ecr.images.pull_through import PullThroughRule, Rewrite, through_cache
 from airflow_ecr.registry import EcrRegistry, resolve_registry
+from airflow_ecr.tokens.sources import fingerprint
 from airflow_ecr.tokens.token import EcrToken
 
 # The Role a task's Kubernetes identity needs in the pods' namespace, and nothing cluster-wide: what
@@ -43,6 +44,13 @@ _SUFFIX = "-ecr-pull"
 # behind by a worker that died in between (or whose pod was refused), and is swept.
 ORPHAN_AFTER = 600.0
 _NAME_MAX = 253  # a Secret's name is a DNS subdomain
+# A fetch lease: the Secret (no data) whose creation makes one task of a namespace the one that asks
+# ECR for a set of tokens, while the others wait for its pull secret (single flight across pods with
+# empty host caches, such as the KubernetesExecutor's). Held at most this long: a lease older than that
+# (its holder died) is taken over, and swept like a pull secret left behind.
+LEASE_ANNOTATION = "airflow-ecr.io/fetch-lease"
+LEASE_SECONDS = 30.0
+_LEASE_PREFIX = "airflow-ecr-lease-"
 
 
 def _pod_containers(spec: Any) -> list[Any]:
@@ -159,6 +167,41 @@ def secret_body(name: str, pod_name: str, tokens: Mapping[str, EcrToken], keys: 
         },
         "data": {".dockerconfigjson": data},
     }
+
+
+def lease_name(keys: Iterable[str]) -> str:
+    """The fetch lease's name for a set of token cache keys (fingerprints, never secrets)."""
+    return _LEASE_PREFIX + fingerprint(sorted(set(keys)))[:24]
+
+
+def lease_body(name: str, holder: str, now: float) -> dict[str, Any]:
+    """
+    The fetch lease to create: labelled as a pull secret (so the sweep removes one left behind once it
+    expires) but with no tokens, so that nothing adopts it.
+
+    :param name: :func:`lease_name`.
+    :param holder: the pod whose task takes it (for whoever reads the namespace).
+    :param now: epoch seconds.
+    """
+    expires_at = int(now + LEASE_SECONDS)
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "Opaque",
+        "metadata": {
+            "name": name,
+            "labels": {LABEL: "true"},
+            "annotations": {LEASE_ANNOTATION: holder, EXPIRES_ANNOTATION: str(expires_at)},
+        },
+    }
+
+
+def lease_expired(metadata: Any, now: float) -> bool:
+    """Whether a fetch lease (its ``V1ObjectMeta``) is past its time: its holder is gone or stuck."""
+    try:
+        return float((metadata.annotations or {})[EXPIRES_ANNOTATION]) <= now
+    except (KeyError, ValueError):
+        return True
 
 
 def tokens_in_secret(data: Mapping[str, str] | None, annotations: Mapping[str, str] | None) -> dict[str, EcrToken]:

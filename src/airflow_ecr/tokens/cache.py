@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -148,6 +148,19 @@ class TokenCache:
         self.memory.write(key, token)
         self._adopted_from[key] = origin
         return True
+
+    def serves(self, keys: Iterable[str]) -> bool:
+        """
+        Whether :meth:`get` would ask ECR for none of ``keys`` (see :meth:`keys`): each has a token in
+        memory or the host cache that is not due for refresh.
+
+        :param keys: token cache keys.
+        """
+        now, origins = time.time(), dict[str, str]()
+        return all(
+            (token := self._lookup(key, now, origins)) is not None and not self.policy.needs_refresh(token, now)
+            for key in keys
+        )
 
     @staticmethod
     def _lock_name(identity: str, registry: EcrRegistry) -> str:
