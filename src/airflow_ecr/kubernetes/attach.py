@@ -128,7 +128,7 @@ class PullSecrets:
         name = lease_name(keys.values())
         deadline = time.monotonic() + LEASE_SECONDS
         delay = 0.1
-        while True:
+        while time.monotonic() < deadline:
             try:
                 self.api.create_namespaced_secret(namespace, lease_body(name, pod_name, time.time()))
                 return name
@@ -153,9 +153,8 @@ class PullSecrets:
                     return None
                 if not any(secret.metadata.name == name for secret in listed):
                     break  # released without tokens for us (its fetch failed): try to take it
-            else:
-                log.info("The ECR fetch lease %s in namespace %s was held too long: asking ECR.", name, namespace)
-                return None
+        log.info("The ECR fetch lease %s in namespace %s was held too long: asking ECR.", name, namespace)
+        return None
 
     def _release(self, namespace: str, name: str) -> None:
         """Delete the fetch lease ``name`` (already gone: nothing to do)."""
