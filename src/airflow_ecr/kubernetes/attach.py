@@ -147,6 +147,8 @@ class PullSecrets:
             while time.monotonic() < deadline:
                 time.sleep(delay)
                 delay = min(delay * 2, 0.5)
+                if cache.serves(keys.values()):
+                    return None  # the holder ran on this host: its tokens are in the host cache
                 listed = self._listed(namespace)
                 self._adopt(cache, keys, listed)
                 if cache.serves(keys.values()):
