@@ -40,12 +40,10 @@ from airflow_ecr.tokens.private_files import (
 )
 from airflow_ecr.tokens.private_files import (
     NOFOLLOW,
+    default_cache_path,
     foreign_link,
     private_problem,
     read_private_json,
-)
-from airflow_ecr.tokens.private_files import (
-    default_cache_dir as default_cache_dir,
 )
 from airflow_ecr.tokens.token import EcrToken
 
@@ -175,6 +173,11 @@ class MemoryStore(NullStore):
         """Empty every memory store of this process."""
         for store in list(_MEMORY_STORES):
             store.clear()
+
+
+def default_cache_dir() -> Path:
+    """The default host cache directory (:func:`~airflow_ecr.tokens.private_files.default_cache_path`)."""
+    return Path(default_cache_path())
 
 
 @dataclass(frozen=True)
