@@ -295,11 +295,12 @@ class AirflowHarness:
 
     # -- one-shot commands --------------------------------------------------------------------
     def run_cli(
-        self, *args: str, timeout: float = 120, env: Mapping[str, str] | None = None
+        self, *args: str, timeout: float = 120, env: Mapping[str, str] | None = None, program: str = "airflow"
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``airflow ARGS`` to completion (killed, with its group, after ``timeout`` s)."""
+        """Run ``airflow ARGS`` (or another ``program`` of the venv) to completion (killed, with its
+        group, after ``timeout`` s)."""
         proc = subprocess.Popen(
-            [str(self.venv / "bin" / "airflow"), *args],
+            [str(self.venv / "bin" / program), *args],
             env=dict(env or self.env()),
             cwd=self.home,
             stdin=subprocess.DEVNULL,
