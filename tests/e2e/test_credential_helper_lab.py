@@ -132,3 +132,53 @@ def test_example_docker_shape_through_configuration_alone(
     assert all(c["outcome"] == "ok" for c in calls), calls
     for account in e2e_lab["accounts"]:
         assert emulator.password(account["account_id"]) not in text
+
+
+@pytest.mark.airflow_run
+def test_where_a_helper_process_finds_the_aws_connection(
+    airflow: AirflowHarness, e2e_lab: dict[str, Any], emulator: EmulatorClient, tmp_path: Path
+) -> None:
+    """
+    A helper process is not a task: it reads ``[ecr] aws_conn_id`` as a standalone Airflow process
+    does. Measured per origin of the connection: an ``AIRFLOW_CONN_*`` variable, a secrets backend
+    (Airflow's own local-filesystem backend), the metadata database (written by ``airflow connections add``).
+    Airflow 2.11 reaches all three; Airflow 3 the first two only.
+    """
+    host = e2e_lab["accounts"][0]["host"]
+    outcomes: dict[str, str] = {}
+    for origin in ("environment", "secrets backend", "metadata database"):
+        key = new_access_key()
+        conn_id = f"aws_helper_{key.lower()}"
+        connection = json.loads(airflow.aws_connection(key))
+        extra = {
+            "AIRFLOW__ECR__AWS_CONN_ID": conn_id,
+            "AIRFLOW__ECR__CACHE_DIR": str(tmp_path / origin.replace(" ", "-")),
+        }
+        if origin == "environment":
+            extra[f"AIRFLOW_CONN_{conn_id.upper()}"] = json.dumps(connection)
+        elif origin == "secrets backend":
+            path = tmp_path / "connections.json"
+            path.write_text(json.dumps({conn_id: connection}))
+            extra["AIRFLOW__SECRETS__BACKEND"] = "airflow.secrets.local_filesystem.LocalFilesystemBackend"
+            extra["AIRFLOW__SECRETS__BACKEND_KWARGS"] = json.dumps({"connections_file_path": str(path)})
+        else:
+            added = airflow.run_cli("connections", "add", conn_id, "--conn-json", json.dumps(connection))
+            assert added.returncode == 0, added.stdout
+        env = airflow.env(extra=extra)
+        env.pop("AIRFLOW_CONN_AWS_LAB", None)
+        got = airflow.run_cli("get", env=env, program="docker-credential-airflow-ecr", stdin_text=host)
+        calls = emulator.calls(access_key=key)
+        outcomes[origin] = "token" if got.returncode == 0 and len(calls) == 1 else f"rc={got.returncode}"
+        if got.returncode != 0:
+            outcomes[origin] += ": " + got.stdout.strip().splitlines()[-1][:300]
+    print(f"\n[credential helper, Airflow {airflow.version}] {outcomes}")
+    assert outcomes["environment"] == "token", outcomes
+    assert outcomes["secrets backend"] == "token", outcomes
+    if airflow.major >= 3:
+        # Outside a task, Airflow 3's connection lookup (the task SDK's) does not read the metadata
+        # database even where this process could reach it: the id names no connection, boto3's default
+        # chain (empty here) is used, and the helper says so in one line (docs/credential-helper.md).
+        assert outcomes["metadata database"].startswith("rc=3:"), outcomes
+        assert "no such Airflow connection" in outcomes["metadata database"], outcomes
+    else:
+        assert outcomes["metadata database"] == "token", outcomes
