@@ -77,12 +77,18 @@ def go_env(env: BenchEnv, cache_dir: Path, access_key: str) -> dict[str, str]:
 
 
 def _get(argv: list[str], environ: dict[str, str], host: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(argv, env=environ, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    """A ``get`` process, its input already written and closed (so that N of them run at once)."""
+    proc = subprocess.Popen(argv, env=environ, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdin is not None
+    proc.stdin.write(host.encode())
+    proc.stdin.close()
+    proc.stdin = None  # written and closed: communicate() must not touch it again
+    return proc
 
 
-def _answered(kind: str, proc: subprocess.Popen[bytes], host: str) -> bool:
+def _answered(kind: str, proc: subprocess.Popen[bytes]) -> bool:
     """Whether ``proc`` answered ``get`` with an AWS login (its secret is never kept or shown)."""
-    out, _ = proc.communicate(input=host.encode(), timeout=300)
+    out, _ = proc.communicate(timeout=300)
     if kind.startswith("python"):
         return proc.returncode == 0
     try:
@@ -94,7 +100,7 @@ def _answered(kind: str, proc: subprocess.Popen[bytes], host: str) -> bool:
 def _timed(kind: str, argv: list[str], environ: dict[str, str], host: str) -> float:
     start = time.perf_counter()
     proc = _get(argv, environ, host)
-    if not _answered(kind, proc, host):
+    if not _answered(kind, proc):
         raise BenchFailure(kind, "warm get", f"{argv[0]} gave no AWS login for {host} (exit {proc.returncode})")
     return (time.perf_counter() - start) * 1000
 
@@ -103,7 +109,7 @@ def cold_burst(kind: str, argv: list[str], environ: dict[str, str], host: str, p
     """``processes`` ``get`` processes started together on an empty cache: failures and time to the last answer."""
     start = time.perf_counter()
     procs = [_get(argv, environ, host) for _ in range(processes)]
-    answered = [_answered(kind, proc, host) for proc in procs]
+    answered = [_answered(kind, proc) for proc in procs]
     return {"processes": processes, "failed": answered.count(False), "last_answer_s": time.perf_counter() - start}
 
 

@@ -280,3 +280,25 @@ def test_configure_docker_command(
     out, err = capsys.readouterr()
     assert f"{HOST}: credHelpers entry added" in out and f"{HOST}: configured in" in out
     assert "docker.io" in err and err.count("\n") == 1
+
+
+def test_one_process_at_a_time_takes_the_cold_path(helper_env: Path) -> None:
+    locator = index.locator(os.environ)
+    first = index.take_turn(HOST, locator, os.environ, timeout=1)
+    assert first is not None
+    waiter = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import os, sys; from airflow_ecr.credential_helper import index; "
+            f"sys.exit(index.take_turn({HOST!r}, {locator!r}, os.environ, timeout=0.3) is None)",
+        ],
+        env=dict(os.environ),
+        check=False,
+    )
+    assert waiter.returncode == 1  # timed out while the first holds the turn
+    index.end_turn(first)
+    second = index.take_turn(HOST, locator, os.environ, timeout=1)
+    assert second is not None
+    index.end_turn(second)
+    assert stat.S_IMODE(helper_env.stat().st_mode) == 0o700

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 
-from airflow_ecr.tokens.private_files import default_cache_path, private_directory, read_private_json
+from airflow_ecr.tokens.private_files import NOFOLLOW, default_cache_path, private_directory, read_private_json
 
 # typing.TYPE_CHECKING without importing typing (see airflow_ecr/__init__.py): this module, like
 # everything a warm get imports, sticks to os, stat and json (no pathlib, typing, contextlib).
@@ -48,6 +48,7 @@ except ImportError:  # pragma: no cover - per interpreter
 
 INDEX_VERSION = 1
 INDEX_SUFFIX = ".helper"
+LOCK_SUFFIX = ".helper-lock"
 USERNAME = "AWS"
 
 
@@ -150,6 +151,53 @@ def warm_get(host: str, locator_: str, environ: Mapping[str, str], now: float) -
         return str(entry["username"]), str(entry["password"])
     except (AttributeError, KeyError, TypeError, ValueError):
         return None
+
+
+def take_turn(host: str, locator_: str, environ: Mapping[str, str], timeout: float) -> int | None:
+    """
+    Wait (up to ``timeout`` seconds) for this host's turn at the cold path: a ``flock`` per record,
+    so that of N processes missing together one imports Airflow and asks the token cache, and the
+    others, once it is done, find its record warm (the token cache has its own single flight; this
+    one saves N - 1 imports of Airflow, seconds of CPU each). Returns the lock's descriptor (to
+    :func:`end_turn`), or None when there is no private directory to lock in or the wait timed out:
+    the caller goes on without it.
+
+    :param host: the registry host.
+    :param locator_: this process's :func:`locator`.
+    :param environ: the environment (``os.environ``).
+    :param timeout: how long to wait for a process already on the cold path.
+    """
+    import fcntl
+    import time
+
+    directory = index_directory(environ)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    if not private_directory(directory):
+        return None
+    path = os.path.join(directory, record_name(locator_, host) + LOCK_SUFFIX)
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o600)
+    except OSError:
+        return None
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except OSError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.05)
+
+
+def end_turn(fd: int | None) -> None:
+    """Release a turn from :func:`take_turn` (closing the descriptor releases the ``flock``)."""
+    if fd is not None:
+        os.close(fd)
 
 
 def hosts(environ: Mapping[str, str], now: float) -> list[str]:

@@ -52,11 +52,20 @@ def get(stdin: IO[str], stdout: IO[str]) -> int:
     locator = index.locator(os.environ)
     found = index.warm_get(host, locator, os.environ, time.time())
     if found is None:
-        code, cold = _cold(host, locator)
-        if isinstance(cold, str):
-            stdout.write(cold + "\n")
-            return code
-        found = cold
+        from airflow_ecr.settings import DEFAULT_LOCK_TIMEOUT
+
+        # One process of those missing together takes the cold path; the others wait, then read its record.
+        turn = index.take_turn(host, locator, os.environ, DEFAULT_LOCK_TIMEOUT)
+        try:
+            found = index.warm_get(host, locator, os.environ, time.time())
+            if found is None:
+                code, cold = _cold(host, locator)
+                if isinstance(cold, str):
+                    stdout.write(cold + "\n")
+                    return code
+                found = cold
+        finally:
+            index.end_turn(turn)
     username, secret = found
     stdout.write(
         f'{{"ServerURL": {_quoted(server_url)}, "Username": {_quoted(username)}, "Secret": {_quoted(secret)}}}\n'
