@@ -172,6 +172,7 @@ FLEET_LABELS = {
     "ours": "airflow-ecr (retry policy: standard, 7 attempts)",
     "ours_3_attempts": "airflow-ecr with botocore's default 3 attempts (the policy before)",
     "helper": "amazon-ecr-credential-helper (a cache per host)",
+    "ours_helper": "docker-credential-airflow-ecr (a cache per host, no docker_conn_id)",
 }
 FLEET_SCENARIOS = {
     "full": "bucket full",

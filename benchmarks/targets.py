@@ -127,6 +127,17 @@ def _fleet_targets(fleet: dict[str, Any] | None) -> list[dict[str, Any]]:
         "tenth": "a tenth of the bucket",
     }
     for scenario, label in labels.items():
+        helper = fleet["scenarios"].get(scenario, {}).get("ours_helper")
+        if helper:
+            targets.append(
+                {
+                    "target": f"a cold fleet of {fleet['hosts']} x {fleet['processes_per_host']}, {label}: "
+                    "0 docker-credential-airflow-ecr pulls failed",
+                    "measured": f"{helper['failed']} failed, {helper['ecr_calls']} ECR calls "
+                    f"({helper['throttled']} throttled), last token after {helper['last_token_s']} s",
+                    "met": helper["failed"] == 0,
+                }
+            )
         ours = fleet["scenarios"].get(scenario, {}).get("ours")
         if ours:
             targets.append(

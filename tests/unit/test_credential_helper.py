@@ -302,3 +302,23 @@ def test_one_process_at_a_time_takes_the_cold_path(helper_env: Path) -> None:
     assert second is not None
     index.end_turn(second)
     assert stat.S_IMODE(helper_env.stat().st_mode) == 0o700
+
+
+CODE_GET = "import sys; from airflow_ecr.credential_helper import protocol; sys.exit(protocol.main(['get']))"
+
+
+def test_a_helper_with_no_airflow_configuration_at_all_says_what_to_do(tmp_path: Path) -> None:
+    """No AIRFLOW_*, no AWS_*, an empty home: one line on stdout naming the connection, exit 3."""
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(tmp_path), "AWS_EC2_METADATA_DISABLED": "true"}
+    done = subprocess.run(
+        [sys.executable, "-c", CODE_GET],
+        input=HOST,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 3, done.stdout + done.stderr[-2000:]
+    assert done.stdout.count("\n") == 1 and "aws_conn_id='aws_default'" in done.stdout
+    assert done.stdout.startswith(protocol.PROG)
