@@ -39,6 +39,9 @@ REFUSED = (
     "host cache; remove the registry from 'credHelpers' in Docker's config.json to keep a login of your own."
 )
 USAGE = f"Usage: {PROG} <get|list|store|erase|version>"
+# Seconds a get waits for another process of the host already on the cold path for the same host
+# and identity: three times [ecr] lock_timeout's default, past the token call's own retries (51 s).
+TURN_TIMEOUT = 180.0
 
 
 def get(stdin: IO[str], stdout: IO[str]) -> int:
@@ -52,10 +55,11 @@ def get(stdin: IO[str], stdout: IO[str]) -> int:
     locator = index.locator(os.environ)
     found = index.warm_get(host, locator, os.environ, time.time())
     if found is None:
-        from airflow_ecr.settings import DEFAULT_LOCK_TIMEOUT
-
-        # One process of those missing together takes the cold path; the others wait, then read its record.
-        turn = index.take_turn(host, locator, os.environ, DEFAULT_LOCK_TIMEOUT)
+        # One process of those missing together takes the cold path; the others wait, then read its
+        # record. The wait is long: the leader's own calls are bounded (botocore's retries, the token
+        # cache's lock), a dead leader's flock is released at once, and a waiter that gives up
+        # imports Airflow too, which is what made 32 cold gets at once take 114 s on 2 cores.
+        turn = index.take_turn(host, locator, os.environ, TURN_TIMEOUT)
         try:
             found = index.warm_get(host, locator, os.environ, time.time())
             if found is None:
