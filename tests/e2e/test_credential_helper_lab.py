@@ -130,6 +130,8 @@ def test_example_docker_shape_through_configuration_alone(
     # One call per registry: the helper's processes share the host cache (single flight, warm index).
     assert sorted(tuple(c["registry_ids"]) for c in calls) == [("111111111111",), ("222222222222",)], calls
     assert all(c["outcome"] == "ok" for c in calls), calls
+    # One index record per registry: the tasks (each with its own AIRFLOW_CTX_* variables) shared it.
+    assert len(list((tmp_path / "cache").glob("*.helper"))) == 2
     for account in e2e_lab["accounts"]:
         assert emulator.password(account["account_id"]) not in text
 

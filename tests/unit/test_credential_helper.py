@@ -153,6 +153,12 @@ def test_a_warm_get_does_not_import_airflow_and_misses_when_the_identity_may_dif
             locator = index.locator(os.environ)
             assert index.warm_get(HOST, locator, os.environ, time.time()) is None, name
     assert index.warm_get(HOST, index.locator(os.environ), os.environ, time.time()) == ("AWS", "SECRET-1")
+    # The task context every task process exports (and a DockerOperator's helper inherits) names the
+    # task, not the identity: the next task still finds the record.
+    with monkeypatch.context() as task:
+        task.setenv("AIRFLOW_CTX_DAG_ID", "another_dag")
+        task.setenv("AIRFLOW_CTX_TASK_ID", "another_task")
+        assert index.warm_get(HOST, index.locator(os.environ), os.environ, time.time()) == ("AWS", "SECRET-1")
 
 
 def test_the_record_lapses_with_identity_recheck_and_the_refresh_policy(helper_env: Path) -> None:

@@ -16,7 +16,8 @@ used without asking Airflow again:
 The locator must change whenever the same ``[ecr] aws_conn_id`` could name another identity. The
 warm path cannot ask Airflow (that is the import it avoids), so it takes everything Airflow would
 read to resolve the id: every ``AIRFLOW_*`` variable (configuration overrides and their ``_CMD`` /
-``_SECRET`` forms, ``AIRFLOW_CONN_*`` connections, the team, ``AIRFLOW_HOME`` / ``AIRFLOW_CONFIG``),
+``_SECRET`` forms, ``AIRFLOW_CONN_*`` connections, the team, ``AIRFLOW_HOME`` / ``AIRFLOW_CONFIG``)
+but the task context (``AIRFLOW_CTX_*``, which names the task, not the deployment),
 the configuration file's bytes (the database, the secrets backends, ``[ecr]`` itself), and the AWS
 credential facts of the environment (:func:`~airflow_ecr.tokens.credential_facts.environment_facts`).
 Any change to them is a miss, never a wrong identity. What none of them shows, an edit of the
@@ -82,6 +83,16 @@ def _file_digest(path: str) -> str:
         return "absent"
 
 
+def _names_the_deployment(name: str) -> bool:
+    """
+    Whether an ``AIRFLOW*`` variable enters the locator: all but the task context the task runner
+    exports to every task (``AIRFLOW_CTX_DAG_ID``, ``..._TASK_ID``, ``..._DAG_RUN_ID``, ...), which a
+    ``DockerOperator``'s helper process inherits: with them, every task would miss the record of the
+    one before. The team (``AIRFLOW_CTX_TEAM_NAME``) stays: it selects connections.
+    """
+    return not name.startswith("AIRFLOW_CTX_") or name == "AIRFLOW_CTX_TEAM_NAME"
+
+
 def locator(environ: Mapping[str, str]) -> str:
     """
     What selects the identity and the cache this process would use, as one non-secret hash (see the
@@ -92,7 +103,7 @@ def locator(environ: Mapping[str, str]) -> str:
     from airflow_ecr.tokens.credential_facts import environment_facts
 
     digest = sha256(f"helper-v{INDEX_VERSION}|uid={os.geteuid()}".encode())
-    for name in sorted(n for n in environ if n.startswith("AIRFLOW")):
+    for name in sorted(n for n in environ if n.startswith("AIRFLOW") and _names_the_deployment(n)):
         digest.update(f"|{name}={environ[name]}".encode())
     digest.update(f"|cfg={_file_digest(config_path(environ))}|".encode())
     digest.update(repr(environment_facts(environ)).encode())
