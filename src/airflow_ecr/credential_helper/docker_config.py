@@ -24,7 +24,11 @@ HELPER_PROGRAM = f"docker-credential-{HELPER_NAME}"
 
 
 def config_file(environ: Mapping[str, str] = os.environ) -> Path:
-    """Docker's client configuration: ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``."""
+    """
+    Docker's client configuration: ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``.
+
+    :param environ: the environment (``os.environ``).
+    """
     directory = environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
     return Path(directory) / "config.json"
 
@@ -47,6 +51,7 @@ class Change:
         return self.before == HELPER_NAME
 
     def describe(self) -> str:
+        """What was done for the host, as the command prints it."""
         if self.configured:
             return f"{self.host}: already uses {HELPER_PROGRAM}"
         if self.before is None:
@@ -58,6 +63,7 @@ def read_config(path: Path) -> dict[str, Any]:
     """
     The configuration in ``path`` ({} when there is none).
 
+    :param path: Docker's ``config.json``.
     :raises DockerConfigError: when it cannot be read or is not a JSON object (left untouched).
     """
     from airflow_ecr.exceptions import DockerConfigError
@@ -88,13 +94,23 @@ def read_config(path: Path) -> dict[str, Any]:
 
 
 def plan(config: Mapping[str, Any], hosts: Sequence[str]) -> list[Change]:
-    """What configuring ``hosts`` changes in ``config``."""
+    """
+    What configuring ``hosts`` changes in ``config``.
+
+    :param config: the configuration as read.
+    :param hosts: the registry hosts to point at the helper.
+    """
     helpers = config.get("credHelpers", {})
     return [Change(host, helpers.get(host)) for host in dict.fromkeys(hosts)]
 
 
 def merged(config: Mapping[str, Any], changes: Sequence[Change]) -> dict[str, Any]:
-    """``config`` with the ``credHelpers`` entries of ``changes``; every other key as it was."""
+    """
+    ``config`` with the ``credHelpers`` entries of ``changes``; every other key as it was.
+
+    :param config: the configuration as read.
+    :param changes: what :func:`plan` found.
+    """
     result = dict(config)
     result["credHelpers"] = {**config.get("credHelpers", {}), **{c.host: HELPER_NAME for c in changes}}
     return result
@@ -104,6 +120,8 @@ def write_config(path: Path, config: Mapping[str, Any]) -> None:
     """
     Write ``config`` to ``path`` atomically, mode 0600 (the directory is created 0700 if missing).
 
+    :param path: Docker's ``config.json``.
+    :param config: the whole configuration to write.
     :raises DockerConfigError: when it cannot be written (the old file stays as it was).
     """
     from airflow_ecr.exceptions import DockerConfigError
@@ -131,6 +149,9 @@ def configure(hosts: Sequence[str], path: Path, check: bool = False) -> list[Cha
     Point ``hosts`` at the helper in the configuration at ``path`` (with ``check``: only say what
     would change). The file is written only when something changes.
 
+    :param hosts: the registry hosts (:func:`registry_hosts`).
+    :param path: Docker's ``config.json`` (:func:`config_file`).
+    :param check: only report; write nothing.
     :raises DockerConfigError: for a file that cannot be read, parsed or written (left untouched).
     """
     config = read_config(path)
@@ -146,6 +167,7 @@ def registry_hosts(registries: Sequence[str]) -> list[str]:
     host declared in ``[ecr] registry_aliases``); without any, every declared alias and the ECR
     registry it stands for (the only registries the configuration names).
 
+    :param registries: the command's REGISTRY arguments.
     :raises DockerConfigError: for a registry the helper would not serve, or nothing to configure.
     """
     from airflow_ecr.credential_helper.index import server_host

@@ -68,7 +68,11 @@ def server_host(server_url: str) -> str:
 
 
 def config_path(environ: Mapping[str, str]) -> str:
-    """Airflow's configuration file, found as Airflow finds it (``AIRFLOW_CONFIG``, else in ``AIRFLOW_HOME``)."""
+    """
+    Airflow's configuration file, found as Airflow finds it (``AIRFLOW_CONFIG``, else in ``AIRFLOW_HOME``).
+
+    :param environ: the environment (``os.environ``).
+    """
     if environ.get("AIRFLOW_CONFIG"):
         return os.path.expanduser(environ["AIRFLOW_CONFIG"])
     home = environ.get("AIRFLOW_HOME") or os.path.join(os.path.expanduser("~"), "airflow")
@@ -111,7 +115,12 @@ def locator(environ: Mapping[str, str]) -> str:
 
 
 def record_name(locator_: str, host: str) -> str:
-    """The record's file name (without suffix) for a locator and host."""
+    """
+    The record's file name (without suffix) for a locator and host.
+
+    :param locator_: a :func:`locator`.
+    :param host: the registry host.
+    """
     return sha256(f"{locator_}|{host}".encode()).hexdigest()[:40]
 
 
@@ -212,7 +221,12 @@ def end_turn(fd: int | None) -> None:
 
 
 def hosts(environ: Mapping[str, str], now: float) -> list[str]:
-    """The hosts with a current record for this locator (the protocol's ``list``)."""
+    """
+    The hosts with a current record for this locator (the protocol's ``list``).
+
+    :param environ: the environment (``os.environ``).
+    :param now: the time of the lookup (epoch seconds).
+    """
     directory = index_directory(environ)
     if not private_directory(directory):
         return []

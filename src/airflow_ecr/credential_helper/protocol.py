@@ -45,7 +45,12 @@ TURN_TIMEOUT = 180.0
 
 
 def get(stdin: IO[str], stdout: IO[str]) -> int:
-    """Answer ``get``: the server URL on stdin, the credentials (or :data:`NOT_FOUND`) on stdout."""
+    """
+    Answer ``get``: the server URL on stdin, the credentials (or :data:`NOT_FOUND`) on stdout.
+
+    :param stdin: the protocol's input.
+    :param stdout: the protocol's output.
+    """
     server_url = stdin.read().strip()
     host = index.server_host(server_url)
     if not host:
@@ -133,7 +138,11 @@ def _restore_stdout(saved: int) -> None:
 
 
 def list_hosts(stdout: IO[str]) -> int:
-    """Answer ``list``: the hosts this identity has a current record for, each with the username ``AWS``."""
+    """
+    Answer ``list``: the hosts this identity has a current record for, each with the username ``AWS``.
+
+    :param stdout: the protocol's output.
+    """
     import json
 
     stdout.write(json.dumps(dict.fromkeys(index.hosts(os.environ, time.time()), index.USERNAME)) + "\n")
