@@ -1,12 +1,14 @@
-.PHONY: bench bench-quick bench-per-process bench-fleet bench-kubernetes
+.PHONY: bench bench-quick bench-per-process bench-fleet bench-kubernetes bench-credential-helper
 
 # The benchmark against the peers (about 9 minutes on 2 cores), then the cold fleet against ECR's
-# rate limit (about 3 minutes): installs what it needs, starts a lab, writes
-# benchmarks/results/latest.{json,md,png} and fleet.{json,md}, stops the lab.
+# rate limit (about 3 minutes), Kubernetes pods, and the Docker credential helpers side by side:
+# installs what it needs, starts a lab, writes benchmarks/results/latest.{json,md,png},
+# fleet.{json,md}, kubernetes.{json,md} and credential_helper.{json,md}, stops the lab.
 bench:
 	bash scripts/bench.sh
 	bash scripts/bench.sh --only fleet
 	bash scripts/bench.sh --only kubernetes
+	bash scripts/bench.sh --only credential-helper
 
 # The same in a few repetitions (about 1.5 minutes; results in a temp dir).
 bench-quick:
@@ -28,3 +30,9 @@ bench-fleet:
 # the Kubernetes servers are built).
 bench-kubernetes:
 	bash scripts/bench.sh --only kubernetes
+
+# Only docker-credential-airflow-ecr against docker-credential-ecr-login: warm get per process (with
+# the Python interpreter's own start as the floor) and 32 cold gets at once
+# (benchmarks/results/credential_helper.{json,md}; about 2 minutes).
+bench-credential-helper:
+	bash scripts/bench.sh --only credential-helper

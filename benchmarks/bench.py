@@ -14,6 +14,7 @@ Usage (as root, with a lab up; ``scripts/bench.sh`` / ``make bench`` start one):
     python benchmarks/bench.py --lab DIR --only per-process [--profile]   # ours and the helper, < 1 min
     python benchmarks/bench.py --lab DIR --only digests   # what recording and pinning digests cost
     python benchmarks/bench.py --lab DIR --only fleet     # a cold fleet against ECR's rate limit
+    python benchmarks/bench.py --lab DIR --only credential-helper   # our Docker credential helper vs the Go one
 
 The run re-executes itself in a private mount namespace (``lab_env.py``) whose ``/etc/hosts`` points
 the credential helper's ECR API names at a TLS forwarder in front of the emulator; nothing global
@@ -120,6 +121,8 @@ def run(args: argparse.Namespace) -> int:
         out = Path(args.out).resolve()
     elif args.only == "fleet" and not args.quick:
         out = HERE / "results" / "fleet.json"
+    elif args.only == "credential-helper" and not args.quick:
+        out = HERE / "results" / "credential_helper.json"
     elif args.quick or args.only:
         out = Path(tempfile.mkdtemp(prefix="airflow-ecr-bench-quick-")) / "latest.json"
     else:
@@ -181,11 +184,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["per-process", "digests", "fleet"],
+        choices=["per-process", "digests", "fleet", "credential-helper"],
         help="per-process: only the per-new-task-process warm and cold figures of airflow-ecr and the "
         "credential helper (well under a minute); digests: only what recording and pinning image digests "
         "costs a task (results in a temp dir unless --out); fleet: N cold hosts x M task processes at once "
-        "against the emulator's ECR rate limit (benchmarks/results/fleet.json unless --quick or --out)",
+        "against the emulator's ECR rate limit (benchmarks/results/fleet.json unless --quick or --out); "
+        "credential-helper: docker-credential-airflow-ecr against docker-credential-ecr-login, warm get per "
+        "process and N cold gets at once (benchmarks/results/credential_helper.json unless --quick or --out)",
     )
     parser.add_argument(
         "--profile", action="store_true", help="add a cProfile of airflow-ecr's step in a new task process"

@@ -14,7 +14,10 @@ when it had its token, or its error:
 - ``ours_3_attempts``: the same with ``[ecr] token_max_attempts = 3``, botocore's default (what the
   token call had before);
 - ``helper``: docker-py's ``resolve_authconfig()`` running ``docker-credential-ecr-login`` with the
-  host's own cache directory (``AWS_ECR_CACHE_DIR``), its own retries (the AWS SDK's defaults).
+  host's own cache directory (``AWS_ECR_CACHE_DIR``), its own retries (the AWS SDK's defaults);
+- ``ours_helper``: the same, running ``docker-credential-airflow-ecr`` (``credHelpers`` in the host's
+  own ``DOCKER_CONFIG``, ``[ecr] aws_conn_id`` and the host's cache directory): a task without
+  ``docker_conn_id`` on a worker set up with ``airflow-ecr configure-docker``.
 
 Scenarios: ``full``: the bucket full (nothing else used the account lately); ``drained``: the
 bucket empty at the start, as right after another deployment of the account made its 200 calls;
@@ -31,6 +34,7 @@ import contextlib
 import json
 import os
 import secrets
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -47,7 +51,9 @@ SCENARIOS: dict[str, tuple[tuple[int, float] | None, str]] = {
     # second; a 10x smaller bucket stands for a fleet 10x larger, or hosts starting 10x closer together.
     "tenth": ((20, 2.0), "full"),
 }
-APPROACHES = ("ours", "ours_3_attempts", "helper")
+APPROACHES = ("ours", "ours_3_attempts", "helper", "ours_helper")
+# Docker's helper runs docker-credential-<name>: the name in credHelpers, per helper approach.
+HELPER_NAMES = {"helper": "ecr-login", "ours_helper": "airflow-ecr"}
 FLEET_CONN = "aws_fleet"
 THROTTLED = "ThrottlingException"
 
@@ -81,6 +87,16 @@ def host_env(env: BenchEnv, approach: str, key: str, cache_dir: Path) -> dict[st
         "extra": {"region_name": env.account["region"], "endpoint_url": env.emulator_url},
     }
     settings = {f"AIRFLOW_CONN_{FLEET_CONN.upper()}": json.dumps(connection), "AIRFLOW__ECR__CACHE_DIR": str(cache_dir)}
+    if approach == "ours_helper":
+        # What `airflow-ecr configure-docker <host>` writes, in this host's own Docker config.
+        docker_config = cache_dir.with_name(cache_dir.name + "-docker")
+        docker_config.mkdir(mode=0o700, parents=True, exist_ok=True)
+        (docker_config / "config.json").write_text(json.dumps({"credHelpers": {env.host: HELPER_NAMES[approach]}}))
+        settings.update(
+            DOCKER_CONFIG=str(docker_config),
+            PATH=f"{Path(sys.executable).parent}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+            AIRFLOW__ECR__AWS_CONN_ID=FLEET_CONN,
+        )
     if approach == "ours_3_attempts":
         settings["AIRFLOW__ECR__TOKEN_MAX_ATTEMPTS"] = "3"  # noqa: S105 - a number of attempts
     return settings
@@ -88,12 +104,13 @@ def host_env(env: BenchEnv, approach: str, key: str, cache_dir: Path) -> dict[st
 
 def credential_step(env: BenchEnv, approach: str) -> None:
     """One task process's credential step for the lab's first registry (raises on failure)."""
-    if approach == "helper":
+    if approach in HELPER_NAMES:
         import docker
 
         auth = docker.auth.resolve_authconfig(docker.auth.load_config(), env.host)
         if not auth or auth.get("Username") != "AWS":
-            raise BenchFailure("helper", "fleet", f"docker-credential-ecr-login gave no credentials for {env.host}")
+            program = f"docker-credential-{HELPER_NAMES[approach]}"
+            raise BenchFailure(approach, "fleet", f"{program} gave no credentials for {env.host}")
         return
     from approaches import forget_process_memory
 

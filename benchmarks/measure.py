@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from approaches import CLOCK, PEERS, Approach, build, get_connection, instrument
+from credential_helper import credential_helper_figures, helper_plan
 from digests import digests_figures, digests_run, digests_spec
 from fleet import fleet_figures, fleet_run, fleet_spec
 from floor import FLOOR_STEPS, floor_figures, floor_inputs, time_floor_step
@@ -63,6 +64,8 @@ def make_plan(quick: bool, only: str | None = None) -> dict[str, Any]:
         return {"only": only, "digest_rounds": 2 if quick else 20}
     if only == "fleet":
         return {"only": only, "fleet_hosts": 6 if quick else 50, "fleet_processes": 3 if quick else 8}
+    if only == "credential-helper":
+        return helper_plan(quick)
     return {
         "credential_rounds": 3 if quick else 100,
         "per_process_rounds": 3 if quick else 100,
@@ -437,6 +440,9 @@ def collect(env: BenchEnv, plan: dict[str, Any], profile: bool = False) -> dict[
         say(f"what recording and pinning digests cost: {plan['digest_rounds']} rounds")
         (result,) = run_task_processes(env, [digests_spec(env, plan)])
         figures["image_record"] = digests_figures(result)
+        return figures
+    if plan.get("only") == "credential-helper":
+        figures["credential_helper"] = credential_helper_figures(env, plan)
         return figures
     if plan.get("only") == "fleet":
         say(f"a cold fleet: {plan['fleet_hosts']} hosts x {plan['fleet_processes']} task processes at once")

@@ -172,6 +172,7 @@ FLEET_LABELS = {
     "ours": "airflow-ecr (retry policy: standard, 7 attempts)",
     "ours_3_attempts": "airflow-ecr with botocore's default 3 attempts (the policy before)",
     "helper": "amazon-ecr-credential-helper (a cache per host)",
+    "ours_helper": "docker-credential-airflow-ecr (a cache per host, no docker_conn_id)",
 }
 FLEET_SCENARIOS = {
     "full": "bucket full",
@@ -214,14 +215,21 @@ def markdown(report: dict[str, Any], image: str = "latest.png") -> str:
     names = report["approaches"]
     ratios = figures.get("ratios", {})
     lines = _header(report)
-    if report.get("only") in ("digests", "fleet"):
-        lines += _digest_lines(report) if report["only"] == "digests" else _fleet_lines(report)
+    if report.get("only") in ("digests", "fleet", "credential-helper"):
+        if report["only"] == "credential-helper":
+            from credential_helper import helper_lines
+
+            lines += helper_lines(report)
+        else:
+            lines += _digest_lines(report) if report["only"] == "digests" else _fleet_lines(report)
         lines += ["Targets:", "", "| target | measured | met |", "|---|---|---|"]
         for target in report["targets"]:
             lines.append(f"| {target['target']} | {target['measured']} | {'yes' if target['met'] else '**no**'} |")
         notes = report["notes"]
         if report["only"] == "fleet":  # what the fleet's figures measure, and how the helper is reached
             notes = [note for note in notes if "fleet" in note or "TLS forwarder" in note]
+        if report["only"] == "credential-helper":
+            notes = [note for note in notes if "credential-helper" in note or "TLS forwarder" in note]
         return "\n".join([*lines, "", *(f"- {note}" for note in notes)]) + "\n"
     full = "end_to_end_ms" in figures
     columns = [c for c in CREDENTIAL_COLUMNS if c[0] in figures]
@@ -479,7 +487,7 @@ def write_outputs(report: dict[str, Any], out: Path) -> dict[str, Path]:
     paths = {"json": out, "md": out.with_suffix(".md"), "png": out.with_suffix(".png")}
     paths["json"].write_text(json.dumps(report, indent=2) + "\n")
     paths["md"].write_text(markdown(report, paths["png"].name))
-    if report.get("only") in ("digests", "fleet"):  # a table of its own, no chart
+    if report.get("only") in ("digests", "fleet", "credential-helper"):  # a table of its own, no chart
         del paths["png"]
     else:
         chart(report, paths["png"])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from credential_helper import helper_targets
 from floor import FLOOR_PARTS, FLOOR_STEPS
 
 # The quick command for whoever optimises the hot path: printed in every report.
@@ -75,6 +76,7 @@ def evaluate_targets(figures: dict[str, Any]) -> list[dict[str, Any]]:
         )
     targets += _digest_targets(figures.get("image_record"))
     targets += _fleet_targets(figures.get("fleet"))
+    targets += helper_targets(figures.get("credential_helper"))
     e2e = ratios.get("end_to_end_pull_vs_floor", {}).get("ours")
     if e2e is not None:
         targets.append(
@@ -125,6 +127,17 @@ def _fleet_targets(fleet: dict[str, Any] | None) -> list[dict[str, Any]]:
         "tenth": "a tenth of the bucket",
     }
     for scenario, label in labels.items():
+        helper = fleet["scenarios"].get(scenario, {}).get("ours_helper")
+        if helper:
+            targets.append(
+                {
+                    "target": f"a cold fleet of {fleet['hosts']} x {fleet['processes_per_host']}, {label}: "
+                    "0 docker-credential-airflow-ecr pulls failed",
+                    "measured": f"{helper['failed']} failed, {helper['ecr_calls']} ECR calls "
+                    f"({helper['throttled']} throttled), last token after {helper['last_token_s']} s",
+                    "met": helper["failed"] == 0,
+                }
+            )
         ours = fleet["scenarios"].get(scenario, {}).get("ours")
         if ours:
             targets.append(
@@ -208,6 +221,12 @@ NOTES = [
     + "; ".join(FLOOR_STEPS[part] for part in FLOOR_PARTS)
     + ". The last is the least a regex masker does to learn a secret. The sum of their medians is the least a "
     "warm step can cost here, whatever its code.",
+    "Helper against helper (`bench.py --only credential-helper`): docker-credential-airflow-ecr and "
+    "docker-credential-ecr-login run as Docker runs them, a new process per get with the registry host on stdin, "
+    "timed from the start of the process to its answer (a JSON login with Username AWS; anything else fails the "
+    "run). Warm: both caches hold a valid token; interleaved round by round with `python -c pass` and `python -S "
+    "-c pass` of the same interpreter, the floor of any helper written in Python. Cold: N get processes started "
+    "together on an empty cache; ECR calls are the emulator's record by each helper's own access key.",
     f"Per-new-process figures of airflow-ecr and the helper alone, in well under a minute: `{PER_PROCESS_COMMAND}` "
     "(--profile adds a cProfile of airflow-ecr's warm and cold step in a new task process).",
 ]

@@ -4,7 +4,8 @@
 # ECR-style registries, ECR API emulator) in a temp dir, runs benchmarks/bench.py, stops the lab.
 # Writes benchmarks/results/latest.{json,md,png}. Extra arguments go to bench.py (e.g. --quick, or
 # --only per-process [--profile]: the per-new-task-process figures of airflow-ecr and the helper alone;
-# --only kubernetes [--tasks N]: what Kubernetes pods' pull secrets cost, benchmarks/kubernetes_pods.py).
+# --only kubernetes [--tasks N]: what Kubernetes pods' pull secrets cost, benchmarks/kubernetes_pods.py;
+# --only credential-helper: docker-credential-airflow-ecr against the Go helper, benchmarks/credential_helper.py).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

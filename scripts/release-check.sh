@@ -100,6 +100,8 @@ if "[apache_airflow_provider]\nprovider_info = airflow_ecr.provider_info:get_pro
     problems.append("the wheel has no apache_airflow_provider entry point")
 if "airflow-ecr = airflow_ecr.cli:main" not in entry_points:
     problems.append("the wheel has no airflow-ecr console script")
+if "docker-credential-airflow-ecr = airflow_ecr.credential_helper.protocol:main" not in entry_points:
+    problems.append("the wheel has no docker-credential-airflow-ecr console script")
 for field in (f"Version: {version}", "License-Expression: Apache-2.0", "Requires-Python: ", "Project-URL: Documentation"):
     if f"\n{field}" not in metadata:
         problems.append(f"the wheel's METADATA has no {field.strip()!r}")

@@ -18,6 +18,9 @@ Both commands share the exit codes of :mod:`airflow_ecr.exit_codes` (the table i
 airflow-ecr error names its own (``EcrError.exit_code``): :func:`main` ends with it and the error's
 one sentence; any other exception is exit code 1, shown by its type only.
 
+``airflow-ecr configure-docker [REGISTRY ...] [--check]`` points Docker's ``credHelpers`` for the
+registries at ``docker-credential-airflow-ecr`` (:mod:`airflow_ecr.credential_helper.docker_config`).
+
 ``airflow-ecr docs [PAGE]`` prints the documentation's address and the pages shipped in the
 package, or one page's Markdown (exit code 2 for an unknown page). It and ``--version`` import
 no Airflow.
@@ -152,6 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     doctor.add_argument("--json", action="store_true", help="print the results as JSON (for machines)")
     doctor.add_argument("--verbose", action="store_true", help="show Airflow's and boto3's own output, and tracebacks")
+    configure = commands.add_parser(
+        "configure-docker",
+        help="send Docker's logins for ECR registries to docker-credential-airflow-ecr (credHelpers)",
+        description="Merge credHelpers entries into Docker's config.json ($DOCKER_CONFIG/config.json, else "
+        "~/.docker/config.json), keeping every other key; written atomically, mode 0600. Without REGISTRY: "
+        "every alias declared in [ecr] registry_aliases and the ECR registry it stands for.",
+        epilog="exit codes: 0 configured (--check: all configured), 2 unknown registry, unreadable or "
+        "unparsable config.json (left untouched), or (--check) not configured",
+    )
+    configure.add_argument("registries", nargs="*", metavar="REGISTRY", help="an ECR registry host or declared alias")
+    configure.add_argument("--check", action="store_true", help="report the state; write nothing")
     docs = commands.add_parser(
         "docs",
         help="show the documentation's address and pages, or print one page",
@@ -226,6 +240,35 @@ def show_docs(page: str | None) -> int:
         return EXIT_USAGE
     text = (directory / f"{name}.md").read_text()
     print(_GENERATED.sub(_where_generated, text), end="" if text.endswith("\n") else "\n")
+    return EXIT_OK
+
+
+def configure_docker(args: argparse.Namespace) -> int:
+    """
+    Run ``configure-docker``: one line per registry (what changed, or with ``--check`` its state),
+    and whether ``docker-credential-airflow-ecr`` is on this PATH (Docker runs it by that name).
+    """
+    from airflow_ecr.credential_helper import docker_config
+
+    _quiet_airflow()
+    path = docker_config.config_file()
+    try:
+        changes = docker_config.configure(docker_config.registry_hosts(args.registries), path, check=args.check)
+    except Exception as err:
+        code, message = error_result(err)
+        print(f"{PROG}: error: {' '.join(message.split())}", file=sys.stderr)
+        return code
+    on_path = shutil.which(docker_config.HELPER_PROGRAM) is not None
+    for change in changes:
+        if args.check:
+            state = "configured" if change.configured else f"not configured (credHelpers: {change.before!r})"
+            print(f"{PROG}: {change.host}: {state} in {path}")
+        else:
+            print(f"{PROG}: {change.describe()} in {path}")
+    if not on_path:
+        print(f"{PROG}: warning: {docker_config.HELPER_PROGRAM} is not on PATH: Docker will not find it.")
+    if args.check and not (on_path and all(c.configured for c in changes)):
+        return EXIT_USAGE
     return EXIT_OK
 
 
@@ -347,6 +390,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "docs":
         return show_docs(args.page)
+    if args.command == "configure-docker":
+        return configure_docker(args)
     if not args.verbose:
         _quiet_airflow()
     if args.command == "doctor":

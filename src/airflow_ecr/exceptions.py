@@ -46,6 +46,13 @@ class EcrMissingConnectionError(EcrConfigurationError):
     kind = "missing_aws_connection"
 
 
+class DockerConfigError(EcrConfigurationError):
+    """A Docker ``config.json`` that ``airflow-ecr configure-docker`` will not touch (left as it was),
+    or a registry it cannot configure."""
+
+    kind = "docker_config"
+
+
 class EcrCredentialsError(EcrError):
     """AWS refused to hand out an ECR token: missing or invalid credentials, or missing permission."""
 

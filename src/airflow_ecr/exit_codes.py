@@ -17,6 +17,11 @@ Each error class in :mod:`airflow_ecr.exceptions` names the code it ends the com
 8     doctor: the image (repository, tag or digest) does not exist
 9     the Kubernetes API refused or failed a pull secret's create, patch or read
 ====  ===========================================================================
+
+``docker-credential-airflow-ecr`` speaks Docker's credential-helper protocol, whose clients read only
+zero or non-zero: it ends with 1 for the protocol's own errors (credentials not found: a host it
+does not serve; no server URL; an unknown action), as Docker's helpers do, 2 for a refused ``store``
+or ``erase``, and an airflow-ecr error's own code when a ``get`` fails (3 credentials, 4 ECR, ...).
 """
 
 from __future__ import annotations
@@ -31,3 +36,5 @@ EXIT_DOCKER = 6
 EXIT_REGISTRY = 7
 EXIT_IMAGE = 8
 EXIT_KUBERNETES = 9
+# docker-credential-airflow-ecr: the protocol's error exit (as in github.com/docker/docker-credential-helpers).
+EXIT_HELPER_PROTOCOL = 1

@@ -295,21 +295,27 @@ class AirflowHarness:
 
     # -- one-shot commands --------------------------------------------------------------------
     def run_cli(
-        self, *args: str, timeout: float = 120, env: Mapping[str, str] | None = None
+        self,
+        *args: str,
+        timeout: float = 120,
+        env: Mapping[str, str] | None = None,
+        program: str = "airflow",
+        stdin_text: str | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run ``airflow ARGS`` to completion (killed, with its group, after ``timeout`` s)."""
+        """Run ``airflow ARGS`` (or another ``program`` of the venv, with ``stdin_text`` as its input)
+        to completion (killed, with its group, after ``timeout`` s); its stdout and stderr together."""
         proc = subprocess.Popen(
-            [str(self.venv / "bin" / "airflow"), *args],
+            [str(self.venv / "bin" / program), *args],
             env=dict(env or self.env()),
             cwd=self.home,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL if stdin_text is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,
             start_new_session=True,
         )
         try:
-            output, _ = proc.communicate(timeout=timeout)
+            output, _ = proc.communicate(input=stdin_text, timeout=timeout)
         except subprocess.TimeoutExpired:
             Started("cli", proc, Path("/dev/null")).stop(grace=5)
             output, _ = proc.communicate()

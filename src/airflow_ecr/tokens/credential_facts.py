@@ -20,15 +20,14 @@ shared by several hosts must not rely on them.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import configparser
-import hashlib
-import json
-from collections.abc import Callable, Mapping
+# typing.TYPE_CHECKING without importing typing or collections.abc: the credential helper's warm
+# get computes these facts in a process of its own, per docker pull (see airflow_ecr/__init__.py).
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
-# A reader of small files: the bytes, or None when the file is missing or unreadable.
-FileReader = Callable[[str], "bytes | None"]
+    # A reader of small files: the bytes, or None when the file is missing or unreadable.
+    FileReader = Callable[[str], "bytes | None"]
 
 # Token files and shared AWS files are a few KiB; more is read no further (its hash still counts).
 MAX_FILE_BYTES = 256 * 1024
@@ -90,6 +89,8 @@ def read_small_file(path: str) -> bytes | None:
 
 
 def _sha256(data: bytes | str) -> str:
+    import hashlib  # here: loading OpenSSL costs the credential helper's warm get 2 ms when unused
+
     return hashlib.sha256(data.encode() if isinstance(data, str) else data).hexdigest()
 
 
@@ -108,6 +109,12 @@ def token_facts(token: bytes | str | None) -> Fact:
     raw = token.strip() if isinstance(token, bytes) else token.strip().encode()
     parts = raw.split(b".")
     if len(parts) == 3:
+        # Here, not at the top: most workers have no token file, and a warm credential-helper get
+        # computes these facts in a process of its own.
+        import base64
+        import binascii
+        import json
+
         try:
             claims = json.loads(base64.urlsafe_b64decode(parts[1] + b"=" * (-len(parts[1]) % 4)))
         except (binascii.Error, ValueError):
@@ -162,6 +169,8 @@ def profile_file_facts(kind: str, content: bytes | None) -> list[Fact]:
     """
     if content is None:
         return []
+    import configparser  # here: the credential helper's warm get reads no AWS file on most workers
+
     parser = configparser.RawConfigParser(interpolation=None, strict=False)
     try:
         parser.read_string(content.decode("utf-8", "replace"))

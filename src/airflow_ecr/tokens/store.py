@@ -35,22 +35,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from airflow_ecr.tokens.private_files import (
+    CACHE_DIR_NAME as CACHE_DIR_NAME,
+)
+from airflow_ecr.tokens.private_files import (
+    NOFOLLOW,
+    default_cache_path,
+    foreign_link,
+    private_problem,
+    read_private_json,
+)
 from airflow_ecr.tokens.token import EcrToken
 
 log = logging.getLogger(__name__)
 
 CACHE_DIR_SETTING = "[ecr] cache_dir (AIRFLOW__ECR__CACHE_DIR)"
-CACHE_DIR_NAME = "airflow-ecr"
 _INDEX_VERSION = 1
-# Entries are a few hundred bytes; anything longer than this is not one of ours.
-_MAX_ENTRY_SIZE = 64 * 1024
 # A write takes milliseconds: a temp file older than this was left by a killed writer and still
 # holds a live token, so the next write removes it.
 _STALE_TEMP_AGE = 60.0
 _TEMP_PREFIX = ".tmp-"
-# Entries and locks are never opened through a symbolic link (only the owner can place one in the
-# private directory, but a link there could point anywhere, and O_CREAT would create its target).
-_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 # How many times a waiter takes over, with a takeover lock of its own, from holders still busy
 # (ECR slow, botocore retrying) after lock_timeout, then 3, 7 times it; after 15 times
 # lock_timeout the waiters fetch without a lock.
@@ -171,6 +175,11 @@ class MemoryStore(NullStore):
             store.clear()
 
 
+def default_cache_dir() -> Path:
+    """The default host cache directory (:func:`~airflow_ecr.tokens.private_files.default_cache_path`)."""
+    return Path(default_cache_path())
+
+
 @dataclass(frozen=True)
 class CacheInspection:
     """
@@ -188,15 +197,6 @@ class CacheInspection:
     details: dict[str, Any] = field(default_factory=dict)
 
 
-def default_cache_dir() -> Path:
-    """
-    The host cache's directory unless ``[ecr] cache_dir`` names one: ``$XDG_CACHE_HOME/airflow-ecr``,
-    or ``~/.cache/airflow-ecr``.
-    """
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / CACHE_DIR_NAME
-
-
 def _user(uid: int) -> str:
     try:
         return pwd.getpwuid(uid).pw_name
@@ -209,24 +209,6 @@ def _mode_or_zero(path: Path) -> int:
         return stat.S_IMODE(path.stat().st_mode)
     except OSError:
         return 0
-
-
-def _private_problem(info: os.stat_result) -> Literal["foreign_owner", "open_mode"] | None:
-    """The rule every use of the cache directory applies: it must be this user's, and private."""
-    if info.st_uid != os.geteuid():
-        return "foreign_owner"
-    if info.st_mode & 0o077:
-        return "open_mode"
-    return None
-
-
-def _foreign_link(link: os.stat_result) -> bool:
-    """
-    The rule for a cache directory that is a symbolic link (``lstat`` of it): the link must be this
-    user's, as its target must be (checked by :func:`_private_problem`). Whoever owns the link
-    chooses where tokens are written and read from.
-    """
-    return stat.S_ISLNK(link.st_mode) and link.st_uid != os.geteuid()
 
 
 class FileStore(NullStore):
@@ -262,7 +244,7 @@ class FileStore(NullStore):
             except FileNotFoundError:
                 self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
                 link = os.lstat(self.directory)
-            if _foreign_link(link):
+            if foreign_link(link):
                 return (
                     "ECR token cache disabled: %s is a symbolic link of another user; "
                     "set [ecr] cache_dir to a directory of this user to enable the cache.",
@@ -272,7 +254,7 @@ class FileStore(NullStore):
             info = os.stat(self.directory) if stat.S_ISLNK(link.st_mode) else link
         except OSError as err:
             return ("ECR token cache disabled: cannot create %s (%s).", self.directory, err.strerror)
-        problem = _private_problem(info)
+        problem = private_problem(info)
         if problem == "foreign_owner":
             return ("ECR token cache disabled: %s belongs to another user.", self.directory)
         if problem == "open_mode":
@@ -292,7 +274,7 @@ class FileStore(NullStore):
             link = os.lstat(directory)
             if stat.S_ISLNK(link.st_mode):
                 details.update(symlink_to=os.path.realpath(directory), link_owner=_user(link.st_uid))
-                if _foreign_link(link):
+                if foreign_link(link):
                     return CacheInspection(
                         "warn",
                         f"{directory} is a symbolic link of {_user(link.st_uid)}, not of this user "
@@ -336,7 +318,7 @@ class FileStore(NullStore):
             return CacheInspection(
                 "warn", f"{directory} is not a directory", fix=f"remove it or set {CACHE_DIR_SETTING}", details=details
             )
-        problem = _private_problem(info)
+        problem = private_problem(info)
         if problem == "foreign_owner":
             return CacheInspection(
                 "warn",
@@ -375,17 +357,10 @@ class FileStore(NullStore):
 
     def _read_json(self, path: Path) -> Any:
         """The JSON in ``path`` if the file is private to this user, else None."""
-        # os.open/os.read, not open(): a task process reads these files once, and the buffered
-        # text layer costs more there than the read itself.
-        fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
-        try:
-            if _private_problem(os.fstat(fd)) is not None:
-                log.warning("Ignoring ECR token cache file %s: not private to this user.", path)
-                return None
-            data = os.read(fd, _MAX_ENTRY_SIZE)
-        finally:
-            os.close(fd)
-        return json.loads(data)
+        data = read_private_json(path)
+        if data is None:
+            log.warning("Ignoring ECR token cache file %s: not private to this user.", path)
+        return data
 
     def read(self, key: str) -> EcrToken | None:
         if not self.usable():
@@ -469,11 +444,23 @@ class FileStore(NullStore):
             with contextlib.suppress(OSError):
                 os.unlink(self._path(locator, ".identity"))
 
+    def write_record(self, name: str, suffix: str, record: dict[str, Any]) -> None:
+        """
+        Write a small non-secret record beside the tokens, as atomically and privately as a token
+        (the credential helper's index, :mod:`airflow_ecr.credential_helper.index`).
+
+        :param name: the record's name (a fingerprint: never a secret, never a path).
+        :param suffix: its kind, e.g. ``.helper``.
+        :param record: the JSON-able record.
+        """
+        if self.usable():
+            self._write_json(self._path(name, suffix), record)
+
     def _open_lock(self, name: str, generation: int) -> int | None:
         """The lock file of ``name`` (a takeover's from generation 1), opened; None if it cannot be."""
         suffix = ".lock" if generation == 0 else f".{generation}.lock"
         try:
-            return os.open(self._path(name, suffix), os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
+            return os.open(self._path(name, suffix), os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o600)
         except OSError as err:
             log.warning("Cannot open the ECR token cache lock (%s); fetching without it.", err.strerror)
             return None

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
-from airflow_ecr.exceptions import EcrServiceError
 from airflow_ecr.registry import parse_registry_host
 
 # How the masker recognises a form of a password (:func:`mask_patterns`): its first characters, then
@@ -239,5 +238,7 @@ def tokens_by_registry_id(authorization_data: list[dict[str, Any]], ids: Sequenc
         tokens[registry_id] = token
     missing = [i for i in ids if i not in tokens]
     if missing:
+        from airflow_ecr.exceptions import EcrServiceError  # imports Airflow: only on this rare path
+
         raise EcrServiceError(f"ECR returned no authorization token for registry ids {missing}.")
     return tokens
