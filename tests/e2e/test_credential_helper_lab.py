@@ -21,6 +21,7 @@ import pytest
 
 from airflow_ecr.testing.emulator import EmulatorClient
 from helpers.airflow_harness import AirflowHarness, new_access_key
+from helpers.upstream_examples import edited, example_dag
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 
@@ -134,6 +135,48 @@ def test_example_docker_shape_through_configuration_alone(
     assert len(list((tmp_path / "cache").glob("*.helper"))) == 2
     for account in e2e_lab["accounts"]:
         assert emulator.password(account["account_id"]) not in text
+
+
+@pytest.mark.airflow_run
+def test_airflows_own_example_docker_dag_pulls_an_ecr_image_through_configuration_alone(
+    airflow: AirflowHarness, e2e_lab: dict[str, Any], emulator: EmulatorClient, tmp_path: Path
+) -> None:
+    """
+    The docker provider's own ``example_docker.py``, read from the sdist of the installed provider,
+    with its image changed to an ECR image and nothing of airflow-ecr in it: the pull goes through
+    ``docker-credential-airflow-ecr``, configured by ``airflow-ecr configure-docker``. The other
+    edits are what this machine forces, each stated (and each must still match upstream).
+    """
+    image = f"{e2e_lab['accounts'][0]['host']}/lab/busybox:1"
+    text = example_dag(airflow.venv, "apache-airflow-providers-docker", "tests/system/docker/example_docker.py")
+    dag = edited(text, [
+        ('image="centos:latest"', f'image="{image}"', "the one change the DAG's author would make"),
+        ('docker_url="unix://var/run/docker.sock"', f'docker_url="{e2e_lab["docker_host"]}"',
+         "the lab's engine; the tests create no system socket"),
+        ('network_mode="bridge"', 'network_mode="none"', "the lab's engine has no bridge"),
+        ('command="/bin/sleep 30"', 'command="/bin/sleep 1"', "time"),
+        ("from tests_common.test_utils.system_tests import get_test_run  # noqa: E402\n", "",
+         "Airflow's own test harness, not installed"),
+        ("test_run = get_test_run(dag)\n", "", "Airflow's own test harness, not installed"),
+    ] + ([] if airflow.major >= 3 else [
+        ("from airflow.providers.standard.operators.bash import BashOperator",
+         "from airflow.operators.bash import BashOperator", "Airflow 2.11 has no standard provider"),
+    ]))  # fmt: skip
+    (airflow.dags_folder / "example_docker_upstream.py").write_text(dag)
+    extra = {"DOCKER_CONFIG": str(tmp_path / "docker"), "AIRFLOW__ECR__AWS_CONN_ID": "aws_lab"}
+    configured = airflow.run_cli(
+        "configure-docker", e2e_lab["accounts"][0]["host"], env=airflow.env(extra=extra), program="airflow-ecr"
+    )
+    assert configured.returncode == 0, configured.stdout
+    remove_local_image(e2e_lab, image)  # so that the task's pull reaches the registry with the helper's login
+    try:
+        result = airflow.dags_test("docker_test", extra_env=extra, cache_dir=tmp_path / "cache", timeout=240)
+    finally:
+        (airflow.dags_folder / "example_docker_upstream.py").unlink()
+    assert result.rc == 0, result.describe()
+    calls = emulator.calls(access_key=result.access_key)
+    assert [tuple(c["registry_ids"]) for c in calls] == [("111111111111",)], calls
+    assert emulator.password("111111111111") not in result.all_text()
 
 
 @pytest.mark.airflow_run
