@@ -7,7 +7,6 @@ found on PATH (the venv's bin), and tokens from the lab's ECR emulator.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -16,27 +15,17 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import docker
 import pytest
 
 from airflow_ecr.testing.emulator import EmulatorClient
 from helpers.airflow_harness import AirflowHarness, new_access_key
+from helpers.lab_engine import remove_local_image
 from helpers.upstream_examples import edited, example_dag
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
 
 DAG_ID = "docker_credential_helper"
 DOCKER = shutil.which("docker")
-
-
-def remove_local_image(lab: dict[str, Any], image: str) -> None:
-    """So that the next pull must reach the registry with a login."""
-    client = docker.APIClient(base_url=lab["docker_host"])
-    try:
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            client.remove_image(image, force=True)
-    finally:
-        client.close()
 
 
 def helper_env(lab: dict[str, Any], tmp_path: Path, access_key: str, bin_dir: Path) -> dict[str, str]:

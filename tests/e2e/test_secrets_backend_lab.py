@@ -17,11 +17,11 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import docker
 import pytest
 
 from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount, EmulatorClient
 from helpers.airflow_harness import AirflowHarness, RunResult, new_access_key, shared_harness
+from helpers.lab_engine import remove_local_image
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(420)]
 
@@ -94,16 +94,6 @@ def short_tokens(emulator: EmulatorClient, accounts: list[str], ttl: float) -> I
         emulator.config(**before)
         for account in accounts:
             emulator.revoke(account)
-
-
-def remove_local_image(lab: dict[str, Any], image: str) -> None:
-    """So that the swarm node must pull it with the token (it keeps a local image if a pull fails)."""
-    client = docker.APIClient(base_url=lab["docker_host"])
-    try:
-        with contextlib.suppress(docker.errors.ImageNotFound):
-            client.remove_image(image, force=True)
-    finally:
-        client.close()
 
 
 def assert_no_secret(result: RunResult, secret_values: set[str]) -> None:
