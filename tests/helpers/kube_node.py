@@ -67,6 +67,16 @@ exec runc "$@"
 """
 
 
+# Kubelet 1.20's default, watch-based Secret manager can answer "not registered" for a pod's pull
+# secret in the instant after the pod is added (a kubelet race, whatever made the Secret), so it
+# pulls without it; KubernetesPodOperator then fails fast on ErrImagePull (seen here in one run of
+# four). "Get" reads each Secret from the API server when it is needed.
+_KUBELET_CONFIG = """apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+configMapAndSecretChangeDetectionStrategy: Get
+"""
+
+
 @dataclass
 class Node:
     """
@@ -133,6 +143,8 @@ def real_node(cluster: Cluster, lab: dict[str, Any], directory: Path, timeout: f
     client = docker.APIClient(base_url=lab["docker_host"])
     _build_pause_standin(client)
     admin = cluster.kubeconfig("node-admin", cluster.admin_token, "default")
+    config = directory / "kubelet.yaml"
+    config.write_text(_KUBELET_CONFIG)
     processes: list[subprocess.Popen[Any]] = []
     logs = {name: (directory / f"{name}.log").open("wb") for name in ("scheduler", "kubelet")}
     shim = contextlib.nullcontext() if can_lower_oom_score() else _engine_runtime_shim(lab, directory)
@@ -145,7 +157,8 @@ def real_node(cluster: Cluster, lab: dict[str, Any], directory: Path, timeout: f
             ))  # fmt: skip
             processes.append(subprocess.Popen(
                 ["unshare", "--mount", "--propagation", "private", str(bin_dir / "kubelet"),
-                 f"--kubeconfig={admin}", f"--root-dir={directory / 'kubelet'}", f"--cert-dir={directory / 'certs'}",
+                 f"--config={config}", f"--kubeconfig={admin}", f"--root-dir={directory / 'kubelet'}",
+                 f"--cert-dir={directory / 'certs'}",
                  "--container-runtime=docker", f"--docker-endpoint={lab['docker_host']}",
                  f"--pod-infra-container-image={PAUSE_IMAGE}", f"--hostname-override={NODE}",
                  "--node-ip=127.0.0.1", "--address=127.0.0.1", f"--port={free_port()}", "--read-only-port=0",
