@@ -54,21 +54,36 @@ def foreign_link(link: os.stat_result) -> bool:
     return stat.S_ISLNK(link.st_mode) and link.st_uid != os.geteuid()
 
 
+def directory_problem(
+    path: str | os.PathLike[str],
+) -> tuple[Literal["foreign_link", "foreign_owner", "open_mode"] | None, os.stat_result]:
+    """
+    The cache directory's rules, walked once: :func:`foreign_link`, then :func:`private_problem` of
+    what it points to. Returns the problem (None: none) and the ``stat`` of the directory.
+
+    :param path: the cache directory.
+    :raises OSError: when it cannot be examined (``FileNotFoundError``: it does not exist).
+    """
+    link = os.lstat(path)
+    if foreign_link(link):
+        return "foreign_link", link
+    # One system call unless it is a link: the cache checks its directory on every use.
+    info = os.stat(path) if stat.S_ISLNK(link.st_mode) else link
+    return private_problem(info), info
+
+
 def private_directory(path: str | os.PathLike[str]) -> bool:
     """
-    Whether ``path`` is an existing directory that :func:`foreign_link` and :func:`private_problem`
-    accept (a reader's check: it creates nothing and logs nothing).
+    Whether ``path`` is an existing directory with no :func:`directory_problem` (a reader's check:
+    it creates nothing and logs nothing).
 
     :param path: the cache directory.
     """
     try:
-        link = os.lstat(path)
-        if foreign_link(link):
-            return False
-        info = os.stat(path) if stat.S_ISLNK(link.st_mode) else link
+        problem, info = directory_problem(path)
     except OSError:
         return False
-    return stat.S_ISDIR(info.st_mode) and private_problem(info) is None
+    return problem is None and stat.S_ISDIR(info.st_mode)
 
 
 def read_private_json(path: str | os.PathLike[str]) -> Any:

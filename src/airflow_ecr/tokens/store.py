@@ -41,6 +41,7 @@ from airflow_ecr.tokens.private_files import (
 from airflow_ecr.tokens.private_files import (
     NOFOLLOW,
     default_cache_path,
+    directory_problem,
     foreign_link,
     private_problem,
     read_private_json,
@@ -240,21 +241,18 @@ class FileStore(NullStore):
         """None for a usable directory, else the warning (a format and its arguments)."""
         try:
             try:
-                link = os.lstat(self.directory)
+                problem, info = directory_problem(self.directory)
             except FileNotFoundError:
                 self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-                link = os.lstat(self.directory)
-            if foreign_link(link):
-                return (
-                    "ECR token cache disabled: %s is a symbolic link of another user; "
-                    "set [ecr] cache_dir to a directory of this user to enable the cache.",
-                    self.directory,
-                )
-            # One system call unless it is a link: this check runs on every use of the cache.
-            info = os.stat(self.directory) if stat.S_ISLNK(link.st_mode) else link
+                problem, info = directory_problem(self.directory)
         except OSError as err:
             return ("ECR token cache disabled: cannot create %s (%s).", self.directory, err.strerror)
-        problem = private_problem(info)
+        if problem == "foreign_link":
+            return (
+                "ECR token cache disabled: %s is a symbolic link of another user; "
+                "set [ecr] cache_dir to a directory of this user to enable the cache.",
+                self.directory,
+            )
         if problem == "foreign_owner":
             return ("ECR token cache disabled: %s belongs to another user.", self.directory)
         if problem == "open_mode":
