@@ -126,29 +126,21 @@ def _fleet_targets(fleet: dict[str, Any] | None) -> list[dict[str, Any]]:
         "drained": "bucket drained by another deployment",
         "tenth": "a tenth of the bucket",
     }
+    # What fails in each approach of ours: an operator's task process, or a pull through the helper.
+    failing = {"ours_helper": "docker-credential-airflow-ecr pulls", "ours": "airflow-ecr tasks"}
     for scenario, label in labels.items():
-        helper = fleet["scenarios"].get(scenario, {}).get("ours_helper")
-        if helper:
-            targets.append(
-                {
-                    "target": f"a cold fleet of {fleet['hosts']} x {fleet['processes_per_host']}, {label}: "
-                    "0 docker-credential-airflow-ecr pulls failed",
-                    "measured": f"{helper['failed']} failed, {helper['ecr_calls']} ECR calls "
-                    f"({helper['throttled']} throttled), last token after {helper['last_token_s']} s",
-                    "met": helper["failed"] == 0,
-                }
-            )
-        ours = fleet["scenarios"].get(scenario, {}).get("ours")
-        if ours:
-            targets.append(
-                {
-                    "target": f"a cold fleet of {fleet['hosts']} x {fleet['processes_per_host']}, {label}: "
-                    "0 airflow-ecr tasks failed",
-                    "measured": f"{ours['failed']} failed, {ours['ecr_calls']} ECR calls ({ours['throttled']} "
-                    f"throttled), last token after {ours['last_token_s']} s",
-                    "met": ours["failed"] == 0,
-                }
-            )
+        for approach, what in failing.items():
+            got = fleet["scenarios"].get(scenario, {}).get(approach)
+            if got:
+                targets.append(
+                    {
+                        "target": f"a cold fleet of {fleet['hosts']} x {fleet['processes_per_host']}, {label}: "
+                        f"0 {what} failed",
+                        "measured": f"{got['failed']} failed, {got['ecr_calls']} ECR calls ({got['throttled']} "
+                        f"throttled), last token after {got['last_token_s']} s",
+                        "met": got["failed"] == 0,
+                    }
+                )
     return targets
 
 
