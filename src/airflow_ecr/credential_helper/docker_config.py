@@ -19,6 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airflow_ecr.credential_helper.index import server_host
+from airflow_ecr.exceptions import DockerConfigError
+from airflow_ecr.registry import parse_registry_host, registry_host, resolve_host
+from airflow_ecr.settings import ecr_settings
+
 HELPER_NAME = "airflow-ecr"  # Docker runs docker-credential-<name>
 HELPER_PROGRAM = f"docker-credential-{HELPER_NAME}"
 
@@ -66,8 +71,6 @@ def read_config(path: Path) -> dict[str, Any]:
     :param path: Docker's ``config.json``.
     :raises DockerConfigError: when it cannot be read or is not a JSON object (left untouched).
     """
-    from airflow_ecr.exceptions import DockerConfigError
-
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -124,8 +127,6 @@ def write_config(path: Path, config: Mapping[str, Any]) -> None:
     :param config: the whole configuration to write.
     :raises DockerConfigError: when it cannot be written (the old file stays as it was).
     """
-    from airflow_ecr.exceptions import DockerConfigError
-
     temp = None
     try:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -170,13 +171,7 @@ def registry_hosts(registries: Sequence[str]) -> list[str]:
     :param registries: the command's REGISTRY arguments.
     :raises DockerConfigError: for a registry the helper would not serve, or nothing to configure.
     """
-    from airflow_ecr.credential_helper.index import server_host
-    from airflow_ecr.exceptions import DockerConfigError
-    from airflow_ecr.registry import parse_registry_host, registry_host, resolve_host
-
     if not registries:
-        from airflow_ecr.settings import ecr_settings
-
         aliases = ecr_settings().registry_aliases
         if not aliases:
             raise DockerConfigError(
@@ -193,8 +188,6 @@ def registry_hosts(registries: Sequence[str]) -> list[str]:
         try:
             parse_registry_host(host)
         except ValueError:
-            from airflow_ecr.settings import ecr_settings
-
             try:
                 resolve_host(host, aliases=ecr_settings().registry_aliases)
             except ValueError:
