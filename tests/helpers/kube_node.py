@@ -12,7 +12,8 @@ server, from the lab's registries (which accept only a live token), and reports 
 - where this machine cannot lower a process's ``oom_score_adj`` (no ``CAP_SYS_RESOURCE``: dockershim
   gives every pod sandbox -998, which runc then fails to set), the lab's engine runs containers
   through a test-only runtime shim that raises a negative value to 0 before calling runc. It is put
-  in the engine's ``daemon.json`` for the node's lifetime (reloaded with SIGHUP) and taken out after.
+  in the engine's ``daemon.json`` for the node's lifetime (reloaded with SIGHUP); after it the engine
+  is given runc back, checked, as every later test's containers need.
 
 The kubelet runs in its own mount namespace, so the mounts it makes go with it.
 """
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -107,8 +109,9 @@ def _build_pause_standin(client: docker.APIClient) -> None:
 
 
 @contextlib.contextmanager
-def _engine_runtime_shim(lab: dict[str, Any], directory: Path) -> Iterator[None]:
-    """The lab engine with the oom-score shim as its default runtime, while the block runs."""
+def _engine_runtime_shim(lab: dict[str, Any], client: docker.APIClient, directory: Path) -> Iterator[None]:
+    """The lab engine with the oom-score shim as its default runtime, while the block runs; after it,
+    runc again and the shim unregistered (checked), as the next test's containers need."""
     paths = LabPaths.of(Path(lab["dir"]))
     config = paths.etc_docker / "daemon.json"
     if config.exists():
@@ -117,14 +120,31 @@ def _engine_runtime_shim(lab: dict[str, Any], directory: Path) -> Iterator[None]
     shim.write_text(_RUNTIME_SHIM)
     shim.chmod(0o700)
     dockerd = int((paths.docker / "dockerd.pid").read_text().strip())
-    config.write_text(f'{{"runtimes": {{"{_RUNTIME}": {{"path": "{shim}"}}}}, "default-runtime": "{_RUNTIME}"}}')
-    os.kill(dockerd, signal.SIGHUP)
+    _reload_runtimes(client, dockerd, config, {_RUNTIME: {"path": str(shim)}}, _RUNTIME)
     try:
-        time.sleep(0.5)  # the engine reloads its configuration asynchronously
         yield
     finally:
+        # Deleting daemon.json is not enough: a reload keeps every option the file no longer sets.
+        _reload_runtimes(client, dockerd, config, {}, "runc")
         config.unlink()
-        os.kill(dockerd, signal.SIGHUP)
+
+
+def _reload_runtimes(
+    client: docker.APIClient, dockerd: int, config: Path, runtimes: dict[str, Any], default: str, timeout: float = 10
+) -> None:
+    """Give the engine ``runtimes`` and ``default`` through its daemon.json and SIGHUP; wait until it
+    reports them."""
+    config.write_text(json.dumps({"runtimes": runtimes, "default-runtime": default}))
+    os.kill(dockerd, signal.SIGHUP)
+    deadline = time.monotonic() + timeout
+    while True:  # the engine reloads its configuration asynchronously
+        info = client.info()
+        registered = set(info.get("Runtimes") or {})
+        if info.get("DefaultRuntime") == default and (_RUNTIME in registered) == (_RUNTIME in runtimes):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the lab's engine did not take default runtime {default!r}: {info.get('Runtimes')}")
+        time.sleep(0.1)
 
 
 @contextlib.contextmanager
@@ -147,7 +167,7 @@ def real_node(cluster: Cluster, lab: dict[str, Any], directory: Path, timeout: f
     config.write_text(_KUBELET_CONFIG)
     processes: list[subprocess.Popen[Any]] = []
     logs = {name: (directory / f"{name}.log").open("wb") for name in ("scheduler", "kubelet")}
-    shim = contextlib.nullcontext() if can_lower_oom_score() else _engine_runtime_shim(lab, directory)
+    shim = contextlib.nullcontext() if can_lower_oom_score() else _engine_runtime_shim(lab, client, directory)
     try:
         with shim:
             processes.append(subprocess.Popen(
