@@ -3,9 +3,9 @@ The Docker checks: the daemon answers, it logs in to the registry with the token
 image's manifest, and whether it is in swarm mode.
 
 The registry is checked through the daemon, not from this process, because the daemon is what
-pulls (its DNS, proxy, CA certificates and network decide). What the daemon's refusals mean is
-:func:`~airflow_ecr.hooks.pull_errors.classify_pull_error`'s, as for a task's pull; the registry and
-manifest checks share how they render it (:func:`_registry_failure`).
+pulls (its DNS, proxy, CA certificates and network decide). What the daemon (and the registry
+through it) said is read by :mod:`airflow_ecr.hooks.daemon_messages`, as for a task's pull; the
+registry and manifest checks share how they render it (:func:`_registry_failure`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,12 @@ from typing import Any
 from airflow_ecr import exit_codes
 from airflow_ecr.doctor.pull_through import find_rule, first_pull_advice
 from airflow_ecr.doctor.results import Check, CheckId, CheckResult, DoctorState, result
+from airflow_ecr.hooks.daemon_messages import (
+    classify_daemon_failure,
+    classify_pull_error,
+    names_missing_repository,
+    names_unknown_host,
+)
 from airflow_ecr.tokens.aws_errors import image_name_fix
 
 DAEMON: CheckId = ("docker_daemon", "Docker daemon")
@@ -77,16 +83,17 @@ def check_docker_daemon(state: DoctorState) -> CheckResult:
 def daemon_failure(url: str, error: str) -> str:
     """Why the daemon at ``url`` did not answer, from docker-py's error text."""
     path = url.removeprefix("unix://") if url.startswith("unix://") else None
-    if "No such file or directory" in error or "FileNotFoundError" in error:
+    kind = classify_daemon_failure(error)
+    if kind == "no_socket":
         return f"cannot reach the Docker daemon at {url}: no socket at {path or url}"
-    if "Permission denied" in error or "PermissionError" in error:
+    if kind == "permission":
         return (
             f"cannot reach the Docker daemon at {url}: this user may not open {path or 'it'} "
             "(add the user to the docker group)"
         )
-    if "Connection refused" in error:
+    if kind == "refused":
         return f"cannot reach the Docker daemon at {url}: nothing listens there (connection refused)"
-    if "timed out" in error.lower():
+    if kind == "timeout":
         return f"the Docker daemon at {url} did not answer within {DOCKER_TIMEOUT} s"
     return f"cannot reach the Docker daemon at {url}: {error}"
 
@@ -118,7 +125,7 @@ def _registry_failure(
     A failed Engine API call that made the daemon talk to the registry, as a failed result.
 
     The daemon's message, without the token, goes into ``details["daemon_said"]`` and is classified
-    by :func:`~airflow_ecr.hooks.pull_errors.classify_pull_error`; an error that is not the daemon's
+    by :func:`~airflow_ecr.hooks.daemon_messages.classify_pull_error`; an error that is not the daemon's
     answer means the daemon went away.
 
     :param image: the reference in the message, kept out of the classification.
@@ -127,8 +134,6 @@ def _registry_failure(
     :param missing: (summary, fix) when the image does not exist; None: no such case here.
     """
     from docker.errors import APIError
-
-    from airflow_ecr.hooks.pull_errors import classify_pull_error
 
     if not isinstance(err, APIError):
         return daemon_lost(check, state, err)
@@ -144,18 +149,12 @@ def _registry_failure(
     else:
         summary = unreachable(message)
         fix = _NETWORK_ADVICE.format(region=state.require_registry().region)
-        if _unknown_host(message):
+        if names_unknown_host(message):
             # A typo in the image's account id or region that ECR still gave a token for is first seen
             # here, as a registry name the daemon cannot resolve: the image name is the first suspect.
             fix = f"{image_name_fix(state.require_registry(), state.named_in)}; if it is right, {fix}"
         code = exit_codes.EXIT_REGISTRY
     return result(check, "fail", summary, fix=fix, exit_code=code, details=details)
-
-
-def _unknown_host(message: str) -> bool:
-    """Whether the daemon could not resolve the registry's name (Go's resolver: "dial tcp: lookup <host> ...")."""
-    lowered = message.lower()
-    return any(marker in lowered for marker in ("no such host", "dial tcp: lookup ", "name resolution"))
 
 
 def _foreign_account(state: DoctorState) -> str:
@@ -211,7 +210,7 @@ def check_manifest(state: DoctorState) -> CheckResult:
     details: dict[str, Any] = {"image": name, "repository": ref.repository}
 
     def missing(message: str) -> tuple[str, str]:
-        if "name unknown" in message.lower() or "repository" in message.lower():
+        if names_missing_repository(message):
             fix = (
                 "create the repository and push the image, or fix the repository name (or the account id and "
                 "region in the image name, if the image lives in another registry)"

@@ -25,7 +25,8 @@ from airflow_ecr.exceptions import (
     EcrServiceError,
 )
 from airflow_ecr.hooks._docker_compat import log_in_with_docker_connection, set_service_auth
-from airflow_ecr.hooks.pull_errors import classify_pull_error, pull_error
+from airflow_ecr.hooks.daemon_messages import classify_pull_error, pull_stream_error
+from airflow_ecr.hooks.pull_errors import pull_error
 from airflow_ecr.images.manifests import Manifest, RegistryRejected, fetch_manifest
 from airflow_ecr.images.reference import ImageName, digest_in_pull_status
 from airflow_ecr.provider_info import ECR_CONNECTION_FIELDS, ECR_CONNECTION_HIDDEN_FIELDS, ECR_CONNECTION_RELABELING
@@ -129,7 +130,7 @@ class EcrAPIClient(APIClient):
             try:
                 stream = super().pull(repository, tag, auth_config=self.ecr.auth_for(host), **kwargs)
                 for position, item in enumerate(stream):
-                    message = _stream_error(item)
+                    message = pull_stream_error(item)
                     if message is None:
                         self.pull_digests[image] = digest_in_pull_status(item) or self.pull_digests[image]
                         yield item
@@ -171,13 +172,6 @@ def _close(stream: Any) -> None:
     close = getattr(stream, "close", None)  # docker-py streams are generators
     if close is not None:
         close()
-
-
-def _stream_error(item: Any) -> str | None:
-    if isinstance(item, dict) and ("error" in item or "errorDetail" in item):
-        detail = item.get("errorDetail") or {}
-        return str(item.get("error") or detail.get("message") or item)
-    return None
 
 
 @dataclass(frozen=True)

@@ -1,8 +1,7 @@
 """
-What a Docker daemon's pull error means, and the error it becomes: one rule for tasks and doctor. Pure.
-
-The daemon passes the registry's answer on as text only, so the classification reads that text,
-with the image reference taken out first.
+The error a failed pull becomes, for each kind of answer (read by
+:func:`~airflow_ecr.hooks.daemon_messages.classify_pull_error`), and what a first pull through a
+pull-through cache rule needs. Pure.
 """
 
 from __future__ import annotations
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING
 from airflow_ecr.exceptions import EcrImageNotFoundError, EcrPullError, EcrRegistryUnavailableError
 
 if TYPE_CHECKING:
+    from airflow_ecr.hooks.daemon_messages import PullErrorKind
     from airflow_ecr.images.pull_through import Rewrite
 
 # What the first pull of an image through an ECR pull-through cache rule needs besides the pull
@@ -19,53 +19,8 @@ if TYPE_CHECKING:
 # them ECR answers "not found" (or "denied"), which says nothing of the rule.
 FIRST_PULL_ACTIONS = ("ecr:BatchImportUpstreamImage", "ecr:CreateRepository")
 
-# What the daemon says when a registry refuses the credentials it was given (or got none).
-_AUTH_ERRORS = (
-    "no basic auth credentials",
-    "denied:",  # ECR: "denied: User: ... is not authorized to perform: ecr:BatchGetImage ..."
-    "authorization token has expired",
-    "unauthorized:",
-    "401 unauthorized",
-    "authentication required",
-)
-_NOT_FOUND_ERRORS = ("manifest unknown", "not found", "name unknown", "does not exist")
-# What the daemon says when the registry is down or unreachable (a regional outage, not a refusal).
-_UNAVAILABLE_ERRORS = (
-    "connection refused",
-    "connection reset",
-    "no route to host",
-    "network is unreachable",
-    "no such host",
-    "i/o timeout",
-    "tls handshake timeout",
-    "context deadline exceeded",
-    "client.timeout exceeded",
-    "unexpected http status: 5",
-    "500 internal server error",
-    "502 bad gateway",
-    "503 service unavailable",
-    "504 gateway timeout",
-)
 
-
-def classify_pull_error(message: str, image: str) -> str:
-    """
-    ``"auth"``, ``"not_found"``, ``"unavailable"`` or ``"other"`` for a daemon's pull error message.
-
-    The image reference is taken out first: a tag ``v401`` or a repository called ``unauthorized``
-    must not read as a credentials problem.
-    """
-    text = message.lower().replace(image.lower(), "<image>")
-    if any(marker in text for marker in _AUTH_ERRORS):
-        return "auth"
-    if any(marker in text for marker in _NOT_FOUND_ERRORS):
-        return "not_found"
-    if any(marker in text for marker in _UNAVAILABLE_ERRORS):
-        return "unavailable"
-    return "other"
-
-
-def pull_error(image: str, host: str, message: str, kind: str, retried: bool = False) -> EcrPullError:
+def pull_error(image: str, host: str, message: str, kind: PullErrorKind, retried: bool = False) -> EcrPullError:
     """A pull failure turned into an error that says what to check."""
     if kind == "auth":
         what = "rejected a freshly fetched token too" if retried else "rejected the credentials"

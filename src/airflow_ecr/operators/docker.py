@@ -13,6 +13,7 @@ from airflow.providers.docker.operators.docker_swarm import DockerSwarmOperator
 from airflow_ecr._compat import AirflowException, BaseOperator
 from airflow_ecr.exceptions import EcrError, EcrImageNotFoundError, EcrPullError
 from airflow_ecr.hooks._docker_compat import KeepsLastServiceTask
+from airflow_ecr.hooks.daemon_messages import names_missing_image
 from airflow_ecr.hooks.docker import REGIONAL_OUTAGES, EcrDockerHook, early_registries, every_region_failed, replicas
 from airflow_ecr.hooks.pull_errors import first_pull_error
 from airflow_ecr.images.pins import Pin, pin_for, pinned_digest_gone
@@ -320,7 +321,7 @@ class EcrDockerSwarmOperator(EcrRegistryAuthMixin, KeepsLastServiceTask, DockerS
             return None  # it ran (and exited non-zero), or it is not over: the provider's error says enough
         said = str(status.get("Err") or status.get("Message") or status.get("State"))
         node = self._node_name(str(task.get("NodeID", ""))) if task else "?"
-        if "no such image" not in said.lower():
+        if not names_missing_image(said):
             self.log.error("Swarm node %s did not start the service's task: %s", node, said)
             return None
         image = str(task.get("Spec", {}).get("ContainerSpec", {}).get("Image") or self.image) if task else self.image
