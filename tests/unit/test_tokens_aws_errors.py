@@ -146,3 +146,21 @@ def test_an_error_without_a_classified_failure_allows_no_stale_token() -> None:
     assert not allows_stale_token(EcrServiceError("no failure behind it"))
     assert not allows_stale_token(EcrError("x"))
     assert not allows_stale_token(RuntimeError("x"))
+
+
+def test_the_foreign_account_hedge_is_one_sentence_for_tasks_and_doctor() -> None:
+    from airflow_ecr.tokens.aws_errors import foreign_account_hedge
+
+    assert foreign_account_hedge(REG, "arn:x", "222222222222", "the image name") == (
+        "the image's registry 111111111111 is not the account of arn:x (222222222222): if that is a typo, "
+        "fix the account id in the image name; else "
+    )
+    assert foreign_account_hedge(REG, "arn:x", "111111111111", "the image name") == ""
+    assert foreign_account_hedge(REG, "arn:x", None, "the image name") == ""
+    public = parse_registry_host("public.ecr.aws")
+    assert foreign_account_hedge(public, "arn:x", "222222222222", "the image name") == ""
+    denied = token_error(classify(client_error("AccessDeniedException")), "s", [public])
+    action = "ecr-public:GetAuthorizationToken"
+    assert token_fix(denied, action, "arn:x", "us-east-1", registry=public, caller_account="222222222222").startswith(
+        f"grant {action} to arn:x"
+    )

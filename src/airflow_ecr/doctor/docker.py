@@ -24,7 +24,7 @@ from airflow_ecr.hooks.daemon_messages import (
     names_missing_repository,
     names_unknown_host,
 )
-from airflow_ecr.tokens.aws_errors import image_name_fix
+from airflow_ecr.tokens.aws_errors import foreign_account_hedge, image_name_fix, pull_actions
 
 DAEMON: CheckId = ("docker_daemon", "Docker daemon")
 REGISTRY: CheckId = ("registry", "Registry")
@@ -159,13 +159,7 @@ def _registry_failure(
 
 def _foreign_account(state: DoctorState) -> str:
     """A hedge for a refusal by another account's registry (a typo in the image's account id?), or ''."""
-    registry = state.require_registry()
-    if state.account is None or registry.public or registry.account_id == state.account:
-        return ""
-    return (
-        f"the image's registry {registry.account_id} is not the account of {state.who} ({state.account}): if "
-        f"that is a typo, fix the account id in {state.named_in}; else "
-    )
+    return foreign_account_hedge(state.require_registry(), state.who, state.account, state.named_in)
 
 
 # -- the registry -------------------------------------------------------------------------------
@@ -230,7 +224,7 @@ def check_manifest(state: DoctorState) -> CheckResult:
 
     def refused(message: str) -> tuple[str, str]:
         fix = (
-            f"{_foreign_account(state)}grant ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on repository "
+            f"{_foreign_account(state)}grant {pull_actions()} on repository "
             f"{ref.repository} to {state.who} (and allow it in the repository policy for a cross-account pull)"
         )
         summary = f"registry {registry.host} refused {state.who} access to repository {ref.repository}: {message}"

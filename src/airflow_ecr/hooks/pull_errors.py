@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from airflow_ecr.exceptions import EcrImageNotFoundError, EcrPullError, EcrRegistryUnavailableError
+from airflow_ecr.tokens.aws_errors import pull_actions
 
 if TYPE_CHECKING:
     from airflow_ecr.hooks.daemon_messages import PullErrorKind
@@ -26,7 +27,7 @@ def pull_error(image: str, host: str, message: str, kind: PullErrorKind, retried
         what = "rejected a freshly fetched token too" if retried else "rejected the credentials"
         return EcrPullError(
             f"Registry {host} {what} for {image}: check that the AWS identity may "
-            f"ecr:BatchGetImage and ecr:GetDownloadUrlForLayer on this repository "
+            f"{pull_actions()} on this repository "
             f"(its repository policy too, for cross-account pulls). Registry said: {message}"
         )
     if kind == "not_found":
@@ -54,8 +55,8 @@ def first_pull_error(err: EcrPullError, rewrite: Rewrite) -> EcrPullError:
         f"Image {rewrite.requested} is pulled through the ECR pull-through cache as {rewrite.image} "
         f"([ecr] pull_through_cache), which {rule.registry} refused or does not have: the first pull of an image "
         f"through the cache rule '{rule.prefix}' creates its repository and imports it from {rule.upstream}, which "
-        f"needs {' and '.join(FIRST_PULL_ACTIONS)} for the task's AWS identity besides ecr:BatchGetImage and "
-        f"ecr:GetDownloadUrlForLayer; check too that {rule.registry} has a pull-through cache rule with the prefix "
+        f"needs {' and '.join(FIRST_PULL_ACTIONS)} for the task's AWS identity besides {pull_actions()}; "
+        f"check too that {rule.registry} has a pull-through cache rule with the prefix "
         f"'{rule.prefix}' for {rule.upstream} and that {rule.upstream} has the image (the pull said: {err})",
         failure=err.failure,
     )

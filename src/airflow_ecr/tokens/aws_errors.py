@@ -110,9 +110,38 @@ def allows_stale_token(err: BaseException) -> bool:
     return failure is not None and failure.allows_stale_token
 
 
+# The IAM actions a pull needs on the repository, besides a token (:func:`token_action`): every
+# message that names them (a task's, doctor's) takes them from here.
+PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
+
+
 def token_action(registry: EcrRegistry) -> str:
     """The IAM action that hands out tokens for ``registry``."""
     return "ecr-public:GetAuthorizationToken" if registry.public else "ecr:GetAuthorizationToken"
+
+
+def pull_actions(separator: str = " and ") -> str:
+    """:data:`PULL_ACTIONS` as a message names them (``ecr:BatchGetImage and ecr:GetDownloadUrlForLayer``)."""
+    return separator.join(PULL_ACTIONS)
+
+
+def foreign_account_hedge(registry: EcrRegistry, who: str, caller_account: str | None, named_in: str) -> str:
+    """
+    How a fix for a refusal starts when the registry is another account's than the identity's: a
+    typo in the image's account id is as likely as a missing permission, so the fix names both
+    (``...; else grant ...``); '' for the identity's own account, ECR Public, or an unknown account.
+
+    :param registry: the image's registry.
+    :param who: how the message names the identity.
+    :param caller_account: the identity's account, when STS told it.
+    :param named_in: what names the registry (the image name, or a connection's fields).
+    """
+    if caller_account is None or registry.public or registry.account_id == caller_account:
+        return ""
+    return (
+        f"the image's registry {registry.account_id} is not the account of {who} ({caller_account}): if that "
+        f"is a typo, fix the account id in {named_in}; else "
+    )
 
 
 def token_error(
@@ -153,7 +182,7 @@ def token_error(
     elif kind == "access_denied":
         text = (
             f"The AWS identity of {source} is not allowed {action} for registry {names}: grant it "
-            f"{action} (and ecr:BatchGetImage, ecr:GetDownloadUrlForLayer on the repositories). "
+            f"{action} (and {pull_actions(', ')} on the repositories). "
             f"AWS said: {message}"
         )
     elif kind == "invalid_credentials":
@@ -302,14 +331,9 @@ def token_fix(
     :param named_in: what names the registry (the image name, or a connection's fields).
     """
     kind = error.failure.kind if error.failure is not None else None
-    foreign = registry is not None and caller_account is not None and registry.account_id != caller_account
-    if kind == "access_denied" and foreign and registry is not None:
-        # A denial for another account's registry is often a typo in the image's account id, not a
-        # missing permission: say both.
-        return (
-            f"the image's registry {registry.account_id} is not the account of {who} ({caller_account}): if that "
-            f"is a typo, fix the account id in {named_in}; else grant {action} to {who}"
-        )
+    hedge = foreign_account_hedge(registry, who, caller_account, named_in) if registry is not None else ""
+    if kind == "access_denied" and hedge:
+        return f"{hedge}grant {action} to {who}"
     if kind == "access_denied":
         return f"grant {action} to {who} (an IAM policy on the identity; the action takes resource '*')"
     if kind == "invalid_parameter" and registry is not None:
