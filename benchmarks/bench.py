@@ -3,7 +3,7 @@ Benchmark: airflow-ecr side by side with the ways people pull ECR images from Ai
 
 One run measures every approach (``approaches.py``) against the same lab (a real Docker engine,
 registries demanding ECR-style basic auth by their real names, the ECR API emulator; see
-``airflow_ecr.testing.lab``): the credential step per new task process and in-process, ECR calls,
+``airflow_ecr_lab``): the credential step per new task process and in-process, ECR calls,
 registry round trips and end-to-end tasks (``measure.py``), and writes ``latest.json``,
 ``latest.md`` and ``latest.png`` (``report.py``). What each figure measures is written into the
 results (``notes``, from ``targets.py``) and the Markdown.
@@ -107,12 +107,12 @@ def command_line(args: argparse.Namespace) -> str:
 
 def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    from airflow_ecr.testing import lab as lab_module
+    import airflow_ecr_lab as lab_module
 
     lab_dir = Path(args.lab) if args.lab else lab_module.default_dir()
     if not lab_module.is_up(lab_dir):
         print(
-            f"bench: no healthy lab at {lab_dir}: start one with `python -m airflow_ecr.testing.lab up --dir "
+            f"bench: no healthy lab at {lab_dir}: start one with `python -m airflow_ecr_lab up --dir "
             f"{lab_dir}`, or run scripts/bench.sh (make bench), which does it all",
             file=sys.stderr,
         )

@@ -115,11 +115,12 @@ def cold_burst(kind: str, argv: list[str], environ: dict[str, str], host: str, p
 
 def credential_helper_figures(env: BenchEnv, plan: dict[str, Any]) -> dict[str, Any]:
     """Warm ``get`` per process (with the interpreter floors) and the cold burst, for both helpers."""
-    from airflow_ecr.testing.emulator import EmulatorClient
 
     if shutil.which(OURS, path=str(Path(sys.executable).parent)) is None:
         raise BenchFailure("ours", "setup", f"{OURS} is not installed in {Path(sys.executable).parent}")
-    admin = EmulatorClient.of_lab(env.lab)
+    from airflow_ecr_lab import emulator_client
+
+    admin = emulator_client(env.lab)
     nonce = secrets.token_hex(3).upper()
     host = env.host
     python = str(Path(sys.executable))

@@ -92,7 +92,7 @@ def digests_run(env: BenchEnv, spec: dict[str, Any]) -> dict[str, Any]:
     """Every scenario, one new task process per sample, interleaved; requests counted around each."""
     from measure import in_new_process, remove_image, rotated
 
-    from airflow_ecr.testing.lab.repository import registry_requests
+    from airflow_ecr_lab.repository import registry_requests
 
     account = env.account["account_id"]
     samples: dict[str, list[dict[str, Any]]] = {s: [] for s in SCENARIOS}

@@ -181,9 +181,10 @@ def one_fleet(
 
 def fleet_run(env: BenchEnv, spec: dict[str, Any]) -> dict[str, Any]:
     """Every scenario and approach, one fleet each, the bucket set to the scenario before each."""
-    from airflow_ecr.testing.emulator import EmulatorClient
 
-    admin = EmulatorClient.of_lab(env.lab)
+    from airflow_ecr_lab import emulator_client
+
+    admin = emulator_client(env.lab)
     bucket = admin.config()
     if not bucket.get("bucket_capacity"):
         raise BenchFailure("bench", "fleet", "the emulator's rate limit is off (bucket_capacity 0)")
@@ -206,10 +207,11 @@ def fleet_run(env: BenchEnv, spec: dict[str, Any]) -> dict[str, Any]:
 
 def fleet_figures(env: BenchEnv, result: dict[str, Any]) -> dict[str, Any]:
     """Per scenario and approach: tasks, failed, ECR calls, throttled, time to the last token (s)."""
-    from airflow_ecr.testing.emulator import EmulatorClient
 
     mark = host_key(result["nonce"], 0, 0).split("R")[0]
-    calls = [c for c in EmulatorClient.of_lab(env.lab).calls() if str(c.get("access_key_id", "")).startswith(mark)]
+    from airflow_ecr_lab import emulator_client
+
+    calls = [c for c in emulator_client(env.lab).calls() if str(c.get("access_key_id", "")).startswith(mark)]
     figures: dict[str, Any] = {
         "hosts": result["hosts"],
         "processes_per_host": result["processes"],

@@ -96,7 +96,6 @@ def one_task(index: int, kubeconfig: str, namespace: str, image: str, start: flo
 
 
 def run_scenario(scenario: str, cluster: Cluster, lab: dict[str, Any], tasks: int, work: Path) -> dict[str, Any]:
-    from airflow_ecr.testing import EmulatorClient
 
     namespace = scenario.replace("_", "-")
     token = cluster.namespace_with_role(namespace)
@@ -125,7 +124,9 @@ def run_scenario(scenario: str, cluster: Cluster, lab: dict[str, Any], tasks: in
     for proc in processes:
         proc.join(60)
     elapsed = time.perf_counter() - started
-    calls = EmulatorClient.of_lab(lab).calls(access_key=access_key)
+    from airflow_ecr_lab import emulator_client
+
+    calls = emulator_client(lab).calls(access_key=access_key)
     # Every pod deleted: the garbage collector deletes their Secrets.
     for index in range(tasks):
         cluster.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/task-{index}")

@@ -425,16 +425,18 @@ class BenchEnv:
 
     def calls(self, approach: str) -> int:
         """ECR API calls the emulator has counted for ``approach``'s access key so far."""
-        from airflow_ecr.testing.emulator import EmulatorClient
 
-        return len(EmulatorClient.of_lab(self.lab).calls(access_key(approach)))
+        from airflow_ecr_lab import emulator_client
+
+        return len(emulator_client(self.lab).calls(access_key(approach)))
 
     def calls_by_registry(self, approach: str, start: float, end: float) -> dict[str, int]:
         """``approach``'s calls received between ``start`` and ``end`` (epoch seconds), by registry id."""
-        from airflow_ecr.testing.emulator import EmulatorClient
 
         per_registry: dict[str, int] = {}
-        for call in EmulatorClient.of_lab(self.lab).calls(access_key(approach)):
+        from airflow_ecr_lab import emulator_client
+
+        for call in emulator_client(self.lab).calls(access_key(approach)):
             if start <= call["time"] <= end:
                 for registry_id in call.get("registry_ids") or ["(default)"]:
                     per_registry[registry_id] = per_registry.get(registry_id, 0) + 1

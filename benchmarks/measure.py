@@ -394,11 +394,12 @@ def concurrent_specs(env: BenchEnv, plan: dict[str, Any]) -> list[dict[str, Any]
 
 def per_process_figures(env: BenchEnv, result: dict[str, Any], plan: dict[str, Any]) -> dict[str, Any]:
     """Summaries, paired ratios, and the ECR calls made during each state (from the emulator's log)."""
-    from airflow_ecr.testing.emulator import EmulatorClient
 
     samples = result["samples"]
     names = list(samples["warm"])
-    emulator = EmulatorClient.of_lab(env.lab)
+    from airflow_ecr_lab import emulator_client
+
+    emulator = emulator_client(env.lab)
     calls: dict[str, dict[str, int]] = {s: dict.fromkeys(names, 0) for s in STATES}
     for name in names:
         times = [c["time"] for c in emulator.calls(access_key(name))]

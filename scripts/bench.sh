@@ -14,8 +14,8 @@ bash scripts/venvs.sh 3
 py="$root/.venvs/af3/bin/python"
 
 lab=$(mktemp -d /tmp/airflow-ecr-bench-lab.XXXXXX)
-trap '"$py" -m airflow_ecr.testing.lab down --dir "$lab" --purge >/dev/null 2>&1 || true' EXIT
-"$py" -m airflow_ecr.testing.lab up --dir "$lab"
+trap '"$py" -m airflow_ecr_lab down --dir "$lab" --purge >/dev/null 2>&1 || true' EXIT
+"$py" -m airflow_ecr_lab up --dir "$lab"
 if [ "${1:-}" = "--only" ] && [ "${2:-}" = "kubernetes" ]; then
   # Pods' pull secrets against the tests' Kubernetes API server (built once, then cached).
   bash scripts/k8s-binaries.sh >/dev/null

@@ -401,6 +401,9 @@ def run_once(cell: Cell, wheel: Path, log: Path, test_python: str, pins: list[st
             ["uv", "pip", "install", "--quiet", "-c", str(frozen), *TEST_TOOLS, f"{wheel}[testing]"],
             uv_env,
         )
+        # The tests' lab (lab/, never in the wheel): its DAGs read lab.json with it. No dependency of
+        # its own moves: airflow-ecr is the wheel above, and the rest is the deployment's.
+        runner.run("install the lab", ["uv", "pip", "install", "--quiet", "--no-deps", str(ROOT / "lab")], uv_env)
         test_env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW__", "AIRFLOW_CONN", "VIRTUAL"))}
         test_env["AIRFLOW_HOME"] = tempfile.mkdtemp(prefix=f"compat-{cell.id}-")
         # As in every deployment (Airflow writes one into a new airflow.cfg); without it, NullFernet.

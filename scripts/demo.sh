@@ -17,7 +17,7 @@ work=$(mktemp -d /tmp/airflow-ecr-demo.XXXXXX)
 lab="$work/lab"
 log="$work/dags-test.log"
 finish() {
-  "$py" -m airflow_ecr.testing.lab down --dir "$lab" >/dev/null 2>&1 || true
+  "$py" -m airflow_ecr_lab down --dir "$lab" >/dev/null 2>&1 || true
   echo
   echo "Kept (the lab's processes are stopped):"
   echo "  $work   the demo's work directory: Airflow home and database, token cache"
@@ -26,7 +26,7 @@ finish() {
   echo "Remove them with: rm -rf $work"
 }
 trap finish EXIT
-"$py" -m airflow_ecr.testing.lab up --dir "$lab"
+"$py" -m airflow_ecr_lab up --dir "$lab"
 
 lab_get() { "$py" -c "import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])" "$lab/lab.json" "$1"; }
 emulator_url=$(lab_get emulator_url)
@@ -60,10 +60,10 @@ import collections
 import json
 import sys
 
-from airflow_ecr.testing import EmulatorClient
+from airflow_ecr_lab import emulator_client
 
 with open(sys.argv[1]) as lab_json:
-    calls = EmulatorClient.of_lab(json.load(lab_json)).calls(access_key=sys.argv[2])
+    calls = emulator_client(json.load(lab_json)).calls(access_key=sys.argv[2])
 counted = collections.Counter(
     (c["target"].rpartition(".")[2], c["region"], ",".join(c["registry_ids"] or ["(default)"]), c["outcome"]) for c in calls
 )

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install Debian packages (as root). Usage: scripts/setup-debian.sh [demo]
 #   demo: only what scripts/demo.sh needs: the lab's Docker engine, registry and namespace tools
-#         (airflow_ecr.testing.lab's DEBIAN_PACKAGES) and the certificates pip and uv download with;
+#         (airflow_ecr_lab's DEBIAN_PACKAGES) and the certificates pip and uv download with;
 #   (no argument): those and what only the tests and the benchmark use.
 # Idempotent and quiet: does nothing when everything is already installed, else one `apt-get update`
 # and one install. tests/unit/test_lab_setup.py keeps demo_packages a superset of the lab's list.

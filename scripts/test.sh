@@ -15,15 +15,15 @@ k8s_pid=$!
 lab_started=""
 stop_started() {
   kill -- -"$k8s_pid" 2>/dev/null || true  # the build and its children, by their group
-  [ -z "$lab_started" ] || "$root/.venvs/af3/bin/python" -m airflow_ecr.testing.lab down --dir "$lab_started" --purge
+  [ -z "$lab_started" ] || "$root/.venvs/af3/bin/python" -m airflow_ecr_lab down --dir "$lab_started" --purge
 }
 trap stop_started EXIT
 bash scripts/venvs.sh 3 2
 af3="$root/.venvs/af3/bin"
 
 echo "== lint and types"
-"$af3/ruff" check src tests benchmarks scripts docs/hooks.py
-"$af3/ruff" format --check src tests benchmarks scripts docs/hooks.py
+"$af3/ruff" check src lab tests benchmarks scripts docs/hooks.py
+"$af3/ruff" format --check src lab tests benchmarks scripts docs/hooks.py
 "$af3/mypy"
 
 echo "== release check"
@@ -34,7 +34,7 @@ if [ -n "${AIRFLOW_ECR_LAB_DIR:-}" ] && [ -f "$AIRFLOW_ECR_LAB_DIR/lab.json" ]; 
 else
   export AIRFLOW_ECR_LAB_DIR=$(mktemp -d /tmp/airflow-ecr-lab.XXXXXX)
   lab_started="$AIRFLOW_ECR_LAB_DIR"
-  "$af3/python" -m airflow_ecr.testing.lab up --dir "$AIRFLOW_ECR_LAB_DIR" --swarm
+  "$af3/python" -m airflow_ecr_lab up --dir "$AIRFLOW_ECR_LAB_DIR" --swarm
 fi
 
 if ! wait "$k8s_pid"; then

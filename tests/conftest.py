@@ -1,4 +1,4 @@
-"""Shared fixtures: the real lab (``airflow_ecr.testing.lab``) and its ECR emulator's admin API."""
+"""Shared fixtures: the real lab (``airflow_ecr_lab``) and its ECR emulator's admin API."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from cryptography.fernet import Fernet
 
 from airflow_ecr.testing.emulator import EmulatorClient
 from airflow_ecr.tokens.cache import TokenCache
+from airflow_ecr_lab import emulator_client
 
 # Airflow reads AIRFLOW_HOME when first imported: never let a test run touch ~/airflow.
 os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="airflow-ecr-tests-home-"))
@@ -56,7 +57,7 @@ class Lab:
 @pytest.fixture(scope="session")
 def lab() -> Iterator[Lab]:
     """The lab at ``$AIRFLOW_ECR_LAB_DIR`` if it is up, else a fresh one for this session."""
-    from airflow_ecr.testing import lab as lab_module
+    import airflow_ecr_lab as lab_module
 
     env_dir = os.environ.get(lab_module.ENV_DIR)
     if env_dir and lab_module.is_up(Path(env_dir)):
@@ -76,7 +77,7 @@ def lab() -> Iterator[Lab]:
 @pytest.fixture
 def emulator(lab: Lab) -> Iterator[EmulatorClient]:
     """The lab's emulator, with calls, faults and token policy reset around the test."""
-    admin = EmulatorClient.of_lab(lab.raw)
+    admin = emulator_client(lab.raw)
     admin.reset()
     policy = admin.config()
     yield admin
@@ -158,6 +159,6 @@ def ecr_admin(emulator: Any, e2e_lab: dict[str, Any]) -> Iterator[EmulatorClient
     The emulator's admin API under ECR's 12 h token policy for the test (``emulator`` resets it
     after). Calls are told apart by each run's unique access key.
     """
-    admin = EmulatorClient.of_lab(e2e_lab)
+    admin = emulator_client(e2e_lab)
     with admin.ecr_policy([a["account_id"] for a in e2e_lab["accounts"]]):
         yield admin

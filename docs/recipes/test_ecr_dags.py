@@ -1,9 +1,10 @@
 """
 Tests of DAGs that pull ECR images, against airflow-ecr's ECR emulator and lab (no AWS account).
 
-Save as ``tests/test_ecr_dags.py`` in your project, ``pip install "airflow-ecr[testing]"``, and run
+Save as ``tests/test_ecr_dags.py`` in your project, ``pip install "airflow-ecr[testing]"`` and the
+lab (``airflow-ecr-lab``, from the repository's ``lab/`` directory: it is not on PyPI), and run
 ``pytest tests/test_ecr_dags.py`` as root (the lab runs a Docker engine). The first test needs
-neither root nor Docker. Replace ``DAGS_FOLDER``, ``DAG_ID`` and ``OUTPUT`` with yours.
+neither root, Docker nor the lab. Replace ``DAGS_FOLDER``, ``DAG_ID`` and ``OUTPUT`` with yours.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from typing import Any
 
 import pytest
 
+from airflow_ecr_lab import emulator_client
 import airflow_ecr.example_dags
 from airflow_ecr.testing import EcrEmulator, EmulatedAccount, EmulatorClient
-from airflow_ecr.testing import lab as ecr_lab_module
+import airflow_ecr_lab as ecr_lab_module
 
 # Your DAGs; here the example DAG shipped with airflow-ecr, which prints OUTPUT from its image.
 DAGS_FOLDER = Path(airflow_ecr.example_dags.__file__).parent
@@ -122,5 +124,5 @@ def test_the_dag_pulls_its_ecr_image_and_runs(ecr_lab: dict[str, Any], airflow_e
     assert result.returncode == 0, output[-5000:]
     # The container's output (the lines with the command itself also contain it).
     assert any(OUTPUT in line and "echo" not in line for line in output.splitlines()), output[-5000:]
-    calls = EmulatorClient.of_lab(ecr_lab).calls(access_key=access_key)
+    calls = emulator_client(ecr_lab).calls(access_key=access_key)
     assert [call["outcome"] for call in calls if call["target"].endswith("GetAuthorizationToken")] == ["ok"]

@@ -3,7 +3,7 @@ against the lab: a real Docker daemon pulling from ECR-style registries by their
 with tokens from the ECR emulator.
 
 Run: ``AIRFLOW_ECR_LAB_DIR=/tmp/airflow-ecr-lab pytest -m "lab and airflow_run" tests/e2e``
-(bring the lab up first: ``python -m airflow_ecr.testing.lab up --dir /tmp/airflow-ecr-lab``).
+(bring the lab up first: ``python -m airflow_ecr_lab up --dir /tmp/airflow-ecr-lab``).
 """
 
 from __future__ import annotations

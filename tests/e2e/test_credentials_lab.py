@@ -28,7 +28,7 @@ import pytest
 from cryptography.fernet import Fernet
 
 from airflow_ecr.testing import EmulatorClient
-from airflow_ecr.testing.leaks import ProcessSampler
+from airflow_ecr_lab.leaks import ProcessSampler
 from helpers.airflow_harness import AirflowHarness, api_connection, api_server, find_venv, free_port, new_access_key
 from helpers.services import postgres_cluster
 

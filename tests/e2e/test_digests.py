@@ -20,8 +20,8 @@ import pytest
 from airflow_ecr.exceptions import EcrImageNotFoundError
 from airflow_ecr.images.record import XCOM_KEY
 from airflow_ecr.operators.docker import EcrDockerOperator, EcrDockerSwarmOperator
-from airflow_ecr.testing.lab.repository import push_index, push_marker_image, registry_requests
 from airflow_ecr.tokens.cache import TokenCache
+from airflow_ecr_lab.repository import push_index, push_marker_image, registry_requests
 from helpers.airflow_harness import AirflowHarness
 from helpers.task_instance import RecordingTI
 

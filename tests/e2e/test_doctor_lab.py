@@ -25,7 +25,7 @@ from typing import Any
 
 import pytest
 
-from airflow_ecr.testing import lab as lab_module
+import airflow_ecr_lab as lab_module
 from airflow_ecr.testing.emulator import EmulatorClient
 from helpers.airflow_harness import find_venv, new_access_key
 

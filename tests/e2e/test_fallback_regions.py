@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+import airflow_ecr_lab as lab_module
 from airflow_ecr.exceptions import (
     EcrConfigurationError,
     EcrCredentialsError,
@@ -25,9 +26,8 @@ from airflow_ecr.exceptions import (
 from airflow_ecr.images.record import XCOM_KEY
 from airflow_ecr.operators.docker import EcrDockerOperator
 from airflow_ecr.operators.images import EcrPinImagesOperator
-from airflow_ecr.testing import lab as lab_module
-from airflow_ecr.testing.lab.repository import push_marker_image
 from airflow_ecr.tokens.cache import TokenCache
+from airflow_ecr_lab.repository import push_marker_image
 from helpers.task_instance import RecordingTI
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]

@@ -1,7 +1,7 @@
 """Docker Hub official images through the lab's emulated ECR pull-through cache (``[ecr] pull_through_cache``).
 
 The lab's first account holds ``docker-hub/library/busybox:1.36`` and ``docker-hub/library/python:3.11``
-(stand-ins: the lab's own images, see ``airflow_ecr.testing.lab.spec.PULL_THROUGH_IMAGES``); tasks
+(stand-ins: the lab's own images, see ``airflow_ecr_lab.spec.PULL_THROUGH_IMAGES``); tasks
 name them as Docker Hub does and the real daemon pulls them from the cache by their ECR name, with a
 token the registry checks. In-process tests drive the operators; the DAG test runs real Airflow 3
 and 2.11 with the option set only through ``AIRFLOW__ECR__PULL_THROUGH_CACHE``.

@@ -4,7 +4,7 @@ Airflow 3: api-server + dag-processor + scheduler with the LocalExecutor (each t
 forked by an executor worker's supervisor). Airflow 2.11: the scheduler with the
 SequentialExecutor, because Airflow 2 refuses the LocalExecutor on SQLite; each task is still its
 own ``airflow tasks run`` process. While the run goes on, a sampler
-(``airflow_ecr.testing.leaks.ProcessSampler``) reads every process's command line (and environment)
+(``airflow_ecr_lab.leaks.ProcessSampler``) reads every process's command line (and environment)
 every 50 ms: no ECR token may ever appear there.
 """
 
@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from airflow_ecr.testing import EmulatorClient
-from airflow_ecr.testing.leaks import ProcessSampler, ecr_secret_forms, scan_texts
+from airflow_ecr_lab.leaks import ProcessSampler, ecr_secret_forms, scan_texts
 from helpers.airflow_harness import AirflowHarness
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(420)]

@@ -23,13 +23,13 @@ import docker
 import pytest
 from docker.types import ContainerSpec, Placement, RestartPolicy, TaskTemplate
 
+import airflow_ecr_lab as lab_module
 from airflow_ecr.exceptions import EcrPullError
 from airflow_ecr.hooks.docker import EcrDockerHook
 from airflow_ecr.operators.docker import EcrDockerSwarmOperator
-from airflow_ecr.testing import lab as lab_module
 from airflow_ecr.testing import running_task
-from airflow_ecr.testing.lab.spec import NODE_LABEL
 from airflow_ecr.tokens.cache import TokenCache
+from airflow_ecr_lab.spec import NODE_LABEL
 from helpers.airflow_harness import new_access_key
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]

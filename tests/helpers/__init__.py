@@ -16,5 +16,5 @@ What the test suites share, importable as ``helpers`` (``pythonpath = ["tests"]`
   Airflow 2.11 to 3.1.
 
 The DAG files under ``tests/**/dags`` run inside Airflow processes, where this package is not on the
-path: they read the lab through the installed ``airflow_ecr.testing.lab.load``.
+path: they read the lab through the installed ``airflow_ecr_lab.load``.
 """

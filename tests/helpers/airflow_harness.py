@@ -43,7 +43,7 @@ from typing import Any
 
 from cryptography.fernet import Fernet
 
-from airflow_ecr.testing.lab import default_dir
+from airflow_ecr_lab import default_dir
 from helpers.processes import free_port
 
 REPO = Path(__file__).resolve().parents[2]

@@ -1,6 +1,6 @@
 """
 A fake registry's manifest API over real TLS, reached the way task processes reach real ones: through
-an HTTPS proxy (the lab's own, :mod:`airflow_ecr.testing.lab.proxy`) with a CA in
+an HTTPS proxy (the lab's own, :mod:`airflow_ecr_lab.proxy`) with a CA in
 ``REQUESTS_CA_BUNDLE``. Every request is recorded with its ``Host`` and ``Authorization`` headers.
 """
 
@@ -18,8 +18,8 @@ from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
 
-from airflow_ecr.testing.lab.proxy import serve as serve_proxy
-from airflow_ecr.testing.lab.tls import make_tls
+from airflow_ecr_lab.proxy import serve as serve_proxy
+from airflow_ecr_lab.tls import make_tls
 from helpers.fake_http import QuietHandler, serving
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"

@@ -35,7 +35,7 @@ from typing import Any
 
 import docker
 
-from airflow_ecr.testing.lab.paths import LabPaths
+from airflow_ecr_lab.paths import LabPaths
 from helpers.kube import Cluster, binaries
 from helpers.processes import free_port, stop_process
 

@@ -21,11 +21,11 @@ import docker
 import pytest
 
 from airflow_ecr.operators.docker import EcrDockerOperator
-from airflow_ecr.testing.lab.paths import LabPaths
-from airflow_ecr.testing.lab.spec import LAB_WORKERS
-from airflow_ecr.testing.lab.swarm import node_dir
-from airflow_ecr.testing.leaks import Leak, ProcessSampler, ecr_secret_forms, scan_files, scan_sqlite, scan_texts
 from airflow_ecr.tokens.cache import TokenCache
+from airflow_ecr_lab.leaks import Leak, ProcessSampler, ecr_secret_forms, scan_files, scan_sqlite, scan_texts
+from airflow_ecr_lab.paths import LabPaths
+from airflow_ecr_lab.spec import LAB_WORKERS
+from airflow_ecr_lab.swarm import node_dir
 from helpers.airflow_harness import AirflowHarness, RunResult, find_venv, new_access_key
 
 CONN = "aws_rel"

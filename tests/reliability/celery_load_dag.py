@@ -13,7 +13,7 @@ from datetime import datetime
 from airflow.sdk import DAG
 
 from airflow_ecr.operators.docker import EcrDockerOperator
-from airflow_ecr.testing.lab import load
+from airflow_ecr_lab import load
 
 LAB = load()
 HOST = LAB["accounts"][0]["host"]

@@ -21,10 +21,10 @@ from typing import Any
 import docker
 import pytest
 
+import airflow_ecr_lab as lab_module
 from airflow_ecr.exceptions import EcrPullError
-from airflow_ecr.testing import lab as lab_module
-from airflow_ecr.testing.emulator import EmulatorClient
 from airflow_ecr.tokens.cache import TokenCache
+from airflow_ecr_lab import emulator_client
 from helpers.reliability_support import LabTask, remove_local
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
@@ -45,7 +45,7 @@ def private_lab() -> Iterator[Any]:
 
 @pytest.fixture
 def restart_task(private_lab: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[LabTask]:
-    emulator = EmulatorClient.of_lab(vars(private_lab))  # lab.json's fields, and its directory
+    emulator = emulator_client(vars(private_lab))  # lab.json's fields, and its directory
     TokenCache.clear_memory()
     try:
         yield LabTask(private_lab, emulator, monkeypatch, tmp_path / "ecr-cache")

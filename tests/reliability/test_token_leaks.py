@@ -23,7 +23,7 @@ import time
 
 import pytest
 
-from airflow_ecr.testing.leaks import ProcessSampler, ecr_secret_forms, scan_files, scan_sqlite, scan_texts
+from airflow_ecr_lab.leaks import ProcessSampler, ecr_secret_forms, scan_files, scan_sqlite, scan_texts
 from helpers.reliability_support import ScannedRun, is_private_cache_file, reliability_harness, run_scanned
 
 pytestmark = [pytest.mark.lab, pytest.mark.airflow_run, pytest.mark.timeout(400)]

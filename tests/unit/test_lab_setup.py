@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_ecr.testing import lab
+import airflow_ecr_lab as lab
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,7 +29,7 @@ def test_missing_tools_name_their_packages_and_a_command_the_package_ships(
     message = str(caught.value)
     assert message.startswith("missing dockerd, docker-registry, unshare, nsenter, ip ")
     assert "(Debian packages: docker.io docker-registry util-linux iproute2" in message
-    assert "`python -m airflow_ecr.testing.lab setup --install`" in message
+    assert "`python -m airflow_ecr_lab setup --install`" in message
     assert "scripts/" not in message, "the wheel ships no scripts/"
 
 

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from airflow_ecr.testing import lab
+import airflow_ecr_lab as lab
 from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount, EmulatorClient
-from airflow_ecr.testing.lab.paths import LabPaths, locked, write_json
+from airflow_ecr_lab import emulator_client
+from airflow_ecr_lab.paths import LabPaths, locked, write_json
 
 ACCT = "111111111111"
 NOBODY = 65534
@@ -143,7 +144,7 @@ def test_the_admin_api_answers_the_tokens_holder(emu: EcrEmulator) -> None:
 
 def test_the_labs_token_is_its_owners_only_and_reaches_the_emulator_and_its_clients(tmp_path: Path) -> None:
     from airflow_ecr.testing.emulator.cli import load_config
-    from airflow_ecr.testing.lab.paths import emulator_token, new_emulator_token
+    from airflow_ecr_lab.paths import emulator_token, new_emulator_token
 
     directory = private(tmp_path)
     paths = LabPaths.of(directory)
@@ -156,5 +157,5 @@ def test_the_labs_token_is_its_owners_only_and_reaches_the_emulator_and_its_clie
     config.write_text(json.dumps({"accounts": [], "admin_token_file": str(paths.emulator_token)}))
     assert load_config(config)[1]["admin_token"] == token
     with EcrEmulator([EmulatedAccount(ACCT, "eu-west-1")], admin_token=token) as emulator:
-        client = EmulatorClient.of_lab({"dir": str(directory), "emulator_url": emulator.url})
+        client = emulator_client({"dir": str(directory), "emulator_url": emulator.url})
         assert client.health()["ok"] is True

@@ -5,7 +5,8 @@ The function's source is shipped into the container and its return value comes b
 XCom, as with ``@task.docker``; the registry login comes from the AWS connection. The image must
 have a ``python3`` of the same major version as the workers.
 
-The defaults point at the lab (``python -m airflow_ecr.testing.lab up``); on AWS, set
+The defaults point at the project's lab (``lab/`` in its repository;
+``python -m airflow_ecr_lab up``); on AWS, set
 ``AIRFLOW_ECR_EXAMPLE_PYTHON_IMAGE`` to a Python image of yours in ECR.
 """
 

@@ -6,7 +6,8 @@ image, with the cached ECR token; no layer is downloaded). The tasks given ``pin
 pull and run ``<registry>/<repository>@<digest>``, so a tag pushed again while the run goes on
 changes nothing for it. Every ECR task also records what it ran as the XCom ``ecr_image``.
 
-The defaults point at the lab (``python -m airflow_ecr.testing.lab up``; the manifest requests reach
+The defaults point at the project's lab (``lab/`` in its repository;
+``python -m airflow_ecr_lab up``; the manifest requests reach
 its registries through ``HTTPS_PROXY``, see the lab's ``lab.json``); on AWS, set
 ``AIRFLOW_ECR_EXAMPLE_IMAGE`` and ``AIRFLOW_ECR_EXAMPLE_PYTHON_IMAGE`` to images of yours.
 """

@@ -5,7 +5,8 @@ The service is created with the registry login attached, so whichever swarm node
 pulls with it; no node needs a login of its own. ``docker_url`` (or ``DOCKER_HOST``) must point
 at a swarm manager.
 
-The defaults point at the lab (``python -m airflow_ecr.testing.lab up --swarm``); on AWS, set
+The defaults point at the project's lab (``lab/`` in its repository;
+``python -m airflow_ecr_lab up --swarm``); on AWS, set
 ``AIRFLOW_ECR_EXAMPLE_IMAGE`` to an image of yours in ECR.
 """
 

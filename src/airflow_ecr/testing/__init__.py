@@ -1,11 +1,10 @@
-"""Test helpers for DAGs that use ECR images: an ECR API emulator and a local lab.
+"""Test helpers for DAGs that use ECR images: an ECR API emulator and :func:`running_task`.
 
 :class:`EcrEmulator` answers boto3's ``GetAuthorizationToken`` on a loopback port and can rotate
 a real registry's password (:mod:`airflow_ecr.testing.emulator`); :class:`EmulatorClient`
-drives it from any process (:mod:`airflow_ecr.testing.emulator_admin`);
-:mod:`airflow_ecr.testing.lab` starts a Docker engine and registries reachable by real ECR names
-(``python -m airflow_ecr.testing.lab up``); :mod:`airflow_ecr.testing.leaks` finds secrets where
-they must not be.
+drives it from any process (:mod:`airflow_ecr.testing.emulator_admin`). The project's lab (a
+Docker engine and registries reachable by real ECR names, and the leak scanner) is not part of this
+package: it is ``airflow_ecr_lab``, in the repository's ``lab/`` directory.
 """
 
 from __future__ import annotations

@@ -9,8 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -27,7 +26,7 @@ class EmulatorClient:
     :param url: the emulator's URL (``EcrEmulator.url``, or ``emulator_url`` in the lab's lab.json).
     :param timeout: seconds to wait for each answer.
     :param token: the emulator's admin token (``EcrEmulator.admin_token``); for the lab's
-        emulator, :meth:`of_lab` reads it from the lab directory.
+        emulator, ``airflow_ecr_lab.emulator_client`` (the development lab) reads it from the lab directory.
     """
 
     def __init__(self, url: str, timeout: float = 10, *, token: str) -> None:
@@ -36,19 +35,6 @@ class EmulatorClient:
         self._authorization = f"Bearer {token}"
         # Loopback only: never route the lab's traffic through an HTTP proxy from the environment.
         self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
-    @classmethod
-    def of_lab(cls, lab: Mapping[str, Any], timeout: float = 10) -> EmulatorClient:
-        """
-        The lab's emulator: its URL from ``lab.json``, its token from the lab directory (0600, so
-        only the lab's owner, and the tasks that user runs, can drive it).
-
-        :param lab: the contents of ``lab.json`` (``dir`` and ``emulator_url``).
-        :param timeout: seconds to wait for each answer.
-        """
-        from airflow_ecr.testing.lab.paths import LabPaths, emulator_token
-
-        return cls(str(lab["emulator_url"]), timeout, token=emulator_token(LabPaths(Path(lab["dir"]))))
 
     def _call(self, path: str, body: Any = None) -> Any:
         request = urllib.request.Request(  # noqa: S310 - the emulator's own http://127.0.0.1 URL

@@ -16,7 +16,7 @@ from airflow.providers.docker.operators.docker import DockerOperator
 
 from airflow_ecr.operators.credentials import EcrCredentialRegisterOperator
 from airflow_ecr.operators.docker import EcrDockerOperator
-from airflow_ecr.testing.lab import load
+from airflow_ecr_lab import load
 
 try:
     from airflow.sdk import DAG, task

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from airflow_ecr.dags import ecr_refresh_dag
-from airflow_ecr.testing.lab import load
+from airflow_ecr_lab import load
 
 ACCOUNT = load()["accounts"][0]
 

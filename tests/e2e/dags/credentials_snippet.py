@@ -15,7 +15,7 @@ except ImportError:  # Airflow 2
 from airflow.providers.docker.operators.docker import DockerOperator
 
 from airflow_ecr.operators.credentials import EcrCredentialRegisterOperator
-from airflow_ecr.testing.lab import load
+from airflow_ecr_lab import load
 
 ACCOUNT = load()["accounts"][0]
 

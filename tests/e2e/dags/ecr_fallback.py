@@ -17,7 +17,7 @@ except ImportError:  # Airflow 2
     from airflow.decorators import task
 
 from airflow_ecr.operators.docker import EcrDockerOperator
-from airflow_ecr.testing.lab import load
+from airflow_ecr_lab import emulator_client, load
 
 LAB = load()
 ACCOUNT = LAB["accounts"][0]
@@ -41,21 +41,19 @@ with DAG(
 
     @task
     def api_down() -> None:
-        from airflow_ecr.testing import EmulatorClient
 
-        EmulatorClient.of_lab(LAB).faults(down_regions=[ACCOUNT["region"]])
+        emulator_client(LAB).faults(down_regions=[ACCOUNT["region"]])
 
     @task
     def registry_down() -> None:
-        from airflow_ecr.testing import EmulatorClient
-        from airflow_ecr.testing.lab import stop_registry
+        from airflow_ecr_lab import stop_registry
 
-        EmulatorClient.of_lab(LAB).faults(down_regions=[])
+        emulator_client(LAB).faults(down_regions=[])
         stop_registry(None, ACCOUNT["account_id"])
 
     @task(trigger_rule="all_done")
     def restore() -> None:
-        from airflow_ecr.testing.lab import start_registry
+        from airflow_ecr_lab import start_registry
 
         start_registry(None, ACCOUNT["account_id"])
 

@@ -20,7 +20,7 @@ except ImportError:  # Airflow 2
 from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
 
 from airflow_ecr.operators.kubernetes import EcrKubernetesPodOperator
-from airflow_ecr.testing.lab import load
+from airflow_ecr_lab import load
 
 LAB = load()
 ACCOUNT_A, ACCOUNT_B = LAB["accounts"][0], LAB["accounts"][1]

@@ -25,7 +25,7 @@ from airflow.providers.cncf.kubernetes.utils.pod_manager import OnFinishAction
 
 from airflow_ecr.operators.images import EcrPinImagesOperator
 from airflow_ecr.operators.kubernetes import EcrKubernetesPodOperator
-from airflow_ecr.testing.lab import load
+from airflow_ecr_lab import load
 
 IMAGE = f"{load()['accounts'][0]['host']}/app/hello:1"
 POD_ARGUMENTS = {

@@ -26,7 +26,7 @@ except ImportError:  # Airflow 2
 
 from airflow_ecr.operators.docker import EcrDockerOperator
 from airflow_ecr.operators.images import EcrPinImagesOperator
-from airflow_ecr.testing.lab import load
+from airflow_ecr_lab import load
 
 LAB = load()
 ACCOUNT = LAB["accounts"][0]["account_id"]
@@ -45,7 +45,7 @@ with DAG(dag_id="ecr_pins", **DAG_ARGS):
 
     @task
     def repush() -> str:
-        from airflow_ecr.testing.lab.repository import push_marker_image
+        from airflow_ecr_lab.repository import push_marker_image
 
         return push_marker_image(None, ACCOUNT, f"{REPOSITORY}:1", os.environ.get("ECR_PIN_SECOND", "second"))
 
@@ -66,7 +66,7 @@ with DAG(dag_id="ecr_pins", **DAG_ARGS):
 
     @task
     def delete(pins: dict[str, Any]) -> None:
-        from airflow_ecr.testing.lab.repository import delete_manifest
+        from airflow_ecr_lab.repository import delete_manifest
 
         delete_manifest(None, ACCOUNT, REPOSITORY, pins[DOOMED]["digest"])
 

@@ -4,7 +4,7 @@ Docker Hub official images pulled through the lab's emulated ECR pull-through ca
 
 Every task names its image as Docker Hub does (``busybox:1.36``, ``python:3.11``); only the
 deployment's ``[ecr] pull_through_cache`` sends them to the cache. Stand-ins: the lab's busybox and
-python are what its cache holds under those names (``airflow_ecr.testing.lab.spec.PULL_THROUGH_IMAGES``).
+python are what its cache holds under those names (``airflow_ecr_lab.spec.PULL_THROUGH_IMAGES``).
 
 - ``pin`` resolves ``busybox:1.36`` through the cache, ``pinned`` pulls and runs that digest;
 - ``templated`` renders its image from a template and resolves its digest itself;

@@ -21,7 +21,7 @@ except ImportError:  # Airflow 2
     from airflow.decorators import task
     from airflow.models.baseoperator import chain
 
-from airflow_ecr.testing.lab import load
+from airflow_ecr_lab import load
 
 LAB = load()
 HOST1 = LAB["accounts"][0]["host"]

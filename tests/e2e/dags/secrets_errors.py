@@ -15,7 +15,7 @@ try:
 except ImportError:  # Airflow 2
     from airflow import DAG
 
-from airflow_ecr.testing.lab import load
+from airflow_ecr_lab import load
 
 LAB = load()
 ACCOUNT1 = LAB["accounts"][0]["account_id"]

@@ -14,7 +14,7 @@ except ImportError:  # Airflow 2
     from airflow import DAG
 
 from airflow_ecr.operators.docker import EcrDockerOperator
-from airflow_ecr.testing.lab import load
+from airflow_ecr_lab import load
 
 LAB = load()
 ACCOUNT1, HOST1 = LAB["accounts"][0]["account_id"], LAB["accounts"][0]["host"]

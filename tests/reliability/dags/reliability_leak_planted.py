@@ -17,7 +17,7 @@ except ImportError:  # Airflow 2
     from airflow import DAG
     from airflow.decorators import task
 
-from airflow_ecr.testing.lab import load
+from airflow_ecr_lab import load
 
 LAB = load()
 HOST = LAB["accounts"][0]["host"]

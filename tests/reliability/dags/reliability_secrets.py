@@ -15,7 +15,7 @@ except ImportError:  # Airflow 2
     from airflow.decorators import task
 
 from airflow_ecr.operators.docker import EcrDockerOperator
-from airflow_ecr.testing.lab import load
+from airflow_ecr_lab import load
 
 LAB = load()
 HOST1, HOST2 = (a["host"] for a in LAB["accounts"][:2])

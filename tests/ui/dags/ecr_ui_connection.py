@@ -13,7 +13,7 @@ except ImportError:  # Airflow 2
     from airflow import DAG
 
 from airflow_ecr.operators.docker import EcrDockerOperator
-from airflow_ecr.testing.lab import load
+from airflow_ecr_lab import load
 
 LAB = load()
 MARKER = "hello-from-the-ui-connection"

@@ -39,8 +39,8 @@ table is generated from), the list of calls received, revocation and the current
 available in process (:class:`EcrEmulator` methods) and through a loopback admin API, so tests in
 other processes can drive it. Loopback is shared by every user of the host, so each admin request
 must carry the emulator's admin token (``Authorization: Bearer <EcrEmulator.admin_token>``; 401
-without it): ``EmulatorClient(url, token=...)``, or ``EmulatorClient.of_lab(lab_json)`` for the lab's
-emulator, whose token the lab keeps 0600 in its directory::
+without it): ``EmulatorClient(url, token=...)``, or, for the emulator of the project's development lab
+(whose token the lab keeps 0600 in its directory), ``airflow_ecr_lab.emulator_client(lab_json)``::
 
     GET  /_emulator/health                 {"ok": true, "accounts": [...]}
     GET  /_emulator/calls                  [{"time", "end", "target", "region", "registry_ids",

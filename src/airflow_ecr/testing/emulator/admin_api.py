@@ -31,7 +31,7 @@ class AdminApi(EmulatorState):
         if not hmac.compare_digest((authorization or "").encode(), f"Bearer {self.admin_token}".encode()):
             return 401, {
                 "error": "the emulator's admin API needs its admin token (Authorization: Bearer <token>): "
-                "EmulatorClient(url, token=...) or EmulatorClient.of_lab(lab_json)"
+                "EmulatorClient(url, token=...) or airflow_ecr_lab.emulator_client(lab_json)"
             }
         parts = urlsplit(path)
         name = parts.path[len(ADMIN_PREFIX) :].strip("/")

@@ -1,15 +1,15 @@
-"""The lab's test images: imported into its daemon (:mod:`airflow_ecr.testing.images`), pushed to every registry."""
+"""The lab's test images: imported into its daemon (:mod:`airflow_ecr_lab.images`), pushed to every registry."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from airflow_ecr.testing import images
 from airflow_ecr.testing.emulator_admin import EmulatorClient
-from airflow_ecr.testing.lab.dockerd import docker_client
-from airflow_ecr.testing.lab.messages import LabError
-from airflow_ecr.testing.lab.paths import LabPaths, emulator_token
-from airflow_ecr.testing.lab.spec import (
+from airflow_ecr_lab import images
+from airflow_ecr_lab.dockerd import docker_client
+from airflow_ecr_lab.messages import LabError
+from airflow_ecr_lab.paths import LabPaths, emulator_token
+from airflow_ecr_lab.spec import (
     ACCOUNT_IMAGES,
     ANONYMOUS_HOST,
     BUSYBOX_IMAGE,

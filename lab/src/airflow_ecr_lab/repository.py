@@ -18,12 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_ecr.testing.emulator_admin import EmulatorClient
-from airflow_ecr.testing.lab.dockerd import docker_client
-from airflow_ecr.testing.lab.health import load
-from airflow_ecr.testing.lab.messages import LabError
-from airflow_ecr.testing.lab.paths import LabPaths
-from airflow_ecr.testing.lab.spec import BUSYBOX_IMAGE
+from airflow_ecr_lab.dockerd import docker_client
+from airflow_ecr_lab.emulator_process import emulator_client
+from airflow_ecr_lab.health import load
+from airflow_ecr_lab.messages import LabError
+from airflow_ecr_lab.paths import LabPaths
+from airflow_ecr_lab.spec import BUSYBOX_IMAGE
 
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
@@ -61,7 +61,7 @@ def _account(info: dict[str, Any], account_id: str) -> dict[str, Any]:
 
 def _auth(info: dict[str, Any], account_id: str) -> dict[str, str]:
     account = _account(info, account_id)
-    password = EmulatorClient.of_lab(info, timeout=5).password(account_id)
+    password = emulator_client(info, timeout=5).password(account_id)
     return {"username": "AWS", "password": password, "serveraddress": account["host"]}
 
 

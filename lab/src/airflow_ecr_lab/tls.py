@@ -6,7 +6,7 @@ import datetime
 import ipaddress
 from pathlib import Path
 
-from airflow_ecr.testing.lab.paths import write_private
+from airflow_ecr_lab.paths import write_private
 
 
 def make_tls(directory: Path, hosts: dict[str, str]) -> None:

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import airflow_ecr
-from airflow_ecr.testing.lab.paths import LabPaths, new_emulator_token, read_text, write_json
-from airflow_ecr.testing.lab.processes import spawn, wait_until
-from airflow_ecr.testing.lab.spec import LAB_ACCOUNTS, LAB_REGISTRIES
+from airflow_ecr.testing.emulator_admin import EmulatorClient
+from airflow_ecr_lab.paths import LabPaths, emulator_token, new_emulator_token, read_text, write_json
+from airflow_ecr_lab.processes import spawn, wait_until
+from airflow_ecr_lab.spec import LAB_ACCOUNTS, LAB_REGISTRIES
 
 
 def start_emulator(paths: LabPaths) -> tuple[int, str]:
@@ -50,3 +53,14 @@ def start_emulator(paths: LabPaths) -> tuple[int, str]:
     pid = spawn(paths, "emulator", [*argv, "--port-file", str(port_file)], log, env)
     wait_until("the ECR emulator", port_file.exists, pid, str(paths.root), log, 20)
     return pid, f"http://127.0.0.1:{int(read_text(port_file))}"
+
+
+def emulator_client(lab: Mapping[str, Any], timeout: float = 10) -> EmulatorClient:
+    """
+    The lab's emulator: its URL from ``lab.json``, its token from the lab directory (0600, so
+    only the lab's owner, and the tasks that user runs, can drive it).
+
+    :param lab: the contents of ``lab.json`` (``dir`` and ``emulator_url``).
+    :param timeout: seconds to wait for each answer.
+    """
+    return EmulatorClient(str(lab["emulator_url"]), timeout, token=emulator_token(LabPaths(Path(lab["dir"]))))

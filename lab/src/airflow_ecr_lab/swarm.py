@@ -1,11 +1,11 @@
 """The lab's multi-node swarm (``up --swarm``): the lab's dockerd as manager, plus worker engines.
 
-Each worker (:data:`~airflow_ecr.testing.lab.spec.LAB_WORKERS`) is a dockerd of its own in new
+Each worker (:data:`~airflow_ecr_lab.spec.LAB_WORKERS`) is a dockerd of its own in new
 network, mount and UTS namespaces (its host name is its node name), with a fresh data root at each
 start: it has neither the test images nor any credentials. A veth pair links its namespace to the
 manager's, with addresses from the lab's private range only: the worker has ``<its address>/32``
-and routes to the manager (:data:`~airflow_ecr.testing.lab.spec.SWARM_ADDRESS`) and to the
-registries (:data:`~airflow_ecr.testing.lab.spec.REGISTRY_NETWORK`), which live on the manager
+and routes to the manager (:data:`~airflow_ecr_lab.spec.SWARM_ADDRESS`) and to the
+registries (:data:`~airflow_ecr_lab.spec.REGISTRY_NETWORK`), which live on the manager
 namespace's loopback; nothing is added to the host's namespace. Like the manager, it sees the lab's
 ``hosts`` and ``etc-docker`` (the registry names and the CA) bound over ``/etc/hosts`` and
 ``/etc/docker``. Each node carries the label ``airflow-ecr-lab.node=<name>`` (``manager`` for the
@@ -21,11 +21,11 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from airflow_ecr.testing.lab.dockerd import docker_client, docker_ping, spawn_engine, swarm_init
-from airflow_ecr.testing.lab.messages import LabError
-from airflow_ecr.testing.lab.paths import LabPaths, read_json
-from airflow_ecr.testing.lab.processes import alive, stop_pid, wait_until
-from airflow_ecr.testing.lab.spec import LAB_WORKERS, NODE_LABEL, REGISTRY_NETWORK, SWARM_ADDRESS, LabNode
+from airflow_ecr_lab.dockerd import docker_client, docker_ping, spawn_engine, swarm_init
+from airflow_ecr_lab.messages import LabError
+from airflow_ecr_lab.paths import LabPaths, read_json
+from airflow_ecr_lab.processes import alive, stop_pid, wait_until
+from airflow_ecr_lab.spec import LAB_WORKERS, NODE_LABEL, REGISTRY_NETWORK, SWARM_ADDRESS, LabNode
 
 MANAGER = "manager"
 WORKER_NETWORK = "198.18.1.0/24"  # the manager's and the workers' addresses

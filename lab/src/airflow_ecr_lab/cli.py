@@ -1,4 +1,4 @@
-"""The lab's command line: ``python -m airflow_ecr.testing.lab up|down|status|setup``."""
+"""The lab's command line: ``python -m airflow_ecr_lab up|down|status|setup``."""
 
 from __future__ import annotations
 
@@ -6,20 +6,20 @@ import argparse
 import sys
 from pathlib import Path
 
-from airflow_ecr.testing.lab.health import status
-from airflow_ecr.testing.lab.host import setup
-from airflow_ecr.testing.lab.lifecycle import down, up
-from airflow_ecr.testing.lab.messages import LabError
-from airflow_ecr.testing.lab.paths import DEFAULT_DIR, ENV_DIR
+from airflow_ecr_lab.health import status
+from airflow_ecr_lab.host import setup
+from airflow_ecr_lab.lifecycle import down, up
+from airflow_ecr_lab.messages import LabError
+from airflow_ecr_lab.paths import DEFAULT_DIR, ENV_DIR
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m airflow_ecr.testing.lab up|down|status|setup``.
+    """``python -m airflow_ecr_lab up|down|status|setup``.
 
     :param argv: command line arguments (default: ``sys.argv[1:]``).
     """
     parser = argparse.ArgumentParser(
-        prog="python -m airflow_ecr.testing.lab",
+        prog="python -m airflow_ecr_lab",
         description="Start, stop or check the airflow-ecr test lab; setup: the Debian packages it needs.",
     )
     parser.add_argument("command", choices=("up", "down", "status", "setup"))

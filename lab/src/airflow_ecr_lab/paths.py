@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_ecr.testing.lab.messages import LabError
+from airflow_ecr_lab.messages import LabError
 
 DEFAULT_NAME = "airflow-ecr-lab"
 ENV_DIR = "AIRFLOW_ECR_LAB_DIR"
@@ -267,6 +267,6 @@ def emulator_token(paths: LabPaths) -> str:
     if not token:
         raise LabError(
             f"The lab in {paths.root} has no emulator admin token ({paths.emulator_token}): start it with "
-            "`python -m airflow_ecr.testing.lab up` (a lab started by an older airflow-ecr: down, then up)."
+            "`python -m airflow_ecr_lab up` (a lab started by an older airflow-ecr: down, then up)."
         )
     return token

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from airflow_ecr.testing.lab.messages import LabError
-from airflow_ecr.testing.lab.paths import LabPaths, open_lab_file, read_json, read_text, write_json
+from airflow_ecr_lab.messages import LabError
+from airflow_ecr_lab.paths import LabPaths, open_lab_file, read_json, read_text, write_json
 
 STOP_TIMEOUT = 20.0
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from airflow_ecr.testing.lab.dockerd import start_dockerd
-from airflow_ecr.testing.lab.health import load
-from airflow_ecr.testing.lab.paths import LabPaths, locked, write_json
-from airflow_ecr.testing.lab.processes import alive, record_pid, stop_pid
-from airflow_ecr.testing.lab.proxy import start_proxy
-from airflow_ecr.testing.lab.registries import registry_spec, spawn_registry
-from airflow_ecr.testing.lab.swarm import in_namespace, registry_route, relink_workers, worker
+from airflow_ecr_lab.dockerd import start_dockerd
+from airflow_ecr_lab.health import load
+from airflow_ecr_lab.paths import LabPaths, locked, write_json
+from airflow_ecr_lab.processes import alive, record_pid, stop_pid
+from airflow_ecr_lab.proxy import start_proxy
+from airflow_ecr_lab.registries import registry_spec, spawn_registry
+from airflow_ecr_lab.swarm import in_namespace, registry_route, relink_workers, worker
 
 
 def stop_registry(directory: Path | None, name: str) -> None:

@@ -7,12 +7,12 @@ from pathlib import Path
 from typing import Any
 
 from airflow_ecr.testing.emulator_admin import EmulatorClient
-from airflow_ecr.testing.lab.dockerd import docker_ping, swarm_state
-from airflow_ecr.testing.lab.messages import LabError, say
-from airflow_ecr.testing.lab.netns import probe
-from airflow_ecr.testing.lab.paths import LabPaths, emulator_token, read_json
-from airflow_ecr.testing.lab.processes import alive
-from airflow_ecr.testing.lab.swarm import node_states
+from airflow_ecr_lab.dockerd import docker_ping, swarm_state
+from airflow_ecr_lab.messages import LabError, say
+from airflow_ecr_lab.netns import probe
+from airflow_ecr_lab.paths import LabPaths, emulator_token, read_json
+from airflow_ecr_lab.processes import alive
+from airflow_ecr_lab.swarm import node_states
 
 
 def health(paths: LabPaths) -> Iterator[tuple[str, bool, str]]:
@@ -87,5 +87,5 @@ def load(directory: Path | None = None) -> dict[str, Any]:
     paths = LabPaths.of(directory)
     info = read_json(paths.lab_json)
     if not info:
-        raise LabError(f"no lab at {paths.root}: python -m airflow_ecr.testing.lab up --dir {paths.root}")
+        raise LabError(f"no lab at {paths.root}: python -m airflow_ecr_lab up --dir {paths.root}")
     return info

@@ -10,10 +10,10 @@ import json
 import secrets
 from typing import Any
 
-from airflow_ecr.testing.lab.messages import LabError
-from airflow_ecr.testing.lab.netns import probe
-from airflow_ecr.testing.lab.paths import LabPaths, write_private
-from airflow_ecr.testing.lab.processes import spawn, wait_until
+from airflow_ecr_lab.messages import LabError
+from airflow_ecr_lab.netns import probe
+from airflow_ecr_lab.paths import LabPaths, write_private
+from airflow_ecr_lab.processes import spawn, wait_until
 
 
 def spawn_registry(paths: LabPaths, netns_pid: int, name: str, host: str, address: str, auth: bool) -> int:

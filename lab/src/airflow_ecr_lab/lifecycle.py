@@ -14,17 +14,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from airflow_ecr.testing.lab.dockerd import docker_client, docker_ping, start_dockerd, swarm_state
-from airflow_ecr.testing.lab.emulator_process import start_emulator
-from airflow_ecr.testing.lab.health import is_up, load
-from airflow_ecr.testing.lab.host import preflight
-from airflow_ecr.testing.lab.messages import say
-from airflow_ecr.testing.lab.paths import LabPaths, locked, read_json, read_text, write_json
-from airflow_ecr.testing.lab.processes import alive, record_pid, stop_pid
-from airflow_ecr.testing.lab.proxy import start_proxy
-from airflow_ecr.testing.lab.registries import spawn_registry
-from airflow_ecr.testing.lab.seed import load_images
-from airflow_ecr.testing.lab.spec import (
+from airflow_ecr_lab.dockerd import docker_client, docker_ping, start_dockerd, swarm_state
+from airflow_ecr_lab.emulator_process import start_emulator
+from airflow_ecr_lab.health import is_up, load
+from airflow_ecr_lab.host import preflight
+from airflow_ecr_lab.messages import say
+from airflow_ecr_lab.paths import LabPaths, locked, read_json, read_text, write_json
+from airflow_ecr_lab.processes import alive, record_pid, stop_pid
+from airflow_ecr_lab.proxy import start_proxy
+from airflow_ecr_lab.registries import spawn_registry
+from airflow_ecr_lab.seed import load_images
+from airflow_ecr_lab.spec import (
     ANONYMOUS_ADDRESS,
     ANONYMOUS_HOST,
     BUSYBOX_IMAGE,
@@ -41,8 +41,8 @@ from airflow_ecr.testing.lab.spec import (
     SWARM_ADDRESS,
     LabAccount,
 )
-from airflow_ecr.testing.lab.swarm import exec_root, join_workers, node_dir, spawn_workers, wait_ready
-from airflow_ecr.testing.lab.tls import make_tls
+from airflow_ecr_lab.swarm import exec_root, join_workers, node_dir, spawn_workers, wait_ready
+from airflow_ecr_lab.tls import make_tls
 
 
 def up(directory: Path | None = None, swarm: bool = False) -> dict[str, Any]:

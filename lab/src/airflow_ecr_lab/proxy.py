@@ -9,7 +9,7 @@ a token) and only to the lab's own host names on port 443.
 The listening socket is made in the host's namespace by the lab and handed over as a file
 descriptor; this process runs inside the lab's namespace (``nsenter --net``), where it connects.
 
-Usage: ``python -m airflow_ecr.testing.lab.proxy --fd N --hosts DIR/hosts`` (stops on SIGTERM).
+Usage: ``python -m airflow_ecr_lab.proxy --fd N --hosts DIR/hosts`` (stops on SIGTERM).
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ import sys
 import threading
 from pathlib import Path
 
-from airflow_ecr.testing.lab.paths import LabPaths
-from airflow_ecr.testing.lab.processes import spawn, wait_until
+from airflow_ecr_lab.paths import LabPaths
+from airflow_ecr_lab.processes import spawn, wait_until
 
 IDLE_TIMEOUT = 60.0
 

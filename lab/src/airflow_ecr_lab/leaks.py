@@ -5,7 +5,7 @@ XCom, rendered template fields, exception texts and files.
 A test of a DAG that handles ECR tokens (or any other secret) samples the processes while the DAG
 runs, then scans what the run left behind::
 
-    from airflow_ecr.testing.leaks import ProcessSampler, ecr_secret_forms, scan_files, scan_sqlite
+    from airflow_ecr_lab.leaks import ProcessSampler, ecr_secret_forms, scan_files, scan_sqlite
 
     with ProcessSampler(secret_source=lambda: {emulator.password("123456789012")}) as sampler:
         run_the_dag()

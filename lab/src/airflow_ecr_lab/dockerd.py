@@ -3,7 +3,7 @@
 Its own loopback device carries the registry addresses, ``DIR/hosts`` is bound over ``/etc/hosts``
 and ``DIR/etc-docker`` over ``/etc/docker`` (``certs.d/<host>/ca.crt``): only the daemon sees the
 names, the addresses and the CA. :func:`spawn_engine` starts any of the lab's engines this way (the
-swarm workers too, :mod:`~airflow_ecr.testing.lab.swarm`); the manager's loopback also carries the
+swarm workers too, :mod:`~airflow_ecr_lab.swarm`); the manager's loopback also carries the
 swarm's address.
 """
 
@@ -14,9 +14,9 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from airflow_ecr.testing.lab.paths import LabPaths, read_text, write_private
-from airflow_ecr.testing.lab.processes import spawn, wait_until
-from airflow_ecr.testing.lab.spec import LAB_HOSTS, SWARM_ADDRESS
+from airflow_ecr_lab.paths import LabPaths, read_text, write_private
+from airflow_ecr_lab.processes import spawn, wait_until
+from airflow_ecr_lab.spec import LAB_HOSTS, SWARM_ADDRESS
 
 
 def start_dockerd(paths: LabPaths) -> tuple[int, bool]:
@@ -151,7 +151,7 @@ def swarm_state(paths: LabPaths) -> str:
 
 
 def swarm_init(paths: LabPaths) -> None:
-    """Make the daemon a swarm manager, unless it is one already (:mod:`~airflow_ecr.testing.lab.swarm` adds workers).
+    """Make the daemon a swarm manager, unless it is one already (:mod:`~airflow_ecr_lab.swarm` adds workers).
 
     :param paths: the lab's layout.
     """

@@ -13,9 +13,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from airflow_ecr.testing import images
-from airflow_ecr.testing.lab.messages import LabError, say
-from airflow_ecr.testing.lab.paths import MAX_SOCKET_PATH, LabPaths
+from airflow_ecr_lab import images
+from airflow_ecr_lab.messages import LabError, say
+from airflow_ecr_lab.paths import MAX_SOCKET_PATH, LabPaths
 
 # What the lab runs from the host, and the Debian 12 package of each: the one list that `setup`
 # installs and the preflight names packages from (ldd and bash come with Essential packages).
@@ -29,7 +29,7 @@ HOST_TOOLS = (
     (str(images.PYTHON_BINARY), "python3.11"),  # the python test image's interpreter
 )
 DEBIAN_PACKAGES = tuple(dict.fromkeys(package for _, package in HOST_TOOLS))
-SETUP_COMMAND = "python -m airflow_ecr.testing.lab setup"
+SETUP_COMMAND = "python -m airflow_ecr_lab setup"
 
 
 def preflight(paths: LabPaths) -> None:

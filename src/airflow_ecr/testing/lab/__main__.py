@@ -1,8 +1,0 @@
-"""``python -m airflow_ecr.testing.lab up|down|status|setup [--dir DIR] [--swarm] [--purge] [--install]``."""
-
-import sys
-
-from airflow_ecr.testing.lab.cli import main
-
-if __name__ == "__main__":
-    sys.exit(main())
