@@ -57,10 +57,8 @@ def test_the_one_model_splits_what_docker_pys_split_did_not() -> None:
     # docker.io, and any digest but sha256 for a tag; the host is now kept as written, the digest a digest.
     assert ImageReference.parse("index.docker.io/busybox").host == "index.docker.io"
     sha512 = "sha512:" + "e" * 128
-    assert (ImageReference.parse(f"{HOST}/app@{sha512}").tag, ImageReference.parse(f"{HOST}/app@{sha512}").digest) == (
-        None,
-        sha512,
-    )
+    pinned = ImageReference.parse(f"{HOST}/app@{sha512}")
+    assert (pinned.tag, pinned.digest) == (None, sha512)
 
 
 def test_a_name_on_another_host_and_by_a_digest() -> None:
