@@ -1,5 +1,6 @@
 """
-Parse image references and registry hosts into :class:`EcrRegistry` values.
+Parse image references (:class:`ImageReference`, the one model of an image name) and registry hosts
+(into :class:`EcrRegistry` values).
 
 Pure functions, no I/O: this module and :mod:`airflow_ecr.tokens` are the only places that know
 what an ECR name looks like. The host patterns follow ``amazon-ecr-credential-helper``: every
@@ -11,13 +12,16 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 ECR_PUBLIC_HOSTS = ("public.ecr.aws", "ecr-public.aws.com")
 # ECR Public hands out tokens from us-east-1 only, whatever region the caller is in.
 ECR_PUBLIC_REGION = "us-east-1"
 # Where a deployment declares the non-ECR hosts (DNS aliases, pull-through proxies) tokens may go to.
 ALIASES_OPTION = "[ecr] registry_aliases"
+# Where Docker pulls a name without a registry host from, and the tag a name without tag nor digest means.
+DOCKER_HUB = "docker.io"
+DEFAULT_TAG = "latest"
 
 # Every pattern is ASCII-only and used with fullmatch: `$` would match before a trailing newline,
 # and without re.ASCII `\d` takes any script's digits.
@@ -130,64 +134,100 @@ class EcrRegistry:
 @dataclass(frozen=True)
 class ImageReference:
     """
-    A Docker image reference split into its parts.
+    An image reference split as Docker splits it when it pulls: a name without a registry host is
+    on Docker Hub (``docker.io``), and a name with neither tag nor digest means the tag ``latest``.
 
-    :param host: the registry host (with port, if any), or None for Docker Hub names.
-    :param repository: the repository path, e.g. ``ml/train``.
-    :param tag: the tag, or None.
-    :param digest: the digest (``sha256:...``), or None.
+    :param host: the registry host (with port, if any); ``docker.io`` when the name gives none.
+    :param repository: the repository inside the registry, e.g. ``ml/train``.
+    :param tag: the tag (``latest`` when the name has neither tag nor digest), or None.
+    :param digest: the digest the name pins (``sha256:...``), or None.
+    :param host_given: whether the name spells its host (False: Docker Hub by default).
+    :param tag_given: whether the name spells its tag (False: ``latest`` by default, or a digest only).
+        Names that differ only in what they spell out name the same image: neither flag takes part in ``==``.
     """
 
-    host: str | None
+    host: str
     repository: str
     tag: str | None = None
     digest: str | None = None
+    host_given: bool = field(default=True, compare=False)
+    tag_given: bool = field(default=True, compare=False)
 
+    @classmethod
+    def parse(cls, image: str) -> ImageReference:
+        """
+        Split an image reference (``[https://]host/repo[:tag][@digest]``) into its parts.
 
-def parse_image(image: str) -> ImageReference:
-    """
-    Split an image reference (``[https://]host/repo[:tag][@digest]``) into its parts.
+        :param image: the reference, as given to ``DockerOperator(image=...)``.
+        :raises ValueError: if the reference is not a valid Docker image reference.
+        """
+        if not isinstance(image, str):
+            raise ValueError(f"Image reference must be a string, got {type(image).__name__}: {image!r}.")
+        original = image
+        ref = image.strip()
+        if not ref or ref != image or any(c.isspace() for c in ref):
+            raise ValueError(f"Image reference {original!r} is empty or contains whitespace.")
+        for scheme in ("https://", "http://"):
+            if ref.startswith(scheme):
+                ref = ref[len(scheme) :]
+        digest = None
+        if "@" in ref:
+            ref, digest = ref.split("@", 1)
+            if not _DIGEST.fullmatch(digest):
+                raise ValueError(
+                    f"Image reference {original!r} has a malformed digest {digest!r}: "
+                    "expected 'algorithm:hex', e.g. 'sha256:' followed by 64 hex digits."
+                )
+        host, _, rest = ref.partition("/")
+        # Docker's rule: the first component is a host only if it looks like one.
+        if rest and ("." in host or ":" in host or host == "localhost"):
+            if not _DOMAIN.fullmatch(host):
+                raise ValueError(f"Image reference {original!r} has a malformed registry host {host!r}.")
+            path = rest
+        else:
+            host, path = "", ref
+        tag = None
+        last = path.rsplit("/", 1)[-1]
+        if ":" in last:
+            path, tag = path.rsplit(":", 1)
+            if not _TAG.fullmatch(tag):
+                raise ValueError(f"Image reference {original!r} has a malformed tag {tag!r}.")
+        components = path.split("/")
+        for component in components:
+            if not _PATH_COMPONENT.fullmatch(component):
+                hint = " (repository names must be lowercase)" if component.lower() != component else ""
+                raise ValueError(f"Image reference {original!r} has an invalid repository name {path!r}{hint}.")
+        tag_given = tag is not None
+        if tag is None and digest is None:
+            tag = DEFAULT_TAG
+        return cls(host or DOCKER_HUB, path, tag, digest, host_given=bool(host), tag_given=tag_given)
 
-    :param image: the reference, as given to ``DockerOperator(image=...)``.
-    :raises ValueError: if the reference is not a valid Docker image reference.
-    """
-    if not isinstance(image, str):
-        raise ValueError(f"Image reference must be a string, got {type(image).__name__}: {image!r}.")
-    original = image
-    ref = image.strip()
-    if not ref or ref != image or any(c.isspace() for c in ref):
-        raise ValueError(f"Image reference {original!r} is empty or contains whitespace.")
-    for scheme in ("https://", "http://"):
-        if ref.startswith(scheme):
-            ref = ref[len(scheme) :]
-    digest = None
-    if "@" in ref:
-        ref, digest = ref.split("@", 1)
-        if not _DIGEST.fullmatch(digest):
-            raise ValueError(
-                f"Image reference {original!r} has a malformed digest {digest!r}: "
-                "expected 'algorithm:hex', e.g. 'sha256:' followed by 64 hex digits."
-            )
-    host, _, rest = ref.partition("/")
-    # Docker's rule: the first component is a host only if it looks like one.
-    if rest and ("." in host or ":" in host or host == "localhost"):
-        if not _DOMAIN.fullmatch(host):
-            raise ValueError(f"Image reference {original!r} has a malformed registry host {host!r}.")
-        path = rest
-    else:
-        host, path = "", ref
-    tag = None
-    last = path.rsplit("/", 1)[-1]
-    if ":" in last:
-        path, tag = path.rsplit(":", 1)
-        if not _TAG.fullmatch(tag):
-            raise ValueError(f"Image reference {original!r} has a malformed tag {tag!r}.")
-    components = path.split("/")
-    for component in components:
-        if not _PATH_COMPONENT.fullmatch(component):
-            hint = " (repository names must be lowercase)" if component.lower() != component else ""
-            raise ValueError(f"Image reference {original!r} has an invalid repository name {path!r}{hint}.")
-    return ImageReference(host=host or None, repository=path, tag=tag, digest=digest)
+    @property
+    def repository_path(self) -> str:
+        """``host/repository``: the name the daemon lists in ``RepoDigests`` and ``RepoTags``."""
+        return f"{self.host}/{self.repository}"
+
+    @property
+    def tagged(self) -> str:
+        """``host/repository:tag``: what a pin is looked up by (the default tag spelled out)."""
+        return f"{self.repository_path}:{self.tag or DEFAULT_TAG}"
+
+    @property
+    def manifest_reference(self) -> str:
+        """What to ask the registry's manifest API for: the digest if the name has one, else the tag."""
+        return self.digest or self.tag or DEFAULT_TAG
+
+    def name_on_host(self, host: str) -> str:
+        """
+        This image's full name on ``host`` (a replica's registry, or its own): same repository, tag
+        and digest.
+        """
+        name = f"{host}/{self.repository}" + (f":{self.tag}" if self.tag else "")
+        return name + (f"@{self.digest}" if self.digest else "")
+
+    def name_by_digest(self, digest: str) -> str:
+        """``host/repository@digest``: the image that exact digest names."""
+        return f"{self.repository_path}@{digest}"
 
 
 def bare_host(host: str) -> str:
@@ -300,8 +340,8 @@ def resolve_registry(
     :param aliases: the declared aliases (:func:`alias_table`), the only non-ECR hosts accepted.
     :raises ValueError: if the image is not in ECR nor on a declared alias.
     """
-    ref = parse_image(image)
-    if ref.host is None:
+    ref = ImageReference.parse(image)
+    if not ref.host_given:
         raise ValueError(
             f"Image {image!r} has no registry host, so Docker would pull it from Docker Hub. "
             "Use the full ECR name: '<account>.dkr.ecr.<region>.amazonaws.com/"

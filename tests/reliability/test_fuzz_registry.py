@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from airflow_ecr.registry import (
     ECR_PUBLIC_HOSTS,
     EcrRegistry,
+    ImageReference,
     alias_table,
     declare_alias,
-    parse_image,
     parse_registry_host,
     region_partition,
     resolve_host,
@@ -105,7 +105,7 @@ def test_any_text_gives_a_valid_registry_or_a_value_error(text):
     valid_or_value_error(parse_registry_host, text)
     valid_or_value_error(resolve_registry, text)
     try:
-        ref = parse_image(text)
+        ref = ImageReference.parse(text)
     except ValueError as err:
         assert str(err).strip()
     else:

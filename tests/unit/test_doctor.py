@@ -584,6 +584,17 @@ def test_a_denial_by_another_accounts_registry_suggests_a_typo() -> None:
     assert (manifest.fix or "").startswith(f"the image's registry 222222222222 is not the account of {state.arn}")
 
 
+def test_a_missing_image_names_the_default_tag_as_the_default() -> None:
+    from docker.errors import APIError
+
+    host = IMAGE.split("/", 1)[0]
+    for image, what in ((f"{host}/hello", "tag latest (default)"), (f"{host}/hello:latest", "tag latest")):
+        state = daemon_state(APIError("404 Client Error", explanation="manifest unknown: manifest unknown"))
+        state.reference = DoctorState(image=image).reference  # no path: no pull-through rule
+        manifest = doctor.check_manifest(state)
+        assert manifest.status == "fail" and manifest.summary.startswith(f"{what} not found in"), manifest.summary
+
+
 def test_an_unknown_registry_host_advises_the_image_name_first() -> None:
     from docker.errors import APIError
 

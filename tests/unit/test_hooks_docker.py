@@ -537,3 +537,10 @@ def test_cache_hit_in_a_new_process_builds_nothing_it_does_not_use(monkeypatch):
     assert len(fetched) == 1
     assert hook.token_source._connection is sources._NOT_LOOKED_UP and hook.token_source._session is None
     assert not hook.client_created
+
+
+def test_resolving_what_is_not_an_image_name_is_a_configuration_error() -> None:
+    # Before the image models were one, docker-py's lenient split sent this name to the registry.
+    hook = EcrDockerHook(image=IMAGE)
+    with pytest.raises(EcrConfigurationError, match="must be lowercase"):
+        hook.resolve_manifest(f"{H}/App:1")

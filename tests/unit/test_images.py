@@ -19,7 +19,8 @@ from airflow_ecr.exceptions import (
 from airflow_ecr.images.manifests import DOCKER_LIST, RegistryRejected, fetch_manifest
 from airflow_ecr.images.pins import Pin, pin_for, pins_as_xcom
 from airflow_ecr.images.record import build_record
-from airflow_ecr.images.reference import ImageName, digest_in_pull_status, repo_digests_for
+from airflow_ecr.images.reference import digest_in_pull_status, repo_digests_for
+from airflow_ecr.registry import ImageReference
 from helpers.fake_registry import DOCKER_MANIFEST, MANIFEST, MANIFEST_DIGEST, fake_registry
 
 HOST = "111111111111.dkr.ecr.eu-west-1.amazonaws.com"
@@ -39,8 +40,32 @@ AUTH = {"username": "AWS", "password": "pw-for-the-test"}
     ],
 )
 def test_image_names_split_as_docker_splits_them(image: str, expected: tuple[Any, ...]) -> None:
-    name = ImageName.parse(image)
-    assert (name.registry, name.repository, name.tag, name.digest) == expected
+    name = ImageReference.parse(image)
+    assert (name.host, name.repository, name.tag, name.digest) == expected
+
+
+def test_a_name_without_host_or_tag_means_dockers_defaults_and_says_so() -> None:
+    bare, spelled = ImageReference.parse("busybox"), ImageReference.parse("docker.io/busybox:latest")
+    assert bare == spelled and hash(bare) == hash(spelled)  # the same image, as Docker pulls it
+    assert (bare.host, bare.tag, bare.host_given, bare.tag_given) == ("docker.io", "latest", False, False)
+    assert (spelled.host_given, spelled.tag_given) == (True, True)
+    assert ImageReference.parse(f"{HOST}/app@{D1}").tag_given is False
+
+
+def test_the_one_model_splits_what_docker_pys_split_did_not() -> None:
+    # docker-py's split (the hooks' and operators' until the models were one) took index.docker.io for
+    # docker.io, and any digest but sha256 for a tag; the host is now kept as written, the digest a digest.
+    assert ImageReference.parse("index.docker.io/busybox").host == "index.docker.io"
+    sha512 = "sha512:" + "e" * 128
+    pinned = ImageReference.parse(f"{HOST}/app@{sha512}")
+    assert (pinned.tag, pinned.digest) == (None, sha512)
+
+
+def test_a_name_on_another_host_and_by_a_digest() -> None:
+    name = ImageReference.parse(f"{HOST}/team/app")
+    assert name.name_on_host("replica.example") == "replica.example/team/app:latest"
+    assert name.name_by_digest(D1) == f"{HOST}/team/app@{D1}"
+    assert ImageReference.parse(f"{HOST}/app:1@{D1}").name_on_host(HOST) == f"{HOST}/app:1@{D1}"
 
 
 def test_pull_status_and_repo_digests_give_only_this_repositorys_digests() -> None:
@@ -48,7 +73,7 @@ def test_pull_status_and_repo_digests_give_only_this_repositorys_digests() -> No
     assert digest_in_pull_status({"status": "Digest: sha256:short"}) is None
     assert digest_in_pull_status({"status": "Pulling fs layer", "id": "x"}) is None
     inspect = {"RepoDigests": [f"{HOST}/app@{D1}", f"{HOST}/app-other@{D2}", f"other.example/app@{D3}"]}
-    assert repo_digests_for(inspect, ImageName.parse(f"{HOST}/app:1")) == [D1]
+    assert repo_digests_for(inspect, ImageReference.parse(f"{HOST}/app:1")) == [D1]
 
 
 # -- the record ----------------------------------------------------------------------------------
@@ -96,15 +121,15 @@ def test_a_pinned_multi_arch_image_records_the_index_and_the_platform_that_ran()
 
 
 def test_pins_round_trip_and_refuse_what_they_cannot_serve() -> None:
-    name = ImageName.parse(f"{HOST}/app:1")
+    name = ImageReference.parse(f"{HOST}/app:1")
     value = pins_as_xcom({name: Pin(D1, DOCKER_MANIFEST, "2026-12-01T10:00:00Z")}, {name: f"{HOST}/app:1"})
     assert pin_for(json.loads(json.dumps(value)), name, f"{HOST}/app:1").digest == D1
     with pytest.raises(EcrConfigurationError, match=r"is not among the pinned images \(.*app:1\): add it"):
-        pin_for(value, ImageName.parse(f"{HOST}/other:1"), f"{HOST}/other:1")
+        pin_for(value, ImageReference.parse(f"{HOST}/other:1"), f"{HOST}/other:1")
     with pytest.raises(EcrConfigurationError, match=r"pinned_images must be the pin task's result"):
         pin_for(["not", "pins"], name, f"{HOST}/app:1")
     with pytest.raises(EcrConfigurationError, match=r"already names a digest"):
-        pin_for(value, ImageName.parse(f"{HOST}/app@{D1}"), f"{HOST}/app@{D1}")
+        pin_for(value, ImageReference.parse(f"{HOST}/app@{D1}"), f"{HOST}/app@{D1}")
     broken = {name.tagged: {"digest": "sha256:nope", "resolved_at": "x"}}
     with pytest.raises(EcrConfigurationError, match=r"is malformed"):
         pin_for(broken, name, f"{HOST}/app:1")
@@ -123,7 +148,7 @@ def index_of(*entries: tuple[str, str]) -> bytes:
 def fetch(tmp_path, route, image: str = f"{HOST}/app:1"):
     with fake_registry(tmp_path, [HOST, "redirected.example.com"], route) as world:
         try:
-            return fetch_manifest(world.session(), ImageName.parse(image), AUTH, timeout=10), world.seen
+            return fetch_manifest(world.session(), ImageReference.parse(image), AUTH, timeout=10), world.seen
         except Exception as err:
             return err, world.seen
 

@@ -74,6 +74,11 @@ def test_images_of_a_configured_upstream_are_pulled_by_their_cache_name(image: s
         )
 
 
+def test_a_malformed_name_is_left_alone_for_its_check_to_refuse() -> None:
+    # Before the image models were one, docker-py's lenient split rewrote it to {HUB}/library/BusyBox:1.36.
+    assert through_cache("BusyBox:1.36", RULES) is None
+
+
 def test_no_rule_rewrites_nothing() -> None:
     assert through_cache("busybox:1.36", ()) is None
 

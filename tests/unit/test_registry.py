@@ -8,9 +8,9 @@ from hypothesis import strategies as st
 
 from airflow_ecr.registry import (
     EcrRegistry,
+    ImageReference,
     alias_table,
     declare_alias,
-    parse_image,
     parse_registry_host,
     region_partition,
     registry_host,
@@ -145,7 +145,7 @@ def test_parses_every_partition_and_form(host):
             f"{A}.dkr.ecr.eu-west-1.amazonaws.com/app",
             f"{A}.dkr.ecr.eu-west-1.amazonaws.com",
             "app",
-            None,
+            "latest",  # Docker's default tag
             None,
         ),
         (
@@ -177,13 +177,13 @@ def test_parses_every_partition_and_form(host):
             None,
         ),
         ("localhost:5000/app:1", "localhost:5000", "app", "1", None),
-        ("ubuntu:22.04", None, "ubuntu", "22.04", None),
-        ("library/ubuntu", None, "library/ubuntu", None, None),
+        ("ubuntu:22.04", "docker.io", "ubuntu", "22.04", None),  # Docker's default host
+        ("library/ubuntu", "docker.io", "library/ubuntu", "latest", None),
     ],
 )
 def test_parse_image(image, host, repository, tag, digest):
-    assert parse_image(image) == parse_image(image)  # pure
-    ref = parse_image(image)
+    assert ImageReference.parse(image) == ImageReference.parse(image)  # pure
+    ref = ImageReference.parse(image)
     assert (ref.host, ref.repository, ref.tag, ref.digest) == (host, repository, tag, digest)
 
 
@@ -202,13 +202,15 @@ def test_parse_image(image, host, repository, tag, digest):
 )
 def test_parse_image_rejects_malformed(image, message):
     with pytest.raises(ValueError, match=message):
-        parse_image(image)
+        ImageReference.parse(image)
 
 
 @pytest.mark.parametrize(
     ("image", "kwargs", "message"),
     [
-        ("ubuntu:22.04", {}, "Docker Hub"),
+        ("ubuntu:22.04", {}, "has no registry host, so Docker would pull it from Docker Hub"),
+        # A spelled-out docker.io is a host like any other (the reference's host_given), as before.
+        ("docker.io/library/ubuntu:22.04", {}, r"not on an Amazon ECR host \('docker.io'\) nor on a declared alias"),
         ("ghcr.io/org/app:1", {}, r"nor on a declared alias: declare the alias in \[ecr\] registry_aliases"),
         ("ghcr.io/org/app:1", {"registry_id": A}, "nor on a declared alias"),
         ("1234.dkr.ecr.eu-west-1.amazonaws.com/app:1", {}, "looks like an ECR registry but is malformed"),
@@ -367,14 +369,14 @@ def test_round_trip_of_built_names(account, region, path, tag):
     assert (reg.account_id, reg.region, reg.host) == (account, region, host)
     image = f"{host}/{'/'.join(path)}:{tag}"
     assert resolve_registry(image) == reg
-    ref = parse_image(image)
+    ref = ImageReference.parse(image)
     assert (ref.host, ref.repository, ref.tag) == (host, "/".join(path), tag)
 
 
 @settings(max_examples=500)
 @given(st.text(max_size=120))
 def test_arbitrary_text_parses_or_raises_value_error(text):
-    for parse in (parse_registry_host, resolve_registry, parse_image):
+    for parse in (parse_registry_host, resolve_registry, ImageReference.parse):
         try:
             result = parse(text)
         except ValueError as err:

@@ -197,8 +197,8 @@ def check_manifest(state: DoctorState) -> CheckResult:
     registry, token, client, ref = state.require_registry(), state.token, state.client, state.reference
     if token is None or client is None or ref is None:
         return result(IMAGE, "skip", "not checked: no token or no daemon")
-    version = f"@{ref.digest}" if ref.digest else f":{ref.tag or 'latest'}"
-    what = f"digest {ref.digest}" if ref.digest else f"tag {ref.tag or 'latest'}" + ("" if ref.tag else " (default)")
+    version = f"@{ref.digest}" if ref.digest else f":{ref.tag}"
+    what = f"digest {ref.digest}" if ref.digest else f"tag {ref.tag}" + ("" if ref.tag_given else " (default)")
     name = f"{registry.host}/{ref.repository}{version}"
     owner = "ECR Public" if registry.public else f"{registry.account_id} ({registry.region})"
     details: dict[str, Any] = {"image": name, "repository": ref.repository}

@@ -88,11 +88,11 @@ def check_kubernetes_secret(state: DoctorState) -> CheckResult:
     import requests
 
     from airflow_ecr.images.manifests import fetch_manifest
-    from airflow_ecr.images.reference import ImageName
+    from airflow_ecr.registry import ImageReference
 
     try:
         with requests.Session() as session:
-            manifest = fetch_manifest(session, ImageName.parse(state.image), auth)
+            manifest = fetch_manifest(session, ImageReference.parse(state.image), auth)
     except EcrError as err:
         return result(SECRET, "fail", state.scrub(str(err)), exit_code=err.exit_code, details=details)
     details["digest"] = manifest.digest

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_ecr import exit_codes
-from airflow_ecr.registry import EcrRegistry, ImageReference, parse_image, parse_registry_host, resolve_registry
+from airflow_ecr.registry import EcrRegistry, ImageReference, parse_registry_host, resolve_registry
 from airflow_ecr.settings import DEFAULT_AWS_CONN_ID
 from airflow_ecr.tokens.token import EcrToken
 
@@ -92,7 +92,7 @@ class DoctorState:
                     if not aliases:
                         raise
                     self.registry = image_registry(self.image, aliases)
-            self.reference = parse_image(self.image)
+            self.reference = ImageReference.parse(self.image)
 
     @property
     def account(self) -> str | None:
@@ -169,10 +169,10 @@ def image_registry(image: str, aliases: Mapping[str, EcrRegistry] | None = None)
     try:
         return resolve_registry(image, aliases=aliases)
     except ValueError:
-        host = parse_image(image).host  # a malformed reference raises its own sentence here
-        if host is not None:
+        ref = ImageReference.parse(image)  # a malformed reference raises its own sentence here
+        if ref.host_given:
             try:
-                parse_registry_host(host)
+                parse_registry_host(ref.host)
             except ValueError as err:
                 raise ValueError(
                     f"Image {image!r}: {err} Fix the registry host in the image name "

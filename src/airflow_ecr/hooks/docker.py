@@ -28,10 +28,11 @@ from airflow_ecr.hooks._docker_compat import log_in_with_docker_connection, set_
 from airflow_ecr.hooks.daemon_messages import classify_pull_error, pull_stream_error
 from airflow_ecr.hooks.pull_errors import pull_error
 from airflow_ecr.images.manifests import Manifest, RegistryRejected, fetch_manifest
-from airflow_ecr.images.reference import ImageName, digest_in_pull_status
+from airflow_ecr.images.reference import digest_in_pull_status
 from airflow_ecr.provider_info import ECR_CONNECTION_FIELDS, ECR_CONNECTION_HIDDEN_FIELDS, ECR_CONNECTION_RELABELING
 from airflow_ecr.registry import (
     EcrRegistry,
+    ImageReference,
     alias_table,
     declare_alias,
     fallback_registries,
@@ -102,7 +103,7 @@ class EcrAPIClient(APIClient):
         self.pull_digests: dict[str, str | None] = {}
 
     def pull(self, repository: str, tag: str | None = None, **kwargs: Any) -> Any:
-        host = ImageName.parse(repository).registry
+        host = _host_of(repository)
         if kwargs.get("auth_config") is not None or not self.ecr.manages(host):
             return super().pull(repository, tag, **kwargs)
         image = (f"{repository}@{tag}" if tag.startswith("sha256:") else f"{repository}:{tag}") if tag else repository
@@ -162,10 +163,18 @@ class EcrAPIClient(APIClient):
         image = task_template.get("ContainerSpec", {}).get("Image", "")
         if self.on_run is not None and image:
             self.on_run(image, False)
-        host = ImageName.parse(image).registry if image else ""
+        host = _host_of(image) if image else ""
         if self.ecr.manages(host):
             set_service_auth(self, host, self.ecr.auth_for(host))
         return super().create_service(task_template, *args, **kwargs)
+
+
+def _host_of(image: str) -> str:
+    """The registry host of ``image``, or "" if it is no image name (the daemon then says what is wrong)."""
+    try:
+        return ImageReference.parse(image).host
+    except ValueError:
+        return ""
 
 
 def _close(stream: Any) -> None:
@@ -371,7 +380,7 @@ class EcrDockerHook(DockerHook):
         image = self._target["image"]
         login = self.settings.login_connection
         return EcrDockerHook(
-            image=ImageName.parse(image).on(registry.host) if image else None,
+            image=ImageReference.parse(image).name_on_host(registry.host) if image else None,
             registry=None if image else registry.host,
             aws_conn_id=self.settings.aws_conn_id,
             registry_ids=[r.account_id for r in self.settings.registries[1:]] or None,
@@ -445,11 +454,14 @@ class EcrDockerHook(DockerHook):
         ``HEAD``, no layer download; see :mod:`airflow_ecr.images.manifests`).
 
         :param image: an image in one of this hook's registries.
-        :raises EcrConfigurationError: the image is in none of them.
+        :raises EcrConfigurationError: the image is in none of them, or is not an image name.
         :raises EcrPullError: the registry refused, has no such image, or could not be reached.
         """
-        name = ImageName.parse(image)
-        if not self.authenticator.manages(name.registry):
+        try:
+            name = ImageReference.parse(image)
+        except ValueError as err:
+            raise EcrConfigurationError(str(err)) from None
+        if not self.authenticator.manages(name.host):
             raise EcrConfigurationError(
                 f"Image {image} is not in this hook's registries ({', '.join(self.authenticator.registries)})."
             )
@@ -458,11 +470,11 @@ class EcrDockerHook(DockerHook):
         with requests.Session() as session:
             for attempt in (1, 2):
                 try:
-                    return fetch_manifest(session, name, self.registry_auth(name.registry))
+                    return fetch_manifest(session, name, self.registry_auth(name.host))
                 except RegistryRejected:
                     if attempt == 2:
-                        raise pull_error(image, name.registry, "HTTP 401 for the manifest", "auth", True) from None
-                    self.authenticator.reject(name.registry)
+                        raise pull_error(image, name.host, "HTTP 401 for the manifest", "auth", True) from None
+                    self.authenticator.reject(name.host)
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     def resolve_in_any_region(self, image: str) -> tuple[EcrRegistry, Manifest]:
@@ -475,7 +487,6 @@ class EcrDockerHook(DockerHook):
         :returns: the registry that answered, and its answer.
         :raises EcrError: the main region's error, or every region's in one (:func:`every_region_failed`).
         """
-        name = ImageName.parse(image)
         main = self.settings.registries[0]
         try:
             return main, self.resolve_manifest(image)
@@ -489,7 +500,8 @@ class EcrDockerHook(DockerHook):
                 failures[-1][0], image, failures[-1][1], replica.region,
             )  # fmt: skip
             try:
-                return replica, self.in_registry(replica).resolve_manifest(name.on(replica.host))
+                there = ImageReference.parse(image).name_on_host(replica.host)  # parsed: resolve_manifest took it
+                return replica, self.in_registry(replica).resolve_manifest(there)
             except REGIONAL_OUTAGES as err:
                 failures.append((replica.region, err))
         raise every_region_failed(image, failures, failures[-1][1])

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from airflow_ecr.exceptions import EcrImageNotFoundError, EcrPullError, EcrRegistryUnavailableError
-from airflow_ecr.images.reference import ImageName, is_digest
+from airflow_ecr.images.reference import is_digest
+from airflow_ecr.registry import ImageReference
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -60,7 +61,7 @@ class RegistryRejected(Exception):
     """The registry answered 401: the caller refetches the token once and asks again."""
 
 
-def fetch_manifest(session: Any, name: ImageName, auth: Mapping[str, str], timeout: float = TIMEOUT) -> Manifest:
+def fetch_manifest(session: Any, name: ImageReference, auth: Mapping[str, str], timeout: float = TIMEOUT) -> Manifest:
     """
     The manifest ``name`` points to now, with at most one manifest request (two for an index).
 
@@ -72,7 +73,7 @@ def fetch_manifest(session: Any, name: ImageName, auth: Mapping[str, str], timeo
     :raises EcrPullError: the identity may not read it (403).
     :raises EcrRegistryUnavailableError: unreachable, 5xx, or an answer no registry gives.
     """
-    url = f"https://{name.registry}/v2/{name.repository}/manifests/{name.manifest_reference}"
+    url = f"https://{name.host}/v2/{name.repository}/manifests/{name.manifest_reference}"
     credentials = base64.b64encode(f"{auth['username']}:{auth['password']}".encode()).decode()
     headers = {"Accept": ACCEPT, "Authorization": f"Basic {credentials}"}
     response = _send(session, "HEAD", url, headers, name, timeout)
@@ -81,7 +82,7 @@ def fetch_manifest(session: Any, name: ImageName, auth: Mapping[str, str], timeo
     if response.status_code == 200 and is_digest(digest) and media_type:
         if media_type not in INDEX_TYPES:
             return Manifest(digest, media_type)
-        index_url = f"https://{name.registry}/v2/{name.repository}/manifests/{digest}"
+        index_url = f"https://{name.host}/v2/{name.repository}/manifests/{digest}"
         body, _ = _get(session, index_url, headers, name, timeout, expected=digest)
         return Manifest(digest, media_type, _platforms(body, name), requests=2)
     # 405, 501, a 200 without a digest: this registry does not answer HEAD as ECR does.
@@ -94,7 +95,7 @@ def fetch_manifest(session: Any, name: ImageName, auth: Mapping[str, str], timeo
     return Manifest(digest, media_type, platforms, requests=2)
 
 
-def _send(session: Any, method: str, url: str, headers: dict[str, str], name: ImageName, timeout: float) -> Any:
+def _send(session: Any, method: str, url: str, headers: dict[str, str], name: ImageReference, timeout: float) -> Any:
     import requests
 
     try:
@@ -102,13 +103,13 @@ def _send(session: Any, method: str, url: str, headers: dict[str, str], name: Im
         return session.request(method, url, headers=headers, allow_redirects=False, timeout=timeout)
     except requests.RequestException as err:
         raise EcrRegistryUnavailableError(
-            f"Registry {name.registry} could not be reached to read the manifest of {name.tagged}: "
+            f"Registry {name.host} could not be reached to read the manifest of {name.tagged}: "
             f"{type(err).__name__}; check the network path (and HTTPS_PROXY, if one is needed) to it."
         ) from None
 
 
 def _get(
-    session: Any, url: str, headers: dict[str, str], name: ImageName, timeout: float, expected: str | None
+    session: Any, url: str, headers: dict[str, str], name: ImageReference, timeout: float, expected: str | None
 ) -> tuple[bytes, str]:
     response = _send(session, "GET", url, headers, name, timeout)
     if response.status_code != 200:
@@ -118,31 +119,33 @@ def _get(
     claimed = response.headers.get("Docker-Content-Digest") or expected
     if claimed and claimed != digest:
         raise EcrRegistryUnavailableError(
-            f"Registry {name.registry} answered a manifest of {name.tagged} whose content does not match "
+            f"Registry {name.host} answered a manifest of {name.tagged} whose content does not match "
             f"its digest {claimed}; do not trust this registry's answer."
         )
     return body, digest
 
 
-def _raise_for_status(response: Any, name: ImageName, fallback: bool = False) -> None:
+def _raise_for_status(response: Any, name: ImageReference, fallback: bool = False) -> None:
     status = response.status_code
-    what = f"{name.repository_path}:{name.manifest_reference}" if name.digest is None else name.at(name.digest)
+    what = (
+        f"{name.repository_path}:{name.manifest_reference}" if name.digest is None else name.name_by_digest(name.digest)
+    )
     if status == 401:
-        raise RegistryRejected(name.registry)
+        raise RegistryRejected(name.host)
     if status == 403:
         raise EcrPullError(
-            f"Registry {name.registry} refused to show the manifest of {what}: give the AWS identity "
+            f"Registry {name.host} refused to show the manifest of {what}: give the AWS identity "
             f"ecr:BatchGetImage on this repository (and its repository policy, for cross-account pulls)."
         )
     if status == 404:
         raise EcrImageNotFoundError(
-            f"Image {what} does not exist in {name.registry}: check the repository name and tag "
+            f"Image {what} does not exist in {name.host}: check the repository name and tag "
             "(or whether the image was deleted)."
         )
     if status >= 500 or fallback or 300 <= status < 400:
         answer = f"HTTP {status}" + (" (a redirect, not followed)" if 300 <= status < 400 else "")
         raise EcrRegistryUnavailableError(
-            f"Registry {name.registry} answered {answer} for the manifest of {what}; retry later, "
+            f"Registry {name.host} answered {answer} for the manifest of {what}; retry later, "
             "or check what sits between this worker and the registry."
         )
 
@@ -151,19 +154,19 @@ def _media_type(response: Any) -> str:
     return str(response.headers.get("Content-Type", "")).split(";", 1)[0].strip()
 
 
-def _json(body: bytes, name: ImageName) -> dict[str, Any]:
+def _json(body: bytes, name: ImageReference) -> dict[str, Any]:
     try:
         document = json.loads(body)
     except ValueError:
         document = None
     if not isinstance(document, dict):
         raise EcrRegistryUnavailableError(
-            f"Registry {name.registry} answered a manifest of {name.tagged} that is not JSON."
+            f"Registry {name.host} answered a manifest of {name.tagged} that is not JSON."
         )
     return document
 
 
-def _platforms(body: bytes, name: ImageName) -> dict[str, str]:
+def _platforms(body: bytes, name: ImageReference) -> dict[str, str]:
     platforms: dict[str, str] = {}
     for entry in _json(body, name).get("manifests") or []:
         platform = entry.get("platform") or {}

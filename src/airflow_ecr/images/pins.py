@@ -15,7 +15,8 @@ from typing import Any
 
 from airflow_ecr.exceptions import EcrConfigurationError, EcrImageNotFoundError
 from airflow_ecr.images.manifests import INDEX_TYPES, Manifest
-from airflow_ecr.images.reference import ImageName, is_digest
+from airflow_ecr.images.reference import is_digest
+from airflow_ecr.registry import ImageReference
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,7 @@ class Pin:
         return self.media_type in INDEX_TYPES
 
 
-def pins_as_xcom(pins: Mapping[ImageName, Pin], images: Mapping[ImageName, str]) -> dict[str, dict[str, Any]]:
+def pins_as_xcom(pins: Mapping[ImageReference, Pin], images: Mapping[ImageReference, str]) -> dict[str, dict[str, Any]]:
     """
     The pin task's return value: ``host/repository:tag`` -> the pin, JSON-serialisable.
 
@@ -62,7 +63,7 @@ def pins_as_xcom(pins: Mapping[ImageName, Pin], images: Mapping[ImageName, str])
         name.tagged: {
             "image": images[name],
             "digest": pin.digest,
-            "reference": name.at(pin.digest),
+            "reference": name.name_by_digest(pin.digest),
             "media_type": pin.media_type,
             "platforms": dict(pin.platforms),
             "resolved_at": pin.resolved_at,
@@ -71,7 +72,7 @@ def pins_as_xcom(pins: Mapping[ImageName, Pin], images: Mapping[ImageName, str])
     }
 
 
-def pin_for(pinned_images: Any, name: ImageName, image: str) -> Pin:
+def pin_for(pinned_images: Any, name: ImageReference, image: str) -> Pin:
     """
     The pin of ``image`` in a ``pinned_images`` value (the pin task's XCom).
 

@@ -15,13 +15,12 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from airflow_ecr.images.reference import ImageName
+from airflow_ecr.registry import DOCKER_HUB, ImageReference, parse_registry_host
 
 OPTION = "[ecr] pull_through_cache"
 EXAMPLE = "docker.io=123456789012.dkr.ecr.eu-west-1.amazonaws.com/docker-hub"
-DOCKER_HUB = "docker.io"
-# The names Docker Hub goes by in image names; docker-py turns a bare name and index.docker.io into
-# docker.io, but not registry-1.docker.io (the host the daemon really talks to).
+# The names Docker Hub goes by in image names; ImageReference turns a bare name into docker.io, but
+# not index.docker.io nor registry-1.docker.io (the host the daemon really talks to).
 _DOCKER_HUB_HOSTS = frozenset({DOCKER_HUB, "index.docker.io", "registry-1.docker.io"})
 # Official images live in Docker Hub's ``library`` namespace: ``busybox`` is ``library/busybox``, and
 # the cache knows them only by that full name.
@@ -92,8 +91,6 @@ def parse_pull_through_cache(text: str) -> tuple[PullThroughRule, ...]:
     :param text: the option's value (empty: no rule).
     :raises EcrConfigurationError: one sentence naming the option and the entry to fix.
     """
-    from airflow_ecr.registry import parse_registry_host
-
     rules: dict[str, PullThroughRule] = {}
     for entry in filter(None, (e.strip() for e in text.replace("\n", ",").split(","))):
         upstream, equals, target = (part.strip() for part in entry.partition("="))
@@ -139,13 +136,16 @@ def through_cache(image: str, rules: Sequence[PullThroughRule]) -> Rewrite | Non
     """
     if not rules:
         return None
-    name = ImageName.parse(image)
-    upstream = upstream_host(name.registry)
+    try:
+        name = ImageReference.parse(image)
+    except ValueError:
+        return None  # not an image name: left alone, for the check or the daemon that reads it to say so
+    upstream = upstream_host(name.host)
     rule = next((r for r in rules if r.upstream == upstream), None)
     if rule is None:
         return None
     repository = name.repository
     if upstream == DOCKER_HUB and "/" not in repository:
         repository = f"{_OFFICIAL_NAMESPACE}/{repository}"
-    cached = ImageName(rule.registry, f"{rule.prefix}/{repository}", name.tag, name.digest)
-    return Rewrite(cached.on(rule.registry), image, rule)
+    cached = ImageReference(rule.registry, f"{rule.prefix}/{repository}", name.tag, name.digest)
+    return Rewrite(cached.name_on_host(rule.registry), image, rule)

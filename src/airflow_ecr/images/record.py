@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_ecr.images.pins import Pin
-from airflow_ecr.images.reference import ImageName, platform_of, repo_digests_for
+from airflow_ecr.images.reference import platform_of, repo_digests_for
+from airflow_ecr.registry import ImageReference
 
 XCOM_KEY = "ecr_image"
 
@@ -39,7 +40,7 @@ class ImageRecord:
     """
 
     image: str
-    name: ImageName
+    name: ImageReference
     region: str
     digest: str | None
     pulled: bool | None
@@ -53,13 +54,13 @@ class ImageRecord:
     @property
     def reference(self) -> str | None:
         """``<registry>/<repository>@<digest>``, or None without a digest."""
-        return self.name.at(self.digest) if self.digest else None
+        return self.name.name_by_digest(self.digest) if self.digest else None
 
     def as_xcom(self) -> dict[str, Any]:
         """The XCom value (JSON-serialisable)."""
         return {
             "image": self.image,
-            "registry": self.name.registry,
+            "registry": self.name.host,
             "repository": self.name.repository,
             "tag": self.name.tag,
             "digest": self.digest,
@@ -87,7 +88,7 @@ def build_record(
     pull_digest: str | None,
     inspect: dict[str, Any] | None,
     pin: Pin | None,
-    name: ImageName | None = None,
+    name: ImageReference | None = None,
     requested: str | None = None,
 ) -> ImageRecord:
     """
@@ -102,7 +103,7 @@ def build_record(
     :param name: the image as pulled, when not ``image`` itself (a replica in a fallback region).
     :param requested: the image as the task named it, when a pull-through cache rule rewrote it to ``image``.
     """
-    name = name or ImageName.parse(image)
+    name = name or ImageReference.parse(image)
     inspect = inspect or {}
     platform = platform_of(inspect)
     image_id = inspect.get("Id") if isinstance(inspect.get("Id"), str) else None
@@ -120,12 +121,12 @@ def build_record(
                 note = f"The pull of {image} reported no digest, nor does the daemon list one: no digest is recorded."
             elif not found:
                 note = (
-                    f"Image {image} is local but was never pulled from {name.registry} (built or tagged "
+                    f"Image {image} is local but was never pulled from {name.host} (built or tagged "
                     "here): no digest is recorded."
                 )
             else:
                 note = (
-                    f"Image {image} was pulled from {name.registry} under several digests ({', '.join(found)}): "
+                    f"Image {image} was pulled from {name.host} under several digests ({', '.join(found)}): "
                     "no digest is recorded; pass resolve_digest=True to pull and record one."
                 )
         # Without the manifest (a pull by tag reports only the digest) an index cannot be told from

@@ -19,7 +19,7 @@ from airflow_ecr.hooks.pull_errors import first_pull_error
 from airflow_ecr.images.pins import Pin, pin_for, pinned_digest_gone
 from airflow_ecr.images.pull_through import Rewrite, through_cache
 from airflow_ecr.images.record import XCOM_KEY, ImageRecord, build_record
-from airflow_ecr.images.reference import ImageName
+from airflow_ecr.registry import ImageReference
 from airflow_ecr.settings import DEFAULT_AWS_CONN_ID, ecr_settings
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ class EcrRegistryAuthMixin(BaseOperator):
         self.resolve_digest = self._resolve_by_default if resolve_digest is None else resolve_digest
         self.fallback_regions = fallback_regions
         self._ecr_image = ""  # the image as rendered, while self.image names what runs (a digest, a replica)
-        self._ecr_name: ImageName | None = None
+        self._ecr_name: ImageReference | None = None
         self._ecr_pin: Pin | None = None
         self._ecr_record: ImageRecord | None = None
         self._ecr_rewrite: Rewrite | None = None
@@ -163,7 +163,7 @@ class EcrRegistryAuthMixin(BaseOperator):
             for index, registry in enumerate(regions):
                 if index:
                     self.__dict__["hook"] = self.hook.in_registry(registry)  # the replica's, from now on
-                image = ImageName.parse(rendered).on(registry.host) if index else rendered
+                image = ImageReference.parse(rendered).name_on_host(registry.host) if index else rendered
                 try:
                     return self._execute_from(context, image)
                 except REGIONAL_OUTAGES as err:
@@ -187,26 +187,26 @@ class EcrRegistryAuthMixin(BaseOperator):
 
     def _execute_from(self, context: Context, image: str) -> Any:
         """The Docker operator's execute, pulling ``image`` (the image in one region) or its pin."""
-        self._ecr_name = name = ImageName.parse(image)
+        self._ecr_name = name = ImageReference.parse(image)
         self._ecr_pin = pin = self._pin(name)
         self.hook.on_run = self._record_image
-        self.image = name.at(pin.digest) if pin is not None else image
+        self.image = name.name_by_digest(pin.digest) if pin is not None else image
         try:
             return super().execute(context)
         except EcrImageNotFoundError:
             if pin is None:
                 raise
-            raise pinned_digest_gone(self._ecr_image, pin, name.registry) from None
+            raise pinned_digest_gone(self._ecr_image, pin, name.host) from None
 
-    def _pin(self, name: ImageName) -> Pin | None:
+    def _pin(self, name: ImageReference) -> Pin | None:
         """The digest to pull and run ``name`` by: this run's pin, the tag resolved now, or none."""
         if self.pinned_images is not None:
-            return pin_for(self.pinned_images, ImageName.parse(self._ecr_image), self._ecr_image)
+            return pin_for(self.pinned_images, ImageReference.parse(self._ecr_image), self._ecr_image)
         if not self.resolve_digest or name.digest is not None:
             return None
-        image = name.on(name.registry)
+        image = name.name_on_host(name.host)
         pin = Pin.of(self.hook.resolve_manifest(image))
-        self.log.info("Resolved %s to %s", image, name.at(pin.digest))
+        self.log.info("Resolved %s to %s", image, name.name_by_digest(pin.digest))
         return pin
 
     def _record_image(self, image: str, pulled_here: bool) -> None:
@@ -325,7 +325,7 @@ class EcrDockerSwarmOperator(EcrRegistryAuthMixin, KeepsLastServiceTask, DockerS
             self.log.error("Swarm node %s did not start the service's task: %s", node, said)
             return None
         image = str(task.get("Spec", {}).get("ContainerSpec", {}).get("Image") or self.image) if task else self.image
-        host = ImageName.parse(image).registry
+        host = ImageReference.parse(image).host
         return EcrPullError(
             f"Swarm node {node} could not pull {image}, so the service's task never started (the node said: "
             f"{said}): check that the node reaches {host} on port 443 (DNS, routes, proxy, firewall) and that "

@@ -11,7 +11,7 @@ from airflow_ecr.hooks.docker import EcrDockerHook
 from airflow_ecr.hooks.pull_errors import first_pull_error
 from airflow_ecr.images.pins import Pin, pins_as_xcom
 from airflow_ecr.images.pull_through import Rewrite, through_cache
-from airflow_ecr.images.reference import ImageName
+from airflow_ecr.registry import ImageReference
 from airflow_ecr.settings import DEFAULT_AWS_CONN_ID, ecr_settings
 
 if TYPE_CHECKING:
@@ -65,12 +65,12 @@ class EcrPinImagesOperator(BaseOperator):
         images = [self.images] if isinstance(self.images, str) else list(self.images or ())
         if not images or not all(isinstance(i, str) and i for i in images):
             raise EcrConfigurationError(f"images must be a non-empty list of image names, got {self.images!r}.")
-        names: dict[ImageName, str] = {}
-        rewrites: dict[ImageName, Rewrite] = {}
+        names: dict[ImageReference, str] = {}
+        rewrites: dict[ImageReference, Rewrite] = {}
         rules = ecr_settings().pull_through_rules
         for image in images:
             rewrite = through_cache(image, rules)
-            name = ImageName.parse(rewrite.image if rewrite else image)
+            name = ImageReference.parse(rewrite.image if rewrite else image)
             if name.digest is not None:
                 raise EcrConfigurationError(f"Image {image} already names a digest: list it by tag, or not at all.")
             names.setdefault(name, image)
@@ -78,21 +78,21 @@ class EcrPinImagesOperator(BaseOperator):
                 rewrites[name] = rewrite
                 self.log.info("%s", rewrite.log_line("Resolving"))
         hooks: dict[str, EcrDockerHook] = {}  # one per registry: its token is shared by its images
-        pins: dict[ImageName, Pin] = {}
+        pins: dict[ImageReference, Pin] = {}
         for name, image in names.items():
-            if name.registry not in hooks:
-                hooks[name.registry] = EcrDockerHook(
-                    image=name.on(name.registry),
+            if name.host not in hooks:
+                hooks[name.host] = EcrDockerHook(
+                    image=name.name_on_host(name.host),
                     aws_conn_id=self.aws_conn_id,
                     docker_conn_id=self.docker_conn_id,
                     fallback_regions=self.fallback_regions,
                 )
             try:
-                _, manifest = hooks[name.registry].resolve_in_any_region(name.on(name.registry))
+                _, manifest = hooks[name.host].resolve_in_any_region(name.name_on_host(name.host))
             except EcrPullError as err:
                 if name not in rewrites:
                     raise
                 raise first_pull_error(err, rewrites[name]) from None
             pins[name] = Pin.of(manifest)
-            self.log.info("Pinned %s to %s", image, name.at(pins[name].digest))
+            self.log.info("Pinned %s to %s", image, name.name_by_digest(pins[name].digest))
         return pins_as_xcom(pins, names)

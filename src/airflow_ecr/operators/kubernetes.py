@@ -11,12 +11,12 @@ from airflow_ecr.hooks.docker import EcrDockerHook, replicas
 from airflow_ecr.images.pins import Pin, pin_for, pinned_digest_gone
 from airflow_ecr.images.pull_through import through_cache
 from airflow_ecr.images.record import XCOM_KEY, build_record
-from airflow_ecr.images.reference import ImageName, digest_in_image_id
+from airflow_ecr.images.reference import digest_in_image_id
 from airflow_ecr.kubernetes._provider import KubernetesPodOperator
 from airflow_ecr.kubernetes.attach import PullSecrets, use_pull_through_cache
 from airflow_ecr.kubernetes.pull_secrets import ecr_registries
 from airflow_ecr.operators.docker import is_templated
-from airflow_ecr.registry import EcrRegistry
+from airflow_ecr.registry import EcrRegistry, ImageReference
 from airflow_ecr.settings import DEFAULT_AWS_CONN_ID, ecr_settings
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class EcrKubernetesPodOperator(KubernetesPodOperator):
         self.resolve_digest = resolve_digest
         self.fallback_regions = fallback_regions
         self._ecr_pull_secret: str | None = None
-        self._ecr_placed: tuple[EcrRegistry, ImageName, Pin | None] | None = None
+        self._ecr_placed: tuple[EcrRegistry, ImageReference, Pin | None] | None = None
         if self.image and fallback_regions and not is_templated(self.image, fallback_regions):
             # Bad regions fail at DAG parse time when nothing is left to render, as in the Docker operators.
             registries = ecr_registries([self.image], ecr_settings().registry_aliases)
@@ -110,20 +110,20 @@ class EcrKubernetesPodOperator(KubernetesPodOperator):
         registries = ecr_registries([image], ecr_settings().registry_aliases)
         if not registries:
             return  # not on ECR: nothing to resolve, pin or fail over
-        name = ImageName.parse(image)
+        name = ImageReference.parse(image)
         pin = pin_for(self.pinned_images, name, image) if self.pinned_images is not None else None
         hook = EcrDockerHook(image=image, aws_conn_id=self.aws_conn_id, fallback_regions=self.fallback_regions)
-        asked = name.at(pin.digest) if pin is not None else name.on(name.registry)
+        asked = name.name_by_digest(pin.digest) if pin is not None else name.name_on_host(name.host)
         try:
             registry, manifest = hook.resolve_in_any_region(asked)
         except EcrImageNotFoundError:
             if pin is None:
                 raise
-            raise pinned_digest_gone(image, pin, name.registry) from None
+            raise pinned_digest_gone(image, pin, name.host) from None
         if pin is None and self.resolve_digest and name.digest is None:
             pin = Pin.of(manifest)
-        ran = ImageName.parse(name.on(registry.host))
-        container.image = ran.at(pin.digest) if pin is not None else ran.on(registry.host)
+        ran = ImageReference.parse(name.name_on_host(registry.host))
+        container.image = ran.name_by_digest(pin.digest) if pin is not None else ran.name_on_host(registry.host)
         if container.image != image:
             self.log.info("Running %s as %s", image, container.image)
         self._ecr_placed = (registry, ran, pin)
@@ -158,7 +158,7 @@ class EcrKubernetesPodOperator(KubernetesPodOperator):
         registries = ecr_registries([image], settings.registry_aliases) if image else []
         if not registries or remote_pod is None or remote_pod.status is None:
             return
-        registry, name, pin = self._ecr_placed or (registries[0], ImageName.parse(image), None)
+        registry, name, pin = self._ecr_placed or (registries[0], ImageReference.parse(image), None)
         statuses = remote_pod.status.container_statuses or []
         image_id = next((s.image_id for s in statuses if s.name == self.base_container_name), None)
         digest = digest_in_image_id(image_id, name)

@@ -148,10 +148,10 @@ from airflow_ecr.exceptions import (
 )
 from airflow_ecr.registry import (
     EcrRegistry,
+    ImageReference,
     alias_table,
     bare_host,
     declare_alias,
-    parse_image,
     parse_registry_host,
     resolve_host,
     resolve_registry,
@@ -257,6 +257,12 @@ def _declared_alias(host: str | None, overrides: Mapping[str, Any]) -> dict[str,
         return None
 
 
+def _host_given(image: str) -> str | None:
+    """The registry host ``image`` spells, or None (a Docker Hub name without one)."""
+    ref = ImageReference.parse(image)
+    return ref.host if ref.host_given else None
+
+
 def _unknown_region(registry: EcrRegistry) -> str | None:
     """Why ``registry``'s region looks wrong, from botocore's endpoint data (no network), or None."""
     if registry.public:
@@ -358,7 +364,7 @@ class EcrDockerConnectionBackend(DelegatingSecretsBackend):
                     + (f" (unknown keys {unknown})" if unknown else "")
                 )
             overrides = {"registry_id": target.get("registry_id"), "region_name": target.get("region_name")}
-            aliases = _declared_alias(parse_image(str(image)).host if image is not None else str(host), overrides)
+            aliases = _declared_alias(_host_given(str(image)) if image is not None else str(host), overrides)
             if image is not None:
                 return resolve_registry(str(image), aliases=aliases, **overrides)
             return resolve_host(str(host), aliases=aliases, **overrides)
