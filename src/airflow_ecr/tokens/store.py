@@ -4,8 +4,9 @@ Where tokens are kept between lookups: the :class:`TokenStore` protocol and its 
 - :class:`MemoryStore`: this process's tokens, one store per :class:`~airflow_ecr.tokens.cache.TokenCache`.
 - :class:`FileStore`: the host cache shared by every task process of a worker: one JSON file per
   key in a directory only its owner can read, written atomically (``mkstemp`` + ``os.replace``),
-  with a kernel-released ``flock`` per name for single flight. Every rule about that directory
-  (location, owner, mode) lives here; :meth:`FileStore.inspect` explains them to ``doctor``.
+  with a kernel-released ``flock`` per name for single flight (:mod:`~airflow_ecr.tokens.process_lock`).
+  Every rule about that directory (location, owner, mode) lives here; :meth:`FileStore.inspect`
+  explains them to ``doctor``.
 - :class:`NullStore`: no host cache (``[ecr] cache_enabled = False``, or a directory that cannot be used).
 
 Besides tokens, a store keeps a small identity index (a non-secret locator, such as a connection
@@ -18,34 +19,32 @@ and treated as a miss: a store can make things faster, never make them fail.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import logging
 import os
 import pwd
-import random
 import stat
 import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from airflow_ecr.tokens import process_lock
 from airflow_ecr.tokens.private_files import (
     CACHE_DIR_NAME as CACHE_DIR_NAME,
 )
 from airflow_ecr.tokens.private_files import (
-    NOFOLLOW,
     default_cache_path,
     directory_problem,
     foreign_link,
     private_problem,
     read_private_json,
 )
+from airflow_ecr.tokens.process_lock import LockState
 from airflow_ecr.tokens.token import EcrToken
 
 log = logging.getLogger(__name__)
@@ -56,14 +55,6 @@ _INDEX_VERSION = 1
 # holds a live token, so the next write removes it.
 _STALE_TEMP_AGE = 60.0
 _TEMP_PREFIX = ".tmp-"
-# How many times a waiter takes over, with a takeover lock of its own, from holders still busy
-# (ECR slow, botocore retrying) after lock_timeout, then 3, 7 times it; after 15 times
-# lock_timeout the waiters fetch without a lock.
-LOCK_TAKEOVERS = 3
-
-# How a wait for the lock ended: this process holds it; another process stored the result
-# meanwhile; another process holds it (and every takeover); or no lock can be used here.
-LockState = Literal["held", "ready", "busy", "unavailable"]
 
 
 class TokenStore(Protocol):
@@ -454,78 +445,20 @@ class FileStore(NullStore):
         if self.usable():
             self._write_json(self._path(name, suffix), record)
 
-    def _open_lock(self, name: str, generation: int) -> int | None:
-        """The lock file of ``name`` (a takeover's from generation 1), opened; None if it cannot be."""
-        suffix = ".lock" if generation == 0 else f".{generation}.lock"
-        try:
-            return os.open(self._path(name, suffix), os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o600)
-        except OSError as err:
-            log.warning("Cannot open the ECR token cache lock (%s); fetching without it.", err.strerror)
-            return None
-
-    @contextlib.contextmanager
-    def lock(self, name: str, timeout: float, ready: Callable[[], bool] | None = None) -> Iterator[LockState]:
+    def lock(
+        self, name: str, timeout: float, ready: Callable[[], bool] | None = None
+    ) -> contextlib.AbstractContextManager[LockState]:
         """
         Hold the cross-process lock ``name`` for the block, or stop waiting once ``ready()`` (polled
         while waiting: another process stored what the caller needs); yield how the wait ended.
 
-        A holder slower than ``timeout`` (ECR slow, botocore retrying for minutes) is not stampeded:
-        after ``timeout`` one waiter takes over with a takeover lock, the others keep waiting and
-        re-checking; further takeovers back off (3, 7 times ``timeout``; :data:`LOCK_TAKEOVERS`).
-        Only after 15 times ``timeout`` does a waiter go on without a lock (``busy``); ``timeout``
-        0 tries once. The kernel drops a ``flock`` when its holder dies, so a killed holder is
-        replaced at once.
+        The lock and its takeover rules are :func:`airflow_ecr.tokens.process_lock.hold`'s; here it
+        is only refused (``unavailable``) when the directory is not usable.
 
         :param name: the lock's name (a non-secret hash).
         :param timeout: seconds to wait for a holder before taking over from it.
         :param ready: polled while waiting; True ends the wait with ``ready``.
         """
         if not self.usable():
-            yield "unavailable"
-            return
-        generation = 0
-        fd = self._open_lock(name, generation)
-        try:
-            started = time.monotonic()
-            delay = 0.002
-            state: LockState = "unavailable"
-            while fd is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    state = "held"
-                    break
-                except OSError as err:
-                    if err.errno not in (errno.EAGAIN, errno.EACCES):
-                        log.warning("ECR token cache lock failed (%s); fetching without it.", err.strerror)
-                        break
-                if ready is not None and ready():
-                    state = "ready"
-                    break
-                waited = time.monotonic() - started
-                # Takeovers back off: after 1, 3, 7, 15 timeouts (each a fetch more for a slow ECR).
-                if waited >= timeout * (2 ** (generation + 1) - 1):
-                    if timeout <= 0 or generation >= LOCK_TAKEOVERS:
-                        if timeout > 0:
-                            log.warning(
-                                "Waited %.0f s for other processes fetching an ECR token; fetching without a lock.",
-                                waited,
-                            )
-                        state = "busy"
-                        break
-                    generation += 1
-                    log.warning(
-                        "Waited %.0f s for another process fetching an ECR token; moving to takeover lock %d of %d "
-                        "(one waiter fetches, the others keep waiting).",
-                        waited,
-                        generation,
-                        LOCK_TAKEOVERS,
-                    )
-                    os.close(fd)
-                    fd = self._open_lock(name, generation)
-                    continue  # try the takeover lock at once
-                time.sleep(delay * (1 + random.random()))  # noqa: S311 - jitter, not crypto
-                delay = min(delay * 2, 0.05)
-            yield state
-        finally:
-            if fd is not None:
-                os.close(fd)  # closing drops the lock
+            return contextlib.nullcontext("unavailable")
+        return process_lock.hold(self.directory, name, timeout, ready)
