@@ -237,6 +237,17 @@ def test_world_accessible_cache_directory_disables_the_file_cache(tmp_path, capl
     assert not list(directory.iterdir())
 
 
+def test_a_file_at_the_cache_location_disables_the_file_cache(tmp_path, caplog):
+    """The directory rules are one walk: a task refuses what doctor and the helper refuse, once."""
+    (tmp_path / "cache").write_text("")
+    os.chmod(tmp_path / "cache", 0o600)
+    source = FakeSource()
+    with caplog.at_level(logging.WARNING):
+        assert cache(tmp_path).get_one(source, REG)
+    assert caplog.text.count("is not a directory") == 1  # once, not once per read, lock and write
+    assert "Ignoring unreadable" not in caplog.text and "Cannot" not in caplog.text
+
+
 def test_unwritable_cache_location_is_bypassed(tmp_path, caplog):
     blocker = tmp_path / "file"
     blocker.write_text("")
@@ -478,9 +489,9 @@ def test_a_cache_dir_that_is_a_symlink_of_another_user_is_refused(tmp_path, capl
         cache(tmp_path).get_one(source, REG)
     assert "is a symbolic link of another user" in caplog.text
     assert not list(target.iterdir())
-    from airflow_ecr.tokens.store import FileStore
+    from airflow_ecr.doctor.cache import inspect_cache_dir
 
-    found = FileStore(link).inspect()
+    found = inspect_cache_dir(link)  # doctor's wording of what FileStore.inspect found
     assert found.status == "warn" and "symbolic link of nobody" in found.summary
 
 

@@ -1,17 +1,23 @@
 """
 The host token cache check: the ``[ecr]`` cache settings, then the directory as
-:meth:`FileStore.inspect <airflow_ecr.tokens.store.FileStore.inspect>` finds it (the rules are the
-store's own; this module only turns its findings into a result).
+:meth:`FileStore.inspect <airflow_ecr.tokens.store.FileStore.inspect>` finds it. The rules are the
+store's own (:mod:`airflow_ecr.tokens.private_files`); this module only words its problem codes for
+doctor's report (a task's log words them in :mod:`airflow_ecr.tokens.store`).
 """
 
 from __future__ import annotations
 
+import os
+import pwd
 from pathlib import Path
+from typing import Any
 
 from airflow_ecr.doctor.results import Check, CheckId, CheckResult, DoctorState, result
+from airflow_ecr.tokens.private_files import DirectoryProblem
 from airflow_ecr.tokens.store import FileStore
 
 CACHE: CheckId = ("host_cache", "Host token cache")
+CACHE_DIR_SETTING = "[ecr] cache_dir (AIRFLOW__ECR__CACHE_DIR)"
 
 
 def check_host_cache(state: DoctorState) -> CheckResult:
@@ -41,8 +47,90 @@ def inspect_cache_dir(directory: Path) -> CheckResult:
 
     :param directory: the configured cache directory.
     """
-    found = FileStore(directory).inspect()
-    return result(CACHE, found.status, found.summary, fix=found.fix, details=found.details)
+    problem, facts = FileStore(directory).inspect()
+    details = _details(directory, facts)
+    if problem is not None:
+        summary, fix = report(problem)
+        return result(CACHE, "warn", summary, fix=fix, details=details)
+    if not facts.get("exists"):
+        return result(
+            CACHE, "ok", f"{directory} does not exist yet; it is created (mode 0700) on first use", details=details
+        )
+    return result(
+        CACHE,
+        "ok",
+        f"{directory} (mode {facts['mode']:04o}, owner {_user(facts['uid'])}, {facts['entries']} token(s))",
+        details=details,
+    )
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def _details(directory: Path, facts: dict[str, Any]) -> dict[str, Any]:
+    """The facts for machines: users by name, the mode in octal."""
+    details: dict[str, Any] = {"enabled": True, "directory": str(directory)}
+    if "symlink_to" in facts:
+        details.update(symlink_to=facts["symlink_to"], link_owner=_user(facts["link_uid"]))
+    if "exists" in facts:
+        details["exists"] = facts["exists"]
+    if "uid" in facts:
+        details.update(owner=_user(facts["uid"]), mode=f"{facts['mode']:04o}")
+    if "entries" in facts:
+        details["entries"] = facts["entries"]
+    return details
+
+
+def report(problem: DirectoryProblem) -> tuple[str, str]:
+    """
+    doctor's wording of a problem code: the summary and the fix.
+
+    :param problem: what :meth:`FileStore.inspect <airflow_ecr.tokens.store.FileStore.inspect>` found.
+    """
+    path, setting = problem.path, CACHE_DIR_SETTING
+    match problem.kind:
+        case "cannot_examine":
+            return f"cannot inspect {path}: {problem.error}", f"fix it or set {setting}"
+        case "cannot_create":
+            return (
+                f"{path} does not exist and cannot be created: {problem.parent} is not writable by this user",
+                f"create it (mkdir -m 700 {path}) or set {setting}; until then every task fetches its own token",
+            )
+        case "foreign_link":
+            return (
+                f"{path} is a symbolic link of {_user(problem.uid)}, not of this user ({_user(os.geteuid())}): "
+                "the cache is off",
+                f"set {setting} to a directory of this user, or remove the link",
+            )
+        case "dangling_link":
+            return (
+                f"{path} is a symbolic link to {problem.target}, which does not exist",
+                f"create the target (mkdir -m 700), remove the link, or set {setting}",
+            )
+        case "not_directory":
+            return f"{path} is not a directory", f"remove it or set {setting}"
+        case "foreign_owner":
+            return (
+                f"{path} belongs to {_user(problem.uid)}, not to this user ({_user(os.geteuid())}): the cache is off",
+                f"run tasks as its owner, chown it, or set {setting} to a directory of this user",
+            )
+        case "open_mode":
+            return (
+                f"{path} has mode {problem.mode:04o}, open to other users: the cache is off (tokens are secrets)",
+                f"chmod 700 {path}",
+            )
+        case "not_writable":
+            return f"{path} is not writable: the cache is off", f"chmod 700 {path}"
+        case "exposed_files":
+            return (
+                f"{problem.count} cache file(s) in {path} are readable by others and ignored",
+                f"chmod 600 {path}/*.json (or delete them)",
+            )
+    return f"{path}: {problem.kind}", f"fix it or set {setting}"
 
 
 # The checks of this module, in the order they run (doctor runs every module's CHECKS in turn).

@@ -4,8 +4,10 @@ Where tokens are kept between lookups: the :class:`TokenStore` protocol and its 
 - :class:`MemoryStore`: this process's tokens, one store per :class:`~airflow_ecr.tokens.cache.TokenCache`.
 - :class:`FileStore`: the host cache shared by every task process of a worker: one JSON file per
   key in a directory only its owner can read, written atomically (``mkstemp`` + ``os.replace``),
-  with a kernel-released ``flock`` per name for single flight. Every rule about that directory
-  (location, owner, mode) lives here; :meth:`FileStore.inspect` explains them to ``doctor``.
+  with a kernel-released ``flock`` per name for single flight (:mod:`~airflow_ecr.tokens.process_lock`).
+  The directory's rules (location, owner, mode) are :mod:`~airflow_ecr.tokens.private_files`'s: it
+  finds a problem code, which a task's log words here (:func:`log_message`) and ``doctor`` in
+  :mod:`airflow_ecr.doctor.cache` (from :meth:`FileStore.inspect`).
 - :class:`NullStore`: no host cache (``[ecr] cache_enabled = False``, or a directory that cannot be used).
 
 Besides tokens, a store keeps a small identity index (a non-secret locator, such as a connection
@@ -18,52 +20,38 @@ and treated as a miss: a store can make things faster, never make them fail.
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import json
 import logging
 import os
-import pwd
-import random
-import stat
 import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
+from airflow_ecr.tokens import process_lock
 from airflow_ecr.tokens.private_files import (
     CACHE_DIR_NAME as CACHE_DIR_NAME,
 )
 from airflow_ecr.tokens.private_files import (
-    NOFOLLOW,
+    DirectoryProblem,
     default_cache_path,
     directory_problem,
-    foreign_link,
-    private_problem,
+    examine_directory,
     read_private_json,
 )
+from airflow_ecr.tokens.process_lock import LockState
 from airflow_ecr.tokens.token import EcrToken
 
 log = logging.getLogger(__name__)
 
-CACHE_DIR_SETTING = "[ecr] cache_dir (AIRFLOW__ECR__CACHE_DIR)"
 _INDEX_VERSION = 1
 # A write takes milliseconds: a temp file older than this was left by a killed writer and still
 # holds a live token, so the next write removes it.
 _STALE_TEMP_AGE = 60.0
 _TEMP_PREFIX = ".tmp-"
-# How many times a waiter takes over, with a takeover lock of its own, from holders still busy
-# (ECR slow, botocore retrying) after lock_timeout, then 3, 7 times it; after 15 times
-# lock_timeout the waiters fetch without a lock.
-LOCK_TAKEOVERS = 3
-
-# How a wait for the lock ended: this process holds it; another process stored the result
-# meanwhile; another process holds it (and every takeover); or no lock can be used here.
-LockState = Literal["held", "ready", "busy", "unavailable"]
 
 
 class TokenStore(Protocol):
@@ -181,35 +169,32 @@ def default_cache_dir() -> Path:
     return Path(default_cache_path())
 
 
-@dataclass(frozen=True)
-class CacheInspection:
+# How a task's log says that the cache is off, by the problem codes a task meets (doctor words
+# every code in airflow_ecr.doctor.cache): a format and the problem's fields that fill it.
+_LOG_MESSAGES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "cannot_create": ("ECR token cache disabled: cannot create %s (%s).", ("path", "error")),
+    "foreign_link": (
+        "ECR token cache disabled: %s is a symbolic link of another user; "
+        "set [ecr] cache_dir to a directory of this user to enable the cache.",
+        ("path",),
+    ),
+    "not_directory": ("ECR token cache disabled: %s is not a directory.", ("path",)),
+    "foreign_owner": ("ECR token cache disabled: %s belongs to another user.", ("path",)),
+    "open_mode": (
+        "ECR token cache disabled: %s is accessible to other users (mode %o); make it 0700 to enable the cache.",
+        ("path", "mode"),
+    ),
+}
+
+
+def log_message(problem: DirectoryProblem) -> tuple[Any, ...]:
     """
-    Whether the host cache can work in a directory, and why not (what ``doctor`` shows).
+    The warning a task logs for ``problem``: a format and its arguments (``log.warning(*...)``).
 
-    :param status: ``ok``, or ``warn`` when the cache is off (tasks then work without it).
-    :param summary: what was found, in one sentence.
-    :param fix: what to do about a warning.
-    :param details: facts for machines (directory, owner, mode, entries); never a secret.
+    :param problem: what :func:`~airflow_ecr.tokens.private_files.directory_problem` found.
     """
-
-    status: Literal["ok", "warn"]
-    summary: str
-    fix: str | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-def _user(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:
-        return f"uid {uid}"
-
-
-def _mode_or_zero(path: Path) -> int:
-    try:
-        return stat.S_IMODE(path.stat().st_mode)
-    except OSError:
-        return 0
+    text, fields = _LOG_MESSAGES.get(problem.kind, ("ECR token cache disabled: %s (%s).", ("path", "kind")))
+    return (text, *(getattr(problem, name) for name in fields))
 
 
 class FileStore(NullStore):
@@ -221,7 +206,7 @@ class FileStore(NullStore):
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._problem: tuple[Any, ...] | None = None
+        self._problem: DirectoryProblem | None = None
 
     def usable(self) -> bool:
         """
@@ -233,122 +218,29 @@ class FileStore(NullStore):
         problem = self._directory_problem()
         if problem != self._problem:
             self._problem = problem
-            if problem:
-                log.warning(*problem)
+            if problem is not None:
+                log.warning(*log_message(problem))
         return problem is None
 
-    def _directory_problem(self) -> tuple[Any, ...] | None:
-        """None for a usable directory, else the warning (a format and its arguments)."""
+    def _directory_problem(self) -> DirectoryProblem | None:
+        """The first rule the directory breaks (None: none), creating it if it is missing."""
         try:
             try:
-                problem, info = directory_problem(self.directory)
+                problem, _ = directory_problem(self.directory)
             except FileNotFoundError:
                 self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-                problem, info = directory_problem(self.directory)
+                problem, _ = directory_problem(self.directory)
         except OSError as err:
-            return ("ECR token cache disabled: cannot create %s (%s).", self.directory, err.strerror)
-        if problem == "foreign_link":
-            return (
-                "ECR token cache disabled: %s is a symbolic link of another user; "
-                "set [ecr] cache_dir to a directory of this user to enable the cache.",
-                self.directory,
-            )
-        if problem == "foreign_owner":
-            return ("ECR token cache disabled: %s belongs to another user.", self.directory)
-        if problem == "open_mode":
-            return (
-                "ECR token cache disabled: %s is accessible to other users (mode %o); "
-                "make it 0700 to enable the cache.",
-                self.directory,
-                stat.S_IMODE(info.st_mode),
-            )
-        return None
+            return DirectoryProblem("cannot_create", self.directory, error=err.strerror or str(err))
+        return problem
 
-    def inspect(self) -> CacheInspection:
-        """Whether the cache can work here, with the rules :meth:`usable` applies, creating nothing."""
-        directory = self.directory
-        details: dict[str, Any] = {"enabled": True, "directory": str(directory)}
-        with contextlib.suppress(OSError):
-            link = os.lstat(directory)
-            if stat.S_ISLNK(link.st_mode):
-                details.update(symlink_to=os.path.realpath(directory), link_owner=_user(link.st_uid))
-                if foreign_link(link):
-                    return CacheInspection(
-                        "warn",
-                        f"{directory} is a symbolic link of {_user(link.st_uid)}, not of this user "
-                        f"({_user(os.geteuid())}): the cache is off",
-                        fix=f"set {CACHE_DIR_SETTING} to a directory of this user, or remove the link",
-                        details=details,
-                    )
-                if not os.path.exists(directory):
-                    return CacheInspection(
-                        "warn",
-                        f"{directory} is a symbolic link to {details['symlink_to']}, which does not exist",
-                        fix=f"create the target (mkdir -m 700), remove the link, or set {CACHE_DIR_SETTING}",
-                        details=details,
-                    )
-        try:
-            info = directory.stat()
-        except FileNotFoundError:
-            parent = next((p for p in directory.parents if p.exists()), Path("/"))
-            details["exists"] = False
-            if os.access(parent, os.W_OK | os.X_OK):
-                return CacheInspection(
-                    "ok", f"{directory} does not exist yet; it is created (mode 0700) on first use", details=details
-                )
-            return CacheInspection(
-                "warn",
-                f"{directory} does not exist and cannot be created: {parent} is not writable by this user",
-                fix=f"create it (mkdir -m 700 {directory}) or set {CACHE_DIR_SETTING}; "
-                "until then every task fetches its own token",
-                details=details,
-            )
-        except OSError as err:
-            return CacheInspection(
-                "warn",
-                f"cannot inspect {directory}: {err.strerror}",
-                fix=f"fix it or set {CACHE_DIR_SETTING}",
-                details=details,
-            )
-        mode = stat.S_IMODE(info.st_mode)
-        details.update(exists=True, owner=_user(info.st_uid), mode=f"{mode:04o}")
-        if not stat.S_ISDIR(info.st_mode):
-            return CacheInspection(
-                "warn", f"{directory} is not a directory", fix=f"remove it or set {CACHE_DIR_SETTING}", details=details
-            )
-        problem = private_problem(info)
-        if problem == "foreign_owner":
-            return CacheInspection(
-                "warn",
-                f"{directory} belongs to {_user(info.st_uid)}, not to this user ({_user(os.geteuid())}): "
-                "the cache is off",
-                fix=f"run tasks as its owner, chown it, or set {CACHE_DIR_SETTING} to a directory of this user",
-                details=details,
-            )
-        if problem == "open_mode":
-            return CacheInspection(
-                "warn",
-                f"{directory} has mode {mode:04o}, open to other users: the cache is off (tokens are secrets)",
-                fix=f"chmod 700 {directory}",
-                details=details,
-            )
-        if not os.access(directory, os.W_OK | os.X_OK):
-            return CacheInspection(
-                "warn", f"{directory} is not writable: the cache is off", fix=f"chmod 700 {directory}", details=details
-            )
-        entries = list(directory.glob("*.json"))
-        exposed = [p.name for p in entries if _mode_or_zero(p) & 0o077]
-        details["entries"] = len(entries)
-        if exposed:
-            return CacheInspection(
-                "warn",
-                f"{len(exposed)} cache file(s) in {directory} are readable by others and ignored",
-                fix=f"chmod 600 {directory}/*.json (or delete them)",
-                details=details,
-            )
-        return CacheInspection(
-            "ok", f"{directory} (mode {mode:04o}, owner {_user(info.st_uid)}, {len(entries)} token(s))", details=details
-        )
+    def inspect(self) -> tuple[DirectoryProblem | None, dict[str, Any]]:
+        """
+        Whether the cache can work here, for ``doctor`` to report: the rules :meth:`usable` applies
+        and what only a report asks, creating nothing
+        (:func:`~airflow_ecr.tokens.private_files.examine_directory`).
+        """
+        return examine_directory(self.directory)
 
     def _path(self, key: str, suffix: str) -> Path:
         return self.directory / f"{key}{suffix}"
@@ -454,78 +346,20 @@ class FileStore(NullStore):
         if self.usable():
             self._write_json(self._path(name, suffix), record)
 
-    def _open_lock(self, name: str, generation: int) -> int | None:
-        """The lock file of ``name`` (a takeover's from generation 1), opened; None if it cannot be."""
-        suffix = ".lock" if generation == 0 else f".{generation}.lock"
-        try:
-            return os.open(self._path(name, suffix), os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o600)
-        except OSError as err:
-            log.warning("Cannot open the ECR token cache lock (%s); fetching without it.", err.strerror)
-            return None
-
-    @contextlib.contextmanager
-    def lock(self, name: str, timeout: float, ready: Callable[[], bool] | None = None) -> Iterator[LockState]:
+    def lock(
+        self, name: str, timeout: float, ready: Callable[[], bool] | None = None
+    ) -> contextlib.AbstractContextManager[LockState]:
         """
         Hold the cross-process lock ``name`` for the block, or stop waiting once ``ready()`` (polled
         while waiting: another process stored what the caller needs); yield how the wait ended.
 
-        A holder slower than ``timeout`` (ECR slow, botocore retrying for minutes) is not stampeded:
-        after ``timeout`` one waiter takes over with a takeover lock, the others keep waiting and
-        re-checking; further takeovers back off (3, 7 times ``timeout``; :data:`LOCK_TAKEOVERS`).
-        Only after 15 times ``timeout`` does a waiter go on without a lock (``busy``); ``timeout``
-        0 tries once. The kernel drops a ``flock`` when its holder dies, so a killed holder is
-        replaced at once.
+        The lock and its takeover rules are :func:`airflow_ecr.tokens.process_lock.hold`'s; here it
+        is only refused (``unavailable``) when the directory is not usable.
 
         :param name: the lock's name (a non-secret hash).
         :param timeout: seconds to wait for a holder before taking over from it.
         :param ready: polled while waiting; True ends the wait with ``ready``.
         """
         if not self.usable():
-            yield "unavailable"
-            return
-        generation = 0
-        fd = self._open_lock(name, generation)
-        try:
-            started = time.monotonic()
-            delay = 0.002
-            state: LockState = "unavailable"
-            while fd is not None:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    state = "held"
-                    break
-                except OSError as err:
-                    if err.errno not in (errno.EAGAIN, errno.EACCES):
-                        log.warning("ECR token cache lock failed (%s); fetching without it.", err.strerror)
-                        break
-                if ready is not None and ready():
-                    state = "ready"
-                    break
-                waited = time.monotonic() - started
-                # Takeovers back off: after 1, 3, 7, 15 timeouts (each a fetch more for a slow ECR).
-                if waited >= timeout * (2 ** (generation + 1) - 1):
-                    if timeout <= 0 or generation >= LOCK_TAKEOVERS:
-                        if timeout > 0:
-                            log.warning(
-                                "Waited %.0f s for other processes fetching an ECR token; fetching without a lock.",
-                                waited,
-                            )
-                        state = "busy"
-                        break
-                    generation += 1
-                    log.warning(
-                        "Waited %.0f s for another process fetching an ECR token; moving to takeover lock %d of %d "
-                        "(one waiter fetches, the others keep waiting).",
-                        waited,
-                        generation,
-                        LOCK_TAKEOVERS,
-                    )
-                    os.close(fd)
-                    fd = self._open_lock(name, generation)
-                    continue  # try the takeover lock at once
-                time.sleep(delay * (1 + random.random()))  # noqa: S311 - jitter, not crypto
-                delay = min(delay * 2, 0.05)
-            yield state
-        finally:
-            if fd is not None:
-                os.close(fd)  # closing drops the lock
+            return contextlib.nullcontext("unavailable")
+        return process_lock.hold(self.directory, name, timeout, ready)
