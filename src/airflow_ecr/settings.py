@@ -63,13 +63,13 @@ _OPTIONS = (
     "token_retry_mode",
     "token_max_attempts",
 )
-# The environment variables that can change what is read: the options' overrides and what decides
-# the default directory and the configuration file. Looked up by name: scanning the whole
+# The environment variables that can change what is read: the options' overrides, the home a
+# configured ``~/...`` cache_dir expands in, and what decides the configuration file (the default
+# cache directory is the token cache's business, resolved when a cache is made). Looked up by name: scanning the whole
 # environment costs more than the read. (None of the options is sensitive, so Airflow reads no
 # _CMD or _SECRET form of them.)
 _ENV_INPUTS = (
     *(f"AIRFLOW__ECR__{option.upper()}" for option in _OPTIONS),
-    "XDG_CACHE_HOME",
     "HOME",
     "AIRFLOW_HOME",
     "AIRFLOW_CONFIG",
@@ -81,7 +81,13 @@ class EcrSettings:
     """
     The ``[ecr]`` options in effect.
 
-    :param cache_dir: the host token cache directory; None when ``cache_enabled`` is off.
+    The one settings object: the token cache's refresh policy (:meth:`RefreshPolicy.of
+    <airflow_ecr.tokens.policy.RefreshPolicy.of>`) and its directory (:func:`cache_directory
+    <airflow_ecr.tokens.cache.cache_directory>`) are derived from it, not copied.
+
+    :param cache_enabled: whether tokens are kept in a host cache directory (``[ecr] cache_enabled``).
+    :param cache_dir: ``[ecr] cache_dir`` (user expanded); None: the default directory (the token
+        cache's rule, :func:`~airflow_ecr.tokens.private_files.default_cache_path`).
     :param refresh_ratio: fraction of a token's life after which it is refreshed.
     :param lock_timeout: seconds to wait for another process's fetch before fetching anyway.
     :param registry_aliases: the declared alias hosts (lowercased) and the ECR registry each stands for.
@@ -89,7 +95,8 @@ class EcrSettings:
     :param pull_through_cache: ``[ecr] pull_through_cache`` as written; :attr:`pull_through_rules` parses it.
     """
 
-    cache_dir: Path | None
+    cache_enabled: bool = DEFAULT_CACHE_ENABLED
+    cache_dir: Path | None = None
     refresh_ratio: float = DEFAULT_REFRESH_RATIO
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     registry_aliases: dict[str, EcrRegistry] = field(default_factory=dict)
@@ -284,12 +291,11 @@ def ecr_settings() -> EcrSettings:
     if _read is not None and _read[0] == overrides:
         return _read[1]
     from airflow_ecr._compat import conf
-    from airflow_ecr.tokens.store import default_cache_dir
 
-    enabled = conf.getboolean(SECTION, "cache_enabled", fallback=DEFAULT_CACHE_ENABLED)
     directory = conf.get(SECTION, "cache_dir", fallback="")
     settings = EcrSettings(
-        cache_dir=(Path(directory).expanduser() if directory else default_cache_dir()) if enabled else None,
+        cache_enabled=conf.getboolean(SECTION, "cache_enabled", fallback=DEFAULT_CACHE_ENABLED),
+        cache_dir=Path(directory).expanduser() if directory else None,
         refresh_ratio=check_refresh_ratio(conf.getfloat(SECTION, "refresh_ratio", fallback=DEFAULT_REFRESH_RATIO)),
         lock_timeout=conf.getfloat(SECTION, "lock_timeout", fallback=DEFAULT_LOCK_TIMEOUT),
         registry_aliases=parse_registry_aliases(conf.get(SECTION, "registry_aliases", fallback="")),

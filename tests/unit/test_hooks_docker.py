@@ -25,8 +25,9 @@ from airflow_ecr.exceptions import DockerDaemonError, EcrConfigurationError, Ecr
 from airflow_ecr.hooks import _docker_compat
 from airflow_ecr.hooks.docker import EcrAPIClient, EcrAuthenticator, EcrDockerHook, classify_pull_error
 from airflow_ecr.registry import EcrRegistry, parse_registry_host
+from airflow_ecr.settings import EcrSettings
 from airflow_ecr.tokens import sources
-from airflow_ecr.tokens.cache import CacheSettings, TokenCache
+from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource
 from airflow_ecr.tokens.token import EcrToken
 from helpers.isolation import isolate_from_host
@@ -170,7 +171,7 @@ def source() -> FakeSource:
 @pytest.fixture
 def cache(monkeypatch) -> TokenCache:
     """A memory-only cache whose invalidations are recorded in ``cache.invalidated``."""
-    cache = TokenCache(CacheSettings(directory=None))
+    cache = TokenCache(EcrSettings(cache_enabled=False))
     cache.invalidated = []  # type: ignore[attr-defined]
     original = cache.invalidate
 

@@ -17,8 +17,9 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeou
 
 from airflow_ecr.exceptions import EcrCredentialsError, EcrError, EcrServiceError
 from airflow_ecr.registry import EcrRegistry, parse_registry_host
+from airflow_ecr.settings import EcrSettings
 from airflow_ecr.tokens.aws_errors import classify, token_error
-from airflow_ecr.tokens.cache import CacheSettings, TokenCache
+from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.token import EcrToken
 
 REG = parse_registry_host("111111111111.dkr.ecr.eu-west-1.amazonaws.com")
@@ -58,7 +59,7 @@ def _fresh_memory():
 
 
 def cache(tmp_path, **kw) -> TokenCache:
-    return TokenCache(CacheSettings(directory=tmp_path / "cache", **kw))
+    return TokenCache(EcrSettings(cache_dir=tmp_path / "cache", **kw))
 
 
 def test_second_lookup_is_served_from_memory_then_from_file(tmp_path):
@@ -193,7 +194,7 @@ def test_cache_files_are_private_and_hold_no_secret_in_their_names(tmp_path):
 
 def test_file_cache_off_keeps_memory_only(tmp_path):
     source = FakeSource()
-    c = TokenCache(CacheSettings(directory=None))
+    c = TokenCache(EcrSettings(cache_enabled=False))
     c.get_one(source, REG)
     TokenCache.clear_memory()
     c.get_one(source, REG)
@@ -241,7 +242,7 @@ def test_unwritable_cache_location_is_bypassed(tmp_path, caplog):
     blocker = tmp_path / "file"
     blocker.write_text("")
     source = FakeSource()
-    c = TokenCache(CacheSettings(directory=blocker / "cache"))
+    c = TokenCache(EcrSettings(cache_dir=blocker / "cache"))
     with caplog.at_level(logging.WARNING):
         assert c.get_one(source, REG)
     assert "cannot create" in caplog.text
@@ -271,7 +272,7 @@ def test_refresh_ratio_out_of_range_is_a_configuration_error(monkeypatch, ratio)
 
     monkeypatch.setenv("AIRFLOW__ECR__REFRESH_RATIO", ratio)
     with pytest.raises(EcrConfigurationError, match="refresh_ratio must be in"):
-        CacheSettings.from_airflow_config()
+        TokenCache.shared()
 
 
 def test_min_life_refetches_a_cached_token_that_would_not_live_long_enough(tmp_path):
@@ -348,8 +349,8 @@ def test_the_identity_record_expires_and_a_rejection_drops_it(tmp_path, monkeypa
 
 def test_caches_with_other_settings_do_not_share_memory(tmp_path):
     source = FakeSource(ttl=1.0)
-    eager = TokenCache(CacheSettings(directory=None, refresh_ratio=0.01))
-    lazy = TokenCache(CacheSettings(directory=None, refresh_ratio=1.0))
+    eager = TokenCache(EcrSettings(cache_dir=None, refresh_ratio=0.01))
+    lazy = TokenCache(EcrSettings(cache_dir=None, refresh_ratio=1.0))
     lazy.get_one(source, REG)
     time.sleep(0.05)
     eager.get_one(source, REG)  # its own memory: fetches instead of reusing lazy's token
@@ -361,7 +362,7 @@ def test_the_shared_cache_follows_the_settings(tmp_path, monkeypatch):
     first = TokenCache.shared()
     assert TokenCache.shared() is first
     monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path / "two"))
-    assert TokenCache.shared() is not first and TokenCache.shared().settings.directory == tmp_path / "two"
+    assert TokenCache.shared() is not first and TokenCache.shared().directory == tmp_path / "two"
 
 
 def _in_threads(count: int, target: Any) -> list[threading.Thread]:

@@ -20,7 +20,8 @@ from typing import Any
 import pytest
 
 from airflow_ecr.registry import EcrRegistry, parse_registry_host
-from airflow_ecr.tokens.cache import CacheSettings, TokenCache
+from airflow_ecr.settings import EcrSettings
+from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.credential_facts import environment_facts, read_small_file, token_facts
 from airflow_ecr.tokens.sources import EcrTokenSource
 from airflow_ecr.tokens.token import EcrToken
@@ -107,7 +108,7 @@ class _PodTokenSource(EcrTokenSource):
 
 def test_a_shared_host_cache_hands_each_pod_its_own_role_token(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two pods of one node, a hostPath cache: the second pod must not be served the first one's token."""
-    cache = CacheSettings(directory=home / "node-cache")
+    cache = EcrSettings(cache_dir=home / "node-cache")
     token_file = home / "eks-pod-identity-token"
     pod_identity(monkeypatch, token_file, SA_A)
     assert TokenCache(cache).get_one(_PodTokenSource(aws_conn_id="aws_pod"), REG).password == f"pw-for-{SA_A}"

@@ -20,9 +20,10 @@ from airflow_ecr.connections import refresh_docker_connections
 from airflow_ecr.hooks.docker import EcrAPIClient, EcrDockerHook
 from airflow_ecr.registry import parse_registry_host
 from airflow_ecr.secrets.ecr import EcrDockerConnectionBackend
+from airflow_ecr.settings import EcrSettings
 from airflow_ecr.testing import running_task
 from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
-from airflow_ecr.tokens.cache import IDENTITY_SHORT, CacheSettings, TokenCache
+from airflow_ecr.tokens.cache import IDENTITY_SHORT, TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource
 from airflow_ecr.tokens.token import EcrToken, secret_forms, utc_time
 from helpers.isolation import aws_test_connection, isolate_from_host
@@ -57,7 +58,7 @@ def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 
 @pytest.fixture
 def cache(tmp_path: Path) -> TokenCache:
-    return TokenCache(CacheSettings(directory=tmp_path / "cache"))
+    return TokenCache(EcrSettings(cache_dir=tmp_path / "cache"))
 
 
 @pytest.fixture
@@ -108,7 +109,7 @@ def test_a_token_kept_while_ecr_fails_says_so(
 ) -> None:
     monkeypatch.setenv("AIRFLOW__ECR__TOKEN_MAX_ATTEMPTS", "1")  # the failure at once, no backoff
     emu.configure(token_ttl=100)
-    cache = TokenCache(CacheSettings(directory=tmp_path / "cache", refresh_ratio=0.001))  # due after 0.1 s
+    cache = TokenCache(EcrSettings(cache_dir=tmp_path / "cache", refresh_ratio=0.001))  # due after 0.1 s
     token = cache.get_one(source, REGISTRY)
     time.sleep(0.2)
     emu.set_faults(server_error=100)

@@ -40,7 +40,6 @@ from airflow_ecr.tokens.private_files import (
 )
 from airflow_ecr.tokens.private_files import (
     NOFOLLOW,
-    default_cache_path,
     directory_problem,
     foreign_link,
     private_problem,
@@ -174,11 +173,6 @@ class MemoryStore(NullStore):
         """Empty every memory store of this process."""
         for store in list(_MEMORY_STORES):
             store.clear()
-
-
-def default_cache_dir() -> Path:
-    """The default host cache directory (:func:`~airflow_ecr.tokens.private_files.default_cache_path`)."""
-    return Path(default_cache_path())
 
 
 @dataclass(frozen=True)
