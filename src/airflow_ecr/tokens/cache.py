@@ -10,21 +10,24 @@ tokens are kept is the stores' business (:mod:`airflow_ecr.tokens.store`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from airflow_ecr.registry import EcrRegistry
 from airflow_ecr.settings import EcrSettings, ecr_settings, identity_recheck
 from airflow_ecr.tokens.aws_errors import allows_stale_token, failure_of
 from airflow_ecr.tokens.policy import CLOCK_ADVICE, RefreshPolicy, expired_on_arrival
 from airflow_ecr.tokens.private_files import default_cache_path
-from airflow_ecr.tokens.sources import TokenSource, fingerprint
 from airflow_ecr.tokens.store import FileStore, MemoryStore, NullStore, TokenStore
 from airflow_ecr.tokens.token import EcrToken, mask, utc_time
+
+if TYPE_CHECKING:
+    from airflow_ecr.tokens.sources import TokenSource
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +38,21 @@ FROM_ECR = "ECR (fetched now)"
 # How many hex characters of the identity fingerprint the provenance line shows: enough to tell the
 # identities of one deployment apart in its task logs, without printing the whole fingerprint.
 IDENTITY_SHORT = 8
+
+
+def _canonical(value: object) -> str:
+    """One text per value, dictionaries in key order (``repr``: a task process's first json.dumps costs more)."""
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda item: str(item[0]))
+        return "{" + ",".join(f"{str(k)!r}:{_canonical(v)}" for k, v in items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_canonical(v) for v in value) + "]"
+    return repr(value)
+
+
+def fingerprint(parts: Sequence[object]) -> str:
+    """A stable hash of non-secret parts (cache keys, identities)."""
+    return hashlib.sha256(_canonical(list(parts)).encode()).hexdigest()
 
 
 def _locator(source: TokenSource) -> str | None:
