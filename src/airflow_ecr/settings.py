@@ -2,13 +2,14 @@
 The ``[ecr]`` section of Airflow's configuration, read once per process.
 
 Every option's name, default and validation lives here; ``provider_info`` publishes the defaults
-and the token modules ask :func:`ecr_settings`. This module imports nothing at import time, not even
-Airflow: provider discovery loads ``provider_info`` (which reads the defaults here) while Airflow
-itself is still starting. A task process reads the section once: the result
-is kept until one of the environment variables that could change it does (``AIRFLOW__ECR__*``
-overrides, as tests and deployments set them), which costs a few dictionary lookups instead of seven
-configuration lookups. The retry options of the token call are read apart (:func:`token_retries`),
-when a process first makes a client: a task served from the cache never reads them.
+and the token modules ask :func:`ecr_settings`. At import time this module imports only
+:mod:`airflow_ecr.process_state` (where its reads are kept), not even Airflow: provider discovery
+loads ``provider_info`` (which reads the defaults here) while Airflow itself is still starting. A
+task process reads the section once: the result is kept until one of the environment variables
+that could change it does (``AIRFLOW__ECR__*`` overrides, as tests and deployments set them),
+which costs a few dictionary lookups instead of seven configuration lookups. The retry options of
+the token call are read apart (:func:`token_retries`), when a process first makes a client: a task
+served from the cache never reads them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from airflow_ecr.process_state import STATE
 
 if TYPE_CHECKING:
     from airflow_ecr.images.pull_through import PullThroughRule
@@ -274,9 +277,6 @@ def parse_registry_aliases(text: str) -> dict[str, EcrRegistry]:
         ) from None
 
 
-_read: tuple[tuple[str | None, ...], EcrSettings] | None = None
-
-
 def ecr_settings() -> EcrSettings:
     """
     Read ``[ecr] cache_enabled``, ``cache_dir``, ``refresh_ratio``, ``refresh_jitter``,
@@ -286,10 +286,10 @@ def ecr_settings() -> EcrSettings:
     :raises EcrConfigurationError: for a refresh ratio outside (0, 1], a jitter outside [0, 1) or a
         malformed alias.
     """
-    global _read
     overrides = tuple(map(os.environ.get, _ENV_INPUTS))
-    if _read is not None and _read[0] == overrides:
-        return _read[1]
+    memo = STATE.settings_reads.get("ecr_settings")
+    if memo is not None and memo[0] == overrides:
+        return memo[1]
     from airflow_ecr._compat import conf
 
     directory = conf.get(SECTION, "cache_dir", fallback="")
@@ -302,11 +302,8 @@ def ecr_settings() -> EcrSettings:
         refresh_jitter=check_refresh_jitter(_float_option(conf, "refresh_jitter", DEFAULT_REFRESH_JITTER)),
         pull_through_cache=str(conf.get(SECTION, "pull_through_cache", fallback="")),
     )
-    _read = (overrides, settings)
+    STATE.settings_reads["ecr_settings"] = (overrides, settings)
     return settings
-
-
-_retries_read: tuple[tuple[str | None, ...], TokenRetries] | None = None
 
 
 def token_retries() -> TokenRetries:
@@ -318,20 +315,17 @@ def token_retries() -> TokenRetries:
 
     :raises EcrConfigurationError: for an unknown mode or a number of attempts outside 1 to 30.
     """
-    global _retries_read
     overrides = tuple(map(os.environ.get, _ENV_INPUTS))
-    if _retries_read is not None and _retries_read[0] == overrides:
-        return _retries_read[1]
+    memo = STATE.settings_reads.get("token_retries")
+    if memo is not None and memo[0] == overrides:
+        return memo[1]
     from airflow_ecr._compat import conf
 
     mode = str(conf.get(SECTION, "token_retry_mode", fallback=DEFAULT_TOKEN_RETRY_MODE)).strip().lower()
     attempts = conf.get(SECTION, "token_max_attempts", fallback=str(DEFAULT_TOKEN_MAX_ATTEMPTS))
     retries = TokenRetries(check_token_retry_mode(mode), check_token_max_attempts(attempts))
-    _retries_read = (overrides, retries)
+    STATE.settings_reads["token_retries"] = (overrides, retries)
     return retries
-
-
-_lazy_reads: dict[str, tuple[tuple[str | None, ...], Any]] = {}
 
 
 def _read_once(option: str, read: Callable[[Any], Any]) -> Any:
@@ -344,13 +338,13 @@ def _read_once(option: str, read: Callable[[Any], Any]) -> Any:
     :param read: reads and checks it from Airflow's configuration.
     """
     inputs = tuple(map(os.environ.get, (f"AIRFLOW__ECR__{option.upper()}", "AIRFLOW_HOME", "AIRFLOW_CONFIG")))
-    memo = _lazy_reads.get(option)
+    memo = STATE.settings_reads.get(option)
     if memo is not None and memo[0] == inputs:
         return memo[1]
     from airflow_ecr._compat import conf
 
     value = read(conf)
-    _lazy_reads[option] = (inputs, value)
+    STATE.settings_reads[option] = (inputs, value)
     return value
 
 

@@ -24,7 +24,6 @@ import pytest
 from airflow_ecr.exceptions import EcrPullError
 from airflow_ecr.testing import lab as lab_module
 from airflow_ecr.testing.emulator import EmulatorClient
-from airflow_ecr.tokens.cache import TokenCache
 from helpers.reliability_support import LabTask, remove_local
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(300)]
@@ -46,11 +45,9 @@ def private_lab() -> Iterator[Any]:
 @pytest.fixture
 def restart_task(private_lab: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[LabTask]:
     emulator = EmulatorClient.of_lab(vars(private_lab))  # lab.json's fields, and its directory
-    TokenCache.clear_memory()
     try:
         yield LabTask(private_lab, emulator, monkeypatch, tmp_path / "ecr-cache")
     finally:
-        TokenCache.clear_memory()
         # Whatever happened, leave the lab healthy for the next test.
         for account in private_lab.accounts:
             lab_module.start_registry(private_lab.dir, account["account_id"])

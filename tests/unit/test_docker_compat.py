@@ -79,9 +79,6 @@ class FakeSource:
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch, tmp_path):
     isolate_from_host(monkeypatch, tmp_path, "AIRFLOW_CONN_", "DOCKER_")
-    TokenCache.clear_memory()
-    yield
-    TokenCache.clear_memory()
 
 
 @pytest.fixture

@@ -41,15 +41,12 @@ def emu() -> Iterator[EcrEmulator]:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No AWS identity from the environment; an ``aws_test`` connection to the emulator."""
     isolate_from_host(monkeypatch, tmp_path, "AIRFLOW_CONN_", "DOCKER_")
     aws_test_connection(monkeypatch, emu.url, ACCESS_KEY, REGION)
     keep_airflow_logging(monkeypatch)
     emu.reset()
-    TokenCache.clear_memory()
-    yield
-    TokenCache.clear_memory()
 
 
 def fake(name: str, status: str = "ok", code: int = 0, calls: list[str] | None = None, needs_image: bool = False):

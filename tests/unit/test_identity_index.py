@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from airflow_ecr import _compat
+from airflow_ecr import _compat, process_state
 from airflow_ecr.registry import EcrRegistry, parse_registry_host
 from airflow_ecr.settings import EcrSettings
 from airflow_ecr.tokens.cache import TokenCache
@@ -67,14 +67,12 @@ def host_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> EcrSettings:
     )
     for name in ("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW__API__BASE_URL", "_AIRFLOW_PROCESS_CONTEXT"):
         monkeypatch.delenv(name, raising=False)
-    TokenCache.clear_memory()
-    yield EcrSettings(cache_dir=tmp_path / "host-cache")
-    TokenCache.clear_memory()
+    return EcrSettings(cache_dir=tmp_path / "host-cache")
 
 
 def task_process(settings: EcrSettings, role_arn: str) -> tuple[str, list[str]]:
     """One new task process's lookup: the token it got, and the roles it fetched with."""
-    TokenCache.clear_memory()
+    process_state.reset()
     source = StoredConnectionSource(role_arn)
     token = TokenCache(settings).get_one(source, REG)
     return token.password, source.fetches

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from airflow_ecr import doctor, exit_codes
+from airflow_ecr import doctor, exit_codes, process_state
 from airflow_ecr.doctor import DoctorState
 from airflow_ecr.exceptions import EcrMissingConnectionError
 from airflow_ecr.registry import parse_registry_host
@@ -40,7 +40,7 @@ def emu() -> Iterator[EcrEmulator]:
 
 
 @pytest.fixture(autouse=True)
-def worker_credentials(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def worker_credentials(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A worker with its own AWS keys in the environment (as with AWS_* variables), and no connections."""
     isolate_from_host(monkeypatch, tmp_path, "AIRFLOW_CONN_")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
@@ -50,14 +50,11 @@ def worker_credentials(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_pa
     keep_airflow_logging(monkeypatch)
     skip_unless_missing_connections_resolve("aws_nope")
     emu.reset()
-    TokenCache.clear_memory()
-    yield
-    TokenCache.clear_memory()
 
 
 def task_lookup(tmp_path: Path) -> str:
     """One new task process's token lookup with ``aws_conn_id='aws_nope'`` (the host cache shared)."""
-    TokenCache.clear_memory()
+    process_state.reset()
     source = EcrTokenSource.from_connection("aws_nope")
     return TokenCache(EcrSettings(cache_dir=tmp_path / "cache")).get_one(source, REG).password
 

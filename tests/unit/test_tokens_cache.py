@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
+from airflow_ecr import process_state
 from airflow_ecr.exceptions import EcrCredentialsError, EcrError, EcrServiceError
 from airflow_ecr.registry import EcrRegistry, parse_registry_host
 from airflow_ecr.settings import EcrSettings
@@ -51,13 +52,6 @@ class FakeSource:
         }
 
 
-@pytest.fixture(autouse=True)
-def _fresh_memory():
-    TokenCache.clear_memory()
-    yield
-    TokenCache.clear_memory()
-
-
 def cache(tmp_path, **kw) -> TokenCache:
     return TokenCache(EcrSettings(cache_dir=tmp_path / "cache", **kw))
 
@@ -66,7 +60,7 @@ def test_second_lookup_is_served_from_memory_then_from_file(tmp_path):
     source = FakeSource()
     first = cache(tmp_path).get_one(source, REG)
     assert cache(tmp_path).get_one(source, REG) == first
-    TokenCache.clear_memory()  # as a new task process would start
+    process_state.reset()  # as a new task process would start
     assert cache(tmp_path).get_one(source, REG) == first
     assert len(source.calls) == 1
 
@@ -196,7 +190,7 @@ def test_file_cache_off_keeps_memory_only(tmp_path):
     source = FakeSource()
     c = TokenCache(EcrSettings(cache_enabled=False))
     c.get_one(source, REG)
-    TokenCache.clear_memory()
+    process_state.reset()
     c.get_one(source, REG)
     assert len(source.calls) == 2
     assert not (tmp_path / "cache").exists()
@@ -209,7 +203,7 @@ def test_corrupt_cache_file_is_ignored(tmp_path, content, caplog):
     c.get_one(source, REG)
     (path,) = (tmp_path / "cache").glob("*.json")
     path.write_text(content)
-    TokenCache.clear_memory()
+    process_state.reset()
     assert c.get_one(source, REG).password == "pw-id-a-2"
     assert json.loads(path.read_text())["password"] == "pw-id-a-2"  # rewritten
 
@@ -220,7 +214,7 @@ def test_group_readable_cache_file_is_ignored(tmp_path, caplog):
     c.get_one(source, REG)
     (path,) = (tmp_path / "cache").glob("*.json")
     os.chmod(path, 0o644)
-    TokenCache.clear_memory()
+    process_state.reset()
     with caplog.at_level(logging.WARNING):
         c.get_one(source, REG)
     assert "not private" in caplog.text
@@ -256,7 +250,7 @@ def test_invalidate_forgets_the_rejected_token_only(tmp_path):
     new = c.get_one(source, REG)
     assert new != old and len(source.calls) == 2
     c.invalidate(source, REG, old)  # a stale rejection must not drop the newer token
-    TokenCache.clear_memory()
+    process_state.reset()
     assert c.get_one(source, REG) == new
     assert len(source.calls) == 2
 
@@ -310,7 +304,7 @@ def test_a_warm_lookup_in_a_new_process_needs_no_identity(tmp_path):
     source = LocatedSource()
     first = cache(tmp_path).get_one(source, REG)
     reads = source.identity_reads
-    TokenCache.clear_memory()  # as a new task process would start
+    process_state.reset()  # as a new task process would start
     assert cache(tmp_path).get_one(source, REG) == first
     assert source.identity_reads == reads
     assert len(source.calls) == 1
@@ -326,7 +320,7 @@ def test_an_identity_change_is_read_at_the_next_fetch_and_never_mixes_tokens(tmp
     new = LocatedSource("role-b")  # same conn id and environment, other identity behind them
     token_b = c.get_one(new, REG, min_life=1000)  # due: the fetch reads the connection
     assert token_b.password == "pw-role-b-1" and token_b != token_a
-    TokenCache.clear_memory()
+    process_state.reset()
     assert c.get_one(new, REG).password == "pw-role-b-1"  # the index now names role-b
     assert c.get_one(FakeSource("role-a"), REG) == token_a  # role-a's entry kept its own token
 
@@ -342,7 +336,7 @@ def test_the_identity_record_expires_and_a_rejection_drops_it(tmp_path, monkeypa
     reads = source.identity_reads
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() + 16 * 60)  # past IDENTITY_RECHECK
-    TokenCache.clear_memory()
+    process_state.reset()
     c.get_one(source, REG)
     assert source.identity_reads > reads
 
@@ -405,7 +399,7 @@ def test_a_waiter_with_a_usable_token_does_not_wait_for_anothers_refresh(tmp_pat
     holder = _in_threads(1, lambda: cache(tmp_path, refresh_ratio=0.001).get_one(source, REG))
     while len(source.calls) < 2:  # the holder is in its (slow) refresh
         time.sleep(0.01)
-    TokenCache.clear_memory()  # as a new task process would start
+    process_state.reset()  # as a new task process would start
     began = time.monotonic()
     assert cache(tmp_path, refresh_ratio=0.001).get_one(source, REG) == first
     assert time.monotonic() - began < 0.5
@@ -458,7 +452,7 @@ def test_a_symlinked_cache_entry_is_not_followed(tmp_path):
     (entry_b,) = (tmp_path / "cache").glob("*.json")
     entry_a = tmp_path / "cache" / f"{TokenCache.key(source.identity, REG)}.json"
     entry_a.symlink_to(entry_b)  # points at a private file of this user holding another token
-    TokenCache.clear_memory()
+    process_state.reset()
     assert c.get_one(source, REG) != other
     assert len(source.calls) == 2
 

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import threading
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
+from airflow_ecr.process_state import STATE
 from airflow_ecr.registry import EcrRegistry
 from airflow_ecr.settings import EcrSettings, ecr_settings, identity_recheck
 from airflow_ecr.tokens.aws_errors import allows_stale_token, failure_of
@@ -99,11 +99,6 @@ class TokenCache:
         used); None reads them from Airflow's configuration.
     """
 
-    # One cache per directory, lock timeout and policy for the whole process: every hook and
-    # operator shares its memory.
-    _shared: ClassVar[dict[tuple[Path | None, float, RefreshPolicy], TokenCache]] = {}
-    _shared_lock = threading.Lock()
-
     def __init__(self, settings: EcrSettings | None = None) -> None:
         self.settings = settings or ecr_settings()
         self.policy = RefreshPolicy.of(self.settings)
@@ -115,13 +110,17 @@ class TokenCache:
 
     @classmethod
     def shared(cls) -> TokenCache:
-        """The process's cache for the ``[ecr]`` settings in effect (what hooks and backends use)."""
+        """
+        The process's cache for the ``[ecr]`` settings in effect (what hooks and backends use): one
+        per directory, lock timeout and refresh policy, kept in :data:`airflow_ecr.process_state.STATE`,
+        so that every hook and operator of a process shares its memory.
+        """
         settings = ecr_settings()
         key = (cache_directory(settings), settings.lock_timeout, RefreshPolicy.of(settings))
-        cache = cls._shared.get(key)
+        cache = STATE.token_caches.get(key)
         if cache is None:
-            with cls._shared_lock:
-                cache = cls._shared.setdefault(key, cls(settings))
+            with STATE.lock:
+                cache = STATE.token_caches.setdefault(key, cls(settings))
         return cache
 
     @staticmethod
@@ -365,8 +364,3 @@ class TokenCache:
         if locator is not None:
             self.memory.forget_identity(locator)
             self.files.forget_identity(locator)
-
-    @classmethod
-    def clear_memory(cls) -> None:
-        """Forget every token held in this process's memory (tests, and after fork)."""
-        MemoryStore.clear_all()

@@ -29,12 +29,12 @@ import stat
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
+from airflow_ecr.process_state import STATE
 from airflow_ecr.tokens.private_files import (
     CACHE_DIR_NAME as CACHE_DIR_NAME,
 )
@@ -126,10 +126,6 @@ class NullStore:
         return contextlib.nullcontext("unavailable")
 
 
-# Every MemoryStore of the process, so that all can be emptied at once (tests; a new task process).
-_MEMORY_STORES: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
-
-
 class MemoryStore(NullStore):
     """This process's tokens and identity records, for one cache."""
 
@@ -137,7 +133,7 @@ class MemoryStore(NullStore):
         self._tokens: dict[str, EcrToken] = {}
         self._identities: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
-        _MEMORY_STORES.add(self)
+        STATE.memory_stores.add(self)  # emptied by airflow_ecr.process_state.reset
 
     def read(self, key: str) -> EcrToken | None:
         return self._tokens.get(key)
@@ -167,12 +163,6 @@ class MemoryStore(NullStore):
         with self._lock:
             self._tokens.clear()
             self._identities.clear()
-
-    @staticmethod
-    def clear_all() -> None:
-        """Empty every memory store of this process."""
-        for store in list(_MEMORY_STORES):
-            store.clear()
 
 
 @dataclass(frozen=True)
