@@ -51,7 +51,7 @@ def _canonical(value: object) -> str:
 
 
 def fingerprint(parts: Sequence[object]) -> str:
-    """A stable hash of non-secret parts (cache keys, identities)."""
+    """A stable hash of non-secret parts (cache keys, lock names, identities, locators)."""
     return hashlib.sha256(_canonical(list(parts)).encode()).hexdigest()
 
 
