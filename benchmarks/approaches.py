@@ -47,12 +47,17 @@ from lab_env import (
 def forget_process_memory() -> None:
     """
     Empty airflow-ecr's process memory layer, as a new task process has it (in-process figures only:
-    a forked task process starts with it empty). Best effort: ``TokenCache.clear_memory`` where it
-    exists, nothing otherwise.
+    a forked task process starts with it empty). Best effort: ``airflow_ecr.process_state.reset``
+    where it exists, else ``TokenCache.clear_memory`` (the trees before it), nothing otherwise.
     """
+    import importlib
+
     import airflow_ecr
 
-    clear = getattr(airflow_ecr.TokenCache, "clear_memory", None)
+    try:
+        clear = importlib.import_module("airflow_ecr.process_state").reset
+    except ImportError:
+        clear = getattr(airflow_ecr.TokenCache, "clear_memory", None)
     if clear is not None:
         clear()
 

@@ -71,10 +71,10 @@ def one_task(index: int, kubeconfig: str, namespace: str, image: str, start: flo
     from kubernetes import client, config
     from kubernetes.client import V1Container, V1ObjectMeta, V1Pod, V1PodSpec
 
+    from airflow_ecr import process_state
     from airflow_ecr.kubernetes.attach import PullSecrets
-    from airflow_ecr.tokens.cache import TokenCache
 
-    TokenCache.clear_memory()  # a new task process
+    process_state.reset()  # a new task process
     api = CountingApi(client.CoreV1Api(config.new_client_from_config(config_file=kubeconfig)))
     pod = V1Pod(
         metadata=V1ObjectMeta(name=f"task-{index}", namespace=namespace, labels={}),

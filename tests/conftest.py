@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
+from airflow_ecr import process_state
 from airflow_ecr.testing.emulator import EmulatorClient
-from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr_lab import emulator_client
 
 # Airflow reads AIRFLOW_HOME when first imported: never let a test run touch ~/airflow.
@@ -52,6 +52,17 @@ class Lab:
     def account(self, account_id: str | None = None) -> dict[str, Any]:
         """An account entry (the first one by default)."""
         return next(a for a in self.accounts if account_id in (None, a["account_id"]))
+
+
+@pytest.fixture(autouse=True)
+def new_process() -> Iterator[None]:
+    """
+    Each test starts as a new task process does: no ``[ecr]`` settings read, no shared token cache,
+    no token in memory (:func:`airflow_ecr.process_state.reset`), and leaves none behind.
+    """
+    process_state.reset()
+    yield
+    process_state.reset()
 
 
 @pytest.fixture(scope="session")
@@ -113,9 +124,7 @@ def aws(lab, emulator, monkeypatch, tmp_path):
     # Manifest requests (swarm services resolve their tag) reach the registries through the lab's proxy.
     monkeypatch.setenv("HTTPS_PROXY", lab.raw["https_proxy"])
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", lab.raw["ca_cert"])
-    TokenCache.clear_memory()
-    yield emulator
-    TokenCache.clear_memory()
+    return emulator
 
 
 @pytest.fixture

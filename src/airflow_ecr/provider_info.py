@@ -5,7 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_ecr import __version__, settings
+from airflow_ecr.tokens.policy import ECR_TOKEN_LIFE
 
+# ECR's token life, and when the default refresh_ratio refreshes it, in hours (the options' descriptions).
+_TOKEN_HOURS = ECR_TOKEN_LIFE / 3600
+_REFRESH_HOURS = settings.DEFAULT_REFRESH_RATIO * _TOKEN_HOURS
 # Kept here rather than imported from the hook: provider discovery must not import docker-py.
 ECR_CONNECTION_FIELDS = {
     "aws_conn_id": "AWS connection id",
@@ -91,8 +95,8 @@ def get_provider_info() -> dict[str, Any]:
                     },
                     "refresh_ratio": {
                         "description": "Fraction of a token's life after which it is refreshed "
-                        f"(ECR tokens live 12 hours; {settings.DEFAULT_REFRESH_RATIO:g} refreshes after "
-                        f"{settings.DEFAULT_REFRESH_RATIO * 12:g}).",
+                        f"(ECR tokens live {_TOKEN_HOURS:g} hours; {settings.DEFAULT_REFRESH_RATIO:g} refreshes after "
+                        f"{_REFRESH_HOURS:g}).",
                         "version_added": "0.1.0",
                         "type": "float",
                         "example": None,
@@ -111,8 +115,8 @@ def get_provider_info() -> dict[str, Any]:
                         "early, drawn once per token, so that hosts whose tokens were fetched together do "
                         f"not all refresh in the same second ({settings.DEFAULT_REFRESH_JITTER:g} with the "
                         "default refresh_ratio: between "
-                        f"{settings.DEFAULT_REFRESH_RATIO * 12 * (1 - settings.DEFAULT_REFRESH_JITTER):g} and "
-                        f"{settings.DEFAULT_REFRESH_RATIO * 12:g} hours). 0 refreshes at refresh_ratio exactly.",
+                        f"{_REFRESH_HOURS * (1 - settings.DEFAULT_REFRESH_JITTER):g} and "
+                        f"{_REFRESH_HOURS:g} hours). 0 refreshes at refresh_ratio exactly.",
                         "version_added": "0.2.0",
                         "type": "float",
                         "example": None,

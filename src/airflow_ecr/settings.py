@@ -2,13 +2,14 @@
 The ``[ecr]`` section of Airflow's configuration, read once per process.
 
 Every option's name, default and validation lives here; ``provider_info`` publishes the defaults
-and the token modules ask :func:`ecr_settings`. This module imports nothing at import time, not even
-Airflow: provider discovery loads ``provider_info`` (which reads the defaults here) while Airflow
-itself is still starting. A task process reads the section once: the result
-is kept until one of the environment variables that could change it does (``AIRFLOW__ECR__*``
-overrides, as tests and deployments set them), which costs a few dictionary lookups instead of seven
-configuration lookups. The retry options of the token call are read apart (:func:`token_retries`),
-when a process first makes a client: a task served from the cache never reads them.
+and the token modules ask :func:`ecr_settings`. At import time this module imports only
+:mod:`airflow_ecr.process_state` (where its reads are kept), not even Airflow: provider discovery
+loads ``provider_info`` (which reads the defaults here) while Airflow itself is still starting. A
+task process reads the section once: the result is kept until one of the environment variables
+that could change it does (``AIRFLOW__ECR__*`` overrides, as tests and deployments set them),
+which costs a few dictionary lookups instead of seven configuration lookups. The retry options of
+the token call are read apart (:func:`token_retries`), when a process first makes a client: a task
+served from the cache never reads them.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from airflow_ecr.process_state import STATE
 
 if TYPE_CHECKING:
     from airflow_ecr.images.pull_through import PullThroughRule
@@ -63,13 +66,13 @@ _OPTIONS = (
     "token_retry_mode",
     "token_max_attempts",
 )
-# The environment variables that can change what is read: the options' overrides and what decides
-# the default directory and the configuration file. Looked up by name: scanning the whole
+# The environment variables that can change what is read: the options' overrides, the home a
+# configured ``~/...`` cache_dir expands in, and what decides the configuration file (the default
+# cache directory is the token cache's business, resolved when a cache is made). Looked up by name: scanning the whole
 # environment costs more than the read. (None of the options is sensitive, so Airflow reads no
 # _CMD or _SECRET form of them.)
 _ENV_INPUTS = (
     *(f"AIRFLOW__ECR__{option.upper()}" for option in _OPTIONS),
-    "XDG_CACHE_HOME",
     "HOME",
     "AIRFLOW_HOME",
     "AIRFLOW_CONFIG",
@@ -81,7 +84,13 @@ class EcrSettings:
     """
     The ``[ecr]`` options in effect.
 
-    :param cache_dir: the host token cache directory; None when ``cache_enabled`` is off.
+    The one settings object: the token cache's refresh policy (:meth:`RefreshPolicy.of
+    <airflow_ecr.tokens.policy.RefreshPolicy.of>`) and its directory (:func:`cache_directory
+    <airflow_ecr.tokens.cache.cache_directory>`) are derived from it, not copied.
+
+    :param cache_enabled: whether tokens are kept in a host cache directory (``[ecr] cache_enabled``).
+    :param cache_dir: ``[ecr] cache_dir`` (user expanded); None: the default directory (the token
+        cache's rule, :func:`~airflow_ecr.tokens.private_files.default_cache_path`).
     :param refresh_ratio: fraction of a token's life after which it is refreshed.
     :param lock_timeout: seconds to wait for another process's fetch before fetching anyway.
     :param registry_aliases: the declared alias hosts (lowercased) and the ECR registry each stands for.
@@ -89,7 +98,8 @@ class EcrSettings:
     :param pull_through_cache: ``[ecr] pull_through_cache`` as written; :attr:`pull_through_rules` parses it.
     """
 
-    cache_dir: Path | None
+    cache_enabled: bool = DEFAULT_CACHE_ENABLED
+    cache_dir: Path | None = None
     refresh_ratio: float = DEFAULT_REFRESH_RATIO
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     registry_aliases: dict[str, EcrRegistry] = field(default_factory=dict)
@@ -267,9 +277,6 @@ def parse_registry_aliases(text: str) -> dict[str, EcrRegistry]:
         ) from None
 
 
-_read: tuple[tuple[str | None, ...], EcrSettings] | None = None
-
-
 def ecr_settings() -> EcrSettings:
     """
     Read ``[ecr] cache_enabled``, ``cache_dir``, ``refresh_ratio``, ``refresh_jitter``,
@@ -279,28 +286,24 @@ def ecr_settings() -> EcrSettings:
     :raises EcrConfigurationError: for a refresh ratio outside (0, 1], a jitter outside [0, 1) or a
         malformed alias.
     """
-    global _read
     overrides = tuple(map(os.environ.get, _ENV_INPUTS))
-    if _read is not None and _read[0] == overrides:
-        return _read[1]
+    memo = STATE.settings_reads.get("ecr_settings")
+    if memo is not None and memo[0] == overrides:
+        return memo[1]
     from airflow_ecr._compat import conf
-    from airflow_ecr.tokens.store import default_cache_dir
 
-    enabled = conf.getboolean(SECTION, "cache_enabled", fallback=DEFAULT_CACHE_ENABLED)
     directory = conf.get(SECTION, "cache_dir", fallback="")
     settings = EcrSettings(
-        cache_dir=(Path(directory).expanduser() if directory else default_cache_dir()) if enabled else None,
+        cache_enabled=conf.getboolean(SECTION, "cache_enabled", fallback=DEFAULT_CACHE_ENABLED),
+        cache_dir=Path(directory).expanduser() if directory else None,
         refresh_ratio=check_refresh_ratio(conf.getfloat(SECTION, "refresh_ratio", fallback=DEFAULT_REFRESH_RATIO)),
         lock_timeout=conf.getfloat(SECTION, "lock_timeout", fallback=DEFAULT_LOCK_TIMEOUT),
         registry_aliases=parse_registry_aliases(conf.get(SECTION, "registry_aliases", fallback="")),
         refresh_jitter=check_refresh_jitter(_float_option(conf, "refresh_jitter", DEFAULT_REFRESH_JITTER)),
         pull_through_cache=str(conf.get(SECTION, "pull_through_cache", fallback="")),
     )
-    _read = (overrides, settings)
+    STATE.settings_reads["ecr_settings"] = (overrides, settings)
     return settings
-
-
-_retries_read: tuple[tuple[str | None, ...], TokenRetries] | None = None
 
 
 def token_retries() -> TokenRetries:
@@ -312,20 +315,17 @@ def token_retries() -> TokenRetries:
 
     :raises EcrConfigurationError: for an unknown mode or a number of attempts outside 1 to 30.
     """
-    global _retries_read
     overrides = tuple(map(os.environ.get, _ENV_INPUTS))
-    if _retries_read is not None and _retries_read[0] == overrides:
-        return _retries_read[1]
+    memo = STATE.settings_reads.get("token_retries")
+    if memo is not None and memo[0] == overrides:
+        return memo[1]
     from airflow_ecr._compat import conf
 
     mode = str(conf.get(SECTION, "token_retry_mode", fallback=DEFAULT_TOKEN_RETRY_MODE)).strip().lower()
     attempts = conf.get(SECTION, "token_max_attempts", fallback=str(DEFAULT_TOKEN_MAX_ATTEMPTS))
     retries = TokenRetries(check_token_retry_mode(mode), check_token_max_attempts(attempts))
-    _retries_read = (overrides, retries)
+    STATE.settings_reads["token_retries"] = (overrides, retries)
     return retries
-
-
-_lazy_reads: dict[str, tuple[tuple[str | None, ...], Any]] = {}
 
 
 def _read_once(option: str, read: Callable[[Any], Any]) -> Any:
@@ -338,13 +338,13 @@ def _read_once(option: str, read: Callable[[Any], Any]) -> Any:
     :param read: reads and checks it from Airflow's configuration.
     """
     inputs = tuple(map(os.environ.get, (f"AIRFLOW__ECR__{option.upper()}", "AIRFLOW_HOME", "AIRFLOW_CONFIG")))
-    memo = _lazy_reads.get(option)
+    memo = STATE.settings_reads.get(option)
     if memo is not None and memo[0] == inputs:
         return memo[1]
     from airflow_ecr._compat import conf
 
     value = read(conf)
-    _lazy_reads[option] = (inputs, value)
+    STATE.settings_reads[option] = (inputs, value)
     return value
 
 

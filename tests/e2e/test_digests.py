@@ -17,10 +17,10 @@ from typing import Any
 import docker
 import pytest
 
+from airflow_ecr import process_state
 from airflow_ecr.exceptions import EcrImageNotFoundError
 from airflow_ecr.images.record import XCOM_KEY
 from airflow_ecr.operators.docker import EcrDockerOperator, EcrDockerSwarmOperator
-from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr_lab.repository import push_index, push_marker_image, registry_requests
 from helpers.airflow_harness import AirflowHarness
 from helpers.task_instance import RecordingTI
@@ -48,7 +48,7 @@ def task_log(capfd, caplog):
 
 def run(lab, image: str, operator: type = EcrDockerOperator, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
     """Execute one ECR operator as a task would; returns (its return value, its XComs)."""
-    TokenCache.clear_memory()
+    process_state.reset()
     ti = RecordingTI()
     defaults: dict[str, Any] = {"aws_conn_id": CONN, "docker_url": lab.docker_host, "command": ["cat", "/marker"]}
     if operator is EcrDockerOperator:

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 import airflow_ecr_lab as lab_module
+from airflow_ecr import process_state
 from airflow_ecr.exceptions import (
     EcrConfigurationError,
     EcrCredentialsError,
@@ -26,7 +27,6 @@ from airflow_ecr.exceptions import (
 from airflow_ecr.images.record import XCOM_KEY
 from airflow_ecr.operators.docker import EcrDockerOperator
 from airflow_ecr.operators.images import EcrPinImagesOperator
-from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr_lab.repository import push_marker_image
 from helpers.task_instance import RecordingTI
 
@@ -41,7 +41,7 @@ def image(lab, name: str = "lab/busybox:1") -> str:
 
 
 def run(lab, image: str, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
-    TokenCache.clear_memory()
+    process_state.reset()
     ti = RecordingTI()
     options: dict[str, Any] = {"aws_conn_id": CONN, "docker_url": lab.docker_host, "network_mode": "none",
                                "auto_remove": "success", "command": ["echo", "ran"], "force_pull": True,

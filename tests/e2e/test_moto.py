@@ -7,9 +7,10 @@ import logging
 
 import pytest
 
-from airflow_ecr import doctor
+from airflow_ecr import doctor, process_state
 from airflow_ecr.registry import parse_registry_host
-from airflow_ecr.tokens.cache import CacheSettings, TokenCache
+from airflow_ecr.settings import EcrSettings
+from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource
 
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/app:1"
@@ -34,8 +35,7 @@ def test_token_source_reads_moto_answers_and_never_caches_its_expired_tokens(mot
     moto_connection(monkeypatch, moto_url)
     registry = parse_registry_host("123456789012.dkr.ecr.eu-west-1.amazonaws.com")
     source = EcrTokenSource.from_connection("aws_moto")
-    cache = TokenCache(CacheSettings(directory=tmp_path / "cache"))
-    TokenCache.clear_memory()
+    cache = TokenCache(EcrSettings(cache_dir=tmp_path / "cache"))
     first = cache.get_one(source, registry)
     second = cache.get_one(source, registry)
     assert first.username == "AWS"
@@ -55,8 +55,8 @@ def test_doctor_and_the_task_read_motos_2015_expiry_alike(moto_url, monkeypatch,
     assert permission.status == "warn", permission
     said = permission.summary.split(", but ", 1)[1].split(" (by ")[0]
     assert said.startswith("ECR returned a token that expires at 2015-") and said.endswith("this host's clock")
-    TokenCache.clear_memory()
-    TokenCache(CacheSettings(directory=tmp_path / "cache")).get_one(
+    process_state.reset()
+    TokenCache(EcrSettings(cache_dir=tmp_path / "cache")).get_one(
         EcrTokenSource.from_connection("aws_moto"), parse_registry_host(IMAGE.split("/")[0])
     )
     (warning,) = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

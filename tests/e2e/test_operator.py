@@ -19,6 +19,7 @@ from pathlib import Path
 import docker
 import pytest
 
+from airflow_ecr import process_state
 from airflow_ecr.exceptions import (
     DockerDaemonError,
     EcrConfigurationError,
@@ -48,7 +49,7 @@ def remove_local(lab, image: str) -> None:
 
 def task(lab, image: str, **kwargs):
     """Run one EcrDockerOperator as a fresh task process would (empty memory cache)."""
-    TokenCache.clear_memory()
+    process_state.reset()
     kwargs.setdefault("command", ["echo", "ran"])
     op = EcrDockerOperator(
         task_id=f"t{time.monotonic_ns()}",
@@ -172,7 +173,7 @@ def _resolve_in_child(conn_env: str, cache_dir: str, host: str, barrier, results
     os.environ["AIRFLOW__ECR__CACHE_DIR"] = cache_dir
     from airflow_ecr.hooks.docker import EcrDockerHook
 
-    TokenCache.clear_memory()
+    process_state.reset()
     hook = EcrDockerHook(registry=host, aws_conn_id=CONN)
     barrier.wait()
     results.put(hook.registry_auth()["password"])
@@ -228,7 +229,6 @@ def test_32_processes_without_the_lock_would_make_several_calls(lab, aws, tmp_pa
 def test_swarm_service_pulls_from_ecr_with_the_service_auth(lab, aws):
     image = image_of(lab, 1, "app/hello:1")
     remove_local(lab, image)
-    TokenCache.clear_memory()
     op = EcrDockerSwarmOperator(
         task_id="swarm",
         image=image,
@@ -341,7 +341,6 @@ def test_registry_in_an_unknown_region_is_refused_clearly(lab, aws):
 def test_ecr_docker_connection_supplies_the_ecr_settings(lab, aws, monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_ECR_LAB", json.dumps({"conn_type": "ecr_docker", "extra": {"aws_conn_id": CONN}}))
     monkeypatch.delenv("AIRFLOW_CONN_AWS_DEFAULT", raising=False)
-    TokenCache.clear_memory()
     op = EcrDockerOperator(
         task_id="via_conn",
         image=image_of(lab, 0, "app/hello:1"),
@@ -366,7 +365,7 @@ def test_cross_account_registry_ids_share_one_api_call(monkeypatch, tmp_path):
         conn = {"conn_type": "aws", "login": "k", "password": "s", "extra": extra}
         monkeypatch.setenv("AIRFLOW_CONN_AWS_X", json.dumps(conn))
         monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path))
-        TokenCache.clear_memory()
+        process_state.reset()
         hook = EcrDockerHook(image=f"{accounts[0].host}/app:1", aws_conn_id="aws_x", registry_ids=["333333333333"])
         main, other = hook.registry_auth(), hook.registry_auth(accounts[1].host)
         assert (main["serveraddress"], other["serveraddress"]) == (accounts[0].host, accounts[1].host)
@@ -391,7 +390,7 @@ def test_ecr_public_tokens_come_from_ecr_public_in_us_east_1(monkeypatch, tmp_pa
             "AIRFLOW_CONN_AWS_X", json.dumps({"conn_type": "aws", "login": "k", "password": "s", "extra": extra})
         )
         monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path))
-        TokenCache.clear_memory()
+        process_state.reset()
         hook = EcrDockerHook(image="public.ecr.aws/docker/library/busybox:1.36", aws_conn_id="aws_x")
         assert hook.registry_auth()["serveraddress"] == "public.ecr.aws"
         assert [(c["target"], c["region"]) for c in emulator.calls()] == [

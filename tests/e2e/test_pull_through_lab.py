@@ -17,12 +17,12 @@ from typing import Any
 import docker
 import pytest
 
+from airflow_ecr import process_state
 from airflow_ecr.exceptions import EcrImageNotFoundError
 from airflow_ecr.hooks.pull_errors import FIRST_PULL_ACTIONS
 from airflow_ecr.images.record import XCOM_KEY
 from airflow_ecr.operators.docker import EcrDockerOperator, EcrDockerSwarmOperator
 from airflow_ecr.operators.images import EcrPinImagesOperator
-from airflow_ecr.tokens.cache import TokenCache
 from helpers.airflow_harness import AirflowHarness
 from helpers.task_instance import RecordingTI
 
@@ -68,7 +68,7 @@ def forget(lab, *images: str) -> None:
 
 def run(lab, image: str, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
     """Execute one EcrDockerOperator as a task would; returns (its return value, its XComs)."""
-    TokenCache.clear_memory()
+    process_state.reset()
     ti = RecordingTI()
     defaults: dict[str, Any] = {"aws_conn_id": CONN, "docker_url": lab.docker_host, "network_mode": "none"}
     op = EcrDockerOperator(
@@ -101,7 +101,6 @@ def test_an_official_image_is_pulled_through_the_cache_and_both_names_recorded(l
 
 
 def test_pins_and_resolved_digests_go_through_the_cache_too(lab, aws, cache, task_log):
-    TokenCache.clear_memory()
     pins = EcrPinImagesOperator(task_id="pin", images=["library/busybox:1.36"], aws_conn_id=CONN).execute({})
     cached = f"{cache['cache']}/library/busybox:1.36"
     assert list(pins) == [cached] and pins[cached]["image"] == "library/busybox:1.36"
@@ -114,7 +113,6 @@ def test_pins_and_resolved_digests_go_through_the_cache_too(lab, aws, cache, tas
 
 
 def test_a_swarm_service_carries_the_cache_name_and_its_login(lab, aws, cache):
-    TokenCache.clear_memory()
     ti = RecordingTI()
     op = EcrDockerSwarmOperator(task_id=f"s{uuid.uuid4().hex[:6]}", image="busybox:1.36", aws_conn_id=CONN,
                                 docker_url=lab.docker_host, command=["true"], auto_remove="success")  # fmt: skip

@@ -24,11 +24,11 @@ import pytest
 from docker.types import ContainerSpec, Placement, RestartPolicy, TaskTemplate
 
 import airflow_ecr_lab as lab_module
+from airflow_ecr import process_state
 from airflow_ecr.exceptions import EcrPullError
 from airflow_ecr.hooks.docker import EcrDockerHook
 from airflow_ecr.operators.docker import EcrDockerSwarmOperator
 from airflow_ecr.testing import running_task
-from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr_lab.spec import NODE_LABEL
 from helpers.airflow_harness import new_access_key
 
@@ -131,7 +131,7 @@ def wait_for_task(
 
 def swarm_op(lab: Any, task_id: str, worker: str, **kwargs: Any) -> EcrDockerSwarmOperator:
     """An EcrDockerSwarmOperator placed on ``worker``, as a fresh task process runs it (empty memory cache)."""
-    TokenCache.clear_memory()
+    process_state.reset()
     kwargs.setdefault("command", ["echo", f"{task_id} ran"])
     return EcrDockerSwarmOperator(
         task_id=task_id,
@@ -239,7 +239,6 @@ def test_a_task_rescheduled_after_its_token_died_fails_until_the_service_gets_a_
     one, two = node(lab, "worker-1"), node(lab, "worker-2")
     forget_image(one, image)
     forget_image(two, image)
-    TokenCache.clear_memory()
     hook = EcrDockerHook(image=image, aws_conn_id=CONN, base_url=lab.docker_host)
     pinned = f"{repository(image)}@{hook.resolve_manifest(image).digest}"
 
@@ -269,7 +268,7 @@ def test_a_task_rescheduled_after_its_token_died_fails_until_the_service_gets_a_
 
     # The fix: update the service with a fresh login (`docker service update --with-registry-auth`
     # after a `docker login`, here through docker-py's public API); the task starts.
-    TokenCache.clear_memory()
+    process_state.reset()
     fresh = EcrDockerHook(image=image, aws_conn_id=CONN, base_url=lab.docker_host)
     fresh.resolve_manifest(image)  # the cached token is refused (401): a new one is fetched
     auth = fresh.registry_auth()

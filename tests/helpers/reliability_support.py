@@ -12,7 +12,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,8 +20,8 @@ from typing import Any
 import docker
 import pytest
 
+from airflow_ecr import process_state
 from airflow_ecr.operators.docker import EcrDockerOperator
-from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr_lab.leaks import Leak, ProcessSampler, ecr_secret_forms, scan_files, scan_sqlite, scan_texts
 from airflow_ecr_lab.paths import LabPaths
 from airflow_ecr_lab.spec import LAB_WORKERS
@@ -77,7 +77,7 @@ class LabTask:
 
     def run(self, image: str | None = None, **kwargs: Any) -> Any:
         """One task, as a new task process runs it: empty memory cache, forced pull by default."""
-        TokenCache.clear_memory()
+        process_state.reset()
         arguments: dict[str, Any] = {
             "aws_conn_id": CONN,
             "docker_url": self.lab.docker_host,
@@ -96,11 +96,9 @@ class LabTask:
 
 
 @pytest.fixture
-def lab_task(lab: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[LabTask]:
-    """A :class:`LabTask` with a fresh cache directory; memory cache cleared before and after."""
-    TokenCache.clear_memory()
-    yield LabTask(lab, emulator, monkeypatch, tmp_path / "ecr-cache")
-    TokenCache.clear_memory()
+def lab_task(lab: Any, emulator: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> LabTask:
+    """A :class:`LabTask` with a fresh cache directory (and, as every test, an empty memory cache)."""
+    return LabTask(lab, emulator, monkeypatch, tmp_path / "ecr-cache")
 
 
 def remove_local(docker_host: str, image: str) -> None:

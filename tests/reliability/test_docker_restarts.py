@@ -23,7 +23,6 @@ import pytest
 
 import airflow_ecr_lab as lab_module
 from airflow_ecr.exceptions import EcrPullError
-from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr_lab import emulator_client
 from helpers.reliability_support import LabTask, remove_local
 
@@ -46,11 +45,9 @@ def private_lab() -> Iterator[Any]:
 @pytest.fixture
 def restart_task(private_lab: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[LabTask]:
     emulator = emulator_client(vars(private_lab))  # lab.json's fields, and its directory
-    TokenCache.clear_memory()
     try:
         yield LabTask(private_lab, emulator, monkeypatch, tmp_path / "ecr-cache")
     finally:
-        TokenCache.clear_memory()
         # Whatever happened, leave the lab healthy for the next test.
         for account in private_lab.accounts:
             lab_module.start_registry(private_lab.dir, account["account_id"])

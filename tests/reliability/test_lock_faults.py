@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
+from airflow_ecr import process_state
 from airflow_ecr.hooks.docker import EcrDockerHook
-from airflow_ecr.tokens.cache import TokenCache
 from helpers.airflow_harness import new_access_key
 from helpers.reliability_support import CONN, aws_connection
 
@@ -32,7 +32,7 @@ def _task_process(env: dict[str, str], host: str, go: Any, results: Any) -> None
     """One task process asking for the registry's login once ``go`` is set; reports when it had the
     token and a hash of the password (never the password itself)."""
     os.environ.update(env)
-    TokenCache.clear_memory()  # a new task process starts with an empty memory cache
+    process_state.reset()  # a new task process starts with an empty memory cache
     hook = EcrDockerHook(registry=host, aws_conn_id=CONN)
     results.put(("ready", os.getpid(), 0.0, ""))
     go.wait()

@@ -22,8 +22,8 @@ from typing import Any
 
 import pytest
 
+from airflow_ecr import process_state
 from airflow_ecr.hooks.docker import EcrDockerHook
-from airflow_ecr.tokens.cache import TokenCache
 from helpers.reliability_support import CONN, aws_connection
 
 pytestmark = [pytest.mark.lab, pytest.mark.timeout(180)]
@@ -36,7 +36,7 @@ CTX = multiprocessing.get_context("fork")  # real processes, without 40 interpre
 def _task_process(env: dict[str, str], host: str, go: Any, results: Any) -> None:
     """One task process on its own host: asks for the registry's login once ``go`` is set."""
     os.environ.update(env)
-    TokenCache.clear_memory()
+    process_state.reset()
     hook = EcrDockerHook(registry=host, aws_conn_id=CONN)
     results.put(("ready", ""))
     go.wait()

@@ -25,7 +25,6 @@ import pytest
 from airflow_ecr.credential_helper import cold, docker_config, index, protocol
 from airflow_ecr.exceptions import DockerConfigError
 from airflow_ecr.registry import EcrRegistry
-from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.private_files import loads_flat
 from airflow_ecr.tokens.sources import EcrTokenSource
 from airflow_ecr.tokens.token import EcrToken
@@ -59,9 +58,7 @@ def helper_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     monkeypatch.setenv("AIRFLOW__ECR__REGISTRY_ALIASES", f"{ALIAS}=111111111111:eu-west-1")
     monkeypatch.setattr(cold.EcrTokenSource, "from_connection", classmethod(lambda cls, conn_id: MintingSource()))
     MintingSource.calls = []
-    TokenCache.clear_memory()
-    yield tmp_path / "cache"
-    TokenCache.clear_memory()
+    return tmp_path / "cache"
 
 
 def run(action: str, stdin: str = "") -> tuple[int, str]:
@@ -194,9 +191,6 @@ def test_an_open_cache_directory_is_not_read(helper_env: Path) -> None:
 
 
 def test_identity_recheck_zero_writes_no_record(helper_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_ecr import settings
-
-    monkeypatch.setattr(settings, "_lazy_reads", {})
     monkeypatch.setenv("AIRFLOW__ECR__IDENTITY_RECHECK", "0")
     assert run("get", HOST)[0] == 0
     assert not list(helper_env.glob(f"*{index.INDEX_SUFFIX}"))

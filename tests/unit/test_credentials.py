@@ -41,7 +41,6 @@ from airflow_ecr.operators.docker import EcrDockerOperator
 from airflow_ecr.provider_info import get_provider_info
 from airflow_ecr.registry import resolve_host
 from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
-from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource
 from helpers.fake_http import QuietHandler, loopback_url, serving
 from helpers.fernet import break_fernet_like_cryptography_51, use_a_fernet_key
@@ -61,15 +60,12 @@ def emu() -> Iterator[EcrEmulator]:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A private token cache, no AWS identity from the environment, an ``aws_test`` connection."""
     isolate_from_host(monkeypatch, tmp_path, "AIRFLOW_CONN_")
     aws_test_connection(monkeypatch, emu.url, "AKIAUNITTEST", REGION)
     keep_airflow_logging(monkeypatch)
     emu.reset()
-    TokenCache.clear_memory()
-    yield
-    TokenCache.clear_memory()
 
 
 class RecordingWriter:

@@ -28,7 +28,8 @@ from airflow.providers.docker.hooks.docker import DockerHook
 from airflow_ecr.hooks import _docker_compat
 from airflow_ecr.hooks.docker import EcrAPIClient, EcrAuthenticator, EcrDockerHook
 from airflow_ecr.registry import EcrRegistry, parse_registry_host
-from airflow_ecr.tokens.cache import CacheSettings, TokenCache
+from airflow_ecr.settings import EcrSettings
+from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.token import EcrToken
 from helpers.fake_http import EngineAPI, serving
 from helpers.isolation import isolate_from_host
@@ -78,9 +79,6 @@ class FakeSource:
 @pytest.fixture(autouse=True)
 def _isolated(monkeypatch, tmp_path):
     isolate_from_host(monkeypatch, tmp_path, "AIRFLOW_CONN_", "DOCKER_")
-    TokenCache.clear_memory()
-    yield
-    TokenCache.clear_memory()
 
 
 @pytest.fixture
@@ -114,7 +112,7 @@ def engine() -> Iterator[EngineAPI]:
 
 
 def ecr_client(engine: EngineAPI, source: FakeSource) -> EcrAPIClient:
-    cache = TokenCache(CacheSettings(directory=None))
+    cache = TokenCache(EcrSettings(cache_enabled=False))
     return EcrAPIClient(
         ecr=EcrAuthenticator([parse_registry_host(H)], source, cache), base_url=engine.url, version="1.44"
     )

@@ -20,8 +20,9 @@ import pytest
 
 from airflow_ecr import cli, doctor, exit_codes
 from airflow_ecr.doctor import Check, CheckResult, DoctorState, run_checks
+from airflow_ecr.settings import EcrSettings
 from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
-from airflow_ecr.tokens.cache import CacheSettings, TokenCache
+from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource
 from airflow_ecr.tokens.token import EcrToken
 from helpers.isolation import aws_test_connection, isolate_from_host, keep_airflow_logging
@@ -40,15 +41,12 @@ def emu() -> Iterator[EcrEmulator]:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No AWS identity from the environment; an ``aws_test`` connection to the emulator."""
     isolate_from_host(monkeypatch, tmp_path, "AIRFLOW_CONN_", "DOCKER_")
     aws_test_connection(monkeypatch, emu.url, ACCESS_KEY, REGION)
     keep_airflow_logging(monkeypatch)
     emu.reset()
-    TokenCache.clear_memory()
-    yield
-    TokenCache.clear_memory()
 
 
 def fake(name: str, status: str = "ok", code: int = 0, calls: list[str] | None = None, needs_image: bool = False):
@@ -397,7 +395,7 @@ def test_a_token_that_arrives_expired_is_a_warning_in_the_tasks_words(
     assert "Check the host clock" in (permission.fix or "") and permission.details["expired_on_arrival"]
     assert state.token is not None  # the later checks still try the token, as a task uses it once
     # The task, on the same answer, warns with the same sentence (one rule: policy.expired_on_arrival).
-    cache = TokenCache(CacheSettings(directory=tmp_path / "cache"))
+    cache = TokenCache(EcrSettings(cache_dir=tmp_path / "cache"))
     task_token = cache.get_one(EcrTokenSource.from_connection("aws_test"), state.require_registry())
     assert task_token.expires_at == state.token.expires_at
     said = permission.summary.split(", but ", 1)[1].split(" (by ")[0]

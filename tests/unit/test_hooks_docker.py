@@ -21,12 +21,14 @@ import pytest
 import requests
 from docker.errors import DockerException
 
+from airflow_ecr import process_state
 from airflow_ecr.exceptions import DockerDaemonError, EcrConfigurationError, EcrPullError, EcrRegistryUnavailableError
 from airflow_ecr.hooks import _docker_compat
 from airflow_ecr.hooks.docker import EcrAPIClient, EcrAuthenticator, EcrDockerHook, classify_pull_error
 from airflow_ecr.registry import EcrRegistry, parse_registry_host
+from airflow_ecr.settings import EcrSettings
 from airflow_ecr.tokens import sources
-from airflow_ecr.tokens.cache import CacheSettings, TokenCache
+from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource
 from airflow_ecr.tokens.token import EcrToken
 from helpers.isolation import isolate_from_host
@@ -45,9 +47,6 @@ DONE = {"status": f"Status: Downloaded newer image for {IMAGE}"}
 def _isolated(monkeypatch, tmp_path):
     isolate_from_host(monkeypatch, tmp_path, "AIRFLOW_CONN_", "DOCKER_")
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))  # no ~/.docker/config.json
-    TokenCache.clear_memory()
-    yield
-    TokenCache.clear_memory()
 
 
 # -- how daemon pull errors are read (the texts are those the real daemon and registry produce) -----
@@ -170,7 +169,7 @@ def source() -> FakeSource:
 @pytest.fixture
 def cache(monkeypatch) -> TokenCache:
     """A memory-only cache whose invalidations are recorded in ``cache.invalidated``."""
-    cache = TokenCache(CacheSettings(directory=None))
+    cache = TokenCache(EcrSettings(cache_enabled=False))
     cache.invalidated = []  # type: ignore[attr-defined]
     original = cache.invalidate
 
@@ -523,7 +522,7 @@ def test_cache_hit_in_a_new_process_builds_nothing_it_does_not_use(monkeypatch):
         EcrTokenSource, "fetch", lambda self, registries: fetched.append(1) or FakeSource().fetch(registries)
     )
     first = EcrDockerHook(image=IMAGE, aws_conn_id="aws_t").registry_auth()  # a previous task filled the host cache
-    TokenCache.clear_memory()  # a new task process
+    process_state.reset()  # a new task process
 
     def forbidden(*args: Any, **kwargs: Any) -> Any:
         raise AssertionError("a cache hit must not get here")

@@ -20,9 +20,10 @@ from typing import Any
 
 import pytest
 
-from airflow_ecr import _compat
+from airflow_ecr import _compat, process_state
 from airflow_ecr.registry import EcrRegistry, parse_registry_host
-from airflow_ecr.tokens.cache import CacheSettings, TokenCache
+from airflow_ecr.settings import EcrSettings
+from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource
 from airflow_ecr.tokens.token import EcrToken
 from helpers.isolation import isolate_from_host
@@ -59,28 +60,26 @@ class StoredConnectionSource(EcrTokenSource):
 
 
 @pytest.fixture
-def host_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> CacheSettings:
+def host_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> EcrSettings:
     """One host cache directory; no AWS identity, team or deployment settings from the machine."""
     isolate_from_host(
         monkeypatch, tmp_path, "AIRFLOW_CONN_", "AIRFLOW_CTX_", "AIRFLOW__SECRETS__", "AIRFLOW__WORKERS__"
     )
     for name in ("AIRFLOW__CORE__EXECUTION_API_SERVER_URL", "AIRFLOW__API__BASE_URL", "_AIRFLOW_PROCESS_CONTEXT"):
         monkeypatch.delenv(name, raising=False)
-    TokenCache.clear_memory()
-    yield CacheSettings(directory=tmp_path / "host-cache")
-    TokenCache.clear_memory()
+    return EcrSettings(cache_dir=tmp_path / "host-cache")
 
 
-def task_process(settings: CacheSettings, role_arn: str) -> tuple[str, list[str]]:
+def task_process(settings: EcrSettings, role_arn: str) -> tuple[str, list[str]]:
     """One new task process's lookup: the token it got, and the roles it fetched with."""
-    TokenCache.clear_memory()
+    process_state.reset()
     source = StoredConnectionSource(role_arn)
     token = TokenCache(settings).get_one(source, REG)
     return token.password, source.fetches
 
 
 def test_a_team_never_gets_another_teams_token_through_the_index(
-    host_cache: CacheSettings, monkeypatch: pytest.MonkeyPatch
+    host_cache: EcrSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Airflow 3.3 multi-team: the same conn id is another connection per team (the task runner exports the team)."""
     monkeypatch.setenv("AIRFLOW_CTX_TEAM_NAME", "team_a")
@@ -91,7 +90,7 @@ def test_a_team_never_gets_another_teams_token_through_the_index(
 
 
 def test_a_team_scoped_environment_connection_counts_in_the_locator(
-    host_cache: CacheSettings, monkeypatch: pytest.MonkeyPatch
+    host_cache: EcrSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AIRFLOW_CTX_TEAM_NAME", "team_a")
     monkeypatch.setenv("AIRFLOW_CONN__TEAM_A___AWS_DEFAULT", '{"conn_type": "aws", "extra": {"role_arn": "arn:one"}}')
@@ -117,7 +116,7 @@ def test_a_team_scoped_environment_connection_counts_in_the_locator(
     ],
 )
 def test_two_deployments_or_origins_on_one_host_never_share_a_token(
-    host_cache: CacheSettings, monkeypatch: pytest.MonkeyPatch, variable: str, deployment_a: str, deployment_b: str
+    host_cache: EcrSettings, monkeypatch: pytest.MonkeyPatch, variable: str, deployment_a: str, deployment_b: str
 ) -> None:
     """Two Airflow deployments run by one OS user on one host (or one with another secrets backend)."""
     monkeypatch.setenv(variable, deployment_a)
@@ -128,7 +127,7 @@ def test_two_deployments_or_origins_on_one_host_never_share_a_token(
 
 
 def test_the_metadata_database_counts_as_airflow_resolved_it(
-    host_cache: CacheSettings, monkeypatch: pytest.MonkeyPatch
+    host_cache: EcrSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Airflow 2 tasks read connections from the metadata database: airflow.settings has its URL from any form."""
     import airflow.settings
@@ -141,7 +140,7 @@ def test_the_metadata_database_counts_as_airflow_resolved_it(
     assert EcrTokenSource.from_connection().locator != first
 
 
-def test_the_configuration_file_counts(host_cache: CacheSettings) -> None:
+def test_the_configuration_file_counts(host_cache: EcrSettings) -> None:
     """``[core] execution_api_server_url`` in airflow.cfg, not only in the environment."""
     conf = _compat.conf
     had_section = conf.has_section("core")
@@ -173,7 +172,7 @@ def test_the_deployment_facts_hold_no_secret(monkeypatch: pytest.MonkeyPatch) ->
 
 
 def test_a_repointed_connection_is_read_again_after_identity_recheck(
-    host_cache: CacheSettings, monkeypatch: pytest.MonkeyPatch
+    host_cache: EcrSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """
     An admin repoints ``aws_default`` away from a compromised role: within ``[ecr] identity_recheck``
@@ -190,12 +189,12 @@ def test_a_repointed_connection_is_read_again_after_identity_recheck(
 
 
 def test_identity_recheck_zero_reads_the_connection_every_time(
-    host_cache: CacheSettings, monkeypatch: pytest.MonkeyPatch
+    host_cache: EcrSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("AIRFLOW__ECR__IDENTITY_RECHECK", "0")
     assert task_process(host_cache, ROLE_A)[0] == f"TOKEN-MINTED-BY-{ROLE_A}"
     assert task_process(host_cache, ROLE_B) == (f"TOKEN-MINTED-BY-{ROLE_B}", [ROLE_B])
-    assert host_cache.directory is not None and not list(host_cache.directory.glob("*.identity"))
+    assert host_cache.cache_dir is not None and not list(host_cache.cache_dir.glob("*.identity"))
 
 
 @pytest.mark.parametrize(
@@ -206,7 +205,7 @@ def test_identity_recheck_zero_reads_the_connection_every_time(
     ],
 )
 def test_a_bad_identity_recheck_is_one_sentence(
-    host_cache: CacheSettings, monkeypatch: pytest.MonkeyPatch, value: str, message: str
+    host_cache: EcrSettings, monkeypatch: pytest.MonkeyPatch, value: str, message: str
 ) -> None:
     from airflow_ecr.exceptions import EcrConfigurationError
 

@@ -18,6 +18,7 @@ import pytest
 from kubernetes.client import V1Container, V1LocalObjectReference, V1ObjectMeta, V1Pod, V1PodSpec
 from kubernetes.client.exceptions import ApiException
 
+from airflow_ecr import process_state
 from airflow_ecr.exceptions import KubernetesPullSecretError
 from airflow_ecr.kubernetes import mutation
 from airflow_ecr.kubernetes.attach import PullSecrets
@@ -30,7 +31,6 @@ from airflow_ecr.kubernetes.pull_secrets import (
     lease_name,
 )
 from airflow_ecr.testing import EcrEmulator, EmulatedAccount
-from airflow_ecr.tokens.cache import TokenCache
 from helpers.isolation import aws_test_connection, isolate_from_host
 
 ACCT, REGION = "111111111111", "eu-west-1"
@@ -44,13 +44,10 @@ def emu() -> Iterator[EcrEmulator]:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     isolate_from_host(monkeypatch, tmp_path, "AIRFLOW_CONN_")
     aws_test_connection(monkeypatch, emu.url, "AKIAKUBEUNIT", REGION)
     emu.reset()
-    TokenCache.clear_memory()
-    yield
-    TokenCache.clear_memory()
 
 
 class FakeCoreV1Api:
@@ -187,7 +184,7 @@ def test_a_task_with_an_empty_cache_reuses_its_identitys_fresh_token_from_the_na
     second = pod(f"{HOST}/app:1")
     second.metadata.name = "task-x2"
     monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path / "another-pods-cache"))
-    TokenCache.clear_memory()
+    process_state.reset()
     PullSecrets(api).attach(second, "aws_test")
     assert len(emu.calls()) == 1  # read back, not fetched
     first, again = (json.loads(base64.b64decode(api.secrets[n]["data"][".dockerconfigjson"])) for n in
@@ -196,7 +193,7 @@ def test_a_task_with_an_empty_cache_reuses_its_identitys_fresh_token_from_the_na
     # Another identity (another access key) never takes it.
     aws_test_connection(monkeypatch, emu.url, "AKIAKUBEOTHER", REGION)
     monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path / "a-third-pods-cache"))
-    TokenCache.clear_memory()
+    process_state.reset()
     third = pod(f"{HOST}/app:1")
     third.metadata.name = "task-x3"
     PullSecrets(api).attach(third, "aws_test")
@@ -220,7 +217,7 @@ def test_a_task_that_finds_the_fetch_lease_held_waits_for_the_holders_secret_ins
         del api.secrets[lease]
 
     monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path / "another-pods-cache"))
-    TokenCache.clear_memory()
+    process_state.reset()
     second = pod(f"{HOST}/app:1")
     second.metadata.name = "task-x2"
     api.calls.clear()

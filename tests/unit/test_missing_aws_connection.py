@@ -16,12 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from airflow_ecr import doctor, exit_codes
+from airflow_ecr import doctor, exit_codes, process_state
 from airflow_ecr.doctor import DoctorState
 from airflow_ecr.exceptions import EcrMissingConnectionError
 from airflow_ecr.registry import parse_registry_host
+from airflow_ecr.settings import EcrSettings
 from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
-from airflow_ecr.tokens.cache import CacheSettings, TokenCache
+from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.credential_facts import default_chain_source
 from airflow_ecr.tokens.sources import EcrTokenSource
 from helpers.isolation import isolate_from_host, keep_airflow_logging, skip_unless_missing_connections_resolve
@@ -39,7 +40,7 @@ def emu() -> Iterator[EcrEmulator]:
 
 
 @pytest.fixture(autouse=True)
-def worker_credentials(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def worker_credentials(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A worker with its own AWS keys in the environment (as with AWS_* variables), and no connections."""
     isolate_from_host(monkeypatch, tmp_path, "AIRFLOW_CONN_")
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", ACCESS_KEY)
@@ -49,16 +50,13 @@ def worker_credentials(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_pa
     keep_airflow_logging(monkeypatch)
     skip_unless_missing_connections_resolve("aws_nope")
     emu.reset()
-    TokenCache.clear_memory()
-    yield
-    TokenCache.clear_memory()
 
 
 def task_lookup(tmp_path: Path) -> str:
     """One new task process's token lookup with ``aws_conn_id='aws_nope'`` (the host cache shared)."""
-    TokenCache.clear_memory()
+    process_state.reset()
     source = EcrTokenSource.from_connection("aws_nope")
-    return TokenCache(CacheSettings(directory=tmp_path / "cache")).get_one(source, REG).password
+    return TokenCache(EcrSettings(cache_dir=tmp_path / "cache")).get_one(source, REG).password
 
 
 def test_a_missing_connection_warns_naming_the_id_and_the_credentials_used(
@@ -123,9 +121,7 @@ def test_an_existing_connection_and_no_id_do_not_warn(
     monkeypatch.setenv("AIRFLOW_CONN_AWS_THERE", '{"conn_type": "aws", "extra": {"region_name": "eu-west-1"}}')
     with caplog.at_level(logging.WARNING, logger="airflow_ecr"):
         for conn_id in ("aws_there", None):
-            TokenCache(CacheSettings(directory=tmp_path / "cache")).get_one(
-                EcrTokenSource.from_connection(conn_id), REG
-            )
+            TokenCache(EcrSettings(cache_dir=tmp_path / "cache")).get_one(EcrTokenSource.from_connection(conn_id), REG)
     assert "No Airflow connection" not in caplog.text
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import airflow
 import pytest
 
+from airflow_ecr import process_state
 from airflow_ecr._compat import AirflowNotFoundException
 from airflow_ecr.exceptions import LOOKUP_ERRORS_ARE_AUTHORITATIVE as AUTHORITATIVE
 from airflow_ecr.exceptions import EcrConnectionLookupError
@@ -62,13 +63,11 @@ def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
     emu.configure(token_ttl=43200, rotate_fraction=0.5)
     for account in (ACCT1, ACCT2):
         emu.revoke(account)
-    TokenCache.clear_memory()
     if process_role == "task":
         with running_task():
             yield
     else:
         yield
-    TokenCache.clear_memory()
 
 
 def new_key() -> str:
@@ -138,7 +137,7 @@ def test_friendly_ids_map_to_a_host_an_image_or_an_alias(emu):
     }
     # As Airflow 3's per-key AIRFLOW__SECRETS__BACKEND_KWARG__CONNECTIONS hands it over: raw JSON text.
     for connections in (mapping, json.dumps(mapping)):
-        TokenCache.clear_memory()
+        process_state.reset()
         backend = make(emu, connections=connections)
         hosts = {i: backend.get_connection(i).host for i in mapping}
         assert hosts == {"docker_lab": HOST1, "docker_app": HOST2, "docker_alias": "registry.example.com"}
@@ -242,7 +241,7 @@ def test_tokens_come_from_memory_then_the_host_file_cache(emu, tmp_path):
     key = new_key()
     first = make(emu, key).get_connection(ID1).password
     assert make(emu, key).get_connection(ID1).password == first  # memory
-    TokenCache.clear_memory()  # as a new task process
+    process_state.reset()  # as a new task process
     assert make(emu, key).get_connection(ID1).password == first  # host file
     assert len(ecr_calls(emu)) == 1
     assert len(list((tmp_path / "cache").glob("*.json"))) == 1

@@ -26,11 +26,11 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from airflow_ecr import process_state
 from airflow_ecr.exceptions import EcrConfigurationError, EcrConnectionLookupError
 from airflow_ecr.operators.docker import EcrDockerOperator, EcrDockerSwarmOperator
 from airflow_ecr.registry import EcrRegistry, parse_registry_host
 from airflow_ecr.testing import running_task
-from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource
 from airflow_ecr.tokens.token import EcrToken
 from helpers.fake_http import QuietHandler, loopback_url, serving
@@ -155,7 +155,6 @@ def world(monkeypatch, tmp_path) -> Iterator[None]:
     for conn_id, conn in connections.items():
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps({"conn_type": "ecr_docker", **conn}))
     monkeypatch.setattr(EcrTokenSource, "fetch", fake_fetch)
-    TokenCache.clear_memory()
     Daemon.logins.clear()
     with fake_registry(tmp_path / "registry", REGISTRY_HOSTS) as registry:
         for name, value in registry.environment().items():
@@ -211,7 +210,7 @@ def test_no_operator_input_sends_a_token_to_a_host_it_was_not_issued_for(
     """
     Daemon.logins.clear()
     FakeRegistry.seen.clear()
-    TokenCache.clear_memory()
+    process_state.reset()
     image = f"{host}/app/x:1"
     run_task(
         operator, image, templated, daemon_url,

@@ -15,10 +15,12 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
+from airflow_ecr import process_state
 from airflow_ecr.exceptions import EcrCredentialsError, EcrError, EcrServiceError
 from airflow_ecr.registry import EcrRegistry, parse_registry_host
+from airflow_ecr.settings import EcrSettings
 from airflow_ecr.tokens.aws_errors import classify, token_error
-from airflow_ecr.tokens.cache import CacheSettings, TokenCache
+from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.token import EcrToken
 
 REG = parse_registry_host("111111111111.dkr.ecr.eu-west-1.amazonaws.com")
@@ -50,22 +52,15 @@ class FakeSource:
         }
 
 
-@pytest.fixture(autouse=True)
-def _fresh_memory():
-    TokenCache.clear_memory()
-    yield
-    TokenCache.clear_memory()
-
-
 def cache(tmp_path, **kw) -> TokenCache:
-    return TokenCache(CacheSettings(directory=tmp_path / "cache", **kw))
+    return TokenCache(EcrSettings(cache_dir=tmp_path / "cache", **kw))
 
 
 def test_second_lookup_is_served_from_memory_then_from_file(tmp_path):
     source = FakeSource()
     first = cache(tmp_path).get_one(source, REG)
     assert cache(tmp_path).get_one(source, REG) == first
-    TokenCache.clear_memory()  # as a new task process would start
+    process_state.reset()  # as a new task process would start
     assert cache(tmp_path).get_one(source, REG) == first
     assert len(source.calls) == 1
 
@@ -193,9 +188,9 @@ def test_cache_files_are_private_and_hold_no_secret_in_their_names(tmp_path):
 
 def test_file_cache_off_keeps_memory_only(tmp_path):
     source = FakeSource()
-    c = TokenCache(CacheSettings(directory=None))
+    c = TokenCache(EcrSettings(cache_enabled=False))
     c.get_one(source, REG)
-    TokenCache.clear_memory()
+    process_state.reset()
     c.get_one(source, REG)
     assert len(source.calls) == 2
     assert not (tmp_path / "cache").exists()
@@ -208,7 +203,7 @@ def test_corrupt_cache_file_is_ignored(tmp_path, content, caplog):
     c.get_one(source, REG)
     (path,) = (tmp_path / "cache").glob("*.json")
     path.write_text(content)
-    TokenCache.clear_memory()
+    process_state.reset()
     assert c.get_one(source, REG).password == "pw-id-a-2"
     assert json.loads(path.read_text())["password"] == "pw-id-a-2"  # rewritten
 
@@ -219,7 +214,7 @@ def test_group_readable_cache_file_is_ignored(tmp_path, caplog):
     c.get_one(source, REG)
     (path,) = (tmp_path / "cache").glob("*.json")
     os.chmod(path, 0o644)
-    TokenCache.clear_memory()
+    process_state.reset()
     with caplog.at_level(logging.WARNING):
         c.get_one(source, REG)
     assert "not private" in caplog.text
@@ -252,7 +247,7 @@ def test_unwritable_cache_location_is_bypassed(tmp_path, caplog):
     blocker = tmp_path / "file"
     blocker.write_text("")
     source = FakeSource()
-    c = TokenCache(CacheSettings(directory=blocker / "cache"))
+    c = TokenCache(EcrSettings(cache_dir=blocker / "cache"))
     with caplog.at_level(logging.WARNING):
         assert c.get_one(source, REG)
     assert "cannot create" in caplog.text
@@ -266,7 +261,7 @@ def test_invalidate_forgets_the_rejected_token_only(tmp_path):
     new = c.get_one(source, REG)
     assert new != old and len(source.calls) == 2
     c.invalidate(source, REG, old)  # a stale rejection must not drop the newer token
-    TokenCache.clear_memory()
+    process_state.reset()
     assert c.get_one(source, REG) == new
     assert len(source.calls) == 2
 
@@ -282,7 +277,7 @@ def test_refresh_ratio_out_of_range_is_a_configuration_error(monkeypatch, ratio)
 
     monkeypatch.setenv("AIRFLOW__ECR__REFRESH_RATIO", ratio)
     with pytest.raises(EcrConfigurationError, match="refresh_ratio must be in"):
-        CacheSettings.from_airflow_config()
+        TokenCache.shared()
 
 
 def test_min_life_refetches_a_cached_token_that_would_not_live_long_enough(tmp_path):
@@ -320,7 +315,7 @@ def test_a_warm_lookup_in_a_new_process_needs_no_identity(tmp_path):
     source = LocatedSource()
     first = cache(tmp_path).get_one(source, REG)
     reads = source.identity_reads
-    TokenCache.clear_memory()  # as a new task process would start
+    process_state.reset()  # as a new task process would start
     assert cache(tmp_path).get_one(source, REG) == first
     assert source.identity_reads == reads
     assert len(source.calls) == 1
@@ -336,7 +331,7 @@ def test_an_identity_change_is_read_at_the_next_fetch_and_never_mixes_tokens(tmp
     new = LocatedSource("role-b")  # same conn id and environment, other identity behind them
     token_b = c.get_one(new, REG, min_life=1000)  # due: the fetch reads the connection
     assert token_b.password == "pw-role-b-1" and token_b != token_a
-    TokenCache.clear_memory()
+    process_state.reset()
     assert c.get_one(new, REG).password == "pw-role-b-1"  # the index now names role-b
     assert c.get_one(FakeSource("role-a"), REG) == token_a  # role-a's entry kept its own token
 
@@ -352,15 +347,15 @@ def test_the_identity_record_expires_and_a_rejection_drops_it(tmp_path, monkeypa
     reads = source.identity_reads
     real_time = time.time
     monkeypatch.setattr(time, "time", lambda: real_time() + 16 * 60)  # past IDENTITY_RECHECK
-    TokenCache.clear_memory()
+    process_state.reset()
     c.get_one(source, REG)
     assert source.identity_reads > reads
 
 
 def test_caches_with_other_settings_do_not_share_memory(tmp_path):
     source = FakeSource(ttl=1.0)
-    eager = TokenCache(CacheSettings(directory=None, refresh_ratio=0.01))
-    lazy = TokenCache(CacheSettings(directory=None, refresh_ratio=1.0))
+    eager = TokenCache(EcrSettings(cache_dir=None, refresh_ratio=0.01))
+    lazy = TokenCache(EcrSettings(cache_dir=None, refresh_ratio=1.0))
     lazy.get_one(source, REG)
     time.sleep(0.05)
     eager.get_one(source, REG)  # its own memory: fetches instead of reusing lazy's token
@@ -372,7 +367,7 @@ def test_the_shared_cache_follows_the_settings(tmp_path, monkeypatch):
     first = TokenCache.shared()
     assert TokenCache.shared() is first
     monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path / "two"))
-    assert TokenCache.shared() is not first and TokenCache.shared().settings.directory == tmp_path / "two"
+    assert TokenCache.shared() is not first and TokenCache.shared().directory == tmp_path / "two"
 
 
 def _in_threads(count: int, target: Any) -> list[threading.Thread]:
@@ -415,7 +410,7 @@ def test_a_waiter_with_a_usable_token_does_not_wait_for_anothers_refresh(tmp_pat
     holder = _in_threads(1, lambda: cache(tmp_path, refresh_ratio=0.001).get_one(source, REG))
     while len(source.calls) < 2:  # the holder is in its (slow) refresh
         time.sleep(0.01)
-    TokenCache.clear_memory()  # as a new task process would start
+    process_state.reset()  # as a new task process would start
     began = time.monotonic()
     assert cache(tmp_path, refresh_ratio=0.001).get_one(source, REG) == first
     assert time.monotonic() - began < 0.5
@@ -468,7 +463,7 @@ def test_a_symlinked_cache_entry_is_not_followed(tmp_path):
     (entry_b,) = (tmp_path / "cache").glob("*.json")
     entry_a = tmp_path / "cache" / f"{TokenCache.key(source.identity, REG)}.json"
     entry_a.symlink_to(entry_b)  # points at a private file of this user holding another token
-    TokenCache.clear_memory()
+    process_state.reset()
     assert c.get_one(source, REG) != other
     assert len(source.calls) == 2
 

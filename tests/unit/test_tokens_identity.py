@@ -19,8 +19,10 @@ from typing import Any
 
 import pytest
 
+from airflow_ecr import process_state
 from airflow_ecr.registry import EcrRegistry, parse_registry_host
-from airflow_ecr.tokens.cache import CacheSettings, TokenCache
+from airflow_ecr.settings import EcrSettings
+from airflow_ecr.tokens.cache import TokenCache
 from airflow_ecr.tokens.credential_facts import environment_facts, read_small_file, token_facts
 from airflow_ecr.tokens.sources import EcrTokenSource
 from airflow_ecr.tokens.token import EcrToken
@@ -53,7 +55,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HOME", str(tmp_path))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")  # never wait for IMDS in a test
     monkeypatch.setenv("AIRFLOW_CONN_AWS_POD", json.dumps({"conn_type": "aws"}))
-    TokenCache.clear_memory()
     return tmp_path
 
 
@@ -107,11 +108,11 @@ class _PodTokenSource(EcrTokenSource):
 
 def test_a_shared_host_cache_hands_each_pod_its_own_role_token(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two pods of one node, a hostPath cache: the second pod must not be served the first one's token."""
-    cache = CacheSettings(directory=home / "node-cache")
+    cache = EcrSettings(cache_dir=home / "node-cache")
     token_file = home / "eks-pod-identity-token"
     pod_identity(monkeypatch, token_file, SA_A)
     assert TokenCache(cache).get_one(_PodTokenSource(aws_conn_id="aws_pod"), REG).password == f"pw-for-{SA_A}"
-    TokenCache.clear_memory()  # the next task is another process, in another pod
+    process_state.reset()  # the next task is another process, in another pod
     pod_identity(monkeypatch, token_file, SA_B)
     assert TokenCache(cache).get_one(_PodTokenSource(aws_conn_id="aws_pod"), REG).password == f"pw-for-{SA_B}"
 

@@ -16,13 +16,15 @@ from typing import Any
 import docker
 import pytest
 
+from airflow_ecr import process_state
 from airflow_ecr.connections import refresh_docker_connections
 from airflow_ecr.hooks.docker import EcrAPIClient, EcrDockerHook
 from airflow_ecr.registry import parse_registry_host
 from airflow_ecr.secrets.ecr import EcrDockerConnectionBackend
+from airflow_ecr.settings import EcrSettings
 from airflow_ecr.testing import running_task
 from airflow_ecr.testing.emulator import EcrEmulator, EmulatedAccount
-from airflow_ecr.tokens.cache import IDENTITY_SHORT, CacheSettings, TokenCache
+from airflow_ecr.tokens.cache import IDENTITY_SHORT, TokenCache
 from airflow_ecr.tokens.sources import EcrTokenSource
 from airflow_ecr.tokens.token import EcrToken, secret_forms, utc_time
 from helpers.isolation import aws_test_connection, isolate_from_host
@@ -43,21 +45,18 @@ def emu() -> Iterator[EcrEmulator]:
 
 
 @pytest.fixture(autouse=True)
-def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+def _isolated(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A private host cache, empty memory, an ``aws_test`` connection to the emulator."""
     isolate_from_host(monkeypatch, tmp_path, "AIRFLOW_CONN_", "AIRFLOW__SECRETS__", "DOCKER_")
     aws_test_connection(monkeypatch, emu.url, "AKIAPROVENANCE", REGION)
     emu.reset()
     emu.configure(token_ttl=43200, rotate_fraction=0.5)  # ECR's token policy; kept by reset()
     emu.revoke(ACCOUNT)  # each test's first call mints a token under that policy
-    TokenCache.clear_memory()
-    yield
-    TokenCache.clear_memory()
 
 
 @pytest.fixture
 def cache(tmp_path: Path) -> TokenCache:
-    return TokenCache(CacheSettings(directory=tmp_path / "cache"))
+    return TokenCache(EcrSettings(cache_dir=tmp_path / "cache"))
 
 
 @pytest.fixture
@@ -86,7 +85,7 @@ def test_each_origin_is_named_with_registry_expiry_in_utc_and_the_identity(
     caplog.set_level(logging.INFO, logger="airflow_ecr")
     fetched = cache.get_one(source, REGISTRY)
     from_memory = cache.get_one(source, REGISTRY)
-    TokenCache.clear_memory()  # a new task process on the same host
+    process_state.reset()  # a new task process on the same host
     from_file = TokenCache(cache.settings).get_one(source, REGISTRY)
     lines = provenance(caplog)
     assert [line["origin"] for line in lines] == ["ECR (fetched now)", "memory", "the host cache"]
@@ -108,7 +107,7 @@ def test_a_token_kept_while_ecr_fails_says_so(
 ) -> None:
     monkeypatch.setenv("AIRFLOW__ECR__TOKEN_MAX_ATTEMPTS", "1")  # the failure at once, no backoff
     emu.configure(token_ttl=100)
-    cache = TokenCache(CacheSettings(directory=tmp_path / "cache", refresh_ratio=0.001))  # due after 0.1 s
+    cache = TokenCache(EcrSettings(cache_dir=tmp_path / "cache", refresh_ratio=0.001))  # due after 0.1 s
     token = cache.get_one(source, REGISTRY)
     time.sleep(0.2)
     emu.set_faults(server_error=100)

@@ -75,7 +75,7 @@ def remember(
     """
     locator, environ = asker
     recheck = identity_recheck()
-    directory = cache.settings.directory
+    directory = cache.directory
     if recheck <= 0 or directory is None or not isinstance(cache.files, FileStore):
         return
     now = time.time()

@@ -23,20 +23,21 @@ CACHE_DIR_SETTING = "[ecr] cache_dir (AIRFLOW__ECR__CACHE_DIR)"
 def check_host_cache(state: DoctorState) -> CheckResult:
     """The ``[ecr]`` cache settings and the cache directory's state."""
     from airflow_ecr.exceptions import EcrConfigurationError
-    from airflow_ecr.tokens.cache import CacheSettings
+    from airflow_ecr.settings import ecr_settings
+    from airflow_ecr.tokens.cache import cache_directory
 
     try:
-        settings = CacheSettings.from_airflow_config()
+        directory = cache_directory(ecr_settings())
     except EcrConfigurationError as err:
         return result(CACHE, "fail", str(err), fix="fix the [ecr] section of airflow.cfg", exit_code=err.exit_code)
-    if settings.directory is None:
+    if directory is None:
         return result(
             CACHE,
             "info",
             "disabled ([ecr] cache_enabled = False): each task process fetches its own token",
             details={"enabled": False},
         )
-    return inspect_cache_dir(settings.directory)
+    return inspect_cache_dir(directory)
 
 
 def inspect_cache_dir(directory: Path) -> CheckResult:

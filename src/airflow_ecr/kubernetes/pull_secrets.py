@@ -16,7 +16,7 @@ from typing import Any
 
 from airflow_ecr.images.pull_through import PullThroughRule, Rewrite, through_cache
 from airflow_ecr.registry import EcrRegistry, resolve_registry
-from airflow_ecr.tokens.sources import fingerprint
+from airflow_ecr.tokens.cache import fingerprint
 from airflow_ecr.tokens.token import EcrToken
 
 # The Role a task's Kubernetes identity needs in the pods' namespace, and nothing cluster-wide: what

@@ -10,27 +10,24 @@ tokens are kept is the stores' business (:mod:`airflow_ecr.tokens.store`).
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import threading
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING
 
+from airflow_ecr.process_state import STATE
 from airflow_ecr.registry import EcrRegistry
-from airflow_ecr.settings import (
-    DEFAULT_LOCK_TIMEOUT,
-    DEFAULT_REFRESH_JITTER,
-    DEFAULT_REFRESH_RATIO,
-    ecr_settings,
-    identity_recheck,
-)
+from airflow_ecr.settings import EcrSettings, ecr_settings, identity_recheck
 from airflow_ecr.tokens.aws_errors import allows_stale_token, failure_of
 from airflow_ecr.tokens.policy import CLOCK_ADVICE, RefreshPolicy, expired_on_arrival
-from airflow_ecr.tokens.sources import TokenSource, fingerprint
+from airflow_ecr.tokens.private_files import default_cache_path
 from airflow_ecr.tokens.store import FileStore, MemoryStore, NullStore, TokenStore
 from airflow_ecr.tokens.token import EcrToken, mask, utc_time
+
+if TYPE_CHECKING:
+    from airflow_ecr.tokens.sources import TokenSource
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +38,21 @@ FROM_ECR = "ECR (fetched now)"
 # How many hex characters of the identity fingerprint the provenance line shows: enough to tell the
 # identities of one deployment apart in its task logs, without printing the whole fingerprint.
 IDENTITY_SHORT = 8
+
+
+def _canonical(value: object) -> str:
+    """One text per value, dictionaries in key order (``repr``: a task process's first json.dumps costs more)."""
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda item: str(item[0]))
+        return "{" + ",".join(f"{str(k)!r}:{_canonical(v)}" for k, v in items) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(_canonical(v) for v in value) + "]"
+    return repr(value)
+
+
+def fingerprint(parts: Sequence[object]) -> str:
+    """A stable hash of non-secret parts (cache keys, lock names, identities, locators)."""
+    return hashlib.sha256(_canonical(list(parts)).encode()).hexdigest()
 
 
 def _locator(source: TokenSource) -> str | None:
@@ -69,57 +81,46 @@ def log_provenance(registry: EcrRegistry, token: EcrToken, origin: str, identity
     )
 
 
-@dataclass(frozen=True)
-class CacheSettings:
+def cache_directory(settings: EcrSettings) -> Path | None:
     """
-    Where and how tokens are cached on this host.
-
-    :param directory: the host cache directory; None disables the file cache.
-    :param refresh_ratio: fraction of a token's life after which it is refreshed.
-    :param lock_timeout: seconds to wait for another process's fetch before one waiter takes over
-        from it (see :meth:`FileStore.lock <airflow_ecr.tokens.store.FileStore.lock>`).
-    :param refresh_jitter: fraction of the refresh age by which a token may be refreshed early.
+    The host cache directory of ``settings``: ``[ecr] cache_dir``, else the default one
+    (:func:`~airflow_ecr.tokens.private_files.default_cache_path`); None when the cache is off.
     """
-
-    directory: Path | None
-    refresh_ratio: float = DEFAULT_REFRESH_RATIO
-    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
-    refresh_jitter: float = DEFAULT_REFRESH_JITTER
-
-    @classmethod
-    def from_airflow_config(cls) -> CacheSettings:
-        """The ``[ecr]`` settings (read once per process, see :func:`airflow_ecr.settings.ecr_settings`)."""
-        settings = ecr_settings()
-        return cls(settings.cache_dir, settings.refresh_ratio, settings.lock_timeout, settings.refresh_jitter)
+    if not settings.cache_enabled:
+        return None
+    return settings.cache_dir or Path(default_cache_path())
 
 
 class TokenCache:
     """
     Memory -> host file -> ECR lookups of tokens, with single flight across processes.
 
-    :param settings: cache settings; None reads them from Airflow's configuration.
+    :param settings: the ``[ecr]`` settings (its directory, lock timeout and refresh policy are
+        used); None reads them from Airflow's configuration.
     """
 
-    # One cache per settings for the whole process: every hook and operator shares its memory.
-    _shared: ClassVar[dict[CacheSettings, TokenCache]] = {}
-    _shared_lock = threading.Lock()
-
-    def __init__(self, settings: CacheSettings | None = None) -> None:
-        self.settings = settings or CacheSettings.from_airflow_config()
-        self.policy = RefreshPolicy(self.settings.refresh_ratio, self.settings.refresh_jitter)
+    def __init__(self, settings: EcrSettings | None = None) -> None:
+        self.settings = settings or ecr_settings()
+        self.policy = RefreshPolicy.of(self.settings)
+        self.directory = cache_directory(self.settings)
         self.memory = MemoryStore()
-        self.files: TokenStore = FileStore(self.settings.directory) if self.settings.directory else NullStore()
+        self.files: TokenStore = FileStore(self.directory) if self.directory else NullStore()
         # Where a token in memory came from when it did not come through this cache (see adopt).
         self._adopted_from: dict[str, str] = {}
 
     @classmethod
     def shared(cls) -> TokenCache:
-        """The process's cache for the ``[ecr]`` settings in effect (what hooks and backends use)."""
-        settings = CacheSettings.from_airflow_config()
-        cache = cls._shared.get(settings)
+        """
+        The process's cache for the ``[ecr]`` settings in effect (what hooks and backends use): one
+        per directory, lock timeout and refresh policy, kept in :data:`airflow_ecr.process_state.STATE`,
+        so that every hook and operator of a process shares its memory.
+        """
+        settings = ecr_settings()
+        key = (cache_directory(settings), settings.lock_timeout, RefreshPolicy.of(settings))
+        cache = STATE.token_caches.get(key)
         if cache is None:
-            with cls._shared_lock:
-                cache = cls._shared.setdefault(settings, cls(settings))
+            with STATE.lock:
+                cache = STATE.token_caches.setdefault(key, cls(settings))
         return cache
 
     @staticmethod
@@ -363,8 +364,3 @@ class TokenCache:
         if locator is not None:
             self.memory.forget_identity(locator)
             self.files.forget_identity(locator)
-
-    @classmethod
-    def clear_memory(cls) -> None:
-        """Forget every token held in this process's memory (tests, and after fork)."""
-        MemoryStore.clear_all()

@@ -16,8 +16,10 @@ from datetime import timedelta
 from airflow_ecr.settings import (
     DEFAULT_REFRESH_JITTER,
     DEFAULT_REFRESH_RATIO,
+    EcrSettings,
     check_refresh_jitter,
     check_refresh_ratio,
+    ecr_settings,
 )
 from airflow_ecr.tokens.token import EcrToken, utc_time
 
@@ -68,12 +70,14 @@ class RefreshPolicy:
         check_refresh_jitter(self.refresh_jitter)
 
     @classmethod
+    def of(cls, settings: EcrSettings) -> RefreshPolicy:
+        """The policy of ``settings`` (its ``refresh_ratio`` and ``refresh_jitter``)."""
+        return cls(settings.refresh_ratio, settings.refresh_jitter)
+
+    @classmethod
     def from_airflow_config(cls) -> RefreshPolicy:
         """The policy of ``[ecr] refresh_ratio`` and ``refresh_jitter`` (read once per process)."""
-        from airflow_ecr.settings import ecr_settings
-
-        settings = ecr_settings()
-        return cls(settings.refresh_ratio, settings.refresh_jitter)
+        return cls.of(ecr_settings())
 
     def refresh_at(self, token: EcrToken) -> float:
         """

@@ -14,7 +14,6 @@ connection's ``config_kwargs`` has ``retries`` (:func:`with_token_retries`).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import threading
@@ -26,6 +25,7 @@ from airflow_ecr.exceptions import AirflowFernetError, EcrCredentialsError
 from airflow_ecr.registry import ECR_PUBLIC_REGION, EcrRegistry
 from airflow_ecr.settings import DEFAULT_AWS_CONN_ID, TokenRetries, token_retries
 from airflow_ecr.tokens.aws_errors import translate_aws_errors
+from airflow_ecr.tokens.cache import fingerprint
 from airflow_ecr.tokens.credential_facts import (
     default_chain_source,
     environment_facts,
@@ -78,21 +78,6 @@ class TokenSource(Protocol):
         :return: tokens keyed by ``registry.registry_id``.
         """
         ...
-
-
-def _canonical(value: object) -> str:
-    """One text per value, dictionaries in key order (``repr``: a task process's first json.dumps costs more)."""
-    if isinstance(value, dict):
-        items = sorted(value.items(), key=lambda item: str(item[0]))
-        return "{" + ",".join(f"{str(k)!r}:{_canonical(v)}" for k, v in items) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(_canonical(v) for v in value) + "]"
-    return repr(value)
-
-
-def fingerprint(parts: Sequence[object]) -> str:
-    """A stable hash of non-secret parts (cache keys, identities)."""
-    return hashlib.sha256(_canonical(list(parts)).encode()).hexdigest()
 
 
 def _is_secret_key(name: str) -> bool:

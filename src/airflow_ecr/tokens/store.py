@@ -26,18 +26,17 @@ import os
 import tempfile
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from airflow_ecr.process_state import STATE
 from airflow_ecr.tokens import process_lock
 from airflow_ecr.tokens.private_files import (
     CACHE_DIR_NAME as CACHE_DIR_NAME,
 )
 from airflow_ecr.tokens.private_files import (
     DirectoryProblem,
-    default_cache_path,
     directory_problem,
     examine_directory,
     read_private_json,
@@ -115,10 +114,6 @@ class NullStore:
         return contextlib.nullcontext("unavailable")
 
 
-# Every MemoryStore of the process, so that all can be emptied at once (tests; a new task process).
-_MEMORY_STORES: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
-
-
 class MemoryStore(NullStore):
     """This process's tokens and identity records, for one cache."""
 
@@ -126,7 +121,7 @@ class MemoryStore(NullStore):
         self._tokens: dict[str, EcrToken] = {}
         self._identities: dict[str, tuple[str, float]] = {}
         self._lock = threading.Lock()
-        _MEMORY_STORES.add(self)
+        STATE.memory_stores.add(self)  # emptied by airflow_ecr.process_state.reset
 
     def read(self, key: str) -> EcrToken | None:
         return self._tokens.get(key)
@@ -156,17 +151,6 @@ class MemoryStore(NullStore):
         with self._lock:
             self._tokens.clear()
             self._identities.clear()
-
-    @staticmethod
-    def clear_all() -> None:
-        """Empty every memory store of this process."""
-        for store in list(_MEMORY_STORES):
-            store.clear()
-
-
-def default_cache_dir() -> Path:
-    """The default host cache directory (:func:`~airflow_ecr.tokens.private_files.default_cache_path`)."""
-    return Path(default_cache_path())
 
 
 # How a task's log says that the cache is off, by the problem codes a task meets (doctor words
