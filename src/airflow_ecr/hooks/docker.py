@@ -500,12 +500,6 @@ class EcrDockerHook(DockerHook):
                 failures.append((replica.region, err))
         raise every_region_failed(image, failures, failures[-1][1])
 
-    def test_connection(self) -> tuple[bool, str]:
-        """The UI's Test button: doctor's token and registry-login checks, in one line (never the token)."""
-        from airflow_ecr.doctor.connection import check_connection
-
-        return check_connection(self)
-
 
 # What makes a region's replica worth trying: its ECR API failing (unreachable, 5xx, still throttled)
 # or its registry failing. Never a refusal (401/403) or a missing image (404).
