@@ -33,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -285,13 +285,14 @@ class BenchEnv:
         self.forwarder: subprocess.Popen[bytes] | None = None
 
     # -- set-up ------------------------------------------------------------------------------
-    def setup(self) -> None:
-        """Everything, in order: the environment, the helper's way to the emulator (checked), Airflow."""
-        from approaches import Helper  # benchmarks/approaches.py
-
+    def setup(self, preflight: Callable[[BenchEnv], None]) -> None:
+        """
+        Everything, in order: the environment, the helper's way to the emulator (checked by
+        ``preflight``, the caller's: ``approaches.py`` sits above this module), Airflow.
+        """
         self.prepare()
         self.start_forwarder()
-        Helper(self).preflight()  # before the slow part: a broken helper set-up fails in seconds
+        preflight(self)  # before the slow part: a broken helper set-up fails in seconds
         self.setup_airflow()
 
     def prepare(self) -> None:
@@ -439,3 +440,59 @@ class BenchEnv:
                 for registry_id in call.get("registry_ids") or ["(default)"]:
                     per_registry[registry_id] = per_registry.get(registry_id, 0) + 1
         return per_registry
+
+
+def rotated(items: list[str], round_index: int) -> list[str]:
+    """The round's order: rotated each round so no approach always runs first."""
+    shift = round_index % len(items)
+    return items[shift:] + items[:shift]
+
+
+def in_new_process(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """
+    Fork; the child runs ``fn`` and sends its result (or its failure) back over a pipe, then exits.
+    A failure in the child is raised here, as the :class:`BenchFailure` it was (or one naming it).
+    """
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the task process
+        code = 1
+        try:
+            os.close(read_fd)
+            result = fn()
+            code = 0
+        except BenchFailure as failure:
+            result = {"failure": [failure.approach, failure.step, failure.cause]}
+        except BaseException as exc:
+            result = {"failure": ["bench", "task process", one_line(exc)]}
+        finally:
+            with contextlib.suppress(BaseException):
+                payload = json.dumps(result).encode()
+                while payload:
+                    payload = payload[os.write(write_fd, payload) :]
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+    os.close(write_fd)
+    chunks = []
+    while chunk := os.read(read_fd, 65536):
+        chunks.append(chunk)
+    os.close(read_fd)
+    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if not chunks:
+        raise BenchFailure("bench", "task process", f"exited {status} without a result")
+    got = dict(json.loads(b"".join(chunks)))
+    if got.get("failure"):
+        raise BenchFailure(*got["failure"])
+    return got
+
+
+def remove_image(env: BenchEnv, image: str) -> None:
+    import docker
+
+    client = docker.APIClient(base_url=env.docker_url)
+    with contextlib.suppress(docker.errors.NotFound):
+        client.remove_image(image, noprune=True)
+    client.close()
