@@ -2,9 +2,9 @@
 The benchmark's environment: its private mount namespace, the names it serves there, its Airflow
 home, the credential helper's way to the emulator, and the one-line failures.
 
-Only the standard library at import time: ``register_connection.py`` uses :func:`stop_process`
-without the lab, and nothing here may import Airflow before :meth:`BenchEnv.setup` has set
-``AIRFLOW_HOME``.
+Only the standard library (and the lab's :func:`~airflow_ecr.testing.lab.processes.stop_process`,
+which imports no Airflow) at import time: nothing here may import Airflow before
+:meth:`BenchEnv.setup` has set ``AIRFLOW_HOME``.
 
 The credential helper (``docker-credential-ecr-login``) calls ``https://api.ecr.<region>.amazonaws.com``
 whatever the environment says. So the benchmark re-executes itself under ``unshare --mount`` with
@@ -36,6 +36,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
+
+from airflow_ecr.testing.lab.processes import stop_process
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -131,28 +133,6 @@ def run_checked(argv: list[str], env: dict[str, str], approach: str, step: str) 
         last = next((line.strip() for line in reversed(done.stderr.splitlines()) if line.strip()), "")
         raise BenchFailure(approach, step, f"exit {done.returncode}: {last[:300]}")
     return done.stdout
-
-
-def stop_process(proc: subprocess.Popen[Any], group: bool = False, timeout: float = 10) -> None:
-    """
-    SIGTERM ``proc`` (its process group when ``group``: start it with ``start_new_session=True``),
-    SIGKILL after ``timeout`` seconds; waits for it.
-    """
-
-    def send(sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            if group:
-                os.killpg(proc.pid, sig)
-            else:
-                proc.send_signal(sig)
-
-    if proc.poll() is None:
-        send(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        send(signal.SIGKILL)
-        proc.wait()
 
 
 @contextlib.contextmanager
