@@ -13,7 +13,7 @@ from airflow.providers.docker.operators.docker_swarm import DockerSwarmOperator
 from airflow_ecr._compat import AirflowException, BaseOperator
 from airflow_ecr.exceptions import EcrError, EcrImageNotFoundError, EcrPullError
 from airflow_ecr.hooks._docker_compat import KeepsLastServiceTask
-from airflow_ecr.hooks.docker import REGIONAL_OUTAGES, EcrDockerHook, early_registries, every_region_failed, replicas
+from airflow_ecr.hooks.docker import EcrDockerHook, early_registries, replicas
 from airflow_ecr.hooks.pull_errors import first_pull_error
 from airflow_ecr.images.pins import Pin, pin_for, pinned_digest_gone
 from airflow_ecr.images.pull_through import Rewrite, through_cache
@@ -91,6 +91,7 @@ class EcrRegistryAuthMixin(BaseOperator):
         self._ecr_pin: Pin | None = None
         self._ecr_record: ImageRecord | None = None
         self._ecr_rewrite: Rewrite | None = None
+        self._ecr_hook: EcrDockerHook | None = None  # while it runs: the hook of the region it runs from
         if not is_templated(self.image, region_name, registry_id, registry_ids, fallback_regions):
             # Fail at DAG parse time when nothing is left to render.
             self._registries()
@@ -153,42 +154,32 @@ class EcrRegistryAuthMixin(BaseOperator):
                 ti.xcom_push(key=XCOM_KEY, value=self._ecr_record.as_xcom())
 
     def _execute_in_regions(self, context: Context) -> Any:
-        """Run the image from its region, or from its replicas in ``fallback_regions`` when that fails."""
+        """Run the image from its region, or from its replicas in ``fallback_regions`` when that fails (the hook's)."""
         self._registries()  # the rendered arguments, checked before anything connects
         self._ecr_image = rendered = self.image
-        regions = [self.hook.registries[0], *self.hook.fallback_registries]
-        failures: list[tuple[str, EcrError]] = []
         try:
-            for index, registry in enumerate(regions):
-                if index:
-                    self.__dict__["hook"] = self.hook.in_registry(registry)  # the replica's, from now on
-                image = ImageName.parse(rendered).on(registry.host) if index else rendered
-                try:
-                    return self._execute_from(context, image)
-                except REGIONAL_OUTAGES as err:
-                    failures.append((registry.region, err))
-                    if index + 1 == len(regions):
-                        if not index:
-                            raise
-                        raise every_region_failed(rendered, failures, err) from None
-                    self.log.warning(
-                        "ECR in %s failed for %s (%s); pulling it from its replica in %s.",
-                        registry.region, rendered, err, regions[index + 1].region,
-                    )  # fmt: skip
-                except EcrImageNotFoundError as err:
-                    if not index:
-                        raise
-                    failures.append((registry.region, err))
-                    raise every_region_failed(rendered, failures, err) from None
-            raise AssertionError("unreachable: the last region returns or raises")
+            _, result = self.hook.in_each_region(
+                rendered, lambda hook, image: self._execute_from(context, hook, image), "pulling it from"
+            )
+            return result
         finally:
             self.image = rendered
+            self._ecr_hook = None
 
-    def _execute_from(self, context: Context, image: str) -> Any:
-        """The Docker operator's execute, pulling ``image`` (the image in one region) or its pin."""
+    @property
+    def cli(self) -> Any:
+        """The docker provider's client: that of the region the image runs from (:attr:`hook`'s, or a replica's)."""
+        return (self._ecr_hook or self.hook).api_client
+
+    def _execute_from(self, context: Context, hook: EcrDockerHook, image: str) -> Any:
+        """
+        The Docker operator's execute in one region: pulling ``image`` (the image there) or its pin
+        with ``hook`` (that region's).
+        """
+        self._ecr_hook = hook
         self._ecr_name = name = ImageName.parse(image)
-        self._ecr_pin = pin = self._pin(name)
-        self.hook.on_run = self._record_image
+        self._ecr_pin = pin = self._pin(hook, name)
+        hook.on_run = self._record_image
         self.image = name.at(pin.digest) if pin is not None else image
         try:
             return super().execute(context)
@@ -197,14 +188,14 @@ class EcrRegistryAuthMixin(BaseOperator):
                 raise
             raise pinned_digest_gone(self._ecr_image, pin, name.registry) from None
 
-    def _pin(self, name: ImageName) -> Pin | None:
-        """The digest to pull and run ``name`` by: this run's pin, the tag resolved now, or none."""
+    def _pin(self, hook: EcrDockerHook, name: ImageName) -> Pin | None:
+        """The digest to pull and run ``name`` by: this run's pin, the tag resolved now (by ``hook``), or none."""
         if self.pinned_images is not None:
             return pin_for(self.pinned_images, ImageName.parse(self._ecr_image), self._ecr_image)
         if not self.resolve_digest or name.digest is not None:
             return None
         image = name.on(name.registry)
-        pin = Pin.of(self.hook.resolve_manifest(image))
+        pin = Pin.of(hook.resolve_manifest(image))
         self.log.info("Resolved %s to %s", image, name.at(pin.digest))
         return pin
 
@@ -216,7 +207,8 @@ class EcrRegistryAuthMixin(BaseOperator):
         """
         if self._ecr_record is not None or image != self.image:  # a retried create; a sidecar image
             return
-        client = self.hook.api_client
+        hook = self._ecr_hook or self.hook
+        client = hook.api_client
         inspect = None
         if pulled_here:
             try:
@@ -225,7 +217,7 @@ class EcrRegistryAuthMixin(BaseOperator):
                 self.log.info("Could not inspect %s: %s", self.image, err)
         record = build_record(
             self._ecr_image,
-            self.hook.registries[0].region,
+            hook.registries[0].region,
             name=self._ecr_name,
             pulled=(self.image in client.pull_digests) if pulled_here else None,
             pull_digest=client.pull_digests.get(self.image),
