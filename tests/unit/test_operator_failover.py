@@ -48,6 +48,7 @@ def provider_execute(monkeypatch: pytest.MonkeyPatch, fails: dict[str, Exception
     def execute(self: Any, context: Any) -> str:
         host = ImageName.parse(self.image).registry
         runs.append((self.image, host))
+        assert self._ecr_given == f"{MAIN}/app:1"  # the operator's field is never rewritten
         if host in fails:
             raise fails[host]
         self.cli.create_container(self.image)  # on_run: the record

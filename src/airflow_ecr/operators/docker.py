@@ -52,7 +52,6 @@ class EcrRegistryAuthMixin(BaseOperator):
     ``docker.io=...``) is pulled by its name in the ECR pull-through cache, with everything above.
     """
 
-    image: str
     do_xcom_push: bool
     docker_conn_id: str | None
     docker_url: Any
@@ -65,6 +64,20 @@ class EcrRegistryAuthMixin(BaseOperator):
     tls_hostname: str | bool | None
     tls_ssl_version: str | None
     _resolve_by_default = False  # the swarm operator's nodes pull themselves: it resolves by default
+    _ecr_given = ""  # the image argument (rendered): never rewritten
+    _ecr_running: str | None = None  # while the task runs, the image that runs (a cache name, a digest, a replica)
+
+    @property
+    def image(self) -> str:
+        """
+        The image the DAG gave (rendered); while the task runs, the image that runs: its name in
+        the pull-through cache, its pinned digest, its replica's. The docker provider reads it.
+        """
+        return self._ecr_running or self._ecr_given
+
+    @image.setter
+    def image(self, value: str) -> None:
+        self._ecr_given = value
 
     def __init__(
         self,
@@ -86,7 +99,7 @@ class EcrRegistryAuthMixin(BaseOperator):
         self.pinned_images = pinned_images
         self.resolve_digest = self._resolve_by_default if resolve_digest is None else resolve_digest
         self.fallback_regions = fallback_regions
-        self._ecr_image = ""  # the image as rendered, while self.image names what runs (a digest, a replica)
+        self._ecr_image = ""  # the image the hook, pins, replicas and record work with (after the rewrite)
         self._ecr_name: ImageName | None = None
         self._ecr_pin: Pin | None = None
         self._ecr_record: ImageRecord | None = None
@@ -119,7 +132,7 @@ class EcrRegistryAuthMixin(BaseOperator):
             ssl_version=self.tls_ssl_version,
         )
         return EcrDockerHook(
-            image=self.image,
+            image=self._ecr_image or self.image,
             aws_conn_id=self.aws_conn_id,
             region_name=self.region_name,
             registry_id=self.registry_id,
@@ -135,12 +148,11 @@ class EcrRegistryAuthMixin(BaseOperator):
     def execute(self, context: Context) -> Any:
         # The rendered image, rewritten before anything connects: the hook, the pins, the replicas
         # and the record all work with the name in the pull-through cache from here on.
-        requested = self.image
-        self._ecr_rewrite = rewrite = through_cache(requested, ecr_settings().pull_through_rules)
+        self._ecr_rewrite = rewrite = through_cache(self._ecr_given, ecr_settings().pull_through_rules)
         self._ecr_record = None
         if rewrite is not None:
             self.log.info("%s", rewrite.log_line())
-            self.image = rewrite.image
+        self._ecr_image = self._ecr_running = rewrite.image if rewrite is not None else self._ecr_given
         try:
             return self._execute_in_regions(context)
         except EcrPullError as err:
@@ -148,7 +160,7 @@ class EcrRegistryAuthMixin(BaseOperator):
                 raise
             raise first_pull_error(err, rewrite) from None
         finally:
-            self.image = requested
+            self._ecr_running = None
             ti = context.get("ti")  # None when a test calls execute({}) directly
             if self._ecr_record is not None and self.do_xcom_push and ti is not None:
                 ti.xcom_push(key=XCOM_KEY, value=self._ecr_record.as_xcom())
@@ -156,14 +168,12 @@ class EcrRegistryAuthMixin(BaseOperator):
     def _execute_in_regions(self, context: Context) -> Any:
         """Run the image from its region, or from its replicas in ``fallback_regions`` when that fails (the hook's)."""
         self._registries()  # the rendered arguments, checked before anything connects
-        self._ecr_image = rendered = self.image
         try:
             _, result = self.hook.in_each_region(
-                rendered, lambda hook, image: self._execute_from(context, hook, image), "pulling it from"
+                self._ecr_image, lambda hook, image: self._execute_from(context, hook, image), "pulling it from"
             )
             return result
         finally:
-            self.image = rendered
             self._ecr_hook = None
 
     @property
@@ -180,7 +190,7 @@ class EcrRegistryAuthMixin(BaseOperator):
         self._ecr_name = name = ImageName.parse(image)
         self._ecr_pin = pin = self._pin(hook, name)
         hook.on_run = self._record_image
-        self.image = name.at(pin.digest) if pin is not None else image
+        self._ecr_running = name.at(pin.digest) if pin is not None else image
         try:
             return super().execute(context)
         except EcrImageNotFoundError:
