@@ -38,7 +38,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from approaches import LABELS
+from approaches import LABELS, Helper
 from lab_env import (
     HERE,
     NAMESPACE_MARK,
@@ -137,7 +137,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         with task_logs_to(log):
             try:
-                env.setup()
+                env.setup(lambda env: Helper(env).preflight())
                 figures = collect(env, make_plan(args.quick, args.only), profile=args.profile)
             except BenchFailure as exc:
                 failure = str(exc)

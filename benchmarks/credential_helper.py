@@ -188,39 +188,3 @@ def helper_targets(figures: dict[str, Any] | None) -> list[dict[str, Any]]:
             "met": ours["ecr_calls"] == 1 and ours["failed"] == 0,
         },
     ]
-
-
-def helper_lines(report: dict[str, Any]) -> list[str]:
-    """The Markdown table of ``--only credential-helper``."""
-    figures = report["figures"].get("credential_helper")
-    if not figures:
-        return []
-    from report import spread
-
-    go_version = report.get("versions", {}).get("docker-credential-ecr-login", "")
-    lines = [
-        f"Warm `get`, a new process each (ms: median (p10-p90, n)); registry {figures['host']}:",
-        "",
-        "| process | warm get | ECR calls during the warm rounds |",
-        "|---|---|---|",
-    ]
-    for kind in KINDS:
-        calls = figures["warm_ecr_calls"].get(kind, "—")
-        label = LABELS[kind].format(go_version=go_version)
-        lines.append(f"| {label} | {spread(figures['warm_get_ms'][kind])} | {calls} |")
-    lines += [
-        "",
-        f"airflow-ecr / Go helper, warm: **{figures['warm_ratio_ours_to_go']}x**.",
-        "",
-        "Cold: N `get` processes started together on an empty cache (a host's tasks pulling at once):",
-        "",
-        "| helper | processes | failed | ECR calls | of which throttled | last answer (s) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for kind in ("ours", "go"):
-        got = figures["cold_burst"][kind]
-        lines.append(
-            f"| {LABELS[kind].format(go_version=go_version)} | {got['processes']} | {got['failed']} "
-            f"| {got['ecr_calls']} | {got['throttled']} | {got['last_answer_s']} |"
-        )
-    return [*lines, ""]

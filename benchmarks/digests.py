@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from approaches import forget_process_memory, task_options
-from lab_env import BenchEnv, expect
+from lab_env import BenchEnv, expect, in_new_process, remove_image, rotated
 from stats import summary
 
 SCENARIOS = ("local", "pull", "local_resolved", "pin_3_images")
@@ -90,8 +90,6 @@ def _task(env: BenchEnv, scenario: str) -> dict[str, Any]:
 
 def digests_run(env: BenchEnv, spec: dict[str, Any]) -> dict[str, Any]:
     """Every scenario, one new task process per sample, interleaved; requests counted around each."""
-    from measure import in_new_process, remove_image, rotated
-
     from airflow_ecr_lab.repository import registry_requests
 
     account = env.account["account_id"]

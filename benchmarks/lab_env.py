@@ -2,9 +2,9 @@
 The benchmark's environment: its private mount namespace, the names it serves there, its Airflow
 home, the credential helper's way to the emulator, and the one-line failures.
 
-Only the standard library at import time: ``register_connection.py`` uses :func:`stop_process`
-without the lab, and nothing here may import Airflow before :meth:`BenchEnv.setup` has set
-``AIRFLOW_HOME``.
+Only the standard library (and the lab's :func:`~airflow_ecr_lab.processes.stop_process`,
+which imports no Airflow) at import time: nothing here may import Airflow before
+:meth:`BenchEnv.setup` has set ``AIRFLOW_HOME``.
 
 The credential helper (``docker-credential-ecr-login``) calls ``https://api.ecr.<region>.amazonaws.com``
 whatever the environment says. So the benchmark re-executes itself under ``unshare --mount`` with
@@ -33,9 +33,11 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
+
+from airflow_ecr_lab.processes import stop_process
 
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
@@ -131,28 +133,6 @@ def run_checked(argv: list[str], env: dict[str, str], approach: str, step: str) 
         last = next((line.strip() for line in reversed(done.stderr.splitlines()) if line.strip()), "")
         raise BenchFailure(approach, step, f"exit {done.returncode}: {last[:300]}")
     return done.stdout
-
-
-def stop_process(proc: subprocess.Popen[Any], group: bool = False, timeout: float = 10) -> None:
-    """
-    SIGTERM ``proc`` (its process group when ``group``: start it with ``start_new_session=True``),
-    SIGKILL after ``timeout`` seconds; waits for it.
-    """
-
-    def send(sig: int) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            if group:
-                os.killpg(proc.pid, sig)
-            else:
-                proc.send_signal(sig)
-
-    if proc.poll() is None:
-        send(signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        send(signal.SIGKILL)
-        proc.wait()
 
 
 @contextlib.contextmanager
@@ -285,13 +265,14 @@ class BenchEnv:
         self.forwarder: subprocess.Popen[bytes] | None = None
 
     # -- set-up ------------------------------------------------------------------------------
-    def setup(self) -> None:
-        """Everything, in order: the environment, the helper's way to the emulator (checked), Airflow."""
-        from approaches import Helper  # benchmarks/approaches.py
-
+    def setup(self, preflight: Callable[[BenchEnv], None]) -> None:
+        """
+        Everything, in order: the environment, the helper's way to the emulator (checked by
+        ``preflight``, the caller's: ``approaches.py`` sits above this module), Airflow.
+        """
         self.prepare()
         self.start_forwarder()
-        Helper(self).preflight()  # before the slow part: a broken helper set-up fails in seconds
+        preflight(self)  # before the slow part: a broken helper set-up fails in seconds
         self.setup_airflow()
 
     def prepare(self) -> None:
@@ -441,3 +422,59 @@ class BenchEnv:
                 for registry_id in call.get("registry_ids") or ["(default)"]:
                     per_registry[registry_id] = per_registry.get(registry_id, 0) + 1
         return per_registry
+
+
+def rotated(items: list[str], round_index: int) -> list[str]:
+    """The round's order: rotated each round so no approach always runs first."""
+    shift = round_index % len(items)
+    return items[shift:] + items[:shift]
+
+
+def in_new_process(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """
+    Fork; the child runs ``fn`` and sends its result (or its failure) back over a pipe, then exits.
+    A failure in the child is raised here, as the :class:`BenchFailure` it was (or one naming it).
+    """
+    read_fd, write_fd = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the task process
+        code = 1
+        try:
+            os.close(read_fd)
+            result = fn()
+            code = 0
+        except BenchFailure as failure:
+            result = {"failure": [failure.approach, failure.step, failure.cause]}
+        except BaseException as exc:
+            result = {"failure": ["bench", "task process", one_line(exc)]}
+        finally:
+            with contextlib.suppress(BaseException):
+                payload = json.dumps(result).encode()
+                while payload:
+                    payload = payload[os.write(write_fd, payload) :]
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+    os.close(write_fd)
+    chunks = []
+    while chunk := os.read(read_fd, 65536):
+        chunks.append(chunk)
+    os.close(read_fd)
+    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+    if not chunks:
+        raise BenchFailure("bench", "task process", f"exited {status} without a result")
+    got = dict(json.loads(b"".join(chunks)))
+    if got.get("failure"):
+        raise BenchFailure(*got["failure"])
+    return got
+
+
+def remove_image(env: BenchEnv, image: str) -> None:
+    import docker
+
+    client = docker.APIClient(base_url=env.docker_url)
+    with contextlib.suppress(docker.errors.NotFound):
+        client.remove_image(image, noprune=True)
+    client.close()

@@ -25,7 +25,6 @@ import subprocess
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +42,10 @@ from lab_env import (
     environment,
     expect,
     failing_as,
+    in_new_process,
     one_line,
+    remove_image,
+    rotated,
     say,
 )
 from stats import paired_ratios, summary
@@ -82,12 +84,6 @@ def make_plan(quick: bool, only: str | None = None) -> dict[str, Any]:
         "peer_processes": 8 if quick else 32,
         "digest_rounds": 2 if quick else 20,
     }
-
-
-def rotated(items: list[str], round_index: int) -> list[str]:
-    """The round's order: rotated each round so no approach always runs first."""
-    shift = round_index % len(items)
-    return items[shift:] + items[:shift]
 
 
 # -- the lab's registry logs: requests the registry served ---------------------------------------
@@ -186,47 +182,6 @@ def prepare_task_parent() -> None:
     with failing_as("bench", "task-process parent: reading an unrelated connection"):
         conn = get_connection(UNRELATED_CONN)
     expect(conn.login == "etl", "bench", "task-process parent", f"{UNRELATED_CONN} read back wrong")
-
-
-def in_new_process(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """
-    Fork; the child runs ``fn`` and sends its result (or its failure) back over a pipe, then exits.
-    A failure in the child is raised here, as the :class:`BenchFailure` it was (or one naming it).
-    """
-    read_fd, write_fd = os.pipe()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the task process
-        code = 1
-        try:
-            os.close(read_fd)
-            result = fn()
-            code = 0
-        except BenchFailure as failure:
-            result = {"failure": [failure.approach, failure.step, failure.cause]}
-        except BaseException as exc:
-            result = {"failure": ["bench", "task process", one_line(exc)]}
-        finally:
-            with contextlib.suppress(BaseException):
-                payload = json.dumps(result).encode()
-                while payload:
-                    payload = payload[os.write(write_fd, payload) :]
-                sys.stdout.flush()
-                sys.stderr.flush()
-            os._exit(code)
-    os.close(write_fd)
-    chunks = []
-    while chunk := os.read(read_fd, 65536):
-        chunks.append(chunk)
-    os.close(read_fd)
-    status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-    if not chunks:
-        raise BenchFailure("bench", "task process", f"exited {status} without a result")
-    got = dict(json.loads(b"".join(chunks)))
-    if got.get("failure"):
-        raise BenchFailure(*got["failure"])
-    return got
 
 
 def per_process_run(env: BenchEnv, approaches: dict[str, Approach], spec: dict[str, Any]) -> dict[str, Any]:
@@ -539,15 +494,6 @@ def in_process_rounds(
         },
     }
     return figures, ratios, warm_calls
-
-
-def remove_image(env: BenchEnv, image: str) -> None:
-    import docker
-
-    client = docker.APIClient(base_url=env.docker_url)
-    with contextlib.suppress(docker.errors.NotFound):
-        client.remove_image(image, noprune=True)
-    client.close()
 
 
 def measured_task(env: BenchEnv, approach: Approach, kind: str) -> dict[str, Any]:

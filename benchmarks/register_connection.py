@@ -41,8 +41,9 @@ from pathlib import Path
 from typing import Any
 
 from approaches import forget_process_memory
-from lab_env import stop_process
 from stats import summary, time_samples
+
+from airflow_ecr_lab.processes import stop_process
 
 BIN = Path(sys.executable).parent
 CONN_ID = "docker_ecr"

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from credential_helper import KINDS, LABELS
 from targets import PER_PROCESS_COMMAND
 
 ORDER = ("ours", "ours_secrets", "helper", "naive", "cli", "floor")
@@ -217,8 +218,6 @@ def markdown(report: dict[str, Any], image: str = "latest.png") -> str:
     lines = _header(report)
     if report.get("only") in ("digests", "fleet", "credential-helper"):
         if report["only"] == "credential-helper":
-            from credential_helper import helper_lines
-
             lines += helper_lines(report)
         else:
             lines += _digest_lines(report) if report["only"] == "digests" else _fleet_lines(report)
@@ -500,3 +499,37 @@ if __name__ == "__main__":
     source = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "results" / "latest.json")
     for written in write_outputs(json.loads(source.read_text()), source).values():
         print(written)
+
+
+def helper_lines(report: dict[str, Any]) -> list[str]:
+    """The Markdown table of ``--only credential-helper``."""
+    figures = report["figures"].get("credential_helper")
+    if not figures:
+        return []
+    go_version = report.get("versions", {}).get("docker-credential-ecr-login", "")
+    lines = [
+        f"Warm `get`, a new process each (ms: median (p10-p90, n)); registry {figures['host']}:",
+        "",
+        "| process | warm get | ECR calls during the warm rounds |",
+        "|---|---|---|",
+    ]
+    for kind in KINDS:
+        calls = figures["warm_ecr_calls"].get(kind, "—")
+        label = LABELS[kind].format(go_version=go_version)
+        lines.append(f"| {label} | {spread(figures['warm_get_ms'][kind])} | {calls} |")
+    lines += [
+        "",
+        f"airflow-ecr / Go helper, warm: **{figures['warm_ratio_ours_to_go']}x**.",
+        "",
+        "Cold: N `get` processes started together on an empty cache (a host's tasks pulling at once):",
+        "",
+        "| helper | processes | failed | ECR calls | of which throttled | last answer (s) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for kind in ("ours", "go"):
+        got = figures["cold_burst"][kind]
+        lines.append(
+            f"| {LABELS[kind].format(go_version=go_version)} | {got['processes']} | {got['failed']} "
+            f"| {got['ecr_calls']} | {got['throttled']} | {got['last_answer_s']} |"
+        )
+    return [*lines, ""]

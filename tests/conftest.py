@@ -28,8 +28,9 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__FERNET_KEY", Fernet.generate_key().decode())
 
 # The shared helpers (tests/helpers, on the path by pytest's `pythonpath` setting), after the above.
+from airflow_ecr_lab.processes import stop_process
 from helpers.airflow_harness import AirflowHarness, shared_harness
-from helpers.processes import free_port, stop_process, wait_for_port
+from helpers.processes import free_port, wait_for_port
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn
+from typing import NoReturn
 
 from airflow_ecr import __version__
 
@@ -54,10 +54,9 @@ from airflow_ecr.exit_codes import EXIT_REGISTRY as EXIT_REGISTRY
 from airflow_ecr.exit_codes import EXIT_UNEXPECTED as EXIT_UNEXPECTED
 from airflow_ecr.exit_codes import EXIT_USAGE as EXIT_USAGE
 from airflow_ecr.exit_codes import EXIT_WRITE as EXIT_WRITE
+from airflow_ecr.exit_codes import ecr_error_of as _ecr_error
+from airflow_ecr.exit_codes import error_result as error_result
 from airflow_ecr.settings import DEFAULT_AWS_CONN_ID
-
-if TYPE_CHECKING:
-    from airflow_ecr.exceptions import EcrError
 
 PROG = "airflow-ecr"
 # Also [project.urls] Documentation in pyproject.toml (a unit test keeps the two equal): GitHub
@@ -360,29 +359,6 @@ def doctor(args: argparse.Namespace) -> int:
         width = shutil.get_terminal_size((120, 24)).columns
         print(checks.render_table(results, args.image, width=max(width, 80), color=sys.stdout.isatty()), end="")
     return checks.exit_code(results)
-
-
-def _ecr_error(err: BaseException) -> EcrError | None:
-    """``err`` if it is an airflow-ecr error (an :class:`~airflow_ecr.exceptions.EcrError`), else None."""
-    # Never imported: err cannot be one of its errors (and importing it now would load Airflow).
-    exceptions = sys.modules.get("airflow_ecr.exceptions")
-    if exceptions is not None and isinstance(err, exceptions.EcrError):
-        return err
-    return None
-
-
-def error_result(err: Exception) -> tuple[int, str]:
-    """
-    (exit code, message) for an exception out of a command: the one exception -> exit code mapping.
-
-    An airflow-ecr error names its exit code (``EcrError.exit_code``) and says what to fix; any
-    other exception is unexpected, named by its type only: its text could carry anything,
-    including a secret.
-    """
-    own = _ecr_error(err)
-    if own is not None:
-        return own.exit_code, str(own)
-    return EXIT_UNEXPECTED, f"unexpected {type(err).__name__}; rerun with --verbose for the traceback"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,7 +2,7 @@
 Every error airflow-ecr raises: each says what went wrong and what to do about it in one sentence,
 and carries a machine-readable ``kind`` and the ``exit_code`` the ``airflow-ecr`` command ends with.
 
-Errors about an AWS call also carry the :class:`~airflow_ecr.tokens.aws_failure.AwsFailure` they were
+Errors about an AWS call also carry the :class:`~airflow_ecr.aws_failure.AwsFailure` they were
 rendered from, so that callers (doctor) decide on data, never on message text. This module imports
 no other module of airflow-ecr that raises: they import it.
 """
@@ -15,7 +15,7 @@ from airflow_ecr import _compat, exit_codes
 from airflow_ecr._compat import AirflowException
 
 if TYPE_CHECKING:
-    from airflow_ecr.tokens.aws_failure import AwsFailure
+    from airflow_ecr.aws_failure import AwsFailure
 
 
 class EcrError(AirflowException):

@@ -2,7 +2,9 @@
 The exit codes of the ``airflow-ecr`` command, shared by every subcommand.
 
 Pure constants, no imports: ``airflow-ecr --version`` and ``docs`` use them without loading Airflow.
-Each error class in :mod:`airflow_ecr.exceptions` names the code it ends the command with.
+Each error class in :mod:`airflow_ecr.exceptions` names the code it ends the command with, and
+:func:`error_result` is the one exception -> exit code mapping (the command's and the credential
+helper's).
 
 ====  ===========================================================================
 0     success (doctor: no check failed; warnings allowed)
@@ -38,3 +40,37 @@ EXIT_IMAGE = 8
 EXIT_KUBERNETES = 9
 # docker-credential-airflow-ecr: the protocol's error exit (as in github.com/docker/docker-credential-helpers).
 EXIT_HELPER_PROTOCOL = 1
+
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (see airflow_ecr/__init__.py)
+if TYPE_CHECKING:
+    from typing import Any
+
+
+def ecr_error_of(err: BaseException) -> Any:
+    """
+    ``err`` if it is an airflow-ecr error (an :class:`~airflow_ecr.exceptions.EcrError`), else None.
+
+    Typed ``Any``: :mod:`airflow_ecr.exceptions` sits above this module (it imports these codes).
+    """
+    import sys
+
+    # Never imported: err cannot be one of its errors (and importing it now would load Airflow).
+    exceptions = sys.modules.get("airflow_ecr.exceptions")
+    if exceptions is not None and isinstance(err, exceptions.EcrError):
+        return err
+    return None
+
+
+def error_result(err: Exception) -> tuple[int, str]:
+    """
+    (exit code, message) for an exception out of a command: the one exception -> exit code mapping.
+
+    An airflow-ecr error names its exit code (``EcrError.exit_code``) and says what to fix; any
+    other exception is unexpected, named by its type only: its text could carry anything,
+    including a secret.
+    """
+    own = ecr_error_of(err)
+    if own is not None:
+        return own.exit_code, str(own)
+    return EXIT_UNEXPECTED, f"unexpected {type(err).__name__}; rerun with --verbose for the traceback"

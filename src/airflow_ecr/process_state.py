@@ -11,8 +11,8 @@ What this process keeps between calls, all in one object (:data:`STATE`):
 A new task process starts with all of it empty; :func:`reset` brings this process back there
 (tests call it before each test, and where a test plays the next task process).
 
-Nothing of airflow_ecr is imported at run time: :mod:`airflow_ecr.settings`, the lowest layer,
-keeps its reads here.
+It imports nothing of airflow_ecr, even for typing: :mod:`airflow_ecr.settings` and
+:mod:`airflow_ecr.tokens`, above it, keep their state here.
 """
 
 from __future__ import annotations
@@ -20,11 +20,13 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Hashable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from airflow_ecr.tokens.cache import TokenCache
-    from airflow_ecr.tokens.store import MemoryStore
+
+class _Emptiable(Protocol):
+    """A memory store, as far as the reset needs it (this module imports nothing of airflow_ecr)."""
+
+    def clear(self) -> None: ...
 
 
 class ProcessState:
@@ -40,8 +42,8 @@ class ProcessState:
 
     def __init__(self) -> None:
         self.settings_reads: dict[str, tuple[tuple[str | None, ...], Any]] = {}
-        self.token_caches: dict[Hashable, TokenCache] = {}
-        self.memory_stores: weakref.WeakSet[MemoryStore] = weakref.WeakSet()
+        self.token_caches: dict[Hashable, Any] = {}  # TokenCache: this module is below tokens/
+        self.memory_stores: weakref.WeakSet[_Emptiable] = weakref.WeakSet()
         self.lock = threading.Lock()
 
     def reset(self) -> None:

@@ -53,7 +53,7 @@ def get_provider_info() -> dict[str, Any]:
         ],
         "connection-types": [
             {
-                "hook-class-name": "airflow_ecr.hooks.docker.EcrDockerHook",
+                "hook-class-name": "airflow_ecr.doctor.connection.EcrDockerConnectionHook",
                 "connection-type": "ecr_docker",
                 "hook-name": "Docker (Amazon ECR)",
                 "conn-fields": {

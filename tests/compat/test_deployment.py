@@ -73,7 +73,7 @@ def test_airflow_lists_provider_hook_and_backend(cell: AirflowHarness) -> None:
     providers = json.loads(_json_output(cell, "providers", "list"))
     assert "airflow-ecr" in {p["package_name"] for p in providers}, providers
     hooks = _json_output(cell, "providers", "hooks")
-    assert "ecr_docker" in hooks and "airflow_ecr.hooks.docker.EcrDockerHook" in hooks, hooks[-3000:]
+    assert "ecr_docker" in hooks and "airflow_ecr.doctor.connection.EcrDockerConnectionHook" in hooks, hooks[-3000:]
     backends = _json_output(cell, "providers", "secrets")
     assert BACKEND in backends, backends[-3000:]
 

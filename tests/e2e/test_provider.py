@@ -42,7 +42,7 @@ def test_airflow_discovers_the_provider(version, tmp_path):
     assert "airflow-ecr" in run(version, tmp_path, "airflow", "providers", "list", "-o", "plain")
     hooks = run(version, tmp_path, "airflow", "providers", "hooks", "-o", "plain")
     assert "ecr_docker" in hooks
-    assert "airflow_ecr.hooks.docker.EcrDockerHook" in hooks
+    assert "airflow_ecr.doctor.connection.EcrDockerConnectionHook" in hooks
     code = (
         "from airflow.providers_manager import ProvidersManager as P; m = P(); "
         "print(sorted(m.taskflow_decorators)); print(sorted(m.providers))"

@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from airflow_ecr.kubernetes.pull_secrets import ROLE_RULES
-from helpers.processes import free_port, stop_process, wait_for_port
+from airflow_ecr_lab.processes import stop_process
+from helpers.processes import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 BINARIES_SCRIPT = ROOT / "scripts" / "k8s-binaries.sh"

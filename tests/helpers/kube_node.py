@@ -36,8 +36,9 @@ from typing import Any
 import docker
 
 from airflow_ecr_lab.paths import LabPaths
+from airflow_ecr_lab.processes import stop_process
 from helpers.kube import Cluster, binaries
-from helpers.processes import free_port, stop_process
+from helpers.processes import free_port
 
 NODE = "airflow-ecr-node"
 PAUSE_IMAGE = "airflow-ecr/pause-standin:1"

@@ -1,9 +1,12 @@
-"""Processes the tests start: a free loopback port for a server, waiting for it, stopping it by its pid."""
+"""Processes the tests start: a free loopback port for a server, and waiting for it.
+
+They are stopped with :func:`airflow_ecr_lab.processes.stop_process` (the lab's, one for the
+lab, the tests and the benchmarks).
+"""
 
 from __future__ import annotations
 
 import contextlib
-import signal
 import socket
 import subprocess
 import time
@@ -46,15 +49,3 @@ def wait_for_port(
             raise AssertionError(f"{name} exited with {proc.returncode} before listening on port {port}:\n{output}")
         assert time.monotonic() < deadline, f"{name} did not start within {timeout} s"
         time.sleep(0.1)
-
-
-def stop_process(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
-    """SIGTERM a process this test started (by its pid), SIGKILL it after ``grace`` s."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()

@@ -22,7 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.processes import free_port, stop_process, wait_for_port
+from airflow_ecr_lab.processes import stop_process
+from helpers.processes import free_port, wait_for_port
 
 
 @contextlib.contextmanager

@@ -1,20 +1,46 @@
 """
-The package's structural rules, checked on its source: no import cycle, and one home per rule
-(the one class that calls GetAuthorizationToken, the one module that defines exit codes, the one
-module that touches docker-py privates).
+The package's structural rules, checked on its source: no import cycle (in the package and in
+benchmarks/, counting imports inside functions and under ``if TYPE_CHECKING:``), packages that import
+only lower layers (``LAYERS``), and one home per rule (the one class that calls
+GetAuthorizationToken, the one module that defines exit codes, the one module that touches docker-py
+privates).
 """
 
 from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import airflow_ecr
 
 SRC = Path(airflow_ecr.__file__).resolve().parent
 PACKAGE = "airflow_ecr"
+# The benchmarks are scripts run from their directory: each imports its siblings by bare name.
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+# airflow_ecr's layers, lowest first: a package or module (the part after ``airflow_ecr.``) imports
+# only those of lower layers (and itself). Names in one layer do not import each other.
+# ``testing`` is outside the order: it may import the product, and the product never imports it.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("exit_codes",),  # plain constants and the exception -> exit code mapping
+    ("aws_failure",),  # what an AWS failure is (kinds, codes), as data: errors carry it
+    ("_compat",),  # where Airflow's symbols live
+    ("exceptions",),
+    ("process_state",),  # what a process keeps: below settings and tokens, which keep theirs there
+    ("registry",),  # pure parsing of ECR hosts
+    ("images",),  # pure image names, records, pins; the manifest API
+    ("settings",),  # [ecr], read once
+    ("tokens",),
+    ("provider_info",),  # its defaults are the refresh policy's
+    ("hooks", "connections", "lineage"),
+    ("kubernetes", "secrets", "credential_helper"),
+    ("operators",),
+    ("decorators", "dags"),
+    ("doctor",),
+    ("cli", "example_dags"),
+)
+OUTSIDE_LAYERS = ("testing",)
 
 
 def modules() -> dict[str, Path]:
@@ -27,23 +53,18 @@ def modules() -> dict[str, Path]:
     return found
 
 
-def _outside_type_checking(tree: ast.Module) -> Iterator[ast.AST]:
-    """Every node, except those under ``if TYPE_CHECKING:`` (no import happens there)."""
-    stack: list[ast.AST] = [tree]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            stack.extend(node.orelse)
-            continue
-        yield node
-        stack.extend(ast.iter_child_nodes(node))
+def benchmark_modules() -> dict[str, Path]:
+    return {path.stem: path for path in sorted(BENCHMARKS.glob("*.py"))}
 
 
-def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
-    """The airflow_ecr modules ``name`` imports, at module level or inside functions."""
+def imports(name: str, path: Path, known: dict[str, Path], root: str = PACKAGE) -> set[str]:
+    """
+    The ``known`` modules ``name`` imports: at module level, inside functions, and under
+    ``if TYPE_CHECKING:`` (no import happens there at run time, but the layers it names are the same).
+    """
     found: set[str] = set()
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    for node in _outside_type_checking(ast.parse(path.read_text())):
+    for node in ast.walk(ast.parse(path.read_text())):
         targets: list[str] = []
         if isinstance(node, ast.ImportFrom):
             base = node.module or ""
@@ -57,15 +78,20 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
             # `from airflow_ecr import x` names the module airflow_ecr.x when there is one.
             while target and target not in known:
                 target = target.rpartition(".")[0]
-            if target and target != name and target != PACKAGE:
+            if target and target != name and target != root:
                 found.add(target)
     return found
 
 
-def test_no_import_cycle() -> None:
+def import_graph() -> dict[str, set[str]]:
     known = modules()
-    graph = {name: imports(name, path, known) for name, path in known.items()}
+    return {name: imports(name, path, known) for name, path in known.items()}
+
+
+def cycles_of(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Each import cycle once, as the modules along it (the first repeated at the end)."""
     cycles: list[list[str]] = []
+    done: set[str] = set()
 
     def visit(node: str, trail: list[str]) -> None:
         for target in sorted(graph[node]):
@@ -77,11 +103,65 @@ def test_no_import_cycle() -> None:
                 visit(target, [*trail, target])
         done.add(node)
 
-    done: set[str] = set()
     for name in sorted(graph):
         if name not in done:
             visit(name, [name])
+    return cycles
+
+
+def test_no_import_cycle() -> None:
+    cycles = cycles_of(import_graph())
     assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_no_import_cycle_in_benchmarks() -> None:
+    known = benchmark_modules()
+    graph = {name: imports(name, path, known, root="") for name, path in known.items()}
+    cycles = cycles_of(graph)
+    assert not cycles, "import cycles in benchmarks/:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def _unit(module: str) -> str:
+    """The package or top-level module of ``airflow_ecr`` that ``module`` belongs to."""
+    return module.split(".")[1]
+
+
+def test_every_unit_has_a_layer() -> None:
+    placed = [unit for layer in LAYERS for unit in layer] + list(OUTSIDE_LAYERS)
+    assert len(placed) == len(set(placed))
+    assert {_unit(m) for m in modules() if m != PACKAGE} == set(placed)
+
+
+def test_layers_import_only_downward() -> None:
+    rank = {unit: level for level, layer in enumerate(LAYERS) for unit in layer}
+    wrong = []
+    for module, targets in sorted(import_graph().items()):
+        if module == PACKAGE:
+            continue
+        unit = _unit(module)
+        for target in sorted(targets):
+            other = _unit(target)
+            if other == unit:
+                continue
+            if other in OUTSIDE_LAYERS:
+                if unit not in OUTSIDE_LAYERS:
+                    wrong.append(f"{module} -> {target} (the product never imports {other})")
+            elif unit not in OUTSIDE_LAYERS and rank[other] >= rank[unit]:
+                wrong.append(f"{module} -> {target} ({unit}, layer {rank[unit]}, imports {other}, layer {rank[other]})")
+    assert not wrong, "imports from a layer to one above it or beside it:\n" + "\n".join(wrong)
+
+
+def test_the_product_never_imports_the_lab() -> None:
+    # The lab (lab/, airflow_ecr_lab) is the test rig, not in the wheel: an import of it from the
+    # product, even inside a function or for typing, would fail on every user's worker.
+    found = []
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets = [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            if isinstance(node, ast.ImportFrom) and not node.level:
+                targets = [node.module or ""]
+            found += [f"{name} imports {t}" for t in targets if t.split(".")[0] == "airflow_ecr_lab"]
+    assert not found
 
 
 def _files_matching(pattern: str, skip: tuple[str, ...] = ("testing",)) -> list[str]:

@@ -687,10 +687,10 @@ def ecr_docker_connection(monkeypatch: pytest.MonkeyPatch, **extra: str) -> None
 def test_the_test_button_without_a_daemon_proves_the_token(
     emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    from airflow_ecr.hooks.docker import EcrDockerHook
+    from airflow_ecr.doctor.connection import EcrDockerConnectionHook
 
     ecr_docker_connection(monkeypatch, registry_id=ACCT, region_name=REGION)
-    hook = EcrDockerHook(docker_conn_id="ecr_test", base_url=f"unix://{tmp_path}/no.sock")
+    hook = EcrDockerConnectionHook(docker_conn_id="ecr_test", base_url=f"unix://{tmp_path}/no.sock")
     ok, line = hook.test_connection()
     assert ok, line
     assert line.startswith(f"ECR granted a token for {ACCT}.dkr.ecr.{REGION}.amazonaws.com to aws_conn_id='aws_test'")
@@ -700,16 +700,16 @@ def test_the_test_button_without_a_daemon_proves_the_token(
 
 
 def test_the_test_button_says_what_failed_and_what_to_fix(emu: EcrEmulator, monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_ecr.hooks.docker import EcrDockerHook
+    from airflow_ecr.doctor.connection import EcrDockerConnectionHook
 
     ecr_docker_connection(monkeypatch, registry_id=ACCT, region_name=REGION)
     emu.set_faults(deny=[ACCT])
-    ok, line = EcrDockerHook(docker_conn_id="ecr_test").test_connection()
+    ok, line = EcrDockerConnectionHook(docker_conn_id="ecr_test").test_connection()
     assert not ok
     assert line.startswith("ECR permission failed: The AWS identity of aws_conn_id='aws_test' is not allowed"), line
     assert "Fix: grant ecr:GetAuthorizationToken to " in line and "\n" not in line
     ecr_docker_connection(monkeypatch, region_name=REGION)
-    ok, line = EcrDockerHook(docker_conn_id="ecr_test").test_connection()
+    ok, line = EcrDockerConnectionHook(docker_conn_id="ecr_test").test_connection()
     assert (ok, line) == (
         False,
         "The connection names no registry: give it the registry's registry_id and region_name "
@@ -728,7 +728,7 @@ def test_the_test_button_never_sends_the_token_to_an_alias_host(
     Fails on the old code: the daemon logged in to the form's alias host with the token ECR just
     issued (``/auth`` got ``serveraddress='collector.attacker.example'`` and the password).
     """
-    from airflow_ecr.hooks.docker import EcrDockerHook
+    from airflow_ecr.doctor.connection import EcrDockerConnectionHook
     from helpers.fake_http import EngineAPI, serving
 
     monkeypatch.setenv(
@@ -742,7 +742,7 @@ def test_the_test_button_never_sends_the_token_to_an_alias_host(
         ),
     )
     with serving(EngineAPI(), poll_interval=0.01) as engine:
-        ok, line = EcrDockerHook(docker_conn_id="ecr_test", base_url=engine.url).test_connection()
+        ok, line = EcrDockerConnectionHook(docker_conn_id="ecr_test", base_url=engine.url).test_connection()
     logins = engine.auths("/auth")
     assert [login["serveraddress"] for login in logins if login] == [f"{ACCT}.dkr.ecr.{REGION}.amazonaws.com"]
     assert ALIAS_HOST not in json.dumps(engine.requests)
@@ -768,7 +768,7 @@ def test_the_test_button_mints_no_token_without_an_explicit_existing_aws_conn_id
     Fails on the old code: with no aws_conn_id (or one that does not exist) the token was minted
     with the API server's own default credentials (here: the environment's, pointed at the emulator).
     """
-    from airflow_ecr.hooks.docker import EcrDockerHook
+    from airflow_ecr.doctor.connection import EcrDockerConnectionHook
 
     extra = {"registry_id": ACCT, "region_name": REGION}
     if aws_conn_id is not None:
@@ -779,7 +779,7 @@ def test_the_test_button_mints_no_token_without_an_explicit_existing_aws_conn_id
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
     monkeypatch.setenv("AWS_ENDPOINT_URL", emu.url)
-    ok, line = EcrDockerHook(docker_conn_id="ecr_test").test_connection()
+    ok, line = EcrDockerConnectionHook(docker_conn_id="ecr_test").test_connection()
     assert [c for c in emu.calls() if c["target"].endswith("GetAuthorizationToken")] == []
     assert not ok
     assert said in line, line

@@ -41,7 +41,7 @@ PYTHON_SKIP_DIRS = frozenset(
     }
 )
 IMAGE_ENV = ("ENV PATH=/usr/local/bin:/usr/bin:/bin", "ENV LANG=C.UTF-8")
-# The command that installs every Debian package the lab needs (testing/lab/host.py keeps the list).
+# The command that installs every Debian package the lab needs (host.py keeps the list).
 _SETUP = "python -m airflow_ecr_lab setup --install"
 _LDD_PATH = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x[0-9a-f]+\)")
 

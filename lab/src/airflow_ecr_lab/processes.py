@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from airflow_ecr_lab.messages import LabError
 from airflow_ecr_lab.paths import LabPaths, open_lab_file, read_json, read_text, write_json
@@ -20,7 +21,7 @@ from airflow_ecr_lab.paths import LabPaths, open_lab_file, read_json, read_text,
 STOP_TIMEOUT = 20.0
 
 # Popen objects of the processes this interpreter started, so that stopping them also reaps them.
-_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
+_CHILDREN: dict[int, subprocess.Popen[Any]] = {}
 
 
 def record_pid(paths: LabPaths, name: str, pid: int | None) -> None:
@@ -90,23 +91,48 @@ def spawn(
     return proc.pid
 
 
-def stop_pid(pid: int, marker: str, timeout: float = STOP_TIMEOUT) -> str:
+def stop_pid(pid: int, marker: str, timeout: float = STOP_TIMEOUT, group: bool = False) -> str:
     """SIGTERM ``pid``, wait, SIGKILL after ``timeout``; returns what happened.
 
     :param pid: the process id.
     :param marker: a string its command line contains (the lab directory).
     :param timeout: seconds between SIGTERM and SIGKILL.
+    :param group: signal its whole process group (a process started with ``start_new_session=True``,
+        whose children must go with it).
     """
     if not alive(pid, marker):
         return "not running"
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGTERM)
+    _signal(pid, signal.SIGTERM, group)
     if _wait_gone(pid, marker, timeout):
         return "stopped"
-    with contextlib.suppress(ProcessLookupError):
-        os.kill(pid, signal.SIGKILL)
+    _signal(pid, signal.SIGKILL, group)
     _wait_gone(pid, marker, 5)
     return f"killed (no exit {timeout:.0f} s after SIGTERM)"
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = 10.0, group: bool = False) -> str:
+    """:func:`stop_pid` for a process this interpreter started (tests' and benchmarks' servers), reaped.
+
+    Its ``Popen`` answers whether it runs, so no marker is needed: its pid cannot be reused before
+    it is reaped.
+
+    :param proc: the process.
+    :param timeout: seconds between SIGTERM and SIGKILL.
+    :param group: signal its whole process group (start it with ``start_new_session=True``).
+    """
+    _CHILDREN[proc.pid] = proc
+    try:
+        return stop_pid(proc.pid, "", timeout, group)
+    finally:
+        _CHILDREN.pop(proc.pid, None)
+
+
+def _signal(pid: int, sig: int, group: bool) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        if group:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
 
 
 def _wait_gone(pid: int, marker: str, timeout: float) -> bool:

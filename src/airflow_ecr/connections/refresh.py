@@ -22,8 +22,7 @@ from typing import Any
 from airflow_ecr.connections.writers import ConnectionWriter
 from airflow_ecr.exceptions import EcrConfigurationError
 from airflow_ecr.registry import EcrRegistry, validate_account_id
-from airflow_ecr.tokens.cache import TokenCache
-from airflow_ecr.tokens.sources import TokenSource
+from airflow_ecr.tokens.cache import TokenCache, TokenSource
 from airflow_ecr.tokens.token import EcrToken, utc_time
 
 log = logging.getLogger(__name__)

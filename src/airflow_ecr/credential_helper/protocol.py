@@ -22,7 +22,7 @@ import time
 
 from airflow_ecr.credential_helper import index
 from airflow_ecr.exit_codes import EXIT_HELPER_PROTOCOL as EXIT_PROTOCOL_ERROR
-from airflow_ecr.exit_codes import EXIT_UNEXPECTED, EXIT_USAGE
+from airflow_ecr.exit_codes import EXIT_UNEXPECTED, EXIT_USAGE, error_result
 
 # typing.TYPE_CHECKING without importing typing (see airflow_ecr/__init__.py).
 TYPE_CHECKING = False
@@ -106,8 +106,6 @@ def _cold(host: str, locator: str) -> tuple[int, tuple[str, str] | str]:
         except NotServed:
             return EXIT_PROTOCOL_ERROR, NOT_FOUND
         except Exception as err:
-            from airflow_ecr.cli import error_result
-
             code, message = error_result(err)
             return code, f"{PROG}: {' '.join(message.split())}"
         return 0, (token.username, token.password)

@@ -48,7 +48,7 @@ The checks decide nothing about failures themselves, they render what the failur
 - :mod:`.pull_through`: whether a repository is under a pull-through cache rule;
 - :mod:`.render`: :func:`render_table` and :func:`to_json`, which the command line
   (:mod:`airflow_ecr.cli`) prints;
-- :mod:`.connection`: the same checks for the UI's Test button (``EcrDockerHook.test_connection``).
+- :mod:`.connection`: the same checks for the UI's Test button (``EcrDockerConnectionHook.test_connection``).
 
 Exit codes are those of :mod:`airflow_ecr.exit_codes`, taken from the failure or the error where
 there is one.

@@ -1,9 +1,11 @@
 """
 The UI's **Test** button for an ``ecr_docker`` connection: doctor's checks, answered in one line.
 
-Airflow calls ``EcrDockerHook.test_connection()`` (when ``[core] test_connection`` is
-``Enabled``) in the API server or webserver process, with the connection the form holds; the hook
-delegates to :func:`check_connection`. It runs doctor's ECR-permission check (a fresh
+The ``ecr_docker`` connection type's hook class is :class:`EcrDockerConnectionHook`: the
+:class:`~airflow_ecr.hooks.docker.EcrDockerHook` (its form, its settings) plus ``test_connection``,
+which Airflow calls (when ``[core] test_connection`` is ``Enabled``) in the API server or webserver
+process, with the connection the form holds. It lives here, above the hook, so that the hook never
+imports doctor; it delegates to :func:`check_connection`. It runs doctor's ECR-permission check (a fresh
 ``GetAuthorizationToken`` with the connection's ``aws_conn_id``), then, when this host has a
 Docker daemon, the registry login through it. STS is not asked: tasks never need it.
 
@@ -24,6 +26,18 @@ from typing import Any
 from airflow_ecr.doctor.aws import check_ecr_permission
 from airflow_ecr.doctor.docker import check_docker_daemon, check_registry
 from airflow_ecr.doctor.results import CheckResult, DoctorState
+from airflow_ecr.hooks.docker import EcrDockerHook
+
+
+class EcrDockerConnectionHook(EcrDockerHook):
+    """
+    The hook Airflow builds for an ``ecr_docker`` connection (``provider_info``'s connection type):
+    :class:`~airflow_ecr.hooks.docker.EcrDockerHook` with the form's **Test** button.
+    """
+
+    def test_connection(self) -> tuple[bool, str]:
+        """The UI's Test button: doctor's token and registry-login checks, in one line (never the token)."""
+        return check_connection(self)
 
 
 def _line(*parts: str | None) -> str:
@@ -61,7 +75,7 @@ def _registry_of(hook: Any) -> tuple[Any, Any]:
             "(and a host only for an alias of that registry)."
         )
     # The connection's own rules (its aws_conn_id, alias declaration, extra fields) apply as for a task.
-    # The hook's own class (EcrDockerHook): doctor does not import the hook that imports it.
+    # The hook's own class (an EcrDockerConnectionHook for the Test button).
     probe = type(hook)(registry=host, docker_conn_id=connection.conn_id)
     return probe.registries[0], probe
 

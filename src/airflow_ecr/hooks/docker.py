@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, TypeVar
 
 from airflow.providers.docker.hooks.docker import DockerHook
 from docker import APIClient
@@ -21,6 +21,7 @@ from airflow_ecr.exceptions import (
     DockerDaemonError,
     EcrConfigurationError,
     EcrError,
+    EcrImageNotFoundError,
     EcrRegistryUnavailableError,
     EcrServiceError,
 )
@@ -41,11 +42,13 @@ from airflow_ecr.registry import (
     with_account,
 )
 from airflow_ecr.settings import DEFAULT_AWS_CONN_ID
-from airflow_ecr.tokens.cache import TokenCache
-from airflow_ecr.tokens.sources import EcrTokenSource, TokenSource
+from airflow_ecr.tokens.cache import TokenCache, TokenSource
+from airflow_ecr.tokens.sources import EcrTokenSource
 from airflow_ecr.tokens.token import EcrToken
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class EcrAuthenticator:
@@ -479,38 +482,56 @@ class EcrDockerHook(DockerHook):
 
     def resolve_in_any_region(self, image: str) -> tuple[EcrRegistry, Manifest]:
         """
-        What ``image`` points to, asked in its region and then, while a region fails (its ECR API
-        or registry unreachable, 5xx, still throttled), in each of :attr:`fallback_registries` in
-        order: a replica holds the same digests. Never on a refusal or a missing image.
+        What ``image`` points to, asked in its region and then in its replicas
+        (:meth:`in_each_region`): a replica holds the same digests.
 
         :param image: an image in this hook's main registry (by tag or digest).
         :returns: the registry that answered, and its answer.
         :raises EcrError: the main region's error, or every region's in one (:func:`every_region_failed`).
         """
-        main = self.settings.registries[0]
-        try:
-            return main, self.resolve_manifest(image)
-        except REGIONAL_OUTAGES as err:
-            if not self.fallback_registries:
-                raise
-            failures: list[tuple[str, EcrError]] = [(main.region, err)]
-        for replica in self.fallback_registries:
-            log.warning(
-                "ECR in %s failed for %s (%s); resolving it in its replica in %s.",
-                failures[-1][0], image, failures[-1][1], replica.region,
-            )  # fmt: skip
+        return self.in_each_region(image, lambda hook, there: hook.resolve_manifest(there), "resolving it in")
+
+    def in_each_region(
+        self, image: str, attempt: Callable[[EcrDockerHook, str], T], doing: str
+    ) -> tuple[EcrRegistry, T]:
+        """
+        ``attempt`` in ``image``'s region and then, while a region fails (its ECR API or registry
+        unreachable, 5xx, still throttled), in each of :attr:`fallback_registries` in order, with
+        that replica's hook (:meth:`in_registry`) and the same image on its host. Never on a
+        refusal; a missing image ends it. This is ``fallback_regions``: every mode asks here.
+
+        :param image: an image in this hook's main registry (by tag or digest).
+        :param attempt: the work in one region, called with that region's hook (this one first)
+            and the image there; it pulls, runs or resolves.
+        :param doing: the warning's words before "its replica in <region>" (``"pulling it from"``).
+        :returns: the registry whose attempt succeeded, and what the attempt returned.
+        :raises EcrError: the main region's error as it is; else every region's in one
+            (:func:`every_region_failed`), of the last one's kind.
+        """
+        name = ImageReference.parse(image)
+        regions = [self.settings.registries[0], *self.fallback_registries]
+        failures: list[tuple[str, EcrError]] = []
+        for index, registry in enumerate(regions):
             try:
-                there = ImageReference.parse(image).name_on_host(replica.host)  # parsed: resolve_manifest took it
-                return replica, self.in_registry(replica).resolve_manifest(there)
+                if not index:
+                    return registry, attempt(self, image)
+                return registry, attempt(self.in_registry(registry), name.name_on_host(registry.host))
             except REGIONAL_OUTAGES as err:
-                failures.append((replica.region, err))
-        raise every_region_failed(image, failures, failures[-1][1])
-
-    def test_connection(self) -> tuple[bool, str]:
-        """The UI's Test button: doctor's token and registry-login checks, in one line (never the token)."""
-        from airflow_ecr.doctor.connection import check_connection
-
-        return check_connection(self)
+                failures.append((registry.region, err))
+                if index + 1 == len(regions):
+                    if not index:
+                        raise
+                    raise every_region_failed(image, failures, err) from None
+                self.log.warning(
+                    "ECR in %s failed for %s (%s); %s its replica in %s.",
+                    registry.region, image, err, doing, regions[index + 1].region,
+                )  # fmt: skip
+            except EcrImageNotFoundError as err:
+                if not index:
+                    raise
+                failures.append((registry.region, err))
+                raise every_region_failed(image, failures, err) from None
+        raise AssertionError("unreachable: the last region returns or raises")
 
 
 # What makes a region's replica worth trying: its ECR API failing (unreachable, 5xx, still throttled)

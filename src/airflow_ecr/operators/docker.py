@@ -14,7 +14,7 @@ from airflow_ecr._compat import AirflowException, BaseOperator
 from airflow_ecr.exceptions import EcrError, EcrImageNotFoundError, EcrPullError
 from airflow_ecr.hooks._docker_compat import KeepsLastServiceTask
 from airflow_ecr.hooks.daemon_messages import names_missing_image
-from airflow_ecr.hooks.docker import REGIONAL_OUTAGES, EcrDockerHook, early_registries, every_region_failed, replicas
+from airflow_ecr.hooks.docker import EcrDockerHook, early_registries, replicas
 from airflow_ecr.hooks.pull_errors import first_pull_error
 from airflow_ecr.images.pins import Pin, pin_for, pinned_digest_gone
 from airflow_ecr.images.pull_through import Rewrite, through_cache
@@ -53,7 +53,6 @@ class EcrRegistryAuthMixin(BaseOperator):
     ``docker.io=...``) is pulled by its name in the ECR pull-through cache, with everything above.
     """
 
-    image: str
     do_xcom_push: bool
     docker_conn_id: str | None
     docker_url: Any
@@ -66,6 +65,20 @@ class EcrRegistryAuthMixin(BaseOperator):
     tls_hostname: str | bool | None
     tls_ssl_version: str | None
     _resolve_by_default = False  # the swarm operator's nodes pull themselves: it resolves by default
+    _ecr_given = ""  # the image argument (rendered): never rewritten
+    _ecr_running: str | None = None  # while the task runs, the image that runs (a cache name, a digest, a replica)
+
+    @property
+    def image(self) -> str:
+        """
+        The image the DAG gave (rendered); while the task runs, the image that runs: its name in
+        the pull-through cache, its pinned digest, its replica's. The docker provider reads it.
+        """
+        return self._ecr_running or self._ecr_given
+
+    @image.setter
+    def image(self, value: str) -> None:
+        self._ecr_given = value
 
     def __init__(
         self,
@@ -87,11 +100,12 @@ class EcrRegistryAuthMixin(BaseOperator):
         self.pinned_images = pinned_images
         self.resolve_digest = self._resolve_by_default if resolve_digest is None else resolve_digest
         self.fallback_regions = fallback_regions
-        self._ecr_image = ""  # the image as rendered, while self.image names what runs (a digest, a replica)
+        self._ecr_image = ""  # the image the hook, pins, replicas and record work with (after the rewrite)
         self._ecr_name: ImageReference | None = None
         self._ecr_pin: Pin | None = None
         self._ecr_record: ImageRecord | None = None
         self._ecr_rewrite: Rewrite | None = None
+        self._ecr_hook: EcrDockerHook | None = None  # while it runs: the hook of the region it runs from
         if not is_templated(self.image, region_name, registry_id, registry_ids, fallback_regions):
             # Fail at DAG parse time when nothing is left to render.
             self._registries()
@@ -119,7 +133,7 @@ class EcrRegistryAuthMixin(BaseOperator):
             ssl_version=self.tls_ssl_version,
         )
         return EcrDockerHook(
-            image=self.image,
+            image=self._ecr_image or self.image,
             aws_conn_id=self.aws_conn_id,
             region_name=self.region_name,
             registry_id=self.registry_id,
@@ -135,12 +149,11 @@ class EcrRegistryAuthMixin(BaseOperator):
     def execute(self, context: Context) -> Any:
         # The rendered image, rewritten before anything connects: the hook, the pins, the replicas
         # and the record all work with the name in the pull-through cache from here on.
-        requested = self.image
-        self._ecr_rewrite = rewrite = through_cache(requested, ecr_settings().pull_through_rules)
+        self._ecr_rewrite = rewrite = through_cache(self._ecr_given, ecr_settings().pull_through_rules)
         self._ecr_record = None
         if rewrite is not None:
             self.log.info("%s", rewrite.log_line())
-            self.image = rewrite.image
+        self._ecr_image = self._ecr_running = rewrite.image if rewrite is not None else self._ecr_given
         try:
             return self._execute_in_regions(context)
         except EcrPullError as err:
@@ -148,49 +161,37 @@ class EcrRegistryAuthMixin(BaseOperator):
                 raise
             raise first_pull_error(err, rewrite) from None
         finally:
-            self.image = requested
+            self._ecr_running = None
             ti = context.get("ti")  # None when a test calls execute({}) directly
             if self._ecr_record is not None and self.do_xcom_push and ti is not None:
                 ti.xcom_push(key=XCOM_KEY, value=self._ecr_record.as_xcom())
 
     def _execute_in_regions(self, context: Context) -> Any:
-        """Run the image from its region, or from its replicas in ``fallback_regions`` when that fails."""
+        """Run the image from its region, or from its replicas in ``fallback_regions`` when that fails (the hook's)."""
         self._registries()  # the rendered arguments, checked before anything connects
-        self._ecr_image = rendered = self.image
-        regions = [self.hook.registries[0], *self.hook.fallback_registries]
-        failures: list[tuple[str, EcrError]] = []
         try:
-            for index, registry in enumerate(regions):
-                if index:
-                    self.__dict__["hook"] = self.hook.in_registry(registry)  # the replica's, from now on
-                image = ImageReference.parse(rendered).name_on_host(registry.host) if index else rendered
-                try:
-                    return self._execute_from(context, image)
-                except REGIONAL_OUTAGES as err:
-                    failures.append((registry.region, err))
-                    if index + 1 == len(regions):
-                        if not index:
-                            raise
-                        raise every_region_failed(rendered, failures, err) from None
-                    self.log.warning(
-                        "ECR in %s failed for %s (%s); pulling it from its replica in %s.",
-                        registry.region, rendered, err, regions[index + 1].region,
-                    )  # fmt: skip
-                except EcrImageNotFoundError as err:
-                    if not index:
-                        raise
-                    failures.append((registry.region, err))
-                    raise every_region_failed(rendered, failures, err) from None
-            raise AssertionError("unreachable: the last region returns or raises")
+            _, result = self.hook.in_each_region(
+                self._ecr_image, lambda hook, image: self._execute_from(context, hook, image), "pulling it from"
+            )
+            return result
         finally:
-            self.image = rendered
+            self._ecr_hook = None
 
-    def _execute_from(self, context: Context, image: str) -> Any:
-        """The Docker operator's execute, pulling ``image`` (the image in one region) or its pin."""
+    @property
+    def cli(self) -> Any:
+        """The docker provider's client: that of the region the image runs from (:attr:`hook`'s, or a replica's)."""
+        return (self._ecr_hook or self.hook).api_client
+
+    def _execute_from(self, context: Context, hook: EcrDockerHook, image: str) -> Any:
+        """
+        The Docker operator's execute in one region: pulling ``image`` (the image there) or its pin
+        with ``hook`` (that region's).
+        """
+        self._ecr_hook = hook
         self._ecr_name = name = ImageReference.parse(image)
-        self._ecr_pin = pin = self._pin(name)
-        self.hook.on_run = self._record_image
-        self.image = name.name_by_digest(pin.digest) if pin is not None else image
+        self._ecr_pin = pin = self._pin(hook, name)
+        hook.on_run = self._record_image
+        self._ecr_running = name.name_by_digest(pin.digest) if pin is not None else image
         try:
             return super().execute(context)
         except EcrImageNotFoundError:
@@ -198,14 +199,14 @@ class EcrRegistryAuthMixin(BaseOperator):
                 raise
             raise pinned_digest_gone(self._ecr_image, pin, name.host) from None
 
-    def _pin(self, name: ImageReference) -> Pin | None:
-        """The digest to pull and run ``name`` by: this run's pin, the tag resolved now, or none."""
+    def _pin(self, hook: EcrDockerHook, name: ImageReference) -> Pin | None:
+        """The digest to pull and run ``name`` by: this run's pin, the tag resolved now (by ``hook``), or none."""
         if self.pinned_images is not None:
             return pin_for(self.pinned_images, ImageReference.parse(self._ecr_image), self._ecr_image)
         if not self.resolve_digest or name.digest is not None:
             return None
         image = name.name_on_host(name.host)
-        pin = Pin.of(self.hook.resolve_manifest(image))
+        pin = Pin.of(hook.resolve_manifest(image))
         self.log.info("Resolved %s to %s", image, name.name_by_digest(pin.digest))
         return pin
 
@@ -217,7 +218,8 @@ class EcrRegistryAuthMixin(BaseOperator):
         """
         if self._ecr_record is not None or image != self.image:  # a retried create; a sidecar image
             return
-        client = self.hook.api_client
+        hook = self._ecr_hook or self.hook
+        client = hook.api_client
         inspect = None
         if pulled_here:
             try:
@@ -226,7 +228,7 @@ class EcrRegistryAuthMixin(BaseOperator):
                 self.log.info("Could not inspect %s: %s", self.image, err)
         record = build_record(
             self._ecr_image,
-            self.hook.registries[0].region,
+            hook.registries[0].region,
             name=self._ecr_name,
             pulled=(self.image in client.pull_digests) if pulled_here else None,
             pull_digest=client.pull_digests.get(self.image),

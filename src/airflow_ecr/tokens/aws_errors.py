@@ -2,7 +2,7 @@
 What a failed AWS call means (:func:`classify`), and how it reads: in a task (:func:`token_error`)
 and in ``airflow-ecr doctor`` (:func:`sts_advice`, and the token errors again for the ECR check).
 
-The classification is data (:class:`~airflow_ecr.tokens.aws_failure.AwsFailure`, with a ``kind``); nothing
+The classification is data (:class:`~airflow_ecr.aws_failure.AwsFailure`, with a ``kind``); nothing
 downstream parses text.
 """
 
@@ -12,9 +12,9 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
+from airflow_ecr.aws_failure import CREDENTIAL_KINDS, AwsFailure, FailureKind
 from airflow_ecr.exceptions import EcrCredentialsError, EcrError, EcrServiceError
 from airflow_ecr.registry import EcrRegistry
-from airflow_ecr.tokens.aws_failure import CREDENTIAL_KINDS, AwsFailure, FailureKind
 
 # Error codes AWS answers when the caller lacks permission.
 ACCESS_DENIED_CODES = ("AccessDeniedException", "AccessDenied")

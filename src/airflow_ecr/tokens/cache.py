@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from airflow_ecr.process_state import STATE
 from airflow_ecr.registry import EcrRegistry
@@ -25,9 +25,6 @@ from airflow_ecr.tokens.policy import CLOCK_ADVICE, RefreshPolicy, expired_on_ar
 from airflow_ecr.tokens.private_files import default_cache_path
 from airflow_ecr.tokens.store import FileStore, MemoryStore, NullStore, TokenStore
 from airflow_ecr.tokens.token import EcrToken, mask, utc_time
-
-if TYPE_CHECKING:
-    from airflow_ecr.tokens.sources import TokenSource
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +86,36 @@ def cache_directory(settings: EcrSettings) -> Path | None:
     if not settings.cache_enabled:
         return None
     return settings.cache_dir or Path(default_cache_path())
+
+
+class TokenSource(Protocol):
+    """
+    Where tokens come from: one AWS identity, able to ask ECR for tokens.
+
+    A source may also have a ``locator``: a non-secret string, cheap to compute, naming where its
+    identity is configured (the connection id, the environment's credential facts, and the
+    deployment, team and secrets backends that resolve the id), so that the cache can find the
+    identity it resolved to last time without computing ``identity`` (a connection lookup), and an
+    ``identity_recalled(identity)`` method the cache calls when it did so.
+    """
+
+    @property
+    def identity(self) -> str:
+        """A non-secret string that differs between AWS identities; part of every cache key."""
+        ...
+
+    @property
+    def description(self) -> str:
+        """How error messages name this source, e.g. ``aws_conn_id='aws_default'``."""
+        ...
+
+    def fetch(self, registries: Sequence[EcrRegistry]) -> dict[str, EcrToken]:
+        """
+        Fetch tokens for registries of one region (or all ECR Public) in one API call.
+
+        :return: tokens keyed by ``registry.registry_id``.
+        """
+        ...
 
 
 class TokenCache:

@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import Any
 
 from airflow_ecr import _compat
 from airflow_ecr.exceptions import AirflowFernetError, EcrCredentialsError
@@ -48,36 +48,6 @@ _SECRET_WORDS = ("secret", "token", "password", "key")
 NO_CONNECTION = "no-connection:"
 # The services whose clients make the token call (and so get its retry policy).
 TOKEN_SERVICES = frozenset({"ecr", "ecr-public"})
-
-
-class TokenSource(Protocol):
-    """
-    Where tokens come from: one AWS identity, able to ask ECR for tokens.
-
-    A source may also have a ``locator``: a non-secret string, cheap to compute, naming where its
-    identity is configured (the connection id, the environment's credential facts, and the
-    deployment, team and secrets backends that resolve the id), so that the cache can find the
-    identity it resolved to last time without computing ``identity`` (a connection lookup), and an
-    ``identity_recalled(identity)`` method the cache calls when it did so.
-    """
-
-    @property
-    def identity(self) -> str:
-        """A non-secret string that differs between AWS identities; part of every cache key."""
-        ...
-
-    @property
-    def description(self) -> str:
-        """How error messages name this source, e.g. ``aws_conn_id='aws_default'``."""
-        ...
-
-    def fetch(self, registries: Sequence[EcrRegistry]) -> dict[str, EcrToken]:
-        """
-        Fetch tokens for registries of one region (or all ECR Public) in one API call.
-
-        :return: tokens keyed by ``registry.registry_id``.
-        """
-        ...
 
 
 def _is_secret_key(name: str) -> bool:
