@@ -62,8 +62,8 @@ def test_the_secrets_advice_follows_the_ratio() -> None:
 def test_secrets_required_life_adds_airflows_cache_ttl() -> None:
     assert RefreshPolicy.secrets_required_life(60, 900) == 960
     assert RefreshPolicy.secrets_required_life(60, None) == 60
-    assert RefreshPolicy().lasts(token(0), NOW, 11 * 3600)
-    assert not RefreshPolicy().lasts(token(0), NOW, 12 * 3600)
+    assert RefreshPolicy().usable_for(token(0), NOW, 11 * 3600)
+    assert not RefreshPolicy().usable_for(token(0), NOW, 12 * 3600)
 
 
 @pytest.mark.parametrize("ratio", [0, 1.5, -1])
@@ -101,7 +101,7 @@ def test_jitter_is_bounded_earlier_only_and_the_same_for_every_holder_of_a_token
         assert RefreshPolicy().refresh_at(same) == policy.refresh_at(tok)
         # Never later than refresh_ratio: a handed-out token still has (1 - ratio) of its life left
         # (less the expiry margin), as without jitter.
-        left = policy.free_required_life(tok) - MAX_EXPIRY_MARGIN
+        left = policy.longest_life_cache_guarantees(tok) - MAX_EXPIRY_MARGIN
         assert policy.can_serve(tok, policy.refresh_at(tok) - 1, min_life=left)
     assert RefreshPolicy(refresh_jitter=0).refresh_at(tok) == tok.issued_at + 6 * 3600
 

@@ -100,7 +100,8 @@ __all__ = [
     "to_json",
 ]
 
-# Every check, in the order they run: the AWS side first, then this host, then the Docker side.
+# Every module's CHECKS (each in its own order), the AWS side first, then this host, then the
+# Docker side: each side's answers explain the next one's failures.
 CHECKS: tuple[Check, ...] = (*aws.CHECKS, *cache.CHECKS, *docker.CHECKS)
 
 

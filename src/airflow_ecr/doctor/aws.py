@@ -165,7 +165,6 @@ def _duration(seconds: float) -> str:
     return f"{seconds:.0f} s"
 
 
-# The checks of this module, in the order they run (doctor runs every module's CHECKS in turn).
 CHECKS = (
     Check(*IDENTITY, check_aws_identity),
     Check(*PERMISSION, check_ecr_permission, needs_image=True),

@@ -134,5 +134,4 @@ def report(problem: DirectoryProblem) -> tuple[str, str]:
     return f"{path}: {problem.kind}", f"fix it or set {setting}"
 
 
-# The checks of this module, in the order they run (doctor runs every module's CHECKS in turn).
 CHECKS = (Check(*CACHE, check_host_cache),)

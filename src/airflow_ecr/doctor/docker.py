@@ -292,8 +292,8 @@ def check_swarm(state: DoctorState) -> CheckResult:
     )
 
 
-# The checks of this module, in the order they run (doctor runs every module's CHECKS in turn); the
-# registry checks need the token (ECR permission) and the daemon, the swarm check the daemon.
+# In this order because the registry checks need the token (ECR permission) and the daemon, and the
+# swarm check the daemon.
 CHECKS = (
     Check(*DAEMON, check_docker_daemon),
     Check(*REGISTRY, check_registry, needs_image=True, needs=("ecr_permission", DAEMON[0])),

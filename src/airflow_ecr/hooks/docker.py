@@ -66,7 +66,8 @@ class EcrAuthenticator:
         self.cache = cache
         self.tokens: dict[str, EcrToken] = {}
 
-    def manages(self, host: str) -> bool:
+    def logs_in_to(self, host: str) -> bool:
+        """Whether ``host`` is one of the ECR registries this authenticator has tokens for."""
         return host in self.registries
 
     def auth_for(self, host: str) -> dict[str, str]:
@@ -107,7 +108,7 @@ class EcrAPIClient(APIClient):
 
     def pull(self, repository: str, tag: str | None = None, **kwargs: Any) -> Any:
         host = _host_of(repository)
-        if kwargs.get("auth_config") is not None or not self.ecr.manages(host):
+        if kwargs.get("auth_config") is not None or not self.ecr.logs_in_to(host):
             return super().pull(repository, tag, **kwargs)
         image = (f"{repository}@{tag}" if tag.startswith("sha256:") else f"{repository}:{tag}") if tag else repository
         self.pull_digests[image] = None
@@ -167,7 +168,7 @@ class EcrAPIClient(APIClient):
         if self.on_run is not None and image:
             self.on_run(image, False)
         host = _host_of(image) if image else ""
-        if self.ecr.manages(host):
+        if self.ecr.logs_in_to(host):
             set_service_auth(self, host, self.ecr.auth_for(host))
         return super().create_service(task_template, *args, **kwargs)
 
@@ -346,7 +347,7 @@ class EcrDockerHook(DockerHook):
         }
         # Bad arguments fail here, before any I/O; an alias host may yet be declared by the
         # docker_conn_id connection, which is read at first use (settings), still before any token.
-        self._registries = early_registries(self._target, docker_conn_id)
+        self._registries = registries_before_connection(self._target, docker_conn_id)
         self._fallback_regions = fallback_regions
         if self._registries is not None:
             replicas(self._registries[0], fallback_regions)  # bad regions fail here, before any I/O
@@ -415,7 +416,9 @@ class EcrDockerHook(DockerHook):
         # loop (connect, ping, log in, fail over to the next URL; the same in provider 4.3.1-4.6.1).
         for url in self._urls:
             try:
-                client = EcrAPIClient(ecr=self.authenticator, on_run=self._on_run, base_url=url, **self._client_options)
+                client = EcrAPIClient(
+                    ecr=self.authenticator, on_run=self._report_run, base_url=url, **self._client_options
+                )
                 if not client.ping():
                     raise AirflowException(f"Failed to ping host {url}.")
                 if login is not None:
@@ -431,7 +434,8 @@ class EcrDockerHook(DockerHook):
             "user may open its socket, or set docker_url."
         )
 
-    def _on_run(self, image: str, local: bool) -> None:
+    def _report_run(self, image: str, local: bool) -> None:
+        # The client keeps this bound method, so a callback set on the hook later still reaches it.
         if self.on_run is not None:
             self.on_run(image, local)
 
@@ -464,7 +468,7 @@ class EcrDockerHook(DockerHook):
             name = ImageReference.parse(image)
         except ValueError as err:
             raise EcrConfigurationError(str(err)) from None
-        if not self.authenticator.manages(name.host):
+        if not self.authenticator.logs_in_to(name.host):
             raise EcrConfigurationError(
                 f"Image {image} is not in this hook's registries ({', '.join(self.authenticator.registries)})."
             )
@@ -569,7 +573,7 @@ def configured_aliases() -> dict[str, EcrRegistry]:
     return ecr_settings().registry_aliases
 
 
-def early_registries(target: Mapping[str, Any], docker_conn_id: str | None) -> list[EcrRegistry] | None:
+def registries_before_connection(target: Mapping[str, Any], docker_conn_id: str | None) -> list[EcrRegistry] | None:
     """
     ``ecr_registries(**target)`` with the configured aliases, or None when that fails but the
     ``docker_conn_id`` connection (not read yet) may declare the image's host an alias.

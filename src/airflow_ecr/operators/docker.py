@@ -14,7 +14,7 @@ from airflow_ecr._compat import AirflowException, BaseOperator
 from airflow_ecr.exceptions import EcrError, EcrImageNotFoundError, EcrPullError
 from airflow_ecr.hooks._docker_compat import KeepsLastServiceTask
 from airflow_ecr.hooks.daemon_messages import names_missing_image
-from airflow_ecr.hooks.docker import EcrDockerHook, early_registries, replicas
+from airflow_ecr.hooks.docker import EcrDockerHook, registries_before_connection, replicas
 from airflow_ecr.hooks.pull_errors import first_pull_error
 from airflow_ecr.images.pins import Pin, pin_for, pinned_digest_gone
 from airflow_ecr.images.pull_through import Rewrite, through_cache
@@ -116,7 +116,7 @@ class EcrRegistryAuthMixin(BaseOperator):
         rewrite = through_cache(self.image, ecr_settings().pull_through_rules)
         target = {"image": rewrite.image if rewrite else self.image, "registry": None, "region_name": self.region_name,
                   "registry_id": self.registry_id, "registry_ids": self.registry_ids}  # fmt: skip
-        registries = early_registries(target, self.docker_conn_id)
+        registries = registries_before_connection(target, self.docker_conn_id)
         if registries is not None:
             replicas(registries[0], self.fallback_regions)
         return registries
@@ -271,12 +271,9 @@ class EcrDockerOperator(EcrRegistryAuthMixin, DockerOperator):
             command="python train.py",
         )
 
-    :param aws_conn_id: the Airflow AWS connection tokens are fetched with (None: boto3's chain).
-    :param region_name: the registry's region; must agree with the image's host (it never makes a
-        host an alias: declare aliases in ``[ecr] registry_aliases`` or an ``ecr_docker`` connection).
-    :param registry_id: the registry's account id; must agree with the image's host.
-    :param registry_ids: more registries (account ids, same region) to authenticate, fetched in
-        the same ``GetAuthorizationToken`` call.
+    The ECR arguments (``aws_conn_id``, ``region_name``, ``registry_id``, ``registry_ids``,
+    ``pinned_images``, ``resolve_digest``, ``fallback_regions``) are documented once, on
+    :class:`EcrRegistryAuthMixin`.
     """
 
     template_fields: Sequence[str] = (*DockerOperator.template_fields, *ECR_TEMPLATE_FIELDS)
@@ -287,13 +284,9 @@ class EcrDockerSwarmOperator(EcrRegistryAuthMixin, KeepsLastServiceTask, DockerS
     Run a Docker Swarm service from an Amazon ECR image; the service carries the registry login so
     that whichever node runs it can pull.
 
-    Takes every ``DockerSwarmOperator`` argument, plus those of :class:`EcrDockerOperator`.
-
-    :param aws_conn_id: the Airflow AWS connection tokens are fetched with (None: boto3's chain).
-    :param region_name: the registry's region; must agree with the image's host (it never makes a
-        host an alias: declare aliases in ``[ecr] registry_aliases`` or an ``ecr_docker`` connection).
-    :param registry_id: the registry's account id; must agree with the image's host.
-    :param registry_ids: more registries (account ids, same region) to authenticate.
+    Takes every ``DockerSwarmOperator`` argument, plus the ECR arguments documented on
+    :class:`EcrRegistryAuthMixin` (``resolve_digest`` is on by default here: every node runs the
+    digest recorded).
     """
 
     template_fields: Sequence[str] = (*DockerSwarmOperator.template_fields, *ECR_TEMPLATE_FIELDS)

@@ -110,7 +110,7 @@ refresh_ratio`` of their life (half by default), any ``cache_ttl_seconds`` under
 refresh_ratio`` of 12 hours) costs nothing. Without the secrets cache, a token handed out has at
 least ``1 - [ecr] refresh_ratio`` of its life left (6 hours for ECR by default), and
 ``min_token_life`` can require more. Every one of these numbers is the refresh policy's
-(:class:`~airflow_ecr.tokens.policy.RefreshPolicy`: ``secrets_required_life``, ``lasts``, the
+(:class:`~airflow_ecr.tokens.policy.RefreshPolicy`: ``secrets_required_life``, ``usable_for``, the
 expiry margin, ``too_short_advice``), the same policy the token cache refreshes by.
 
 Errors
@@ -431,7 +431,7 @@ class EcrDockerConnectionBackend(DelegatingSecretsBackend):
                     f"which {why}: fix the region in the registry host ({err})"
                 ) from None
             raise _lookup_error(f"Connection {conn_id!r} got no ECR token: {err}") from None
-        if required and not cache.policy.lasts(token, time.time(), required):
+        if required and not cache.policy.usable_for(token, time.time(), required):
             raise _lookup_error(self._too_short(conn_id, registry, token))
         return token
 

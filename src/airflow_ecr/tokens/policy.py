@@ -146,11 +146,11 @@ class RefreshPolicy:
         """
         return min_token_life + (secrets_cache_ttl or 0.0)
 
-    def lasts(self, token: EcrToken, now: float, required_life: float) -> bool:
+    def usable_for(self, token: EcrToken, now: float, required_life: float) -> bool:
         """Whether ``token`` stays usable ``required_life`` seconds past ``now``."""
         return self.usable_life(token, now) >= required_life
 
-    def free_required_life(self, token: EcrToken) -> float:
+    def longest_life_cache_guarantees(self, token: EcrToken) -> float:
         """The longest required life that cached tokens always meet (no extra ECR call)."""
         return (1 - self.refresh_ratio) * token.lifetime
 
@@ -162,7 +162,7 @@ class RefreshPolicy:
         :param secrets_cache_ttl: Airflow's ``[secrets] cache_ttl_seconds`` when its cache is on.
         :param min_token_life: the backend's ``min_token_life``.
         """
-        bound = self.free_required_life(token)
+        bound = self.longest_life_cache_guarantees(token)
         if secrets_cache_ttl:
             extra = " + min_token_life" if min_token_life else ""
             return f"keep [secrets] cache_ttl_seconds{extra} below {bound:.0f} s, or turn [secrets] use_cache off"
