@@ -28,7 +28,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("_compat",),  # where Airflow's symbols live
     ("exceptions",),
     ("process_state",),  # what a process keeps: below settings and tokens, which keep theirs there
-    ("registry",),  # pure parsing of ECR hosts
+    ("registry",),  # pure parsing of ECR hosts and image references
     ("images",),  # pure image names, records, pins; the manifest API
     ("settings",),  # [ecr], read once
     ("tokens",),
