@@ -43,6 +43,15 @@ def test_airflow_discovers_the_provider(version, tmp_path):
     hooks = run(version, tmp_path, "airflow", "providers", "hooks", "-o", "plain")
     assert "ecr_docker" in hooks
     assert "airflow_ecr.doctor.connection.EcrDockerConnectionHook" in hooks
+    # The connection form's ECR fields and hidden ones, as the UI gets them from the providers manager.
+    code = (
+        "from airflow.providers_manager import ProvidersManager as P; m = P(); "
+        "print(sorted(k for k in m.connection_form_widgets if 'ecr_docker' in k)); "
+        "print(m.field_behaviours.get('ecr_docker'))"
+    )
+    widgets, behaviour = run(version, tmp_path, "python", "-c", code).strip().splitlines()[-2:]
+    assert "aws_conn_id" in widgets and "region_name" in widgets, widgets
+    assert "hidden_fields" in behaviour, behaviour
     code = (
         "from airflow.providers_manager import ProvidersManager as P; m = P(); "
         "print(sorted(m.taskflow_decorators)); print(sorted(m.providers))"

@@ -35,6 +35,18 @@ class EcrDockerConnectionHook(EcrDockerHook):
     :class:`~airflow_ecr.hooks.docker.EcrDockerHook` with the form's **Test** button.
     """
 
+    # Airflow 2 builds a connection type's form from its hook class's own attributes only
+    # (``"get_connection_form_widgets" in hook_class.__dict__``): inherited, the form has no ECR fields.
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """The extra fields of an ``ecr_docker`` connection (Airflow 2 UI): the hook's."""
+        return EcrDockerHook.get_connection_form_widgets()
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """What an ``ecr_docker`` connection's form hides and relabels: the hook's."""
+        return EcrDockerHook.get_ui_field_behaviour()
+
     def test_connection(self) -> tuple[bool, str]:
         """The UI's Test button: doctor's token and registry-login checks, in one line (never the token)."""
         return check_connection(self)
