@@ -614,11 +614,19 @@ class SchedulerSession:
         self.wait_dag(dag_id)
         if self.harness.major >= 3:
             self.wait_api()
-            status, body = self._request(
-                "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None}
-            )
-            if status not in (200, 201):
-                raise RuntimeError(f"triggering {dag_id}: {status} {body}")
+            # The metadata database is SQLite, one writer at a time: a scheduler's write can make the
+            # API server's insert fail ("database is locked"), which Airflow answers with a 500
+            # "Database error" (CI run of stop 30, once in two runs). A user retries; so do we. The
+            # insert was rolled back, so a retry that finds the run (409) finds the one it made.
+            for attempt in range(5):
+                status, body = self._request(
+                    "POST", f"/api/v2/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None}
+                )
+                if status in (200, 201) or (attempt and status == 409):
+                    break
+                if status != 500 or "Database error" not in str(body) or attempt == 4:
+                    raise RuntimeError(f"triggering {dag_id}: {status} {body}")
+                time.sleep(1 + attempt)
         else:
             result = self.harness.run_cli("dags", "trigger", "-r", run_id, dag_id, env=self.env)
             if result.returncode != 0:
