@@ -293,19 +293,21 @@ def interpreter(minor: str) -> str:
 def declared_dependencies(wheel: Path, extra: str | None = None) -> list[str]:
     """
     The wheel's runtime requirements as published (``Requires-Dist`` without an ``extra`` marker),
-    and those of ``extra`` (its marker removed).
+    and those of each of the comma-separated ``extra`` (their markers removed).
     """
     with zipfile.ZipFile(wheel) as archive:
         name = next(n for n in archive.namelist() if n.endswith(".dist-info/METADATA"))
         lines = archive.read(name).decode().splitlines()
     requirements = [line.split(":", 1)[1].strip() for line in lines if line.startswith("Requires-Dist:")]
     chosen = [r for r in requirements if "extra ==" not in r]
-    marker = f"extra == '{extra}'", f'extra == "{extra}"'
-    return chosen + [r.split(";", 1)[0].strip() for r in requirements if extra and any(m in r for m in marker)]
+    extras = [e for e in (extra or "").split(",") if e]
+    marker = [f"extra == {quote}{e}{quote}" for e in extras for quote in "'\""]
+    return chosen + [r.split(";", 1)[0].strip() for r in requirements if any(m in r for m in marker)]
 
 
-# Installed as users of the Kubernetes support install it: `pip install 'airflow-ecr[kubernetes]'`.
-EXTRA = "kubernetes"
+# Installed as users of the Kubernetes support and signature rules install it:
+# `pip install 'airflow-ecr[kubernetes,signatures]'`.
+EXTRA = "kubernetes,signatures"
 
 
 def build_wheel(out: Path) -> Path:

@@ -95,6 +95,20 @@ class DockerDaemonError(EcrError):
     exit_code = exit_codes.EXIT_DOCKER
 
 
+class EcrImagePolicyError(EcrError):
+    """The image policy refused the image (``[ecr] image_policy``): the task does not start.
+
+    :param verdict: the :class:`~airflow_ecr.trust.outcome.Verdict` that refused it, rule by rule.
+    """
+
+    kind = "image_policy"
+    exit_code = exit_codes.EXIT_POLICY
+
+    def __init__(self, message: str = "", *args: Any, verdict: Any = None) -> None:
+        super().__init__(message, *args)
+        self.verdict = verdict
+
+
 class KubernetesPullSecretError(EcrError):
     """The Kubernetes API refused or failed a pull secret's create, patch or read (see the Role)."""
 

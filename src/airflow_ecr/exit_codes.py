@@ -18,6 +18,8 @@ helper's).
 7     doctor: the registry could not be reached from the Docker daemon
 8     doctor: the image (repository, tag or digest) does not exist
 9     the Kubernetes API refused or failed a pull secret's create, patch or read
+10    the image policy (``[ecr] image_policy``) refused the image: a scan finding, a missing or
+      untrusted signature, or a check it could not complete
 ====  ===========================================================================
 
 ``docker-credential-airflow-ecr`` speaks Docker's credential-helper protocol, whose clients read only
@@ -38,6 +40,7 @@ EXIT_DOCKER = 6
 EXIT_REGISTRY = 7
 EXIT_IMAGE = 8
 EXIT_KUBERNETES = 9
+EXIT_POLICY = 10
 # docker-credential-airflow-ecr: the protocol's error exit (as in github.com/docker/docker-credential-helpers).
 EXIT_HELPER_PROTOCOL = 1
 

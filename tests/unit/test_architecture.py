@@ -32,6 +32,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("images",),  # pure image names, records, pins; the manifest API
     ("settings",),  # [ecr], read once
     ("tokens",),
+    ("trust",),  # the image policy: scan findings and signatures of a digest
     ("provider_info",),  # its defaults are the refresh policy's
     ("hooks", "connections", "lineage"),
     ("kubernetes", "secrets", "credential_helper"),
