@@ -36,6 +36,8 @@ def facet_class() -> type:
         reference: str | None
         region: str
         platformDigest: str | None  # OpenLineage facet fields are camelCase
+        # The image policy's verdict on the digest (scan summary, signature outcome), when one applied.
+        policy: dict[str, Any] | None = None
 
         @staticmethod
         def _get_schema() -> str:
@@ -63,5 +65,6 @@ def image_lineage(record: ImageRecord | None) -> Any:
         reference=value["reference"],
         region=value["region"],
         platformDigest=value["platform_digest"],
+        policy=value["policy"],
     )
     return OperatorLineage(run_facets={FACET_NAME: facet})

@@ -27,6 +27,8 @@ failure's:
    server (:mod:`.kubernetes`);
 9. ``kubernetes_secret`` (needs 2 and 8): a pull secret made from the token, read back and deleted;
    the registry accepts the credentials read back.
+10. ``policy_scan`` and 11. ``policy_signature`` (need 2): the image policy (``[ecr] image_policy``)
+   on the digest the tag points to now, rule by rule (:mod:`.policy`).
 
 Without an image, the checks that need one (2, 5, 6, 9) are skipped.
 
@@ -59,7 +61,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from airflow_ecr import exit_codes
-from airflow_ecr.doctor import aws, cache, docker, kubernetes
+from airflow_ecr.doctor import aws, cache, docker, kubernetes, policy
 from airflow_ecr.doctor.aws import check_aws_identity, check_ecr_permission
 from airflow_ecr.doctor.cache import check_host_cache, inspect_cache_dir
 from airflow_ecr.doctor.docker import (
@@ -102,7 +104,7 @@ __all__ = [
 
 # Every module's CHECKS (each in its own order), the AWS side first, then this host, then the
 # Docker side: each side's answers explain the next one's failures.
-CHECKS: tuple[Check, ...] = (*aws.CHECKS, *cache.CHECKS, *docker.CHECKS)
+CHECKS: tuple[Check, ...] = (*aws.CHECKS, *cache.CHECKS, *docker.CHECKS, *policy.CHECKS)
 
 
 def checks_for(state: DoctorState) -> tuple[Check, ...]:

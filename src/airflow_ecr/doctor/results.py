@@ -74,6 +74,8 @@ class DoctorState:
     daemon_platform: str | None = None
     namespace: str | None = None
     kubernetes_conn_id: str = "kubernetes_default"
+    # The image policy's verdict, made once by the first policy check (doctor/policy.py).
+    policy: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
         if self.image is not None and self.registry is None:

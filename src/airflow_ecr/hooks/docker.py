@@ -8,8 +8,9 @@ import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from functools import cached_property
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.providers.docker.hooks.docker import DockerHook
 from docker import APIClient
@@ -22,6 +23,7 @@ from airflow_ecr.exceptions import (
     EcrConfigurationError,
     EcrError,
     EcrImageNotFoundError,
+    EcrImagePolicyError,
     EcrRegistryUnavailableError,
     EcrServiceError,
 )
@@ -41,10 +43,14 @@ from airflow_ecr.registry import (
     resolve_registry,
     with_account,
 )
-from airflow_ecr.settings import DEFAULT_AWS_CONN_ID
+from airflow_ecr.settings import DEFAULT_AWS_CONN_ID, ecr_settings
 from airflow_ecr.tokens.cache import TokenCache, TokenSource
 from airflow_ecr.tokens.sources import EcrTokenSource
 from airflow_ecr.tokens.token import EcrToken
+
+if TYPE_CHECKING:
+    from airflow_ecr.trust.outcome import Verdict
+    from airflow_ecr.trust.policy import ImageRule
 
 log = logging.getLogger(__name__)
 
@@ -483,6 +489,55 @@ class EcrDockerHook(DockerHook):
                         raise pull_error(image, name.host, "HTTP 401 for the manifest", "auth", True) from None
                     self.authenticator.reject(name.host)
         raise AssertionError("unreachable: the second attempt returns or raises")
+
+    def image_rule(self, image: str, dag_policy: Mapping[str, Any] | None, where: str) -> ImageRule | None:
+        """
+        The image policy rule ``image`` runs under: the deployment's (``[ecr] image_policy``) for its
+        scope, tightened by the DAG's ``image_policy``; None when neither has one.
+
+        :param image: the image in its main registry (after a pull-through rewrite: what runs).
+        :param dag_policy: the task's ``image_policy`` argument, if any.
+        :param where: who asks, for the sentence refusing a loosening (``task 'train'``).
+        :raises EcrConfigurationError: a malformed policy file, or a DAG that loosens it.
+        """
+        from airflow_ecr.trust.policy import effective_rule, load_image_policy
+
+        policy = load_image_policy(ecr_settings())
+        deployment = policy.rule_for(ImageReference.parse(image)) if policy is not None else None
+        return effective_rule(deployment, dag_policy, where)
+
+    def check_image_policy(self, rule: ImageRule, image: str, digest: str) -> Verdict:
+        """
+        Check ``digest`` of ``image`` against ``rule`` (scan findings, signatures), or take the host's
+        cached verdict for it (no request); the task runs that digest only if this returns.
+
+        :param rule: the effective rule (:meth:`image_rule`).
+        :param image: the image as it is pulled (in this hook's registries).
+        :param digest: the manifest digest that will be pulled and run.
+        :raises EcrImagePolicyError: the policy refuses it, one sentence naming the rule that failed.
+        """
+        from airflow_ecr.hooks.policy_io import HookPolicyIO
+        from airflow_ecr.trust.check import check_digest
+        from airflow_ecr.trust.verdicts import VerdictCache
+
+        name = ImageReference.parse(image)
+        cache = VerdictCache.for_settings(ecr_settings())
+        now = datetime.now(timezone.utc)
+        verdict = cache.get(digest, rule.fingerprint, now.timestamp()) if cache is not None else None
+        if verdict is None:
+            registry = next(r for r in self.settings.registries if r.host == name.host)
+            io = HookPolicyIO(self.token_source, registry, self.registry_auth)
+            verdict = check_digest(rule, image, name, digest, io, now)
+            if cache is not None and verdict.passed:
+                cache.put(verdict, rule.fingerprint)
+        for outcome in verdict.outcomes:
+            self.log.info(
+                "Image policy %r, %s rule, %s: %s%s", verdict.scope, outcome.rule, "passed" if outcome.passed else "FAILED",
+                outcome.summary, " (cached verdict)" if verdict.cached else "",
+            )  # fmt: skip
+        if not verdict.passed:
+            raise EcrImagePolicyError(verdict.refusal(), verdict=verdict)
+        return verdict
 
     def resolve_in_any_region(self, image: str) -> tuple[EcrRegistry, Manifest]:
         """

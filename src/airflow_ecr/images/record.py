@@ -37,6 +37,8 @@ class ImageRecord:
     :param note: why ``digest`` is None, or other news for the task log.
     :param requested: the image as the task named it, when ``[ecr] pull_through_cache`` rewrote it
         to ``image`` (its name in the ECR pull-through cache).
+    :param policy: the image policy's verdict on the digest (``Verdict.as_record()``: the scan
+        summary, the signature outcome), when a policy applied.
     """
 
     image: str
@@ -50,6 +52,7 @@ class ImageRecord:
     pin: Pin | None = None
     note: str | None = None
     requested: str | None = None
+    policy: dict[str, Any] | None = None
 
     @property
     def reference(self) -> str | None:
@@ -73,6 +76,7 @@ class ImageRecord:
             "pinned": self.pin is not None,
             "resolved_at": self.pin.resolved_at if self.pin else None,
             "requested": self.requested or self.image,
+            "policy": self.policy,
         }
 
     @property
@@ -90,6 +94,7 @@ def build_record(
     pin: Pin | None,
     name: ImageReference | None = None,
     requested: str | None = None,
+    policy: dict[str, Any] | None = None,
 ) -> ImageRecord:
     """
     The record of a task that ran ``image``.
@@ -102,6 +107,7 @@ def build_record(
     :param pin: the pin the task pulled by, if any.
     :param name: the image as pulled, when not ``image`` itself (a replica in a fallback region).
     :param requested: the image as the task named it, when a pull-through cache rule rewrote it to ``image``.
+    :param policy: the image policy's verdict on the digest that runs (``Verdict.as_record()``), if any.
     """
     name = name or ImageReference.parse(image)
     inspect = inspect or {}
@@ -132,4 +138,6 @@ def build_record(
         # Without the manifest (a pull by tag reports only the digest) an index cannot be told from
         # a single manifest; a digest that names the image itself can.
         platform_digest = None
-    return ImageRecord(image, name, region, digest, pulled, platform, platform_digest, image_id, pin, note, requested)
+    return ImageRecord(
+        image, name, region, digest, pulled, platform, platform_digest, image_id, pin, note, requested, policy
+    )

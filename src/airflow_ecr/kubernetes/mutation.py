@@ -18,6 +18,7 @@ from typing import Any
 from airflow_ecr import _compat
 from airflow_ecr.exceptions import EcrError
 from airflow_ecr.kubernetes.attach import PullSecrets
+from airflow_ecr.kubernetes.policy import enforce_image_policy
 from airflow_ecr.settings import default_aws_conn_id
 
 log = logging.getLogger(__name__)
@@ -56,8 +57,11 @@ def add_pull_secret(pod: Any) -> None:
     operator = running_operator()
     if operator is None or getattr(operator, "adds_ecr_pull_secrets", False) or not hasattr(operator, "client"):
         return
+    aws_conn_id = default_aws_conn_id()
+    # The deployment's image policy, before the Secret: a refused image leaves nothing behind.
+    enforce_image_policy(pod, aws_conn_id, None, f"task {getattr(operator, 'task_id', '?')!r}")
     secrets = PullSecrets(operator.client)
-    name = secrets.attach(pod, default_aws_conn_id())
+    name = secrets.attach(pod, aws_conn_id)
     if name is None:
         return
     thread = threading.Thread(

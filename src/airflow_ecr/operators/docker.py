@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +24,7 @@ from airflow_ecr.settings import DEFAULT_AWS_CONN_ID, ecr_settings
 
 if TYPE_CHECKING:
     from airflow_ecr._compat import Context
+    from airflow_ecr.trust.outcome import Verdict
 
 ECR_TEMPLATE_FIELDS = ("aws_conn_id", "region_name", "registry_id", "registry_ids", "pinned_images", "fallback_regions")
 
@@ -48,6 +49,11 @@ class EcrRegistryAuthMixin(BaseOperator):
         order when the image's region fails (its ECR API or registry unreachable, 5xx, or still
         throttled): the same repository and tag (or pinned digest) is pulled from the replica.
         Never on a refusal (401/403) or a missing image (404).
+    :param image_policy: this task's image policy, tightening the deployment's (``[ecr]
+        image_policy``) for this image, or standing alone where none applies: ``{"scan": {...},
+        "signature": {...}}`` as one rule of the policy file (docs/image-policy.md). A value that
+        would loosen the deployment's rule fails the task. With a policy in force the tag is
+        resolved, that digest checked, then pulled and run.
 
     An image of a registry named in ``[ecr] pull_through_cache`` (``busybox:1.36`` for
     ``docker.io=...``) is pulled by its name in the ECR pull-through cache, with everything above.
@@ -90,10 +96,12 @@ class EcrRegistryAuthMixin(BaseOperator):
         pinned_images: Any = None,
         resolve_digest: bool | None = None,
         fallback_regions: Sequence[str] | str | None = None,
+        image_policy: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.aws_conn_id = aws_conn_id
+        self.image_policy = image_policy
         self.region_name = region_name
         self.registry_id = registry_id
         self.registry_ids = registry_ids
@@ -103,6 +111,7 @@ class EcrRegistryAuthMixin(BaseOperator):
         self._ecr_image = ""  # the image the hook, pins, replicas and record work with (after the rewrite)
         self._ecr_name: ImageReference | None = None
         self._ecr_pin: Pin | None = None
+        self._ecr_verdict: Verdict | None = None
         self._ecr_record: ImageRecord | None = None
         self._ecr_rewrite: Rewrite | None = None
         self._ecr_hook: EcrDockerHook | None = None  # while it runs: the hook of the region it runs from
@@ -151,6 +160,7 @@ class EcrRegistryAuthMixin(BaseOperator):
         # and the record all work with the name in the pull-through cache from here on.
         self._ecr_rewrite = rewrite = through_cache(self._ecr_given, ecr_settings().pull_through_rules)
         self._ecr_record = None
+        self._ecr_verdict = None
         if rewrite is not None:
             self.log.info("%s", rewrite.log_line())
         self._ecr_image = self._ecr_running = rewrite.image if rewrite is not None else self._ecr_given
@@ -189,7 +199,12 @@ class EcrRegistryAuthMixin(BaseOperator):
         """
         self._ecr_hook = hook
         self._ecr_name = name = ImageReference.parse(image)
-        self._ecr_pin = pin = self._pin(hook, name)
+        # The deployment's scopes name the image in its main region; a replica is checked as itself.
+        rule = hook.image_rule(self._ecr_image, self.image_policy, f"task {self.task_id!r}")
+        self._ecr_pin = pin = self._pin(hook, name, must_resolve=rule is not None)
+        digest = pin.digest if pin is not None else name.digest
+        # Checked on the digest that is pulled next: no window between the check and the pull.
+        self._ecr_verdict = hook.check_image_policy(rule, image, digest) if rule is not None and digest else None
         hook.on_run = self._record_image
         self._ecr_running = name.name_by_digest(pin.digest) if pin is not None else image
         try:
@@ -199,11 +214,15 @@ class EcrRegistryAuthMixin(BaseOperator):
                 raise
             raise pinned_digest_gone(self._ecr_image, pin, name.host) from None
 
-    def _pin(self, hook: EcrDockerHook, name: ImageReference) -> Pin | None:
-        """The digest to pull and run ``name`` by: this run's pin, the tag resolved now (by ``hook``), or none."""
+    def _pin(self, hook: EcrDockerHook, name: ImageReference, must_resolve: bool = False) -> Pin | None:
+        """
+        The digest to pull and run ``name`` by: this run's pin, the tag resolved now (by ``hook``), or none.
+
+        :param must_resolve: resolve the tag even without ``resolve_digest`` (an image policy checks the digest).
+        """
         if self.pinned_images is not None:
             return pin_for(self.pinned_images, ImageReference.parse(self._ecr_image), self._ecr_image)
-        if not self.resolve_digest or name.digest is not None:
+        if not (self.resolve_digest or must_resolve) or name.digest is not None:
             return None
         image = name.name_on_host(name.host)
         pin = Pin.of(hook.resolve_manifest(image))
@@ -235,6 +254,7 @@ class EcrRegistryAuthMixin(BaseOperator):
             inspect=inspect,
             pin=self._ecr_pin,
             requested=self._ecr_rewrite.requested if self._ecr_rewrite else None,
+            policy=self._ecr_verdict.as_record() if self._ecr_verdict is not None else None,
         )
         if record.note:
             self.log.info("%s", record.note)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_ecr._compat import get_current_context, task_is_running
@@ -14,6 +14,7 @@ from airflow_ecr.images.record import XCOM_KEY, build_record
 from airflow_ecr.images.reference import digest_in_image_id
 from airflow_ecr.kubernetes._provider import KubernetesPodOperator
 from airflow_ecr.kubernetes.attach import PullSecrets, use_pull_through_cache
+from airflow_ecr.kubernetes.policy import enforce_image_policy
 from airflow_ecr.kubernetes.pull_secrets import ecr_registries
 from airflow_ecr.operators.docker import is_templated
 from airflow_ecr.registry import EcrRegistry, ImageReference
@@ -21,6 +22,7 @@ from airflow_ecr.settings import DEFAULT_AWS_CONN_ID, ecr_settings
 
 if TYPE_CHECKING:
     from airflow_ecr._compat import Context
+    from airflow_ecr.trust.outcome import Verdict
 
 # What the ECR Kubernetes operator and decorator render on top of the provider's fields.
 ECR_KUBERNETES_TEMPLATE_FIELDS = ("aws_conn_id", "pinned_images", "fallback_regions")
@@ -57,6 +59,9 @@ class EcrKubernetesPodOperator(KubernetesPodOperator):
         order when the image's region fails (its ECR API or registry unreachable, 5xx, still
         throttled) before the pod is made; never on a refusal (401/403) or a missing image (404).
         A region failing after that is the kubelet's to retry.
+    :param image_policy: this task's image policy, tightening the deployment's (``[ecr]
+        image_policy``), as on the Docker operators: every ECR container's image is resolved, that
+        digest checked and put into the pod spec before the pod exists.
     """
 
     template_fields: Sequence[str] = (*KubernetesPodOperator.template_fields, *ECR_KUBERNETES_TEMPLATE_FIELDS)
@@ -70,15 +75,18 @@ class EcrKubernetesPodOperator(KubernetesPodOperator):
         pinned_images: Any = None,
         resolve_digest: bool = False,
         fallback_regions: Sequence[str] | str | None = None,
+        image_policy: Mapping[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.aws_conn_id = aws_conn_id
+        self.image_policy = image_policy
         self.pinned_images = pinned_images
         self.resolve_digest = resolve_digest
         self.fallback_regions = fallback_regions
         self._ecr_pull_secret: str | None = None
         self._ecr_placed: tuple[EcrRegistry, ImageReference, Pin | None] | None = None
+        self._ecr_verdict: Verdict | None = None
         if self.image and fallback_regions and not is_templated(self.image, fallback_regions):
             # Bad regions fail at DAG parse time when nothing is left to render, as in the Docker operators.
             registries = ecr_registries([self.image], ecr_settings().registry_aliases)
@@ -90,26 +98,32 @@ class EcrKubernetesPodOperator(KubernetesPodOperator):
         # A dry run (``dry_run=True``, or no context on providers before that flag) makes no Secret.
         if context is not None and not kwargs.get("dry_run"):
             use_pull_through_cache(pod)  # first: pins, replicas and the Secret are the cache name's
-            self._place_base_image(pod)
+            given = self._place_base_image(pod)
+            verdicts = enforce_image_policy(
+                pod, self.aws_conn_id, self.image_policy, f"task {self.task_id!r}",
+                named_as={self.base_container_name: given} if given else None,
+            )  # fmt: skip
+            self._ecr_verdict = verdicts.get(self.base_container_name)
             self._ecr_pull_secret = PullSecrets(self.client).attach(pod, self.aws_conn_id)
         return pod
 
-    def _place_base_image(self, pod: Any) -> None:
+    def _place_base_image(self, pod: Any) -> str | None:
         """
         Put the base container's image into the pod spec by the digest it runs (pinned, or resolved
         now) and in the region that answers, when the operator was asked to; else leave it be.
 
         :param pod: the pod request (changed in place).
+        :returns: the image as given, when it was placed (its scope for the image policy), else None.
         """
         self._ecr_placed = None
         container = next((c for c in pod.spec.containers if c.name == self.base_container_name), None)
         asked_for = self.pinned_images is not None or self.resolve_digest or self.fallback_regions
         if container is None or not container.image or not asked_for:
-            return
+            return None
         image = container.image
         registries = ecr_registries([image], ecr_settings().registry_aliases)
         if not registries:
-            return  # not on ECR: nothing to resolve, pin or fail over
+            return None  # not on ECR: nothing to resolve, pin or fail over
         name = ImageReference.parse(image)
         pin = pin_for(self.pinned_images, name, image) if self.pinned_images is not None else None
         hook = EcrDockerHook(image=image, aws_conn_id=self.aws_conn_id, fallback_regions=self.fallback_regions)
@@ -127,6 +141,7 @@ class EcrKubernetesPodOperator(KubernetesPodOperator):
         if container.image != image:
             self.log.info("Running %s as %s", image, container.image)
         self._ecr_placed = (registry, ran, pin)
+        return image
 
     def get_or_create_pod(self, pod_request_obj: Any, context: Context) -> Any:
         pod = super().get_or_create_pod(pod_request_obj, context)
@@ -165,6 +180,7 @@ class EcrKubernetesPodOperator(KubernetesPodOperator):
         record = build_record(
             image, registry.region, pulled=None, pull_digest=digest, inspect=None, pin=pin, name=name,
             requested=requested if rewrite is not None else None,
+            policy=self._ecr_verdict.as_record() if self._ecr_verdict is not None else None,
         )  # fmt: skip
         self.log.info("%s", record.log_line)
         ti = context.get("ti") if context else None
