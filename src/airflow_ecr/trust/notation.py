@@ -383,6 +383,8 @@ def _parse_jws(envelope: bytes) -> Envelope:
         # joserfc refuses critical headers it does not know: declare the ones _header_problem accepted.
         known = {n: registry_module.HeaderParameter(n, _accept_any) for n in protected.get("crit", [])}
         registry = jws.JWSRegistry(header_registry=known, algorithms=JWS_ALGORITHMS, strict_check_header=False)
+        # AWS Signer's protected header (ARNs, plugin names) outgrows joserfc's default 512 bytes.
+        registry.max_header_length = 8192
         try:
             key = key_class.import_key(chain[0].public_key())
             payload = jws.deserialize_json(document, key, registry=registry).payload

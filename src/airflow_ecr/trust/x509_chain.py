@@ -26,6 +26,8 @@ STORE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 CERTIFICATE_SUFFIXES = (".crt", ".cer", ".pem")
 # Notation requires these in every x509.subject identity so that one cannot trust "CN=x" alone.
 MANDATORY_DN_ATTRIBUTES = ("C", "ST", "O")
+_SPACED_TYPE = re.compile(r"(^|(?<!\\)[,+])\s*([A-Za-z][A-Za-z0-9-]*|[0-9.]+)\s*=\s*")
+_SPACED_SEPARATOR = re.compile(r"(?<!\\)\s+([,+])")
 
 
 def load_certificates(data: bytes) -> list[x509.Certificate]:
@@ -171,8 +173,10 @@ def parse_distinguished_name(text: str) -> dict[str, str]:
     """
     if "=#" in text:
         raise ValueError(f"{text!r} uses '=#' values, which Notation does not support")
+    # Notation (go-ldap) allows spaces around separators and '='; cryptography's parser does not.
+    compact = _SPACED_SEPARATOR.sub(r"\1", _SPACED_TYPE.sub(r"\1\2=", text.strip()))
     try:
-        name = x509.Name.from_rfc4514_string(text, {"S": NameOID.STATE_OR_PROVINCE_NAME})
+        name = x509.Name.from_rfc4514_string(compact, {"S": NameOID.STATE_OR_PROVINCE_NAME})
     except ValueError as err:
         raise ValueError(f"{text!r} is not an RFC 4514 distinguished name ({err})") from None
     attributes: dict[str, str] = {}
