@@ -249,8 +249,6 @@ def dag_rule(dag: Mapping[str, Any], where: str) -> ImageRule:
     context = _dag_context(where)
     scan = ScanRule(**_scan_fields(fields["scan"], context, "scan", relative_to=None)) if "scan" in fields else None
     signature = _signature(fields["signature"], context, relative_to=None) if "signature" in fields else None
-    if scan is None and signature is None:
-        _fail(context, "the argument", "has neither scan nor signature")
     return ImageRule(f"image_policy of {where}", (), scan, signature, origin=where)
 
 
@@ -485,7 +483,8 @@ def _loosens(rule: ImageRule, where: str, field: str, asked: str, required: str)
 
 def _tighten_scan(deployment: ScanRule, asked: dict[str, Any], rule: ImageRule, where: str) -> ScanRule:
     """The deployment's scan rule with each field the DAG wrote, once each is checked to be no looser."""
-    if "fail_at" in asked and SEVERITIES.index(asked["fail_at"]) > SEVERITIES.index(deployment.fail_at):
+    # SEVERITIES runs highest first: a threshold earlier in it fails fewer findings.
+    if "fail_at" in asked and SEVERITIES.index(asked["fail_at"]) < SEVERITIES.index(deployment.fail_at):
         _loosens(rule, where, "scan.failAt", asked["fail_at"], deployment.fail_at)
     if asked.get("only_fix_available") and not deployment.only_fix_available:
         _loosens(rule, where, "scan.onlyFixAvailable", "true", "false (every finding counts)")
