@@ -513,3 +513,11 @@ def test_a_dag_tightening_changes_the_fingerprint_and_a_kms_key_enters_as_its_ur
     kms_only = ImageRule("k", ("*",), None, SignatureRule(None, None, (KMS,)))
     other_kms = ImageRule("k", ("*",), None, SignatureRule(None, None, (KMS + "0",)))
     assert kms_only.fingerprint != other_kms.fingerprint
+
+
+def test_the_option_is_documented_in_the_providers_config_section() -> None:
+    from airflow_ecr.provider_info import get_provider_info
+
+    option = get_provider_info()["config"]["ecr"]["options"]["image_policy"]
+    assert option["default"] == EcrSettings().image_policy == ""
+    assert option["type"] == "string"
