@@ -143,7 +143,7 @@ class ImageRule:
         fields = _dag_fields(dag, where)
         scan = self.scan
         if "scan" in fields:
-            asked = _scan_fields(fields["scan"], _dag_context(where), "scan", relative_to=None)
+            asked = _scan_fields(fields["scan"], _dag_context(where))
             scan = ScanRule(**asked) if scan is None else _tighten_scan(scan, asked, self, where)
         signature = self.signature
         if "signature" in fields:
@@ -247,7 +247,7 @@ def dag_rule(dag: Mapping[str, Any], where: str) -> ImageRule:
     """
     fields = _dag_fields(dag, where)
     context = _dag_context(where)
-    scan = ScanRule(**_scan_fields(fields["scan"], context, "scan", relative_to=None)) if "scan" in fields else None
+    scan = ScanRule(**_scan_fields(fields["scan"], context)) if "scan" in fields else None
     signature = _signature(fields["signature"], context, relative_to=None) if "signature" in fields else None
     return ImageRule(f"image_policy of {where}", (), scan, signature, origin=where)
 
@@ -351,7 +351,7 @@ def _rule(item: Any, index: int, path: Path) -> ImageRule:
         _fail(context, "scopes", "is empty: name the images, e.g. 123456789012.dkr.ecr.eu-west-1.amazonaws.com/ml/*")
     if "scan" not in data and "signature" not in data:
         _fail(context, "the rule", "has neither scan nor signature")
-    scan = ScanRule(**_scan_fields(data["scan"], context, "scan", relative_to=path.parent)) if "scan" in data else None
+    scan = ScanRule(**_scan_fields(data["scan"], context)) if "scan" in data else None
     signature = _signature(data["signature"], context, relative_to=path.parent) if "signature" in data else None
     return ImageRule(label, scopes, scan, signature, origin=str(path))
 
@@ -370,8 +370,9 @@ def _scope(value: Any, context: str, field: str) -> str:
     return scope
 
 
-def _scan_fields(value: Any, context: str, prefix: str, relative_to: Path | None) -> dict[str, Any]:
+def _scan_fields(value: Any, context: str) -> dict[str, Any]:
     """The scan fields written, as :class:`ScanRule`'s keyword arguments (missing ones left out)."""
+    prefix = "scan"
     data = _object(value, context, prefix)
     _known(data, tuple(_SCAN_FIELDS), context, f"{prefix}.", prefix)
     fields: dict[str, Any] = {}
