@@ -5,6 +5,7 @@ What this process keeps between calls, all in one object (:data:`STATE`):
   was read under;
 - its shared token caches (:meth:`TokenCache.shared <airflow_ecr.tokens.cache.TokenCache.shared>`),
   so that every hook, operator and backend of a task process shares the tokens in memory;
+- the image policy files it has read (:func:`airflow_ecr.trust.policy.load_image_policy`);
 - every in-memory token store (:class:`~airflow_ecr.tokens.store.MemoryStore`), so that all can be
   emptied at once, those of caches made directly included.
 
@@ -37,6 +38,8 @@ class ProcessState:
         lazily read option's name): the environment variables it was read under, and its value.
     :ivar token_caches: the shared token cache of each (directory, lock timeout, refresh policy).
     :ivar memory_stores: every memory store of the process (weakly held).
+    :ivar image_policies: each image policy file read (by absolute path): its modification time,
+        size and inode when read, and the ``ImagePolicy`` (:func:`airflow_ecr.trust.policy.load_image_policy`).
     :ivar lock: held while a shared token cache is made, and by :meth:`reset`.
     """
 
@@ -44,6 +47,7 @@ class ProcessState:
         self.settings_reads: dict[str, tuple[tuple[str | None, ...], Any]] = {}
         self.token_caches: dict[Hashable, Any] = {}  # TokenCache: this module is below tokens/
         self.memory_stores: weakref.WeakSet[_Emptiable] = weakref.WeakSet()
+        self.image_policies: dict[str, tuple[tuple[int, ...], Any]] = {}  # ImagePolicy: trust/ is above
         self.lock = threading.Lock()
 
     def reset(self) -> None:
@@ -54,6 +58,7 @@ class ProcessState:
         with self.lock:
             self.settings_reads.clear()
             self.token_caches.clear()
+            self.image_policies.clear()
             for store in list(self.memory_stores):
                 store.clear()
 

@@ -174,6 +174,19 @@ def get_provider_info() -> dict[str, Any]:
                         "ghcr.io=123456789012.dkr.ecr.eu-west-1.amazonaws.com/ghcr",
                         "default": "",
                     },
+                    "image_policy": {
+                        "description": "Path of the image policy file (JSON, see the image policy page): per "
+                        "host/repository scope, the scan findings and signatures the exact digest must pass "
+                        "before a task starts. The first rule whose scope matches an image applies; an image "
+                        "no rule matches has no policy. A DAG's image_policy argument may tighten the rule, "
+                        "never loosen it. Read at first use and again when the file changes; a malformed file "
+                        "fails the tasks that consult it, with one sentence naming the rule and field. "
+                        "Empty: no policy.",
+                        "version_added": "0.2.0",
+                        "type": "string",
+                        "example": "/etc/airflow/image-policy.json",
+                        "default": "",
+                    },
                     "aws_conn_id": {
                         "description": "The AWS connection of the modes no DAG argument reaches: the "
                         "Kubernetes pod mutation hook (airflow_ecr.kubernetes.pod_mutation_hook). Empty: "

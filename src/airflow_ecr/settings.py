@@ -7,7 +7,7 @@ and the token modules ask :func:`ecr_settings`. At import time this module impor
 loads ``provider_info`` (which reads the defaults here) while Airflow itself is still starting. A
 task process reads the section once: the result is kept until one of the environment variables
 that could change it does (``AIRFLOW__ECR__*`` overrides, as tests and deployments set them),
-which costs a few dictionary lookups instead of seven configuration lookups. The retry options of
+which costs a few dictionary lookups instead of eight configuration lookups. The retry options of
 the token call are read apart (:func:`token_retries`), when a process first makes a client: a task
 served from the cache never reads them.
 """
@@ -63,6 +63,7 @@ _OPTIONS = (
     "lock_timeout",
     "registry_aliases",
     "pull_through_cache",
+    "image_policy",
     "token_retry_mode",
     "token_max_attempts",
 )
@@ -96,6 +97,8 @@ class EcrSettings:
     :param registry_aliases: the declared alias hosts (lowercased) and the ECR registry each stands for.
     :param refresh_jitter: fraction of the refresh age by which a token may be refreshed early.
     :param pull_through_cache: ``[ecr] pull_through_cache`` as written; :attr:`pull_through_rules` parses it.
+    :param image_policy: ``[ecr] image_policy``: the image policy file's path, empty for none; read at
+        first use by :func:`airflow_ecr.trust.policy.load_image_policy` (this layer is below ``trust``).
     """
 
     cache_enabled: bool = DEFAULT_CACHE_ENABLED
@@ -105,6 +108,7 @@ class EcrSettings:
     registry_aliases: dict[str, EcrRegistry] = field(default_factory=dict)
     refresh_jitter: float = DEFAULT_REFRESH_JITTER
     pull_through_cache: str = ""
+    image_policy: str = ""
 
     @cached_property
     def pull_through_rules(self) -> tuple[PullThroughRule, ...]:
@@ -280,8 +284,9 @@ def parse_registry_aliases(text: str) -> dict[str, EcrRegistry]:
 def ecr_settings() -> EcrSettings:
     """
     Read ``[ecr] cache_enabled``, ``cache_dir``, ``refresh_ratio``, ``refresh_jitter``,
-    ``lock_timeout``, ``registry_aliases``, ``pull_through_cache`` (once per process; the last is
-    parsed at first use, see :attr:`EcrSettings.pull_through_rules`).
+    ``lock_timeout``, ``registry_aliases``, ``pull_through_cache``, ``image_policy`` (once per process;
+    the last two are parsed at first use, see :attr:`EcrSettings.pull_through_rules` and
+    :func:`airflow_ecr.trust.policy.load_image_policy`).
 
     :raises EcrConfigurationError: for a refresh ratio outside (0, 1], a jitter outside [0, 1) or a
         malformed alias.
@@ -301,6 +306,7 @@ def ecr_settings() -> EcrSettings:
         registry_aliases=parse_registry_aliases(conf.get(SECTION, "registry_aliases", fallback="")),
         refresh_jitter=check_refresh_jitter(_float_option(conf, "refresh_jitter", DEFAULT_REFRESH_JITTER)),
         pull_through_cache=str(conf.get(SECTION, "pull_through_cache", fallback="")),
+        image_policy=str(conf.get(SECTION, "image_policy", fallback="")).strip(),
     )
     STATE.settings_reads["ecr_settings"] = (overrides, settings)
     return settings
