@@ -118,7 +118,11 @@ class AdminApi(EmulatorState):
             account_id, region = self._where(request)
             options = {k: request[k] for k in ("key_id", "key_spec", "aliases", "private_key_pem") if k in request}
             return 200, self.kms_keys.add(account_id, region, **options).describe()
-        clears = {"scans/clear": self.scans.clear, "signer/clear": self.revocations.clear, "kms/clear": self.kms_keys.clear}
+        clears = {
+            "scans/clear": self.scans.clear,
+            "signer/clear": self.revocations.clear,
+            "kms/clear": self.kms_keys.clear,
+        }
         if method == "POST" and name in clears:
             clears[name]()
             return 200, {"ok": True}
