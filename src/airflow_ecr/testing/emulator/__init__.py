@@ -70,7 +70,11 @@ tokens): ECR ``DescribeImageScanFindings`` (:mod:`~airflow_ecr.testing.emulator.
 :mod:`~airflow_ecr.testing.emulator.kms`) and AWS Signer ``GetRevocationStatus`` (REST-JSON, ``GET
 /revocations``: :mod:`~airflow_ecr.testing.emulator.signer`). All are served on the same URL: give
 boto3 ``endpoint_url``, or ``AWS_ENDPOINT_URL_ECR`` / ``AWS_ENDPOINT_URL_KMS`` /
-``AWS_ENDPOINT_URL_SIGNER``, or an AWS connection's ``endpoint_url``. The ``deny_actions`` switch
+``AWS_ENDPOINT_URL_SIGNER``, or an AWS connection's ``endpoint_url``. AWS Signer serves
+``GetRevocationStatus`` on ``data-signer.<region>``, so botocore puts ``data-`` before the
+endpoint's host unless told not to: a Signer client of the emulator needs
+``Config(inject_host_prefix=False)`` (a connection's ``config_kwargs``) or
+``AWS_DISABLE_HOST_PREFIX_INJECTION=true``. The ``deny_actions`` switch
 denies any of them (``DescribeImageScanFindings``, ``kms:GetPublicKey``,
 ``signer:GetRevocationStatus``); the calls are listed like the token calls (Signer's as
 ``AWSSigner.GetRevocationStatus``).
