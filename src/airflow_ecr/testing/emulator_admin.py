@@ -106,6 +106,134 @@ class EmulatorClient:
         """
         return {self.password(account_id) for account_id in account_ids}
 
+    # -- the image policy's records: ECR scans, AWS Signer revocations, KMS keys --------------
+    def set_scan(
+        self,
+        repository: str,
+        digest: str,
+        status: str | None = "COMPLETE",
+        *,
+        findings: Iterable[dict[str, Any]] | None = None,
+        enhanced_findings: Iterable[dict[str, Any]] | None = None,
+        description: str | None = None,
+        tags: Iterable[str] = (),
+        pending_seconds: float = 0,
+        pending_answers: int = 0,
+        pending_status: str = "IN_PROGRESS",
+        completed_at: float | None = None,
+        account_id: str | None = None,
+        region: str | None = None,
+    ) -> None:
+        """
+        Set what ``DescribeImageScanFindings`` answers for one image (replacing what was set).
+
+        :param repository: the repository name.
+        :param digest: the image's digest, ``sha256:…``.
+        :param status: the scan's status (``COMPLETE``, ``ACTIVE`` for enhanced scanning,
+            ``IN_PROGRESS`` for one that stays pending, ``FAILED``, ``UNSUPPORTED_IMAGE``, ...);
+            None: the image exists but has no scan (``ScanNotFoundException``).
+        :param findings: basic findings in ECR's shape ``{name, uri, severity, attributes}``.
+        :param enhanced_findings: Inspector findings in ECR's shape (makes the scan enhanced).
+        :param description: the status's description.
+        :param tags: tags that name the image too.
+        :param pending_seconds: answer ``pending_status`` for this long first, then ``status``.
+        :param pending_answers: answer ``pending_status`` to this many calls first, then ``status``.
+        :param pending_status: ``IN_PROGRESS`` or ``PENDING``.
+        :param completed_at: ``imageScanCompletedAt`` (epoch seconds); default when the pending phase ends.
+        :param account_id: the registry (default: the emulator's default account).
+        :param region: the region (default: the account's first).
+        """
+        body: dict[str, Any] = {
+            "repository": repository,
+            "digest": digest,
+            "status": status,
+            "tags": list(tags),
+            "pending_seconds": pending_seconds,
+            "pending_answers": pending_answers,
+            "pending_status": pending_status,
+        }
+        optional = {
+            "findings": None if findings is None else list(findings),
+            "enhanced_findings": None if enhanced_findings is None else list(enhanced_findings),
+            "description": description,
+            "completed_at": completed_at,
+            "account_id": account_id,
+            "region": region,
+        }
+        body.update({k: v for k, v in optional.items() if v is not None})
+        self._call("scans", body)
+
+    def scans(self) -> list[dict[str, Any]]:
+        """The scan records set: account_id, region, repository, digest and the status answered now."""
+        return list(self._call("scans"))
+
+    def clear_scans(self) -> None:
+        """Forget every scan record (a reset keeps them, as it keeps tokens)."""
+        self._call("scans/clear", {})
+
+    def revoke_signer(
+        self,
+        *,
+        profile_version_arn: str | None = None,
+        effective_time: float | None = None,
+        job_arn: str | None = None,
+        certificate_hash: str | None = None,
+    ) -> None:
+        """
+        Revoke in the emulated AWS Signer: ``GetRevocationStatus`` lists what is revoked.
+
+        :param profile_version_arn: a signing profile version ARN.
+        :param effective_time: epoch seconds from which that profile's signatures are revoked (default: all).
+        :param job_arn: a signing job ARN.
+        :param certificate_hash: a certificate hash.
+        """
+        body = {
+            "profile_version_arn": profile_version_arn,
+            "effective_time": effective_time,
+            "job_arn": job_arn,
+            "certificate_hash": certificate_hash,
+        }
+        self._call("signer/revoke", {k: v for k, v in body.items() if v is not None})
+
+    def clear_signer_revocations(self) -> None:
+        """Revoke nothing any more."""
+        self._call("signer/clear", {})
+
+    def add_kms_key(
+        self,
+        *,
+        key_id: str | None = None,
+        key_spec: str = "ECC_NIST_P256",
+        aliases: Iterable[str] = (),
+        private_key_pem: str | None = None,
+        account_id: str | None = None,
+        region: str | None = None,
+    ) -> dict[str, Any]:
+        """
+        Register an asymmetric signing key with the emulated KMS (``GetPublicKey``, ``Sign``).
+
+        :param key_id: the key id (default: a new UUID).
+        :param key_spec: ``ECC_NIST_P256``, ``ECC_NIST_P384``, ``ECC_NIST_P521``, ``RSA_2048``, ... of
+            a new key the emulator makes.
+        :param aliases: alias names, each ``alias/…``.
+        :param private_key_pem: a PEM private key to use instead of a new one.
+        :param account_id: the owning account (default: the emulator's default account).
+        :param region: the key's region (default: the account's first).
+        :return: ``{"KeyId", "Arn", "KeySpec", "Aliases", "PublicKey" (base64 DER), "SigningAlgorithms"}``.
+        """
+        body: dict[str, Any] = {"key_spec": key_spec, "aliases": list(aliases)}
+        optional = {"key_id": key_id, "private_key_pem": private_key_pem, "account_id": account_id, "region": region}
+        body.update({k: v for k, v in optional.items() if v is not None})
+        return dict(self._call("kms/keys", body))
+
+    def kms_keys(self) -> list[dict[str, Any]]:
+        """The registered KMS keys (public parts only)."""
+        return list(self._call("kms/keys"))
+
+    def clear_kms_keys(self) -> None:
+        """Forget every KMS key."""
+        self._call("kms/clear", {})
+
     @contextlib.contextmanager
     def ecr_policy(self, account_ids: Iterable[str], min_ttl: float = 3600.0) -> Iterator[None]:
         """

@@ -113,6 +113,8 @@ def allows_stale_token(err: BaseException) -> bool:
 # The IAM actions a pull needs on the repository, besides a token (:func:`token_action`): every
 # message that names them (a task's, doctor's) takes them from here.
 PULL_ACTIONS = ("ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer")
+# The IAM action the image policy's scan rule needs on the repository.
+SCAN_ACTION = "ecr:DescribeImageScanFindings"
 
 
 def token_action(registry: EcrRegistry) -> str:

@@ -54,6 +54,31 @@ without it): ``EmulatorClient(url, token=...)``, or, for the emulator of the pro
     POST /_emulator/revoke                 {"account_id": "...", "region": "..."(optional)}
     GET  /_emulator/password/<account>     {"password", "expires_at"} (mints if none is valid)
 
+    GET|POST /_emulator/scans              DescribeImageScanFindings's records (EmulatorClient.set_scan);
+    POST /_emulator/scans/clear            POST {"repository", "digest", "status", "findings" |
+                                           "enhanced_findings", "pending_seconds", ...}
+    GET  /_emulator/signer/revocations     what GetRevocationStatus answers as revoked
+    POST /_emulator/signer/revoke          {"profile_version_arn", "effective_time", "job_arn",
+                                           "certificate_hash"} (any of them)
+    POST /_emulator/signer/clear
+    GET|POST /_emulator/kms/keys           KMS signing keys: POST {"key_spec", "aliases", "key_id",
+    POST /_emulator/kms/clear              "private_key_pem"} answers the key's public part
+
+The image policy's AWS APIs are answered from those records (a reset keeps them, as it keeps
+tokens): ECR ``DescribeImageScanFindings`` (:mod:`~airflow_ecr.testing.emulator.scans`), KMS
+``GetPublicKey`` and ``Sign`` (JSON 1.1, target ``TrentService.*``:
+:mod:`~airflow_ecr.testing.emulator.kms`) and AWS Signer ``GetRevocationStatus`` (REST-JSON, ``GET
+/revocations``: :mod:`~airflow_ecr.testing.emulator.signer`). All are served on the same URL: give
+boto3 ``endpoint_url``, or ``AWS_ENDPOINT_URL_ECR`` / ``AWS_ENDPOINT_URL_KMS`` /
+``AWS_ENDPOINT_URL_SIGNER``, or an AWS connection's ``endpoint_url``. AWS Signer serves
+``GetRevocationStatus`` on ``data-signer.<region>``, so botocore puts ``data-`` before the
+endpoint's host unless told not to: a Signer client of the emulator needs
+``Config(inject_host_prefix=False)`` (a connection's ``config_kwargs``) or
+``AWS_DISABLE_HOST_PREFIX_INJECTION=true``. The ``deny_actions`` switch
+denies any of them (``DescribeImageScanFindings``, ``kms:GetPublicKey``,
+``signer:GetRevocationStatus``); the calls are listed like the token calls (Signer's as
+``AWSSigner.GetRevocationStatus``).
+
 A call's ``tokens_issued_at`` lists when each token it handed out was minted (None for a failed
 call): calls that list the same time handed out the same password, and a later time means the
 earlier password was rotated out.
@@ -71,7 +96,9 @@ Modules, one job each: :mod:`~airflow_ecr.testing.emulator.model` (the account, 
 constants), :mod:`~airflow_ecr.testing.emulator.state` (registries, tokens, token policy, faults,
 calls), :mod:`~airflow_ecr.testing.emulator.bucket` (the rate limit),
 :mod:`~airflow_ecr.testing.emulator.htpasswd` (a registry's password file),
-:mod:`~airflow_ecr.testing.emulator.protocol` (the ECR and STS APIs),
+:mod:`~airflow_ecr.testing.emulator.protocol` (the ECR, STS, KMS and Signer APIs),
+:mod:`~airflow_ecr.testing.emulator.scans`, :mod:`~airflow_ecr.testing.emulator.signer` and
+:mod:`~airflow_ecr.testing.emulator.kms` (the image policy's records),
 :mod:`~airflow_ecr.testing.emulator.admin_api` (the admin API),
 :mod:`~airflow_ecr.testing.emulator.server` (:class:`EcrEmulator`: HTTP on a loopback port) and
 :mod:`~airflow_ecr.testing.emulator.cli`; the admin client is

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import hmac
 import json
+import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from airflow_ecr.testing.emulator.kms import KmsKeys
 from airflow_ecr.testing.emulator.model import ADMIN_PREFIX
+from airflow_ecr.testing.emulator.scans import SCAN_FIELDS, ScanStore, record_from_request
+from airflow_ecr.testing.emulator.signer import RevocationStore
 from airflow_ecr.testing.emulator.state import EmulatorState
 
 
@@ -19,6 +23,9 @@ class AdminApi(EmulatorState):
     """The emulator's state, answering its admin API (a base of ``EcrEmulator``)."""
 
     admin_token: str
+    scans: ScanStore
+    revocations: RevocationStore
+    kms_keys: KmsKeys
 
     def handle_admin(self, method: str, path: str, body: bytes, authorization: str | None = None) -> tuple[int, Any]:
         """Answer one admin request under ``/_emulator/``; returns (status, JSON body).
@@ -77,11 +84,55 @@ class AdminApi(EmulatorState):
                 raise ValueError("revoke needs {'account_id': ...}")
             self.revoke(str(request["account_id"]), request.get("region"))
             return 200, {"ok": True}
+        if name.startswith(("scans", "signer/", "kms/")):
+            return self._policy_admin(method, name, request)
         if method == "GET" and name.startswith("password/"):
             region = query.get("region", [None])[0]
             password, expires_at = self.password(name.split("/", 1)[1], region)
             return 200, {"password": password, "expires_at": expires_at}
         raise KeyError(f"no admin endpoint {method} {ADMIN_PREFIX}{name}")
+
+    def _policy_admin(self, method: str, name: str, request: dict[str, Any]) -> tuple[int, Any]:
+        """The image policy's records: ECR scans, AWS Signer revocations, KMS keys."""
+        if (method, name) == ("GET", "scans"):
+            return 200, self.scans.listing()
+        if (method, name) == ("POST", "scans"):
+            self._reject_unknown(request, {"account_id", "region", "repository", "digest", *SCAN_FIELDS})
+            if not isinstance(request.get("repository"), str) or not isinstance(request.get("digest"), str):
+                raise ValueError("scans needs {'repository': ..., 'digest': 'sha256:...', 'status': ..., ...}")
+            account_id, region = self._where(request)
+            fields = {k: v for k, v in request.items() if k in SCAN_FIELDS}
+            record = record_from_request(fields, time.time())
+            self.scans.set(account_id, region, request["repository"], request["digest"], record)
+            return 200, {"ok": True}
+        if (method, name) == ("GET", "signer/revocations"):
+            return 200, self.revocations.listing()
+        if (method, name) == ("POST", "signer/revoke"):
+            self._reject_unknown(request, {"profile_version_arn", "effective_time", "job_arn", "certificate_hash"})
+            self.revocations.revoke(**request)
+            return 200, {"ok": True}
+        if (method, name) == ("GET", "kms/keys"):
+            return 200, self.kms_keys.listing()
+        if (method, name) == ("POST", "kms/keys"):
+            self._reject_unknown(request, {"account_id", "region", "key_id", "key_spec", "aliases", "private_key_pem"})
+            account_id, region = self._where(request)
+            options = {k: request[k] for k in ("key_id", "key_spec", "aliases", "private_key_pem") if k in request}
+            return 200, self.kms_keys.add(account_id, region, **options).describe()
+        clears = {
+            "scans/clear": self.scans.clear,
+            "signer/clear": self.revocations.clear,
+            "kms/clear": self.kms_keys.clear,
+        }
+        if method == "POST" and name in clears:
+            clears[name]()
+            return 200, {"ok": True}
+        raise KeyError(f"no admin endpoint {method} {ADMIN_PREFIX}{name}")
+
+    def _where(self, request: dict[str, Any]) -> tuple[str, str]:
+        """The account (default: the emulator's default) and region (default: its first) a record is for."""
+        account_id = str(request.get("account_id") or self._default_account)
+        region = request.get("region")
+        return account_id, self._find(account_id, None if region is None else str(region)).region
 
     @staticmethod
     def _reject_unknown(request: dict[str, Any], known: set[str]) -> None:

@@ -13,6 +13,8 @@ ECR_PUBLIC_TARGET_PREFIX = "SpencerFrontendService."
 # How STS calls are named in the call list (STS itself speaks the query protocol, with no target).
 STS_TARGET_PREFIX = "AWSSecurityTokenServiceV20110615."
 STS_XMLNS = "https://sts.amazonaws.com/doc/2011-06-15/"
+# How AWS Signer calls are named in the call list (Signer speaks REST-JSON, with no target).
+SIGNER_TARGET_PREFIX = "AWSSigner."
 DEFAULT_TOKEN_TTL = 43200.0
 DEFAULT_ROTATE_FRACTION = 0.5
 # Cost 5 keeps minting at ~2 ms; the registry accepts any bcrypt cost.

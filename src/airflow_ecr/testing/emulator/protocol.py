@@ -1,4 +1,10 @@
-"""The AWS side of the emulator: ECR ``GetAuthorizationToken`` (JSON 1.1) and STS ``GetCallerIdentity`` (query).
+"""The AWS side of the emulator: ECR (JSON 1.1), STS ``GetCallerIdentity`` (query), KMS (JSON 1.1) and
+AWS Signer ``GetRevocationStatus`` (REST-JSON).
+
+ECR's ``DescribeImageScanFindings``, KMS and AWS Signer answer from their own modules
+(:mod:`~airflow_ecr.testing.emulator.scans`, :mod:`~airflow_ecr.testing.emulator.kms`,
+:mod:`~airflow_ecr.testing.emulator.signer`); the token calls' fault switches (throttle, server
+errors, delay, down regions) apply to token calls only, the key switches and ``deny_actions`` to all.
 
 Each handler takes one request's headers and body, applies the fault switches, hands out tokens
 under the token policy (:mod:`airflow_ecr.testing.emulator.state`), records the call and returns
@@ -12,24 +18,33 @@ import json
 import time
 import uuid
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, urlsplit
 from xml.sax.saxutils import escape as xml_escape
 
 from airflow_ecr.registry import region_partition
+from airflow_ecr.testing.emulator.kms import KMS_TARGET_PREFIX, KmsKeys
 from airflow_ecr.testing.emulator.model import (
     ACCOUNT_RE,
     CREDENTIAL_RE,
     ECR_PUBLIC_TARGET_PREFIX,
     ECR_TARGET_PREFIX,
+    SIGNER_TARGET_PREFIX,
     STS_TARGET_PREFIX,
     STS_XMLNS,
     EmulatorError,
 )
+from airflow_ecr.testing.emulator.scans import ScanStore
+from airflow_ecr.testing.emulator.signer import REVOCATIONS_PATH, RevocationStore
 from airflow_ecr.testing.emulator.state import EmulatorState, _Token
 
 
 class AwsApi(EmulatorState):
     """The emulator's state, answering the AWS protocols (the base of ``EcrEmulator``)."""
+
+    # The image policy's services (made by EcrEmulator): ECR scans, AWS Signer revocations, KMS keys.
+    scans: ScanStore
+    revocations: RevocationStore
+    kms_keys: KmsKeys
 
     # -- ECR, AWS JSON 1.1 ------------------------------------------------------------------
     def handle_api(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any]]:
@@ -59,7 +74,8 @@ class AwsApi(EmulatorState):
             self._calls.append(call)
         return status, result
 
-    def _dispatch(self, target: str, headers: dict[str, str], body: bytes, call: dict[str, Any]) -> dict[str, Any]:
+    def _authenticate(self, headers: dict[str, str], call: dict[str, Any]) -> str:
+        """Check the SigV4 Authorization header's shape and key; returns the region it was signed for."""
         authorization = headers.get("authorization")
         if not authorization:
             raise EmulatorError("MissingAuthenticationTokenException", "Missing Authentication Token")
@@ -82,6 +98,21 @@ class AwsApi(EmulatorState):
         if region_partition(region) not in {region_partition(r) for _, r in self._registries}:
             # Keys of one partition are unknown in every other (aws, aws-cn, aws-us-gov, ...).
             raise EmulatorError("UnrecognizedClientException", "The security token included in the request is invalid.")
+        return region
+
+    def _check_allowed(self, service: str, action: str) -> None:
+        """AccessDeniedException for an action the ``deny_actions`` switch names (``Action`` or ``service:Action``)."""
+        with self._lock:
+            denied = self._faults.deny_actions
+        if action in denied or f"{service}:{action}" in denied:
+            raise EmulatorError(
+                "AccessDeniedException",
+                f"User: arn:aws:iam::{self._default_account}:user/x is not authorized to perform: "
+                f"{service}:{action} on resource: *",
+            )
+
+    def _dispatch(self, target: str, headers: dict[str, str], body: bytes, call: dict[str, Any]) -> dict[str, Any]:
+        region = self._authenticate(headers, call)
         try:
             request = json.loads(body or b"{}")
         except ValueError as exc:
@@ -89,20 +120,22 @@ class AwsApi(EmulatorState):
         if not isinstance(request, dict):
             raise EmulatorError("SerializationException", "request body must be a JSON object")
 
+        if target.startswith(ECR_TARGET_PREFIX):
+            self._check_allowed("ecr", target.removeprefix(ECR_TARGET_PREFIX))
+        if target.startswith(KMS_TARGET_PREFIX):
+            return self._kms(target.removeprefix(KMS_TARGET_PREFIX), request, region)
+        if target == ECR_TARGET_PREFIX + "DescribeImageScanFindings":
+            account = str(request.get("registryId") or self._default_account)
+            call["registry_ids"] = [account]
+            return self.scans.describe(request, account, region)
         public = target == ECR_PUBLIC_TARGET_PREFIX + "GetAuthorizationToken"
         private = target == ECR_TARGET_PREFIX + "GetAuthorizationToken"
-        if target.startswith(ECR_TARGET_PREFIX) and target.removeprefix(ECR_TARGET_PREFIX) in self._faults.deny_actions:
-            raise EmulatorError(
-                "AccessDeniedException",
-                f"User: arn:aws:iam::{self._default_account}:user/x is not authorized to perform: "
-                f"ecr:{target.removeprefix(ECR_TARGET_PREFIX)} on resource: *",
-            )
         if target == ECR_TARGET_PREFIX + "DescribePullThroughCacheRules":
             return self._pull_through_cache_rules(request, region)
         if not (public or private):
             raise EmulatorError(
                 "UnknownOperationException",
-                f"operation {target or '(no X-Amz-Target)'} is not emulated; only GetAuthorizationToken",
+                f"operation {target or '(no X-Amz-Target)'} is not emulated",
             )
         registry_ids = self._registry_ids(request) if private else None
         call["registry_ids"] = registry_ids
@@ -200,6 +233,53 @@ class AwsApi(EmulatorState):
     def _auth_data(token: _Token) -> dict[str, Any]:
         encoded = base64.b64encode(f"AWS:{token.password}".encode()).decode()
         return {"authorizationToken": encoded, "expiresAt": token.expires_at}
+
+    def _kms(self, action: str, request: dict[str, Any], region: str) -> dict[str, Any]:
+        """KMS ``GetPublicKey`` and ``Sign`` (JSON 1.1, target ``TrentService.<Action>``)."""
+        self._check_allowed("kms", action)
+        if action == "GetPublicKey":
+            return self.kms_keys.get_public_key(request, self._default_account, region)
+        if action == "Sign":
+            return self.kms_keys.sign(request, self._default_account, region)
+        raise EmulatorError("UnknownOperationException", f"operation {KMS_TARGET_PREFIX}{action} is not emulated")
+
+    # -- AWS Signer, REST-JSON ----------------------------------------------------------------
+    def handle_rest(self, method: str, path: str, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """Answer one AWS Signer REST-JSON request (``GET /revocations``); returns (status, JSON body).
+
+        Errors are answered as REST-JSON services do: the code in ``x-amzn-ErrorType`` and the
+        body (the server sets the header from ``code``).
+
+        :param method: the HTTP method.
+        :param path: the request path with its query.
+        :param headers: request headers, names in lower case.
+        """
+        parts = urlsplit(path)
+        call: dict[str, Any] = {
+            "time": time.time(),
+            "target": SIGNER_TARGET_PREFIX + "GetRevocationStatus",
+            "region": None,
+            "registry_ids": None,
+            "access_key_id": None,
+            "outcome": "ok",
+            "tokens_issued_at": None,
+        }
+        try:
+            if (method, parts.path) != ("GET", REVOCATIONS_PATH):
+                call["target"] = f"{SIGNER_TARGET_PREFIX}{method} {parts.path}"
+                raise EmulatorError("UnknownOperationException", f"{method} {parts.path} is not emulated", 404)
+            self._authenticate(headers, call)
+            self._check_allowed("signer", "GetRevocationStatus")
+            result = self.revocations.status(parse_qs(parts.query))
+            status = 200
+        except EmulatorError as err:
+            call["outcome"] = err.code
+            status = {"AccessDeniedException": 403, "TooManyRequestsException": 429}.get(err.code, err.status)
+            result = {"code": err.code, "message": err.message}
+        call["end"] = time.time()
+        with self._lock:
+            self._calls.append(call)
+        return status, result
 
     # -- STS, query protocol ------------------------------------------------------------------
     def handle_query(self, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:

@@ -15,6 +15,7 @@ from typing import Any
 
 from airflow_ecr.testing.emulator.admin_api import AdminApi
 from airflow_ecr.testing.emulator.bucket import ECR_BUCKET_CAPACITY, ECR_BUCKET_REFILL
+from airflow_ecr.testing.emulator.kms import KmsKeys
 from airflow_ecr.testing.emulator.model import (
     ADMIN_PREFIX,
     DEFAULT_ROTATE_FRACTION,
@@ -22,6 +23,8 @@ from airflow_ecr.testing.emulator.model import (
     EmulatedAccount,
 )
 from airflow_ecr.testing.emulator.protocol import AwsApi
+from airflow_ecr.testing.emulator.scans import ScanStore
+from airflow_ecr.testing.emulator.signer import RevocationStore
 
 # The package's name, as when the emulator was one module: what log configurations refer to.
 log = logging.getLogger("airflow_ecr.testing.emulator")
@@ -37,7 +40,10 @@ def _check_loopback(host: str) -> None:
 
 
 class EcrEmulator(AwsApi, AdminApi):
-    """An ECR ``GetAuthorizationToken`` endpoint that really rotates registry passwords.
+    """An ECR ``GetAuthorizationToken`` endpoint that really rotates registry passwords; it also
+    answers ECR's ``DescribeImageScanFindings``, KMS's ``GetPublicKey``/``Sign`` and AWS Signer's
+    ``GetRevocationStatus`` from records a test sets (:attr:`scans`, :attr:`kms_keys`,
+    :attr:`revocations`, or the admin API).
 
     :param accounts: the emulated registries.
     :param default_account: the account whose token a call without ``registryIds`` returns;
@@ -78,6 +84,9 @@ class EcrEmulator(AwsApi, AdminApi):
             bucket_capacity=bucket_capacity,
             bucket_refill=bucket_refill,
         )
+        self.scans = ScanStore()
+        self.revocations = RevocationStore()
+        self.kms_keys = KmsKeys()
         self._host = host
         self._port = port
         self._server: ThreadingHTTPServer | None = None
@@ -160,7 +169,13 @@ class _Handler(BaseHTTPRequestHandler):
             status, payload = self.emulator.handle_admin("GET", self.path, b"", self.headers.get("Authorization"))
             self._send(status, payload, {"Content-Type": "application/json"})
         else:
-            self._send(404, {"error": f"no such path {self.path}"}, {"Content-Type": "application/json"})
+            # AWS Signer's REST-JSON API (GET /revocations); anything else answers its 404 there.
+            headers = {k.lower(): v for k, v in self.headers.items()}
+            status, payload = self.emulator.handle_rest("GET", self.path, headers)
+            extra = {"Content-Type": "application/json", "x-amzn-RequestId": str(uuid.uuid4())}
+            if status != 200:
+                extra["x-amzn-ErrorType"] = str(payload["code"])
+            self._send(status, payload, extra)
 
     def do_POST(self) -> None:
         body = self._body()

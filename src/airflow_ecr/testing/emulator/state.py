@@ -224,8 +224,9 @@ class EmulatorState:
             service): an ECR JSON error where boto3 expects STS's XML, so boto3 cannot parse it.
         :param pull_through_rules: repository prefixes of pull-through cache rules (every emulated
             registry has them), answered by ``DescribePullThroughCacheRules``.
-        :param deny_actions: ECR operations other than ``GetAuthorizationToken`` (e.g.
-            ``DescribePullThroughCacheRules``) that answer ``AccessDeniedException``.
+        :param deny_actions: operations that answer ``AccessDeniedException``: ECR ones by name
+            (e.g. ``DescribePullThroughCacheRules``, ``DescribeImageScanFindings``), any service's
+            as ``service:Action`` (``kms:GetPublicKey``, ``signer:GetRevocationStatus``).
         """
         with self._lock:
             if throttle is not None:
