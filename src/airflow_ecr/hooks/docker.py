@@ -523,7 +523,7 @@ class EcrDockerHook(DockerHook):
         name = ImageReference.parse(image)
         cache = VerdictCache.for_settings(ecr_settings())
         now = datetime.now(timezone.utc)
-        verdict = cache.get(digest, rule.fingerprint, now.timestamp()) if cache is not None else None
+        verdict = cache.get(digest, rule.fingerprint, now.timestamp(), image=image) if cache is not None else None
         if verdict is None:
             registry = next(r for r in self.settings.registries if r.host == name.host)
             io = HookPolicyIO(self.token_source, registry, self.registry_auth)
