@@ -393,10 +393,16 @@ class EcrTokenSource:
             config = wrapper.botocore_config
             if service in TOKEN_SERVICES:
                 config = with_token_retries(config, token_retries())
+            endpoint_url = wrapper.get_service_endpoint_url(service)
+            if endpoint_url:
+                # An explicit endpoint (a VPC endpoint, an emulator) is used as given: botocore would
+                # otherwise put an operation's host prefix before it (Signer's ``data-``).
+                no_prefix = Config(inject_host_prefix=False)
+                config = config.merge(no_prefix) if config is not None else no_prefix
             client = self._session.client(
                 service_name=service,
                 region_name=region,
-                endpoint_url=wrapper.get_service_endpoint_url(service),
+                endpoint_url=endpoint_url,
                 config=with_fips_endpoint(config) if fips else config,
                 verify=wrapper.verify,
             )
