@@ -301,7 +301,7 @@ def notation_jws(
     """
     from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
     from joserfc import jws
-    from joserfc.jwk import import_key
+    from joserfc.jwk import ECKey, RSAKey
     from joserfc.registry import HeaderParameter
 
     claims, critical = _notation_claims(signing_scheme, signing_time, expiry, extra_critical)
@@ -317,10 +317,8 @@ def notation_jws(
         header_registry={name: HeaderParameter(name, _any_value) for name in names},
         algorithms=[protected["alg"]],
     )
-    key_type = "RSA" if protected["alg"].startswith("PS") else "EC"
-    envelope = jws.serialize_json(
-        {"protected": protected, "header": header}, payload, import_key(pem, key_type), registry=registry
-    )
+    key: Any = RSAKey.import_key(pem) if protected["alg"].startswith("PS") else ECKey.import_key(pem)
+    envelope = jws.serialize_json({"protected": protected, "header": header}, payload, key, registry=registry)
     return json.dumps(envelope).encode()
 
 

@@ -29,6 +29,7 @@ import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -215,15 +216,15 @@ def _verifies(key: Any, signature: bytes, payload: bytes) -> bool:
     attempts: list[Callable[[], None]] = []
     if isinstance(key, ec.EllipticCurvePublicKey):
         own = {"secp384r1": hashes.SHA384(), "secp521r1": hashes.SHA512()}.get(key.curve.name)
-        for digest in [hashes.SHA256()] + ([own] if own else []):
-            attempts.append(lambda d=digest: key.verify(signature, payload, ec.ECDSA(d)))
+        for digest in [hashes.SHA256(), *([own] if own else [])]:
+            attempts.append(partial(key.verify, signature, payload, ec.ECDSA(digest)))
     elif isinstance(key, rsa.RSAPublicKey):
         for digest in (hashes.SHA256(), hashes.SHA384(), hashes.SHA512()):
-            attempts.append(lambda d=digest: key.verify(signature, payload, padding.PKCS1v15(), d))
             pss = padding.PSS(mgf=padding.MGF1(digest), salt_length=padding.PSS.AUTO)
-            attempts.append(lambda d=digest, p=pss: key.verify(signature, payload, p, d))
+            attempts.append(partial(key.verify, signature, payload, padding.PKCS1v15(), digest))
+            attempts.append(partial(key.verify, signature, payload, pss, digest))
     elif isinstance(key, ed25519.Ed25519PublicKey):
-        attempts.append(lambda: key.verify(signature, payload))
+        attempts.append(partial(key.verify, signature, payload))
     for attempt in attempts:
         try:
             attempt()
