@@ -233,7 +233,7 @@ def test_bad_key_files_are_one_sentence(tmp_path: Path) -> None:
 def test_weak_keys_are_refused(tmp_path: Path) -> None:
     from cryptography.hazmat.primitives.asymmetric import rsa
 
-    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
+    weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)  # noqa: S505 (the weak key under test)
     (tmp_path / "weak.pub").write_bytes(public_pem(weak))
     with pytest.raises(EcrConfigurationError, match="2048 bits or more"):
         load_cosign_key(str(tmp_path / "weak.pub"))
