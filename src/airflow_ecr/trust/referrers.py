@@ -151,7 +151,7 @@ class _Registry:
         seen: set[str] = set()
         while url and len(seen) < MAX_PAGES:
             seen.add(url)
-            response = self._get(url, OCI_INDEX, "the signatures")
+            response = self._fetch(url, OCI_INDEX, "the signatures")
             if response.status_code == 404 and not descriptors:
                 return self._tag_schema(digest), False
             self._expect(response, "the signatures", "ecr:BatchGetImage")
@@ -162,7 +162,7 @@ class _Registry:
         return descriptors, True
 
     def _tag_schema(self, digest: str) -> list[dict[str, Any]]:
-        response = self._get(f"{self.base}/manifests/{tag_schema_tag(digest)}", OCI_INDEX, "the signatures")
+        response = self._fetch(f"{self.base}/manifests/{tag_schema_tag(digest)}", OCI_INDEX, "the signatures")
         if response.status_code == 404:
             return []
         self._expect(response, "the signatures", "ecr:BatchGetImage")
@@ -216,7 +216,7 @@ class _Registry:
     def cosign_tag(self, digest: str) -> list[SignatureArtifact]:
         """The signatures under cosign's ``sha256-<hex>.sig`` tag."""
         tag = cosign_signature_tag(digest)
-        response = self._get(f"{self.base}/manifests/{tag}", f"{OCI_MANIFEST}, {DOCKER_MANIFEST}", "the signatures")
+        response = self._fetch(f"{self.base}/manifests/{tag}", f"{OCI_MANIFEST}, {DOCKER_MANIFEST}", "the signatures")
         if response.status_code == 404:
             return []
         self._expect(response, "the signatures", "ecr:BatchGetImage")
@@ -246,7 +246,9 @@ class _Registry:
 
     # -- content by digest -----------------------------------------------------------------------
     def _manifest(self, digest: str, size: object) -> dict[str, Any] | None:
-        response = self._get(f"{self.base}/manifests/{digest}", f"{OCI_MANIFEST}, {DOCKER_MANIFEST}", "the signatures")
+        response = self._fetch(
+            f"{self.base}/manifests/{digest}", f"{OCI_MANIFEST}, {DOCKER_MANIFEST}", "the signatures"
+        )
         if response.status_code == 404:
             return None
         self._expect(response, "the signatures", "ecr:BatchGetImage")
@@ -257,7 +259,7 @@ class _Registry:
         digest, size = descriptor.get("digest"), descriptor.get("size")
         if not is_digest(digest) or not isinstance(size, int) or not 0 <= size <= MAX_SIZE:
             return None  # not a descriptor this provider will download
-        response = self._get(f"{self.base}/blobs/{digest}", "*/*", "a signature")
+        response = self._fetch(f"{self.base}/blobs/{digest}", "*/*", "a signature")
         if response.status_code in _REDIRECTS and response.headers.get("Location"):
             response = self._follow(urljoin(response.url or self.base, response.headers["Location"]))
         if response.status_code == 404:
@@ -280,7 +282,7 @@ class _Registry:
         return body
 
     # -- HTTP ------------------------------------------------------------------------------------
-    def _get(self, url: str, accept: str, what: str) -> Any:
+    def _fetch(self, url: str, accept: str, what: str) -> Any:
         return self._send(url, {"Accept": accept, "Authorization": self.authorization}, what)
 
     def _send(self, url: str, headers: dict[str, str], what: str) -> Any:
