@@ -13,12 +13,11 @@ import requests
 from airflow_ecr.registry import ImageReference
 from airflow_ecr.trust.cosign import ARTIFACT_TYPE as COSIGN
 from airflow_ecr.trust.cosign import CosignKey, verify_cosign
-from airflow_ecr.trust.referrers import NOTATION_ARTIFACT_TYPE as NOTATION
+from airflow_ecr.trust.envelopes import COSE_MEDIA_TYPE, JWS_MEDIA_TYPE
+from airflow_ecr.trust.envelopes import NOTATION_ARTIFACT_TYPE as NOTATION
 from airflow_ecr.trust.referrers import signatures_of
 from airflow_ecr_lab.repository import push_marker_image, registry_requests
 from airflow_ecr_lab.signing import (
-    COSE_MEDIA_TYPE,
-    JWS_MEDIA_TYPE,
     LabRegistry,
     cosign_payload,
     cosign_sign,

@@ -20,7 +20,7 @@ from airflow_ecr.exceptions import EcrPullError, EcrRegistryUnavailableError
 from airflow_ecr.registry import ImageReference
 from airflow_ecr.trust.cosign import ARTIFACT_TYPE as COSIGN
 from airflow_ecr.trust.cosign import SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE
-from airflow_ecr.trust.referrers import NOTATION_ARTIFACT_TYPE as NOTATION
+from airflow_ecr.trust.envelopes import NOTATION_ARTIFACT_TYPE as NOTATION
 from airflow_ecr.trust.referrers import signatures_of
 
 HOST = "111111111111.dkr.ecr.eu-west-1.amazonaws.com"

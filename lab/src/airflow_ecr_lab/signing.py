@@ -27,23 +27,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airflow_ecr.images.manifests import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from airflow_ecr.trust.cosign import ARTIFACT_TYPE as COSIGN_ARTIFACT_TYPE
+from airflow_ecr.trust.cosign import SIGNATURE_ANNOTATION as COSIGN_SIGNATURE_ANNOTATION
+from airflow_ecr.trust.cosign import SIMPLE_SIGNING_MEDIA_TYPE
+from airflow_ecr.trust.envelopes import NOTARY_PAYLOAD as NOTATION_PAYLOAD_TYPE
+from airflow_ecr.trust.envelopes import NOTATION_ARTIFACT_TYPE
 from airflow_ecr_lab.health import load
 from airflow_ecr_lab.messages import LabError
 from airflow_ecr_lab.paths import LabPaths
 from airflow_ecr_lab.repository import _account, _auth, _session
 
-NOTATION_ARTIFACT_TYPE = "application/vnd.cncf.notary.signature"
-NOTATION_PAYLOAD_TYPE = "application/vnd.cncf.notary.payload.v1+json"
-JWS_MEDIA_TYPE = "application/jose+json"
-COSE_MEDIA_TYPE = "application/cose"
-COSIGN_ARTIFACT_TYPE = "application/vnd.dev.cosign.artifact.sig.v1+json"
-SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
-COSIGN_SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+# The formats' names are the product's (one home); how an envelope is built here is the lab's own,
+# written from the specifications, so that the verifiers are tested against more than themselves.
 OCI_EMPTY = "application/vnd.oci.empty.v1+json"
 OCI_CONFIG = "application/vnd.oci.image.config.v1+json"
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 X509 = "notary.x509"
 X509_SIGNING_AUTHORITY = "notary.x509.signingAuthority"
 

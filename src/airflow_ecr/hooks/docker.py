@@ -406,7 +406,7 @@ class EcrDockerHook(DockerHook):
         return self.settings.aws_conn_id
 
     @cached_property
-    def token_source(self) -> TokenSource:
+    def token_source(self) -> EcrTokenSource:
         return EcrTokenSource.from_connection(self.settings.aws_conn_id)
 
     @cached_property
@@ -530,11 +530,12 @@ class EcrDockerHook(DockerHook):
             verdict = check_digest(rule, image, name, digest, io, now)
             if cache is not None and verdict.passed:
                 cache.put(verdict, rule.fingerprint)
+        cached = " (cached verdict)" if verdict.cached else ""
         for outcome in verdict.outcomes:
+            said = "passed" if outcome.passed else "FAILED"
             self.log.info(
-                "Image policy %r, %s rule, %s: %s%s", verdict.scope, outcome.rule, "passed" if outcome.passed else "FAILED",
-                outcome.summary, " (cached verdict)" if verdict.cached else "",
-            )  # fmt: skip
+                "Image policy %r, %s rule, %s: %s%s", verdict.scope, outcome.rule, said, outcome.summary, cached
+            )
         if not verdict.passed:
             raise EcrImagePolicyError(verdict.refusal(), verdict=verdict)
         return verdict

@@ -397,6 +397,8 @@ class EcrTokenSource:
             if endpoint_url:
                 # An explicit endpoint (a VPC endpoint, an emulator) is used as given: botocore would
                 # otherwise put an operation's host prefix before it (Signer's ``data-``).
+                from botocore.config import Config
+
                 no_prefix = Config(inject_host_prefix=False)
                 config = config.merge(no_prefix) if config is not None else no_prefix
             client = self._session.client(

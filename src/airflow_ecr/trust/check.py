@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 class PolicyIO(Protocol):
-    """What checking a digest asks of AWS and of the registry (the hook's :class:`~airflow_ecr.hooks.policy_io.HookPolicyIO`)."""
+    """What checking a digest asks of AWS and of the registry (the hook's ``HookPolicyIO``)."""
 
     def scan_report(self, name: ImageReference, digest: str, wait_seconds: float) -> ScanReport:
         """The digest's ECR scan findings, waiting up to ``wait_seconds`` while the scan is pending."""
@@ -39,7 +39,9 @@ class PolicyIO(Protocol):
         """AWS Signer's revocation answer for a signature (``signer:GetRevocationStatus``)."""
 
 
-def check_digest(rule: ImageRule, image: str, name: ImageReference, digest: str, io: PolicyIO, now: datetime) -> Verdict:
+def check_digest(
+    rule: ImageRule, image: str, name: ImageReference, digest: str, io: PolicyIO, now: datetime
+) -> Verdict:
     """
     Every rule of ``rule`` on ``digest``: the scan rule, then the signature rule.
 
@@ -61,7 +63,9 @@ def check_digest(rule: ImageRule, image: str, name: ImageReference, digest: str,
     return Verdict(image, digest, rule.name, tuple(outcomes))
 
 
-def check_signatures(rule: SignatureRule, name: ImageReference, digest: str, io: PolicyIO, now: datetime) -> RuleOutcome:
+def check_signatures(
+    rule: SignatureRule, name: ImageReference, digest: str, io: PolicyIO, now: datetime
+) -> RuleOutcome:
     """
     The signature rule: one signature of ``digest``, in a format the rule configures, that verifies.
 
@@ -87,14 +91,16 @@ def check_signatures(rule: SignatureRule, name: ImageReference, digest: str, io:
         types.add(notation.NOTATION_ARTIFACT_TYPE)
     keys = [cosign.load_cosign_key(spec, io.kms_public_key) for spec in rule.cosign_keys]
     if keys:
-        types.add(cosign.COSIGN_ARTIFACT_TYPE)
+        types.add(cosign.ARTIFACT_TYPE)
     artifacts = io.signatures(name, digest, types)
     results: list[SignatureResult] = []
     for artifact in artifacts:
         if artifact.format == "notation" and rule.notation_trust_policy is not None:
             if trust_policy is None:
                 results.append(
-                    SignatureResult("notation", False, reason=f"no policy of the Notation trust policy covers {reference}")
+                    SignatureResult(
+                        "notation", False, reason=f"no policy of the Notation trust policy covers {reference}"
+                    )
                 )
                 continue
             store = notation.TrustStore(rule.notation_trust_store or rule.notation_trust_policy.parent)
@@ -116,7 +122,10 @@ def check_signatures(rule: SignatureRule, name: ImageReference, digest: str, io:
             expires_at=verified.expires_at,
         )
     formats = " or ".join(sorted(f for f in ("notation", "cosign") if _configured(rule, f)))
-    fix = f"sign {digest} with a trusted identity ({formats}) and push the signature to its repository, or run a signed image"
+    fix = (
+        f"sign {digest} with a trusted identity ({formats}) and push the signature to its repository, "
+        "or run a signed image"
+    )
     facts = {"format": None, "verified": False, "found": len(artifacts)}
     if not results:
         return RuleOutcome(SIGNATURE, False, f"no {formats} signature of it was found in {name.host}", fix, facts)

@@ -33,11 +33,9 @@ from airflow_ecr.images.reference import is_digest
 from airflow_ecr.registry import ImageReference
 from airflow_ecr.trust.cosign import ARTIFACT_TYPE as COSIGN_ARTIFACT_TYPE
 from airflow_ecr.trust.cosign import SIGNATURE_ANNOTATION, SIMPLE_SIGNING_MEDIA_TYPE
+from airflow_ecr.trust.envelopes import ENVELOPE_MEDIA_TYPES as NOTATION_ENVELOPE_TYPES
+from airflow_ecr.trust.envelopes import NOTATION_ARTIFACT_TYPE
 
-NOTATION_ARTIFACT_TYPE = "application/vnd.cncf.notary.signature"
-JWS_MEDIA_TYPE = "application/jose+json"
-COSE_MEDIA_TYPE = "application/cose"
-NOTATION_ENVELOPE_TYPES = frozenset({JWS_MEDIA_TYPE, COSE_MEDIA_TYPE})
 REFERRERS_API = "referrers-api"
 TAG_SCHEMA = "tag-schema"
 COSIGN_TAG = "cosign-tag"
