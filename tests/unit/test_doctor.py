@@ -89,6 +89,8 @@ def test_the_documented_needs() -> None:
         "registry": ("ecr_permission", "docker_daemon"),
         "image": ("registry",),
         "swarm": ("docker_daemon",),
+        "policy_scan": ("ecr_permission",),
+        "policy_signature": ("ecr_permission",),
     }
 
 
@@ -115,8 +117,12 @@ def test_the_documented_order() -> None:
         "registry",
         "image",
         "swarm",
+        "policy_scan",
+        "policy_signature",
     ]
-    assert [c.name for c in doctor.CHECKS if c.needs_image] == ["ecr_permission", "registry", "image"]
+    assert [c.name for c in doctor.CHECKS if c.needs_image] == [
+        "ecr_permission", "registry", "image", "policy_scan", "policy_signature",
+    ]  # fmt: skip
 
 
 def test_an_unexpected_error_fails_the_check_with_its_type_only() -> None:
@@ -466,6 +472,8 @@ def test_cli_stops_at_the_daemon_and_prints_json(tmp_path: Path, capsys: pytest.
         "registry": "skip",
         "image": "skip",
         "swarm": "skip",
+        "policy_scan": "info",  # no [ecr] image_policy: nothing to check
+        "policy_signature": "info",
     }
 
 
@@ -517,6 +525,8 @@ def test_an_ecr_only_endpoint_makes_sts_a_warning_and_the_rest_runs(
         "registry": "skip",
         "image": "skip",
         "swarm": "skip",
+        "policy_scan": "info",  # no [ecr] image_policy: nothing to check
+        "policy_signature": "info",
     }
     assert code == data["exit_code"] == exit_codes.EXIT_DOCKER  # the first failure of what a pull needs
     identity = data["checks"][0]

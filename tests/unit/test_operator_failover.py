@@ -81,6 +81,7 @@ def test_a_registry_outage_runs_the_image_from_its_replica(engine: EngineAPI, mo
         "pinned": False,
         "resolved_at": None,
         "requested": f"{MAIN}/app:1",
+        "policy": None,
     }
 
 
