@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from airflow_ecr.trust.outcome import SIGNATURE, RuleOutcome, SignatureResult, Verdict
@@ -103,7 +104,8 @@ def check_signatures(
                     )
                 )
                 continue
-            store = notation.TrustStore(rule.notation_trust_store or rule.notation_trust_policy.parent)
+            # The policy file gives a trust store with every trust policy (trust/policy.py).
+            store = notation.TrustStore(rule.notation_trust_store or Path())
             results.append(
                 notation.verify_envelope(
                     artifact.blob, artifact.media_type, digest, reference, trust_policy, store, now, io.revocation
