@@ -32,6 +32,8 @@ DIGEST_SCENARIOS = {
     "pull": "image pulled, recorded from the pull",
     "local_resolved": "resolve_digest=True, image local",
     "pin_3_images": "pin task, 3 distinct images",
+    "policy_cold": "image policy (scan + Notation signature), verdict not cached on the host",
+    "policy_warm": "image policy (scan + Notation signature), the host's cached verdict",
 }
 
 
@@ -156,15 +158,18 @@ def _digest_lines(report: dict[str, Any]) -> list[str]:
         "What knowing which image ran costs, per new task process (ms: median (p10-p90, n); requests: the most "
         "any task of the scenario made):",
         "",
-        "| task | record step | resolve step | whole task | registry requests | of which by the task process |",
-        "|---|---|---|---|---|---|",
+        "| task | record step | resolve step | policy check | whole task | registry requests "
+        "| of which by the task process | DescribeImageScanFindings |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for scenario, label in DIGEST_SCENARIOS.items():
         got = record.get(scenario)
         if got:
+            check = spread(got["check_ms"]) if "check_ms" in got else "-"
             lines.append(
-                f"| {label} | {spread(got['record_ms'])} | {spread(got['resolve_ms'])} | {spread(got['task_ms'])} "
-                f"| {got['requests_min']}-{got['requests_max']} | {got['task_process_requests_max']} |"
+                f"| {label} | {spread(got['record_ms'])} | {spread(got['resolve_ms'])} | {check} "
+                f"| {spread(got['task_ms'])} | {got['requests_min']}-{got['requests_max']} "
+                f"| {got['task_process_requests_max']} | {got.get('scan_calls_max', 0)} |"
             )
     return [*lines, ""]
 

@@ -22,7 +22,7 @@ import pytest
 from airflow_ecr import process_state
 from airflow_ecr.exceptions import EcrImagePolicyError
 from airflow_ecr.images.record import XCOM_KEY
-from airflow_ecr.operators.docker import EcrDockerOperator
+from airflow_ecr.operators.docker import EcrDockerOperator, EcrDockerSwarmOperator
 from airflow_ecr.trust.envelopes import AWS_PROFILE_VERSION, AWS_SIGNER_PLUGIN, AWS_SIGNING_JOB, JWS_MEDIA_TYPE
 from airflow_ecr_lab.repository import push_marker_image, registry_requests
 from airflow_ecr_lab.signing import (
@@ -154,7 +154,9 @@ def calls(emulator, action: str) -> int:
 
 
 # -- runs ----------------------------------------------------------------------------------------
-def test_a_signed_clean_image_runs_by_its_digest_and_a_warm_task_asks_nothing(lab, aws, image, pki, tmp_path, monkeypatch):
+def test_a_signed_clean_image_runs_by_its_digest_and_a_warm_task_asks_nothing(
+    lab, aws, image, pki, tmp_path, monkeypatch
+):
     name, repository, digest = image
     aws.set_scan(repository, digest, **CLEAN)
     sign(lab, repository, digest, pki.ca)
@@ -202,7 +204,7 @@ def test_a_cosign_signature_with_a_kms_key_lets_the_image_run(lab, aws, image, t
 
 # -- refusals before anything starts ---------------------------------------------------------------
 def test_an_unsigned_image_is_refused(lab, aws, image, pki, tmp_path, monkeypatch):
-    name, repository, digest = image
+    name, _, digest = image
     write_policy(tmp_path, pki, monkeypatch, CA_STATEMENT)
     sentence = refused(lab, name, digest)
     assert "signature rule failed" in sentence and "no notation signature" in sentence, sentence
@@ -272,10 +274,42 @@ def test_a_scan_still_pending_after_its_wait_is_refused(lab, aws, image, pki, tm
 
 
 def test_a_dag_cannot_loosen_the_deployment_policy(lab, aws, image, pki, tmp_path, monkeypatch):
-    name, repository, digest = image
+    name = image[0]
     write_policy(tmp_path, pki, monkeypatch, CA_STATEMENT, scan={"failAt": "HIGH"})
     engine = Engine(lab)
     before = engine.containers()
     with pytest.raises(Exception, match="may only tighten"):
         run(lab, name, image_policy={"scan": {"failAt": "CRITICAL"}})
     assert engine.containers() == before
+
+
+def test_a_swarm_service_is_refused_before_it_exists(lab, aws, image, pki, tmp_path, monkeypatch):
+    name, _, digest = image
+    write_policy(tmp_path, pki, monkeypatch, CA_STATEMENT)
+    client = docker.APIClient(base_url=lab.docker_host)
+    services = len(client.services())
+    service = EcrDockerSwarmOperator(
+        task_id=f"s{uuid.uuid4().hex[:6]}", image=name, aws_conn_id=CONN, docker_url=lab.docker_host,
+        command=["cat", "/marker"],
+    )  # fmt: skip
+    process_state.reset()
+    with pytest.raises(EcrImagePolicyError, match=f"refused {name} \\({digest}\\)"):
+        service.execute({"ti": RecordingTI()})
+    assert len(client.services()) == services
+
+
+def test_doctor_shows_the_policy_rule_by_rule(lab, aws, image, pki, tmp_path, monkeypatch):
+    """An image with a clean scan and no signature: the scan rule passes, the signature rule fails (exit 10)."""
+    from airflow_ecr import doctor
+    from airflow_ecr.exit_codes import EXIT_POLICY
+
+    name, repository, digest = image
+    aws.set_scan(repository, digest, **CLEAN)
+    write_policy(tmp_path, pki, monkeypatch, CA_STATEMENT, scan={"failAt": "HIGH"})
+    process_state.reset()
+    state = doctor.DoctorState(image=name, aws_conn_id=CONN, docker_url=lab.docker_host)
+    results = {r.name: r for r in doctor.run_checks(state, doctor.CHECKS)}
+    scan, signature = results["policy_scan"], results["policy_signature"]
+    assert (scan.status, scan.details["digest"], scan.details["status"]) == ("ok", digest, "COMPLETE"), scan
+    assert (signature.status, signature.exit_code) == ("fail", EXIT_POLICY), signature
+    assert "no notation signature" in signature.summary and signature.fix, signature

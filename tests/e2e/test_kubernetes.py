@@ -14,6 +14,7 @@ import base64
 import json
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,6 +26,9 @@ import requests
 from airflow_ecr.kubernetes.pull_secrets import LABEL, ROLE_RULES
 from airflow_ecr.operators.kubernetes import EcrKubernetesPodOperator
 from airflow_ecr.testing import EmulatorClient
+from airflow_ecr.trust.envelopes import JWS_MEDIA_TYPE
+from airflow_ecr_lab.repository import push_marker_image
+from airflow_ecr_lab.signing import LabRegistry, make_pki, notation_jws, notation_payload
 from helpers.airflow_harness import AirflowHarness, find_venv
 from helpers.dag_checks import assert_no_secret
 from helpers.kube import Cluster, control_plane
@@ -53,7 +57,11 @@ def deployment(
         pytest.fail(f"no Airflow {request.param} virtualenv (scripts/venvs.sh {request.param})", pytrace=False)
     home = tmp_path_factory.mktemp(f"airflow{request.param}-k8s")
     harness = AirflowHarness(
-        venv, home, e2e_lab, Path(e2e_lab["dir"]), dag_files=["ecr_kubernetes.py", "ecr_kubernetes_digests.py"]
+        venv,
+        home,
+        e2e_lab,
+        Path(e2e_lab["dir"]),
+        dag_files=["ecr_kubernetes.py", "ecr_kubernetes_digests.py", "ecr_kubernetes_policy.py"],
     )
     (home / "config").mkdir()
     (home / "config" / "airflow_local_settings.py").write_text(LOCAL_SETTINGS)
@@ -194,6 +202,53 @@ def test_pods_run_the_pinned_or_resolved_digest_and_every_on_finish_action_keeps
         {"output": result.output, **result.logs, "pods": json.dumps(kubelet.pods)},
         ecr_admin.passwords([e2e_lab["accounts"][0]["account_id"]]),
     )
+
+
+def test_pods_run_only_the_digest_the_image_policy_checked(
+    cluster: Cluster,
+    deployment: tuple[AirflowHarness, str, dict[str, str]],
+    e2e_lab: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    """With ``[ecr] image_policy``: a signed image runs by the digest checked; an unsigned one is
+    refused, by the operator and by the mutation hook for an unmodified KubernetesPodOperator, before
+    its pod or its Secret exists (issue 26)."""
+    harness, namespace, env = deployment
+    account = e2e_lab["accounts"][0]
+    suffix = uuid.uuid4().hex[:8]
+    signed, unsigned = f"app/k8s-signed-{suffix}", f"app/k8s-unsigned-{suffix}"
+    digest = push_marker_image(Path(e2e_lab["dir"]), account["account_id"], f"{signed}:1", "signed")
+    push_marker_image(Path(e2e_lab["dir"]), account["account_id"], f"{unsigned}:1", "unsigned")
+    pki = make_pki(tmp_path / "notation")
+    registry = LabRegistry.of(Path(e2e_lab["dir"]))
+    subject = registry.descriptor(signed, digest)
+    envelope = notation_jws(pki.ca, notation_payload(digest, subject["size"], subject["mediaType"]))
+    registry.push_notation(signed, digest, envelope, JWS_MEDIA_TYPE)
+    trust_policy = tmp_path / "notation" / "trustpolicy.json"
+    trust_policy.write_text(json.dumps({"version": "1.0", "trustPolicies": [{
+        "name": "lab", "registryScopes": ["*"], "signatureVerification": {"level": "strict"},
+        "trustStores": ["ca:lab"], "trustedIdentities": ["*"]}]}))  # fmt: skip
+    notation = {"trustPolicy": str(trust_policy), "trustStore": str(tmp_path / "notation" / "truststore")}
+    policy = tmp_path / "image-policy.json"
+    rule = {"name": "lab-prod", "scopes": [f"{account['host']}/app/k8s-*"], "signature": {"notation": notation}}
+    policy.write_text(json.dumps({"version": "1", "rules": [rule]}))
+    images = {
+        "AIRFLOW_ECR_POLICY_SIGNED": f"{account['host']}/{signed}:1",
+        "AIRFLOW_ECR_POLICY_UNSIGNED": f"{account['host']}/{unsigned}:1",
+        "AIRFLOW__ECR__IMAGE_POLICY": str(policy),
+    }
+    with kubelet_standin(cluster, namespace, e2e_lab["docker_host"]) as kubelet:
+        result = harness.dags_test("ecr_kubernetes_policy", timeout=420, extra_env={**env, **images})
+    assert result.rc != 0, result.describe()  # two of its tasks are refused
+    # Only the signed image's pod was ever made, and it ran the digest checked.
+    assert [p["metadata"]["name"].split("-", 1)[0] for p in kubelet.pods] == ["signed"], kubelet.pods
+    assert [p.image for p in kubelet.pulls] == [f"{account['host']}/{signed}@{digest}"], kubelet.pulls
+    record = harness.xcom("ecr_kubernetes_policy", "signed", key="ecr_image")
+    assert record["policy"]["passed"] and record["policy"]["signature"]["identity"] == pki.ca.subject, record
+    states = dict(harness.query("SELECT task_id, state FROM task_instance WHERE dag_id = 'ecr_kubernetes_policy'"))
+    assert states == {"signed": "success", "unsigned": "failed", "unmodified": "failed"}, states
+    assert f"Image policy 'lab-prod' refused {account['host']}/{unsigned}:1" in result.all_text(), result.describe()
+    assert wait_until_gone(cluster, namespace) == []  # no Secret was left for the refused pods
 
 
 def test_the_images_region_down_gives_the_pod_its_replicas_image_and_secret(
