@@ -310,6 +310,6 @@ def test_an_unreachable_api_is_a_service_error(emu: EcrEmulator) -> None:
         aws_secret_access_key="S",
         config=Config(retries={"total_max_attempts": 1}, connect_timeout=2),
     )
-    with pytest.raises(EcrServiceError, match=r"Cannot reach the ECR API at http://127\.0\.0\.1:") as info:
+    with pytest.raises(EcrServiceError, match=r"Cannot reach the AWS API at http://127\.0\.0\.1:") as info:
         fetch_scan(client, ACCOUNT, "team/app", DIGEST, 0)
     assert "ecr:DescribeImageScanFindings" in str(info.value)

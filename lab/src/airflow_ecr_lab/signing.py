@@ -515,7 +515,7 @@ class LabRegistry:
         """The descriptor (mediaType, digest, size) of a manifest in the repository.
 
         :param repository: the repository.
-        :param digest: the manifest's digest.
+        :param digest: the manifest's digest, or a tag (the descriptor then has the digest it names).
         """
         got = self.session.head(
             self._url(repository, f"manifests/{digest}"),
@@ -525,7 +525,8 @@ class LabRegistry:
         if got.status_code != 200:
             raise LabError(f"{repository}@{digest} is not in {self.host} (HTTP {got.status_code})")
         media_type = got.headers["Content-Type"].split(";")[0]
-        return {"mediaType": media_type, "digest": digest, "size": int(got.headers["Content-Length"])}
+        named = got.headers.get("Docker-Content-Digest", digest)
+        return {"mediaType": media_type, "digest": named, "size": int(got.headers["Content-Length"])}
 
     def push_referrer(
         self,

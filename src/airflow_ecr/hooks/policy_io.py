@@ -13,8 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from airflow_ecr.exceptions import EcrCredentialsError, EcrServiceError
-
 if TYPE_CHECKING:
     from airflow_ecr.registry import EcrRegistry, ImageReference
     from airflow_ecr.tokens.sources import EcrTokenSource
@@ -62,7 +60,7 @@ class HookPolicyIO:
 
     def kms_public_key(self, key_id: str) -> bytes:
         client = self._source.client("kms", region_of(key_id) or self._registry.region)
-        answer = self._call("kms:GetPublicKey", key_id, lambda: client.get_public_key(KeyId=key_id))
+        answer = self._call("kms:GetPublicKey", key_id, "the key", lambda: client.get_public_key(KeyId=key_id))
         return bytes(answer["PublicKey"])
 
     def revocation(self, query: RevocationQuery) -> RevocationAnswer:
@@ -72,6 +70,7 @@ class HookPolicyIO:
         answer = self._call(
             "signer:GetRevocationStatus",
             query.profile_version_arn,
+            "*",
             lambda: client.get_revocation_status(
                 signatureTimestamp=query.signing_time,
                 platformId=query.platform_id,
@@ -82,8 +81,8 @@ class HookPolicyIO:
         )
         return RevocationAnswer(tuple(answer.get("revokedEntities") or ()))
 
-    def _call(self, action: str, resource: str, call: Callable[[], Any]) -> Any:
-        from airflow_ecr.tokens.aws_errors import classify
+    def _call(self, action: str, resource: str, on: str, call: Callable[[], Any]) -> Any:
+        from airflow_ecr.tokens.aws_errors import classify, policy_call_error
 
         self.requests += 1
         try:
@@ -92,17 +91,7 @@ class HookPolicyIO:
             failure = classify(err)
             if failure.kind == "unexpected":
                 raise
-            if failure.denies_identity or failure.kind in ("no_credentials", "partial_credentials", "no_region"):
-                raise EcrCredentialsError(
-                    f"AWS refused {action} on {resource} for the image policy ({failure.code}): grant the "
-                    f"task's AWS identity {action} on it.",
-                    failure=failure,
-                ) from None
-            raise EcrServiceError(
-                f"The image policy could not call {action} on {resource} ({failure.code}): the image "
-                "was not checked, so it does not run; retry when AWS answers.",
-                failure=failure,
-            ) from None
+            raise policy_call_error(failure, action, resource, "the image policy's signature rule", on) from None
 
 
 def region_of(arn: str) -> str | None:

@@ -363,3 +363,46 @@ def image_name_fix(registry: EcrRegistry, named_in: str = "the image name") -> s
         f"check the account id ({registry.account_id}) and region ({registry.region}) in {named_in}: "
         f"they must be those of the registry the image was pushed to (its host {registry.host})"
     )
+
+
+def policy_call_error(failure: AwsFailure, action: str, subject: str, needed_by: str, on: str) -> EcrError:
+    """
+    The error for a failed AWS call of the image policy (``ecr:DescribeImageScanFindings``,
+    ``kms:GetPublicKey``, ``signer:GetRevocationStatus``): one sentence naming the action, what it was
+    for and what to do. The image was not checked, so it does not run.
+
+    :param failure: the classified failure.
+    :param action: the IAM action of the call.
+    :param subject: what it was called for (``sha256:… in repository ml/train of registry …``, a key).
+    :param needed_by: the rule that needs it (``the image policy's scan rule``).
+    :param on: the resource to grant the action on (``the repository``, ``the key``).
+    """
+
+    endpoint = failure.endpoint or "?"
+    if failure.kind == "access_denied":
+        text = (
+            f"The AWS identity is not allowed {action} for {subject}, which {needed_by} needs: grant it "
+            f"{action} on {on}. AWS said: {failure.message}"
+        )
+    elif failure.kind == "invalid_credentials":
+        text = (
+            f"AWS rejected the credentials ({failure.code}) used to call {action} for {subject}: they are "
+            "invalid or have expired; renew them or fix the AWS connection."
+        )
+    elif failure.kind in ("unreachable", "timeout"):
+        text = (
+            f"Cannot reach the AWS API at {endpoint} to call {action} for {subject} ({failure.code}): check "
+            "the network, proxy settings and the connection's endpoint_url."
+        )
+    elif failure.kind == "throttled":
+        text = (
+            f"The AWS API at {endpoint} throttled {action} for {subject} ({failure.attempts} attempt(s)): "
+            "retry the task, or allow more retries in the AWS connection's config_kwargs."
+        )
+    else:
+        text = (
+            f"{action} for {subject} failed at {endpoint} ({failure.code}"
+            f"{': ' + failure.message if failure.message else ''}): check the AWS connection and retry."
+        )
+    error_class = EcrCredentialsError if failure.kind in CREDENTIAL_KINDS else EcrServiceError
+    return error_class(text, failure=failure)

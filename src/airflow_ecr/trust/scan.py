@@ -18,15 +18,13 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timezone
 from typing import Any, NamedTuple
 
-from airflow_ecr.aws_failure import CREDENTIAL_KINDS, AwsFailure
+from airflow_ecr.aws_failure import AwsFailure
 from airflow_ecr.exceptions import (
     EcrConfigurationError,
-    EcrCredentialsError,
     EcrError,
     EcrImageNotFoundError,
-    EcrServiceError,
 )
-from airflow_ecr.tokens.aws_errors import SCAN_ACTION, classify
+from airflow_ecr.tokens.aws_errors import SCAN_ACTION, classify, policy_call_error
 from airflow_ecr.trust.outcome import SCAN, RuleOutcome
 
 # ECR's severities, most severe first: a rule fails at its ``fail_at`` and everything above it.
@@ -230,40 +228,13 @@ def scan_error(failure: AwsFailure, registry_id: str, repository: str, digest: s
     :param digest: the digest whose findings were asked for.
     """
     image = f"{digest} in repository {repository} of registry {registry_id}"
-    endpoint = failure.endpoint or "?"
     if failure.code in ("ImageNotFoundException", "RepositoryNotFoundException"):
         return EcrImageNotFoundError(
             f"ECR has no image {image} ({failure.code}), so the image policy cannot read its scan findings: "
             "check the image name and that the digest was pushed to this registry.",
             failure=failure,
         )
-    if failure.kind == "access_denied":
-        text = (
-            f"The AWS identity is not allowed {SCAN_ACTION} for {image}, which the image policy's scan rule "
-            f"needs: grant it {SCAN_ACTION} on the repository. AWS said: {failure.message}"
-        )
-    elif failure.kind == "invalid_credentials":
-        text = (
-            f"AWS rejected the credentials ({failure.code}) used to call {SCAN_ACTION} for {image}: they are "
-            "invalid or have expired; renew them or fix the AWS connection."
-        )
-    elif failure.kind in ("unreachable", "timeout"):
-        text = (
-            f"Cannot reach the ECR API at {endpoint} to call {SCAN_ACTION} for {image} ({failure.code}): check "
-            "the network, proxy settings and the connection's endpoint_url."
-        )
-    elif failure.kind == "throttled":
-        text = (
-            f"The ECR API at {endpoint} throttled {SCAN_ACTION} for {image} ({failure.attempts} attempt(s)): "
-            "retry the task, or allow more retries in the AWS connection's config_kwargs."
-        )
-    else:
-        text = (
-            f"{SCAN_ACTION} for {image} failed at {endpoint} ({failure.code}"
-            f"{': ' + failure.message if failure.message else ''}): check the AWS connection and retry."
-        )
-    error_class = EcrCredentialsError if failure.kind in CREDENTIAL_KINDS else EcrServiceError
-    return error_class(text, failure=failure)
+    return policy_call_error(failure, SCAN_ACTION, image, "the image policy's scan rule", "the repository")
 
 
 def _flag(value: Any, yes: Iterable[str]) -> bool | None:
