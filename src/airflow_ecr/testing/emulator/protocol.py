@@ -54,15 +54,7 @@ class AwsApi(EmulatorState):
         :param body: the raw request body.
         """
         target = headers.get("x-amz-target", "")
-        call: dict[str, Any] = {
-            "time": time.time(),
-            "target": target,
-            "region": None,
-            "registry_ids": None,
-            "access_key_id": None,
-            "outcome": "ok",
-            "tokens_issued_at": None,
-        }
+        call = new_call(target)
         try:
             result = self._dispatch(target, headers, body, call)
             status = 200
@@ -255,15 +247,7 @@ class AwsApi(EmulatorState):
         :param headers: request headers, names in lower case.
         """
         parts = urlsplit(path)
-        call: dict[str, Any] = {
-            "time": time.time(),
-            "target": SIGNER_TARGET_PREFIX + "GetRevocationStatus",
-            "region": None,
-            "registry_ids": None,
-            "access_key_id": None,
-            "outcome": "ok",
-            "tokens_issued_at": None,
-        }
+        call = new_call(SIGNER_TARGET_PREFIX + "GetRevocationStatus")
         try:
             if (method, parts.path) != ("GET", REVOCATIONS_PATH):
                 call["target"] = f"{SIGNER_TARGET_PREFIX}{method} {parts.path}"
@@ -341,3 +325,16 @@ class AwsApi(EmulatorState):
         with self._lock:
             self._calls.append(call)
         return status, xml.encode()
+
+
+def new_call(target: str) -> dict[str, Any]:
+    """The record of one call as it starts (``calls()`` lists them): what it asked, nothing known yet."""
+    return {
+        "time": time.time(),
+        "target": target,
+        "region": None,
+        "registry_ids": None,
+        "access_key_id": None,
+        "outcome": "ok",
+        "tokens_issued_at": None,
+    }
