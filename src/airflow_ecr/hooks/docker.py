@@ -525,7 +525,11 @@ class EcrDockerHook(DockerHook):
         now = datetime.now(timezone.utc)
         verdict = cache.get(digest, rule.fingerprint, now.timestamp(), image=image) if cache is not None else None
         if verdict is None:
-            registry = next(r for r in self.settings.registries if r.host == name.host)
+            registry = next((r for r in self.settings.registries if r.host == name.host), None)
+            if registry is None:
+                raise EcrConfigurationError(
+                    f"Image {image} is not in this hook's registries ({', '.join(self.authenticator.registries)})."
+                )
             io = HookPolicyIO(self.token_source, registry, self.registry_auth)
             verdict = check_digest(rule, image, name, digest, io, now)
             if cache is not None and verdict.passed:
