@@ -475,9 +475,7 @@ class EcrDockerHook(DockerHook):
         except ValueError as err:
             raise EcrConfigurationError(str(err)) from None
         if not self.authenticator.logs_in_to(name.host):
-            raise EcrConfigurationError(
-                f"Image {image} is not in this hook's registries ({', '.join(self.authenticator.registries)})."
-            )
+            raise self._not_ours(image)
         import requests
 
         with requests.Session() as session:
@@ -527,9 +525,7 @@ class EcrDockerHook(DockerHook):
         if verdict is None:
             registry = next((r for r in self.settings.registries if r.host == name.host), None)
             if registry is None:
-                raise EcrConfigurationError(
-                    f"Image {image} is not in this hook's registries ({', '.join(self.authenticator.registries)})."
-                )
+                raise self._not_ours(image)
             io = HookPolicyIO(self.token_source, registry, self.registry_auth)
             verdict = check_digest(rule, image, name, digest, io, now)
             if cache is not None and verdict.passed:
@@ -543,6 +539,11 @@ class EcrDockerHook(DockerHook):
         if not verdict.passed:
             raise EcrImagePolicyError(verdict.refusal(), verdict=verdict)
         return verdict
+
+    def _not_ours(self, image: str) -> EcrConfigurationError:
+        return EcrConfigurationError(
+            f"Image {image} is not in this hook's registries ({', '.join(self.authenticator.registries)})."
+        )
 
     def resolve_in_any_region(self, image: str) -> tuple[EcrRegistry, Manifest]:
         """
