@@ -521,7 +521,8 @@ class EcrDockerHook(DockerHook):
         name = ImageReference.parse(image)
         cache = VerdictCache.for_settings(ecr_settings())
         now = datetime.now(timezone.utc)
-        verdict = cache.get(digest, rule.fingerprint, now.timestamp(), image=image) if cache is not None else None
+        fingerprint = rule.fingerprint  # hashes the trust store's files: once per check
+        verdict = cache.get(digest, fingerprint, now.timestamp(), image=image) if cache is not None else None
         if verdict is None:
             registry = next((r for r in self.settings.registries if r.host == name.host), None)
             if registry is None:
@@ -529,7 +530,7 @@ class EcrDockerHook(DockerHook):
             io = HookPolicyIO(self.token_source, registry, self.registry_auth)
             verdict = check_digest(rule, image, name, digest, io, now)
             if cache is not None and verdict.passed:
-                cache.put(verdict, rule.fingerprint)
+                cache.put(verdict, fingerprint)
         cached = " (cached verdict)" if verdict.cached else ""
         for outcome in verdict.outcomes:
             said = "passed" if outcome.passed else "FAILED"
