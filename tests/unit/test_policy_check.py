@@ -156,3 +156,17 @@ def test_a_verdict_expires_with_its_earliest_outcome() -> None:
         IMAGE, DIGEST, "x", (RuleOutcome("scan", True, "", expires_at=50.0), RuleOutcome("signature", True, ""))
     )
     assert verdict.expires_at == 50.0
+
+
+def test_the_xcom_and_the_lineage_facet_carry_the_verdict(pki: TestPki) -> None:
+    pytest.importorskip("airflow.providers.openlineage")  # the facet is the OpenLineage provider's
+    from airflow_ecr.images.record import build_record
+    from airflow_ecr.lineage import FACET_NAME, image_lineage
+
+    verdict = check_digest(
+        notation_rule(pki, ["*"]), IMAGE, NAME, DIGEST, FakePolicyIO([notation_signature(pki, DIGEST)]), NOW
+    )
+    record = build_record(IMAGE, "eu-west-1", True, DIGEST, None, None, policy=verdict.as_record())
+    assert record.as_xcom()["policy"] == verdict.as_record()
+    facet = image_lineage(record).run_facets[FACET_NAME]
+    assert facet.policy["signature"]["identity"] == pki.ca.subject and facet.policy["passed"] is True
