@@ -360,7 +360,10 @@ def make_jws(pki, digest=DIGEST, aws=False, signed=datetime(2026, 6, 1, tzinfo=t
     )
     x5c = [base64.b64encode(c.public_bytes(serialization.Encoding.DER)).decode() for c in chain]
     member = {"protected": header, "header": {"x5c": x5c}}
-    signed_json = jws.serialize_json(member, payload, ECKey.import_key(key), registry=registry)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )  # PEM: joserfc before 1.6 imports keys from bytes only
+    signed_json = jws.serialize_json(member, payload, ECKey.import_key(pem), registry=registry)
     return json.dumps(signed_json).encode()
 
 

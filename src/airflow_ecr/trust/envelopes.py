@@ -112,6 +112,7 @@ def _parse_jws(envelope: bytes) -> Envelope:
     import base64
 
     from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
     jws = _import("joserfc.jws")
     jwk = _import("joserfc.jwk")
@@ -136,7 +137,9 @@ def _parse_jws(envelope: bytes) -> Envelope:
         # AWS Signer's protected header (ARNs, plugin names) outgrows joserfc's default 512 bytes.
         registry.max_header_length = 8192
         try:
-            key = key_class.import_key(chain[0].public_key())
+            # As PEM: joserfc before 1.6 imports keys from bytes, not from `cryptography` objects.
+            pem = chain[0].public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+            key = key_class.import_key(pem)
             payload = jws.deserialize_json(document, key, registry=registry).payload
         except Exception as err:  # joserfc's JoseError, or a key of the wrong type for alg
             problem = f"the signature does not verify with its signing certificate's key ({type(err).__name__})"
