@@ -27,8 +27,9 @@ the workaround pinned; only that second run decides whether the matrix fails. Th
 cells stay bounded by date.
 
 Results go to ``docs/compatibility.json``; ``--render`` writes the tables of ``docs/compatibility.md``
-and the README from it. Usage: ``python scripts/compat.py [--cells ID,ID] [--render]``; the lab must be
-up (``AIRFLOW_ECR_LAB_DIR``), as ``scripts/test.sh`` does.
+and the README from it. Usage: ``python scripts/compat.py [--cells ID,ID] [--render] [--save-to FILE]``,
+then ``--adopt FILE`` after a ``--save-to`` run; the lab must be up (``AIRFLOW_ECR_LAB_DIR``), as
+``scripts/test.sh`` does (it gives the matrix a lab of its own, beside the test suite's).
 """
 
 from __future__ import annotations
@@ -469,17 +470,20 @@ def check_refusal(runner: Runner, wheel: Path, deployment: list[str], uv_env: di
 
 
 # -- results and their tables ---------------------------------------------------------------------
-def load_results() -> dict[str, dict]:
+def load_results(path: Path = RESULTS) -> dict[str, dict]:
     try:
-        return {r["cell"]["id"]: r for r in json.loads(RESULTS.read_text())["cells"]}
+        return {r["cell"]["id"]: r for r in json.loads(path.read_text())["cells"]}
     except (OSError, ValueError, KeyError):
         return {}
 
 
-def save_results(results: dict[str, dict]) -> None:
+def save_results(results: dict[str, dict], path: Path = RESULTS) -> None:
+    """Write the results to ``path`` whole (a temp file renamed over it): a reader never sees half of it."""
     order = [c.id for c in CELLS]
     cells = sorted(results.values(), key=lambda r: order.index(r["cell"]["id"]) if r["cell"]["id"] in order else 99)
-    RESULTS.write_text(json.dumps({"cells": cells}, indent=2) + "\n")
+    partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps({"cells": cells}, indent=2) + "\n")
+    os.replace(partial, path)
 
 
 def table(results: dict[str, dict]) -> str:
@@ -558,10 +562,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cells", help="comma-separated cell ids (default: all)")
     parser.add_argument("--render", action="store_true", help="only rewrite the tables from the saved results")
     parser.add_argument("--list", action="store_true", help="list the cells")
+    # scripts/test.sh runs the matrix beside the test suite, whose tests/unit/test_compat_tables.py
+    # reads docs/compatibility.json and the tables: rewriting them meanwhile could fail that test
+    # (results and tables briefly disagree). So that run saves elsewhere, and adopts at the end.
+    parser.add_argument(
+        "--save-to",
+        type=Path,
+        metavar="FILE",
+        help="save the results to FILE (the saved results plus this run's), leaving docs/compatibility.json "
+        "and the tables alone until --adopt FILE",
+    )
+    parser.add_argument(
+        "--adopt", type=Path, metavar="FILE", help="make FILE (from --save-to) the saved results and render the tables"
+    )
     args = parser.parse_args(argv)
     if args.list:
         for cell in CELLS:
             print(cell.id)
+        return 0
+    if args.adopt:
+        adopted = load_results(args.adopt)
+        if not adopted:
+            parser.error(f"{args.adopt} holds no results of the matrix")
+        save_results(adopted)
+        render(adopted)
         return 0
     results = load_results()
     if args.render:
@@ -583,8 +607,11 @@ def main(argv: list[str] | None = None) -> int:
         for cell in chosen:
             result = run_cell(cell, wheel, logs, sys.executable)
             results[cell.id] = {**asdict(result), "cell": asdict(cell)}
-            save_results(results)
-            render(results)
+            if args.save_to:
+                save_results(results, args.save_to)
+            else:
+                save_results(results)
+                render(results)
             status = "pass" if result.ok else f"FAIL (see {logs / (cell.id + '.log')})"
             print(
                 f"compat: {cell.id:<24} {status:<6} {result.seconds:6.0f} s  "

@@ -13,13 +13,33 @@ k8s_log=$(mktemp /tmp/airflow-ecr-k8s-binaries.XXXXXX.log)
 setsid bash scripts/k8s-binaries.sh >"$k8s_log" 2>&1 &
 k8s_pid=$!
 lab_started=""
+# The compatibility matrix runs beside the Airflow 3 pytest run (about 20 and 30 minutes: one after
+# the other they took 50 of CI's 60), on a lab of its own so that emulator call counts, faults, token
+# policies and registries are never shared by the two streams. Its output goes to a log, shown at the end.
+matrix_lab="" matrix_pid="" matrix_log="" matrix_results=""
 stop_started() {
   kill -- -"$k8s_pid" 2>/dev/null || true  # the build and its children, by their group
+  [ -z "$matrix_pid" ] || kill -- -"$matrix_pid" 2>/dev/null || true  # the matrix and its cells, by their group
   [ -z "$lab_started" ] || "$root/.venvs/af3/bin/python" -m airflow_ecr_lab down --dir "$lab_started" --purge
+  [ -z "$matrix_lab" ] || "$root/.venvs/af3/bin/python" -m airflow_ecr_lab down --dir "$matrix_lab" --purge
+  [ -z "$matrix_results" ] || rm -f "$matrix_results"
 }
 trap stop_started EXIT
 bash scripts/venvs.sh 3 2
 af3="$root/.venvs/af3/bin"
+
+echo "== compatibility matrix, in the background (the unit tests on every Airflow and Python, as users install it)"
+matrix_lab=$(mktemp -d /tmp/airflow-ecr-matrix-lab.XXXXXX)
+"$af3/python" -m airflow_ecr_lab up --dir "$matrix_lab" --swarm
+matrix_log=$(mktemp /tmp/airflow-ecr-matrix.XXXXXX.log)
+matrix_results=$(mktemp /tmp/airflow-ecr-matrix.XXXXXX.json)
+echo "== the matrix's output: $matrix_log (shown when it ends)"
+# Niced: the pytest run's Airflow processes have timeouts, the matrix only generous ones; on 2 cores
+# the pytest run keeps one core and the matrix takes the rest. It saves its results aside
+# (--save-to) because the pytest run reads docs/compatibility.json and the tables it would rewrite.
+AIRFLOW_ECR_LAB_DIR="$matrix_lab" setsid nice -n 10 "$af3/python" scripts/compat.py --save-to "$matrix_results" \
+  </dev/null >"$matrix_log" 2>&1 &
+matrix_pid=$!
 
 echo "== lint and types"
 "$af3/ruff" check src lab tests benchmarks scripts docs/hooks.py
@@ -47,6 +67,19 @@ rm -f "$k8s_log"
 
 echo "== all tests on Airflow 3 (the Airflow process tests run both versions)"
 # tests/ui (the connection form in Chromium) runs in the matrix, on its Airflow 2.11 and 3 cells.
-"$af3/python" -m pytest -p no:cacheprovider --durations=15 --ignore=tests/ui "$@" tests
-echo "== compatibility matrix (the unit tests on every Airflow and Python, as users install it)"
-"$af3/python" scripts/compat.py
+pytest_status=0
+"$af3/python" -m pytest -p no:cacheprovider --durations=15 --ignore=tests/ui "$@" tests || pytest_status=$?
+
+echo "== compatibility matrix (started beside the pytest run; its output from $matrix_log)"
+matrix_status=0
+wait "$matrix_pid" || matrix_status=$?
+matrix_pid=""
+cat "$matrix_log"
+rm -f "$matrix_log"
+# The tables of this run's results, now that no test reads them any more (cells that failed included,
+# as a run in the foreground would have saved them).
+[ ! -s "$matrix_results" ] || "$af3/python" scripts/compat.py --adopt "$matrix_results"
+
+[ "$pytest_status" -eq 0 ] || echo "test.sh: the Airflow 3 pytest run failed (exit $pytest_status; output above)" >&2
+[ "$matrix_status" -eq 0 ] || echo "test.sh: the compatibility matrix failed (exit $matrix_status; output above)" >&2
+[ "$pytest_status" -eq 0 ] && [ "$matrix_status" -eq 0 ]
