@@ -2,7 +2,7 @@
 
 The signatures are real (made by the lab's signer with ``cryptography``, ``joserfc`` and ``cbor2``)
 and verified by the real verifiers; what the registry and AWS would answer comes from
-``FakePolicyIO``, a FAKE named as such (the lab tests, tests/e2e/test_image_policy.py, ask the real ones).
+``FakePolicyIO``, a FAKE named as such (the lab tests, tests/e2e/test_image_policy_lab.py, ask the real ones).
 """
 
 from __future__ import annotations
