@@ -190,7 +190,8 @@ def _cose_signature_problem(alg: Any, public_key: Any, signature: bytes, message
             public_key.verify(signature, message, scheme, algorithm)
         elif not pss and isinstance(public_key, ec.EllipticCurvePublicKey):
             half = len(signature) // 2
-            der = utils.encode_dss_signature(int.from_bytes(signature[:half]), int.from_bytes(signature[half:]))
+            r, s = int.from_bytes(signature[:half], "big"), int.from_bytes(signature[half:], "big")
+            der = utils.encode_dss_signature(r, s)
             public_key.verify(der, message, ec.ECDSA(algorithm))
         else:
             return "the signature's algorithm does not fit its signing certificate's key"
