@@ -26,8 +26,8 @@ from airflow_ecr.operators.docker import EcrDockerOperator, EcrDockerSwarmOperat
 from airflow_ecr.trust.envelopes import AWS_PROFILE_VERSION, AWS_SIGNER_PLUGIN, AWS_SIGNING_JOB, JWS_MEDIA_TYPE
 from airflow_ecr_lab.repository import push_marker_image, registry_requests
 from airflow_ecr_lab.signing import (
+    LabPki,
     LabRegistry,
-    TestPki,
     cosign_payload,
     cosign_sign,
     issue_leaf,
@@ -56,11 +56,11 @@ def image(lab) -> tuple[str, str, str]:
 
 
 @pytest.fixture
-def pki(tmp_path: Path) -> TestPki:
+def pki(tmp_path: Path) -> LabPki:
     return make_pki(tmp_path / "notation")
 
 
-def write_policy(tmp_path: Path, pki: TestPki, monkeypatch, statement: dict[str, Any], **rule: Any) -> Path:
+def write_policy(tmp_path: Path, pki: LabPki, monkeypatch, statement: dict[str, Any], **rule: Any) -> Path:
     """A Notation trust policy with ``statement`` and an image policy naming it, set as ``[ecr] image_policy``."""
     trust_policy = pki.directory / "trustpolicy.json"
     trust_policy.write_text(
@@ -75,11 +75,15 @@ def write_policy(tmp_path: Path, pki: TestPki, monkeypatch, statement: dict[str,
 
 
 CA_STATEMENT = {"signatureVerification": {"level": "strict"}, "trustStores": ["ca:lab"], "trustedIdentities": ["*"]}
-SIGNER_STATEMENT = {
-    "signatureVerification": {"level": "strict"},
-    "trustStores": ["signingAuthority:lab"],
-    "trustedIdentities": [PROFILE],
-}
+
+
+def signer_statement(profile: str) -> dict[str, Any]:
+    """A trust policy statement trusting one AWS Signer signing profile (and every version of it)."""
+    return {
+        "signatureVerification": {"level": "strict"},
+        "trustStores": ["signingAuthority:lab"],
+        "trustedIdentities": [profile],
+    }
 
 
 def sign(lab, repository: str, digest: str, signer: Any, **kwargs: Any) -> bytes:
@@ -213,7 +217,7 @@ def test_an_unsigned_image_is_refused(lab, aws, image, pki, tmp_path, monkeypatc
 def test_a_signature_by_an_untrusted_identity_is_refused(lab, aws, image, pki, tmp_path, monkeypatch):
     name, repository, digest = image
     sign(lab, repository, digest, pki.authority, **aws_signer(OTHER_PROFILE))
-    write_policy(tmp_path, pki, monkeypatch, SIGNER_STATEMENT)
+    write_policy(tmp_path, pki, monkeypatch, signer_statement(PROFILE))
     sentence = refused(lab, name, digest)
     assert "signature rule failed" in sentence and "none verified" in sentence, sentence
 
@@ -242,12 +246,13 @@ def test_a_tampered_signature_is_refused(lab, aws, image, pki, tmp_path, monkeyp
 
 def test_a_revoked_aws_signer_signature_is_refused_and_a_live_one_runs(lab, aws, image, pki, tmp_path, monkeypatch):
     name, repository, digest = image
-    sign(lab, repository, digest, pki.authority, **aws_signer(PROFILE))
-    write_policy(tmp_path, pki, monkeypatch, SIGNER_STATEMENT)
+    profile = f"{PROFILE}-{uuid.uuid4().hex[:8]}"  # revocations outlive a test in the lab's emulator
+    sign(lab, repository, digest, pki.authority, **aws_signer(profile))
+    write_policy(tmp_path, pki, monkeypatch, signer_statement(profile))
     assert run(lab, name)[XCOM_KEY]["policy"]["signature"]["verified"]
     assert calls(aws, "GetRevocationStatus") >= 1
 
-    aws.revoke_signer(profile_version_arn=f"{PROFILE}/v1")
+    aws.revoke_signer(profile_version_arn=f"{profile}/v1")
     # A new host (an empty cache): revocation is asked again, and refuses.
     monkeypatch.setenv("AIRFLOW__ECR__CACHE_DIR", str(tmp_path / "another-host"))
     sentence = refused(lab, name, digest)
@@ -308,7 +313,7 @@ def test_doctor_shows_the_policy_rule_by_rule(lab, aws, image, pki, tmp_path, mo
     write_policy(tmp_path, pki, monkeypatch, CA_STATEMENT, scan={"failAt": "HIGH"})
     process_state.reset()
     state = doctor.DoctorState(image=name, aws_conn_id=CONN, docker_url=lab.docker_host)
-    results = {r.name: r for r in doctor.run_checks(state, doctor.CHECKS)}
+    results = {r.name: r for r in doctor.run_checks(state, doctor.checks_for(state))}
     scan, signature = results["policy_scan"], results["policy_signature"]
     assert (scan.status, scan.details["digest"], scan.details["status"]) == ("ok", digest, "COMPLETE"), scan
     assert (signature.status, signature.exit_code) == ("fail", EXIT_POLICY), signature

@@ -89,8 +89,6 @@ def test_the_documented_needs() -> None:
         "registry": ("ecr_permission", "docker_daemon"),
         "image": ("registry",),
         "swarm": ("docker_daemon",),
-        "policy_scan": ("ecr_permission",),
-        "policy_signature": ("ecr_permission",),
     }
 
 
@@ -117,12 +115,8 @@ def test_the_documented_order() -> None:
         "registry",
         "image",
         "swarm",
-        "policy_scan",
-        "policy_signature",
     ]
-    assert [c.name for c in doctor.CHECKS if c.needs_image] == [
-        "ecr_permission", "registry", "image", "policy_scan", "policy_signature",
-    ]  # fmt: skip
+    assert [c.name for c in doctor.CHECKS if c.needs_image] == ["ecr_permission", "registry", "image"]
 
 
 def test_an_unexpected_error_fails_the_check_with_its_type_only() -> None:
@@ -472,8 +466,6 @@ def test_cli_stops_at_the_daemon_and_prints_json(tmp_path: Path, capsys: pytest.
         "registry": "skip",
         "image": "skip",
         "swarm": "skip",
-        "policy_scan": "info",  # no [ecr] image_policy: nothing to check
-        "policy_signature": "info",
     }
 
 
@@ -525,8 +517,6 @@ def test_an_ecr_only_endpoint_makes_sts_a_warning_and_the_rest_runs(
         "registry": "skip",
         "image": "skip",
         "swarm": "skip",
-        "policy_scan": "info",  # no [ecr] image_policy: nothing to check
-        "policy_signature": "info",
     }
     assert code == data["exit_code"] == exit_codes.EXIT_DOCKER  # the first failure of what a pull needs
     identity = data["checks"][0]
@@ -794,3 +784,12 @@ def test_the_test_button_mints_no_token_without_an_explicit_existing_aws_conn_id
     assert not ok
     assert said in line, line
     assert "set the connection's aws_conn_id to an existing AWS connection" in line, line
+
+
+def test_the_image_policy_checks_run_only_with_a_policy_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    names = [c.name for c in doctor.checks_for(DoctorState())]
+    assert "policy_scan" not in names and "policy_signature" not in names
+    monkeypatch.setenv("AIRFLOW__ECR__IMAGE_POLICY", str(tmp_path / "image-policy.json"))
+    checks = doctor.checks_for(DoctorState())
+    assert [c.name for c in checks][-2:] == ["policy_scan", "policy_signature"]
+    assert all(c.needs_image and c.needs == ("ecr_permission",) for c in checks[-2:])

@@ -24,7 +24,7 @@ from airflow_ecr.trust.outcome import Verdict
 from airflow_ecr.trust.policy import ImageRule, SignatureRule
 from airflow_ecr.trust.referrers import SignatureArtifact
 from airflow_ecr.trust.scan import ScanReport, ScanRule
-from airflow_ecr_lab.signing import TestPki, cosign_payload, cosign_sign, make_pki, new_key, notation_jws, public_pem
+from airflow_ecr_lab.signing import LabPki, cosign_payload, cosign_sign, make_pki, new_key, notation_jws, public_pem
 
 IMAGE = "123456789012.dkr.ecr.eu-west-1.amazonaws.com/ml/train:2.4"
 NAME = ImageReference.parse(IMAGE)
@@ -57,11 +57,11 @@ class FakePolicyIO:
 
 
 @pytest.fixture
-def pki(tmp_path: Path) -> TestPki:
+def pki(tmp_path: Path) -> LabPki:
     return make_pki(tmp_path)
 
 
-def trust_policy(pki: TestPki, scopes: list[str], level: str = "strict") -> Path:
+def trust_policy(pki: LabPki, scopes: list[str], level: str = "strict") -> Path:
     statement: dict[str, Any] = {"name": "lab", "registryScopes": scopes, "signatureVerification": {"level": level}}
     if level != "skip":
         statement.update(trustStores=["ca:lab"], trustedIdentities=["*"])
@@ -70,18 +70,18 @@ def trust_policy(pki: TestPki, scopes: list[str], level: str = "strict") -> Path
     return path
 
 
-def notation_rule(pki: TestPki, scopes: list[str], level: str = "strict", keys: tuple[str, ...] = ()) -> ImageRule:
+def notation_rule(pki: LabPki, scopes: list[str], level: str = "strict", keys: tuple[str, ...] = ()) -> ImageRule:
     signature = SignatureRule(trust_policy(pki, scopes, level), pki.directory / "truststore", keys)
     return ImageRule("ml-prod", ("*",), None, signature)
 
 
-def notation_signature(pki: TestPki, digest: str) -> SignatureArtifact:
+def notation_signature(pki: LabPki, digest: str) -> SignatureArtifact:
     payload = json.dumps({"targetArtifact": {"mediaType": "application/vnd.oci.image.manifest.v1+json",
                           "digest": digest, "size": 1234}}).encode()  # fmt: skip
     return SignatureArtifact("notation", OTHER, JWS_MEDIA_TYPE, notation_jws(pki.ca, payload), None, "tag-schema")
 
 
-def test_a_signature_of_a_trusted_identity_passes_with_its_facts(pki: TestPki) -> None:
+def test_a_signature_of_a_trusted_identity_passes_with_its_facts(pki: LabPki) -> None:
     io = FakePolicyIO([notation_signature(pki, DIGEST)])
     verdict = check_digest(notation_rule(pki, ["*"]), IMAGE, NAME, DIGEST, io, NOW)
     assert verdict.passed and verdict.refusal() == ""
@@ -94,7 +94,7 @@ def test_a_signature_of_a_trusted_identity_passes_with_its_facts(pki: TestPki) -
     )
 
 
-def test_a_signature_of_another_digest_refuses_in_one_sentence(pki: TestPki) -> None:
+def test_a_signature_of_another_digest_refuses_in_one_sentence(pki: LabPki) -> None:
     io = FakePolicyIO([notation_signature(pki, OTHER)])
     verdict = check_digest(notation_rule(pki, ["*"]), IMAGE, NAME, DIGEST, io, NOW)
     sentence = verdict.refusal()
@@ -105,7 +105,7 @@ def test_a_signature_of_another_digest_refuses_in_one_sentence(pki: TestPki) -> 
     assert error.exit_code == 10 and error.verdict is verdict
 
 
-def test_no_signature_at_all_names_the_formats_configured_and_what_to_do(pki: TestPki) -> None:
+def test_no_signature_at_all_names_the_formats_configured_and_what_to_do(pki: LabPki) -> None:
     key = pki.directory / "cosign.pub"
     key.write_bytes(public_pem(new_key()))
     verdict = check_digest(notation_rule(pki, ["*"], keys=(str(key),)), IMAGE, NAME, DIGEST, FakePolicyIO([]), NOW)
@@ -115,7 +115,7 @@ def test_no_signature_at_all_names_the_formats_configured_and_what_to_do(pki: Te
     assert outcome.fix.startswith(f"sign {DIGEST} with a trusted identity (cosign or notation)")
 
 
-def test_either_format_that_verifies_is_enough(pki: TestPki) -> None:
+def test_either_format_that_verifies_is_enough(pki: LabPki) -> None:
     key = new_key()
     (pki.directory / "cosign.pub").write_bytes(public_pem(key))
     payload = cosign_payload(DIGEST, f"{NAME.host}/{NAME.repository}")
@@ -126,21 +126,21 @@ def test_either_format_that_verifies_is_enough(pki: TestPki) -> None:
     assert verdict.passed and verdict.as_record()["signature"]["format"] == "cosign"
 
 
-def test_a_trust_policy_that_skips_the_scope_asks_the_registry_nothing(pki: TestPki) -> None:
+def test_a_trust_policy_that_skips_the_scope_asks_the_registry_nothing(pki: LabPki) -> None:
     io = FakePolicyIO([])
     verdict = check_digest(notation_rule(pki, ["*"], level="skip"), IMAGE, NAME, DIGEST, io, NOW)
     assert verdict.passed and io.asked == []
     assert verdict.as_record()["signature"]["level"] == "skip"
 
 
-def test_a_trust_policy_that_covers_another_repository_does_not_verify_this_one(pki: TestPki) -> None:
+def test_a_trust_policy_that_covers_another_repository_does_not_verify_this_one(pki: LabPki) -> None:
     rule = notation_rule(pki, [f"{NAME.host}/ml/other"])
     verdict = check_digest(rule, IMAGE, NAME, DIGEST, FakePolicyIO([notation_signature(pki, DIGEST)]), NOW)
     assert not verdict.passed
     assert f"no policy of the Notation trust policy covers {NAME.host}/ml/train" in verdict.refusal()
 
 
-def test_the_scan_rule_comes_first_and_both_failures_are_named(pki: TestPki) -> None:
+def test_the_scan_rule_comes_first_and_both_failures_are_named(pki: LabPki) -> None:
     report = ScanReport(DIGEST, "IN_PROGRESS", waited_seconds=60)
     rule = ImageRule("ml-prod", ("*",), ScanRule(pending_wait_seconds=60), notation_rule(pki, ["*"]).signature)
     verdict = check_digest(rule, IMAGE, NAME, DIGEST, FakePolicyIO([], report), NOW)
@@ -158,7 +158,7 @@ def test_a_verdict_expires_with_its_earliest_outcome() -> None:
     assert verdict.expires_at == 50.0
 
 
-def test_the_xcom_and_the_lineage_facet_carry_the_verdict(pki: TestPki) -> None:
+def test_the_xcom_and_the_lineage_facet_carry_the_verdict(pki: LabPki) -> None:
     pytest.importorskip("airflow.providers.openlineage")  # the facet is the OpenLineage provider's
     from airflow_ecr.images.record import build_record
     from airflow_ecr.lineage import FACET_NAME, image_lineage

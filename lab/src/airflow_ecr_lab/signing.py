@@ -66,7 +66,7 @@ class Signer:
 
 
 @dataclass(frozen=True)
-class TestPki:
+class LabPki:
     """
     The lab's signing PKI and its Notation trust store.
 
@@ -166,7 +166,7 @@ def issue_leaf(
     return Signer(key, (builder.sign(issuer.key, _hash_for(issuer.key)), *issuer.chain))
 
 
-def make_pki(directory: Path, name: str = "lab") -> TestPki:
+def make_pki(directory: Path, name: str = "lab") -> LabPki:
     """A root CA with a code-signing leaf, a signing-authority root with its leaf, and their trust store.
 
     :param directory: where ``truststore/`` is written (a Notation configuration directory).
@@ -174,7 +174,7 @@ def make_pki(directory: Path, name: str = "lab") -> TestPki:
     """
     ca_root = make_root("airflow-ecr lab root CA")
     authority_root = make_root("airflow-ecr lab signing authority root (AWS Signer stand-in)")
-    pki = TestPki(
+    pki = LabPki(
         directory,
         name,
         issue_leaf(ca_root, "lab signer"),

@@ -27,8 +27,8 @@ failure's:
    server (:mod:`.kubernetes`);
 9. ``kubernetes_secret`` (needs 2 and 8): a pull secret made from the token, read back and deleted;
    the registry accepts the credentials read back.
-10. ``policy_scan`` and 11. ``policy_signature`` (need 2): the image policy (``[ecr] image_policy``)
-   on the digest the tag points to now, rule by rule (:mod:`.policy`).
+10. ``policy_scan`` and 11. ``policy_signature`` (need 2; only when ``[ecr] image_policy`` is set):
+   the image policy on the digest the tag points to now, rule by rule (:mod:`.policy`).
 
 Without an image, the checks that need one (2, 5, 6, 9) are skipped.
 
@@ -104,12 +104,18 @@ __all__ = [
 
 # Every module's CHECKS (each in its own order), the AWS side first, then this host, then the
 # Docker side: each side's answers explain the next one's failures.
-CHECKS: tuple[Check, ...] = (*aws.CHECKS, *cache.CHECKS, *docker.CHECKS, *policy.CHECKS)
+CHECKS: tuple[Check, ...] = (*aws.CHECKS, *cache.CHECKS, *docker.CHECKS)
 
 
 def checks_for(state: DoctorState) -> tuple[Check, ...]:
-    """The checks to run: :data:`CHECKS`, and the Kubernetes ones when a namespace is given."""
-    return (*CHECKS, *kubernetes.CHECKS) if state.namespace else CHECKS
+    """
+    The checks to run: :data:`CHECKS`, the Kubernetes ones when a namespace is given, and the image
+    policy's when ``[ecr] image_policy`` names a policy file.
+    """
+    from airflow_ecr.settings import ecr_settings
+
+    found = (*CHECKS, *kubernetes.CHECKS) if state.namespace else CHECKS
+    return (*found, *policy.CHECKS) if ecr_settings().image_policy else found
 
 
 def run_checks(state: DoctorState, checks: Sequence[Check] = CHECKS, reraise: bool = False) -> list[CheckResult]:
