@@ -10,8 +10,6 @@ never from the host's verdict cache: doctor shows what a cold task would find.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-
 from airflow_ecr import exit_codes
 from airflow_ecr.doctor.results import Check, CheckId, CheckResult, DoctorState, result
 from airflow_ecr.exceptions import EcrError
@@ -54,8 +52,6 @@ def _verdict(state: DoctorState) -> Verdict | CheckResult | None:
     if "verdict" in state.policy:
         return state.policy["verdict"]
     from airflow_ecr.hooks.docker import EcrDockerHook
-    from airflow_ecr.hooks.policy_io import HookPolicyIO
-    from airflow_ecr.trust.check import check_digest
 
     image, reference = state.image or "", state.reference
     found: Verdict | CheckResult | None = None
@@ -64,8 +60,7 @@ def _verdict(state: DoctorState) -> Verdict | CheckResult | None:
         rule = hook.image_rule(image, None, "doctor")
         if rule is not None and reference is not None:
             digest = reference.digest or hook.resolve_manifest(image).digest
-            io = HookPolicyIO(hook.token_source, state.require_registry(), hook.registry_auth)
-            found = check_digest(rule, image, reference, digest, io, datetime.now(timezone.utc))
+            found = hook.verdict_now(rule, image, digest)
     except EcrError as err:
         found = result(POLICY_SCAN, "fail", str(err), exit_code=err.exit_code)
     state.policy["verdict"] = found

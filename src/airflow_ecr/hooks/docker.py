@@ -6,6 +6,7 @@ import contextlib
 import json
 import logging
 import os
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -514,21 +515,13 @@ class EcrDockerHook(DockerHook):
         :param digest: the manifest digest that will be pulled and run.
         :raises EcrImagePolicyError: the policy refuses it, one sentence naming the rule that failed.
         """
-        from airflow_ecr.hooks.policy_io import HookPolicyIO
-        from airflow_ecr.trust.check import check_digest
         from airflow_ecr.trust.verdicts import VerdictCache
 
-        name = ImageReference.parse(image)
         cache = VerdictCache.for_settings(ecr_settings())
-        now = datetime.now(timezone.utc)
         fingerprint = rule.fingerprint  # hashes the trust store's files: once per check
-        verdict = cache.get(digest, fingerprint, now.timestamp(), image=image) if cache is not None else None
+        verdict = cache.get(digest, fingerprint, time.time(), image=image) if cache is not None else None
         if verdict is None:
-            registry = next((r for r in self.settings.registries if r.host == name.host), None)
-            if registry is None:
-                raise self._not_ours(image)
-            io = HookPolicyIO(self.token_source, registry, self.registry_auth)
-            verdict = check_digest(rule, image, name, digest, io, now)
+            verdict = self.verdict_now(rule, image, digest)
             if cache is not None and verdict.passed:
                 cache.put(verdict, fingerprint)
         cached = " (cached verdict)" if verdict.cached else ""
@@ -540,6 +533,25 @@ class EcrDockerHook(DockerHook):
         if not verdict.passed:
             raise EcrImagePolicyError(verdict.refusal(), verdict=verdict)
         return verdict
+
+    def verdict_now(self, rule: ImageRule, image: str, digest: str) -> Verdict:
+        """
+        ``rule`` checked on ``digest`` now, asking AWS and the registry (never the verdict cache);
+        what it finds, refusing or not. Doctor shows it; :meth:`check_image_policy` acts on it.
+
+        :param rule: the effective rule (:meth:`image_rule`).
+        :param image: the image as it is pulled (in this hook's registries).
+        :param digest: the manifest digest that will be pulled and run.
+        """
+        from airflow_ecr.hooks.policy_io import HookPolicyIO
+        from airflow_ecr.trust.check import check_digest
+
+        name = ImageReference.parse(image)
+        registry = next((r for r in self.settings.registries if r.host == name.host), None)
+        if registry is None:
+            raise self._not_ours(image)
+        io = HookPolicyIO(self.token_source, registry, self.registry_auth)
+        return check_digest(rule, image, name, digest, io, datetime.now(timezone.utc))
 
     def _not_ours(self, image: str) -> EcrConfigurationError:
         return EcrConfigurationError(

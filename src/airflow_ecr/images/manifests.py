@@ -74,8 +74,7 @@ def fetch_manifest(session: Any, name: ImageReference, auth: Mapping[str, str], 
     :raises EcrRegistryUnavailableError: unreachable, 5xx, or an answer no registry gives.
     """
     url = f"https://{name.host}/v2/{name.repository}/manifests/{name.manifest_reference}"
-    credentials = base64.b64encode(f"{auth['username']}:{auth['password']}".encode()).decode()
-    headers = {"Accept": ACCEPT, "Authorization": f"Basic {credentials}"}
+    headers = {"Accept": ACCEPT, "Authorization": basic_authorization(auth)}
     response = _send(session, "HEAD", url, headers, name, timeout)
     digest = response.headers.get("Docker-Content-Digest", "")
     media_type = _media_type(response)
@@ -93,6 +92,15 @@ def fetch_manifest(session: Any, name: ImageReference, auth: Mapping[str, str], 
     media_type = str(document.get("mediaType") or media_type or DOCKER_MANIFEST)
     platforms = _platforms(body, name) if media_type in INDEX_TYPES else {}
     return Manifest(digest, media_type, platforms, requests=2)
+
+
+def basic_authorization(auth: Mapping[str, str]) -> str:
+    """The ``Authorization`` header ECR's registry takes: Basic, from a docker auth config.
+
+    :param auth: the registry's docker auth config (``username``, ``password``).
+    """
+    credentials = base64.b64encode(f"{auth['username']}:{auth['password']}".encode()).decode()
+    return f"Basic {credentials}"
 
 
 def _send(session: Any, method: str, url: str, headers: dict[str, str], name: ImageReference, timeout: float) -> Any:

@@ -19,7 +19,6 @@ must still match the digest.
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 from collections.abc import Collection, Iterable, Mapping
@@ -28,7 +27,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 from airflow_ecr.exceptions import EcrConfigurationError, EcrPullError, EcrRegistryUnavailableError
-from airflow_ecr.images.manifests import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, TIMEOUT
+from airflow_ecr.images.manifests import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, TIMEOUT, basic_authorization
 from airflow_ecr.images.reference import is_digest
 from airflow_ecr.registry import ImageReference
 from airflow_ecr.trust.cosign import ARTIFACT_TYPE as COSIGN_ARTIFACT_TYPE
@@ -136,8 +135,7 @@ class _Registry:
         self.session = session
         self.name = name
         self.timeout = timeout
-        credentials = base64.b64encode(f"{auth['username']}:{auth['password']}".encode()).decode()
-        self.authorization = f"Basic {credentials}"
+        self.authorization = basic_authorization(auth)
         self.base = f"https://{name.host}/v2/{name.repository}"
         self.requests = 0
 
